@@ -1,0 +1,611 @@
+//! Exponential back-off with jitter, an injectable sleeper, and a deadline-bounded retry loop.
+//!
+//! [`Backoff`] is a small `Copy` policy. [`Backoff::build`] turns it into a [`BackoffIter`], an
+//! `Iterator<Item = Duration>` that yields the delay before each retry and `None` when the policy
+//! says "give up" (attempts or elapsed time exhausted).
+//!
+//! [`retry`] runs an async operation under a policy with a total deadline: every attempt gets a
+//! timeout clamped to the time that remains, and no sleep is started that would end past the
+//! deadline, so the deadline is never overshot by more than one attempt's timeout (in practice
+//! by scheduling noise only).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+
+/// How random noise is added to each exponential delay.
+///
+/// With `ceiling = min(cap, base * factor^n)` for the `n`-th retry (0-based):
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Jitter {
+    /// `random(0, ceiling)`: the AWS "full jitter". Spreads a herd of clients best.
+    #[default]
+    Full,
+    /// `ceiling / 2 + random(0, ceiling / 2)`: never shorter than half the ceiling.
+    Equal,
+    /// Exactly `ceiling`: deterministic, for tests and tools that want a fixed cadence.
+    None,
+}
+
+/// An exponential back-off policy.
+///
+/// The delay before the `n`-th retry (0-based) is drawn from `ceiling = min(cap, base *
+/// factor^n)` according to [`Jitter`]. The policy gives up after `max_attempts` attempts in
+/// total (the first one included) or when `max_elapsed` has passed since the iterator was built.
+///
+/// # Default
+///
+/// - `base`: 50 ms
+/// - `cap`: 5 s
+/// - `factor`: 2.0
+/// - `max_attempts`: unlimited (`None`)
+/// - `max_elapsed`: unlimited (`None`)
+/// - `jitter`: [`Jitter::Full`]
+/// - `seed`: `None` (seeded from the operating system)
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use pgsteady::{Backoff, Jitter};
+///
+/// let policy = Backoff::new()
+///     .with_base(Duration::from_millis(100))
+///     .with_cap(Duration::from_secs(1))
+///     .with_jitter(Jitter::None)
+///     .with_max_attempts(4);
+/// let delays: Vec<_> = policy.iter().collect();
+/// // 4 attempts means 3 delays between them.
+/// assert_eq!(delays, [100, 200, 400].map(Duration::from_millis));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    base: Duration,
+    cap: Duration,
+    factor: f64,
+    max_attempts: Option<u32>,
+    max_elapsed: Option<Duration>,
+    jitter: Jitter,
+    seed: Option<u64>,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Backoff {
+    /// The default policy (see [`Backoff`]'s `# Default` list).
+    pub const fn new() -> Self {
+        Self {
+            base: Duration::from_millis(50),
+            cap: Duration::from_secs(5),
+            factor: 2.0,
+            max_attempts: None,
+            max_elapsed: None,
+            jitter: Jitter::Full,
+            seed: None,
+        }
+    }
+
+    /// The policy `pgsteady wait` uses against a starting server: a short cap so the first
+    /// success comes soon after the server is ready, and equal jitter so the cadence never
+    /// exceeds ~30 attempts per second (delays 20-40 ms once ramped up).
+    ///
+    /// `base` 25 ms, `cap` 40 ms, `factor` 2, [`Jitter::Equal`], no limits.
+    pub const fn polling() -> Self {
+        Self::new()
+            .with_base(Duration::from_millis(25))
+            .with_cap(Duration::from_millis(40))
+            .with_jitter(Jitter::Equal)
+    }
+
+    /// Sets the first delay's ceiling.
+    #[must_use]
+    pub const fn with_base(mut self, base: Duration) -> Self {
+        self.base = base;
+        self
+    }
+
+    /// Sets the largest delay.
+    #[must_use]
+    pub const fn with_cap(mut self, cap: Duration) -> Self {
+        self.cap = cap;
+        self
+    }
+
+    /// Sets the growth factor (values below 1.0 are treated as 1.0).
+    #[must_use]
+    pub const fn with_factor(mut self, factor: f64) -> Self {
+        self.factor = factor;
+        self
+    }
+
+    /// Gives up after `attempts` attempts in total (the first attempt included).
+    #[must_use]
+    pub const fn with_max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Removes the attempt limit.
+    #[must_use]
+    pub const fn without_max_attempts(mut self) -> Self {
+        self.max_attempts = None;
+        self
+    }
+
+    /// Gives up once `elapsed` has passed: no delay is returned that would end past it.
+    #[must_use]
+    pub const fn with_max_elapsed(mut self, elapsed: Duration) -> Self {
+        self.max_elapsed = Some(elapsed);
+        self
+    }
+
+    /// Removes the elapsed-time limit.
+    #[must_use]
+    pub const fn without_max_elapsed(mut self) -> Self {
+        self.max_elapsed = None;
+        self
+    }
+
+    /// Sets the jitter mode.
+    #[must_use]
+    pub const fn with_jitter(mut self, jitter: Jitter) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
+    /// Seeds the jitter so the delay sequence is repeatable.
+    #[must_use]
+    pub const fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    /// The elapsed-time limit, if any.
+    pub const fn max_elapsed(&self) -> Option<Duration> {
+        self.max_elapsed
+    }
+
+    /// The attempt limit, if any.
+    pub const fn max_attempts(&self) -> Option<u32> {
+        self.max_attempts
+    }
+
+    /// The largest delay.
+    pub const fn cap(&self) -> Duration {
+        self.cap
+    }
+
+    /// Starts a delay sequence; its elapsed-time clock starts now.
+    pub fn build(&self) -> BackoffIter {
+        let rng = match self.seed {
+            Some(seed) => SmallRng::seed_from_u64(seed),
+            None => rand::make_rng(),
+        };
+        BackoffIter {
+            policy: *self,
+            retries: 0,
+            rng,
+            start: std::time::Instant::now(),
+        }
+    }
+
+    /// Same as [`build`](Self::build).
+    pub fn iter(&self) -> BackoffIter {
+        self.build()
+    }
+
+    /// The ceiling for the `n`-th retry (0-based): `min(cap, base * factor^n)`.
+    pub fn ceiling(&self, n: u32) -> Duration {
+        let factor = if self.factor.is_finite() && self.factor > 1.0 {
+            self.factor
+        } else {
+            1.0
+        };
+        let exp = factor.powi(n.min(i32::MAX as u32) as i32);
+        let secs = self.base.as_secs_f64() * exp;
+        if !secs.is_finite() || secs >= self.cap.as_secs_f64() {
+            self.cap
+        } else {
+            Duration::from_secs_f64(secs).min(self.cap)
+        }
+    }
+}
+
+impl IntoIterator for Backoff {
+    type Item = Duration;
+    type IntoIter = BackoffIter;
+
+    fn into_iter(self) -> BackoffIter {
+        self.build()
+    }
+}
+
+/// The delay sequence of a [`Backoff`]; `None` means give up.
+#[derive(Clone)]
+pub struct BackoffIter {
+    policy: Backoff,
+    retries: u32,
+    rng: SmallRng,
+    start: std::time::Instant,
+}
+
+impl fmt::Debug for BackoffIter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BackoffIter")
+            .field("policy", &self.policy)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BackoffIter {
+    /// The next delay given the time elapsed so far (measured by the caller's clock), or `None`
+    /// when the policy gives up. [`Iterator::next`] calls this with the wall clock since
+    /// [`Backoff::build`]; tests and [`retry`] pass their own clock.
+    pub fn next_at(&mut self, elapsed: Duration) -> Option<Duration> {
+        if let Some(max) = self.policy.max_attempts {
+            // `retries` delays have been handed out, so `retries + 1` attempts were made.
+            if self.retries.saturating_add(1) >= max {
+                return None;
+            }
+        }
+        let ceiling = self.policy.ceiling(self.retries);
+        let delay = match self.policy.jitter {
+            Jitter::None => ceiling,
+            Jitter::Full => random_up_to(&mut self.rng, ceiling),
+            Jitter::Equal => ceiling / 2 + random_up_to(&mut self.rng, ceiling - ceiling / 2),
+        };
+        if let Some(max) = self.policy.max_elapsed {
+            if elapsed.saturating_add(delay) >= max {
+                return None;
+            }
+        }
+        self.retries += 1;
+        Some(delay)
+    }
+
+    /// How many delays this sequence has handed out.
+    pub fn retries(&self) -> u32 {
+        self.retries
+    }
+}
+
+fn random_up_to(rng: &mut SmallRng, max: Duration) -> Duration {
+    let nanos = u64::try_from(max.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rng.random_range(0..=nanos))
+}
+
+impl Iterator for BackoffIter {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let elapsed = self.start.elapsed();
+        self.next_at(elapsed)
+    }
+}
+
+/// A boxed future returned by a [`Sleeper`].
+pub type SleepFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// Something that waits: [`TokioSleeper`] in production, a recording fake in tests.
+pub trait Sleeper: Send + Sync {
+    /// Waits for `duration`.
+    fn sleep(&self, duration: Duration) -> SleepFuture;
+}
+
+/// The default [`Sleeper`]: `tokio::time::sleep` (so tokio's paused clock applies in tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioSleeper;
+
+impl Sleeper for TokioSleeper {
+    fn sleep(&self, duration: Duration) -> SleepFuture {
+        Box::pin(tokio::time::sleep(duration))
+    }
+}
+
+/// What one attempt of [`retry`] is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attempt {
+    /// 1 for the first attempt.
+    pub number: u32,
+    /// The timeout this attempt runs under (the per-attempt timeout clamped to the time left).
+    pub timeout: Duration,
+    /// Time since the retry loop started.
+    pub elapsed: Duration,
+}
+
+/// What the caller of [`retry`] decides about a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Try again after the next back-off delay.
+    Retry,
+    /// Stop now and return the error.
+    Stop,
+}
+
+/// Why [`retry`] gave up.
+#[derive(Debug)]
+pub struct RetryError<E> {
+    /// The last error seen; `None` if the last attempt timed out.
+    pub last: Option<E>,
+    /// Whether the caller's classifier said stop (a permanent error) rather than the policy
+    /// running out.
+    pub stopped: bool,
+    /// Whether the last attempt hit its timeout.
+    pub last_timed_out: bool,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Time spent in the retry loop.
+    pub elapsed: Duration,
+}
+
+/// Runs `op` under `policy`, retrying failures that `decide` allows.
+///
+/// Every attempt runs under `attempt_timeout` clamped to the time left before `max_elapsed`
+/// (when the policy has one), and no delay is slept that would end past the deadline. A timed
+/// out attempt is retried like a retryable error. `on_retry` is called with the failed attempt,
+/// its error (`None` for a timeout) and the delay about to be slept: use it for logging.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use std::time::Duration;
+/// use pgsteady::backoff::{retry, Backoff, Decision, Jitter, TokioSleeper};
+///
+/// let policy = Backoff::new().with_base(Duration::from_millis(1)).with_jitter(Jitter::None);
+/// let mut calls = 0;
+/// let out = retry(
+///     &policy,
+///     &TokioSleeper,
+///     Duration::from_secs(1),
+///     |_attempt| { calls += 1; let n = calls; async move { if n < 3 { Err("not yet") } else { Ok(n) } } },
+///     |_err: &&str| Decision::Retry,
+///     |_attempt, _err, _delay| {},
+/// ).await;
+/// assert_eq!(out.unwrap(), 3);
+/// # }
+/// ```
+pub async fn retry<T, E, Fut>(
+    policy: &Backoff,
+    sleeper: &dyn Sleeper,
+    attempt_timeout: Duration,
+    mut op: impl FnMut(Attempt) -> Fut,
+    mut decide: impl FnMut(&E) -> Decision,
+    mut on_retry: impl FnMut(&Attempt, Option<&E>, Duration),
+) -> Result<T, RetryError<E>>
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    let start = tokio::time::Instant::now();
+    let mut delays = policy.build();
+    let mut number = 0u32;
+    loop {
+        number += 1;
+        let elapsed = start.elapsed();
+        let timeout = match policy.max_elapsed {
+            Some(max) => attempt_timeout.min(max.saturating_sub(elapsed)),
+            None => attempt_timeout,
+        };
+        let attempt = Attempt {
+            number,
+            timeout,
+            elapsed,
+        };
+        let (err, timed_out) = match tokio::time::timeout(timeout, op(attempt)).await {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(err)) => {
+                if decide(&err) == Decision::Stop {
+                    return Err(RetryError {
+                        last: Some(err),
+                        stopped: true,
+                        last_timed_out: false,
+                        attempts: number,
+                        elapsed: start.elapsed(),
+                    });
+                }
+                (Some(err), false)
+            }
+            Err(_elapsed) => (None, true),
+        };
+        match delays.next_at(start.elapsed()) {
+            Some(delay) => {
+                on_retry(&attempt, err.as_ref(), delay);
+                sleeper.sleep(delay).await;
+            }
+            None => {
+                return Err(RetryError {
+                    last: err,
+                    stopped: false,
+                    last_timed_out: timed_out,
+                    attempts: number,
+                    elapsed: start.elapsed(),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+
+    #[test]
+    fn no_jitter_doubles_up_to_cap() {
+        let policy = Backoff::new()
+            .with_base(MS(10))
+            .with_cap(MS(50))
+            .with_jitter(Jitter::None)
+            .with_max_attempts(7);
+        let got: Vec<_> = policy.iter().collect();
+        assert_eq!(got, [10, 20, 40, 50, 50, 50].map(MS));
+    }
+
+    #[test]
+    fn max_attempts_one_means_no_retry() {
+        assert_eq!(Backoff::new().with_max_attempts(1).iter().next(), None);
+        assert_eq!(Backoff::new().with_max_attempts(0).iter().next(), None);
+    }
+
+    #[test]
+    fn seeded_full_jitter_is_repeatable_and_bounded() {
+        let policy = Backoff::new()
+            .with_base(MS(10))
+            .with_cap(MS(80))
+            .with_seed(42)
+            .with_max_attempts(20);
+        let a: Vec<_> = policy.iter().collect();
+        let b: Vec<_> = policy.iter().collect();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 19);
+        for (n, d) in a.iter().enumerate() {
+            assert!(*d <= policy.ceiling(n as u32), "retry {n}: {d:?}");
+        }
+        // Not all equal to the ceiling: jitter really happens.
+        assert!(a.iter().enumerate().any(|(n, d)| *d < policy.ceiling(n as u32)));
+        let other: Vec<_> = policy.with_seed(43).iter().collect();
+        assert_ne!(a, other);
+    }
+
+    #[test]
+    fn equal_jitter_stays_in_upper_half() {
+        let policy = Backoff::polling().with_seed(7).with_max_attempts(1000);
+        for (n, d) in policy.iter().enumerate() {
+            let c = policy.ceiling(n as u32);
+            assert!(d >= c / 2 && d <= c, "retry {n}: {d:?} not in [{:?}, {c:?}]", c / 2);
+        }
+    }
+
+    #[test]
+    fn polling_policy_stays_under_thirty_per_second() {
+        // The mean steady-state delay must be >= 33.3 ms for <= 30 attempts/s even if an
+        // attempt took no time at all. Delays are uniform in [20, 40] ms: mean 30 ms, plus the
+        // attempt itself. Check the sum over 1000 seeded delays stays above 29 ms mean and every
+        // delay stays <= 40 ms so the latency after the server is ready stays short.
+        let delays: Vec<_> = Backoff::polling().with_seed(1).iter().take(1000).collect();
+        let mean = delays.iter().sum::<Duration>() / 1000;
+        assert!(mean >= MS(29), "{mean:?}");
+        assert!(delays.iter().all(|d| *d <= MS(40)));
+    }
+
+    #[test]
+    fn elapsed_limit_refuses_delays_past_deadline() {
+        let mut it = Backoff::new()
+            .with_base(MS(100))
+            .with_jitter(Jitter::None)
+            .with_max_elapsed(MS(1000))
+            .build();
+        assert_eq!(it.next_at(MS(0)), Some(MS(100)));
+        // 850 + 200 ms would end past the deadline.
+        assert_eq!(it.next_at(MS(850)), None);
+        assert_eq!(it.next_at(MS(700)), Some(MS(200)));
+    }
+
+    #[test]
+    fn ceiling_survives_huge_exponents() {
+        let p = Backoff::new().with_cap(MS(5)).with_factor(10.0);
+        assert_eq!(p.ceiling(10_000), MS(5));
+        let p = Backoff::new().with_factor(f64::NAN).with_jitter(Jitter::None);
+        assert_eq!(p.ceiling(5), p.ceiling(0));
+    }
+
+    #[derive(Default, Clone)]
+    struct Recorder(Arc<Mutex<Vec<Duration>>>);
+
+    impl Sleeper for Recorder {
+        fn sleep(&self, d: Duration) -> SleepFuture {
+            self.0.lock().unwrap().push(d);
+            Box::pin(async {})
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_sleeps_exact_sequence() {
+        let rec = Recorder::default();
+        let policy = Backoff::new()
+            .with_base(MS(10))
+            .with_jitter(Jitter::None)
+            .with_max_attempts(4);
+        let mut logged = Vec::new();
+        let out: Result<(), _> = retry(
+            &policy,
+            &rec,
+            MS(100),
+            |_| async { Err::<(), _>("refused") },
+            |_| Decision::Retry,
+            |a, e, d| logged.push((a.number, e.copied(), d)),
+        )
+        .await;
+        let err = out.unwrap_err();
+        assert_eq!(err.attempts, 4);
+        assert!(!err.stopped);
+        assert_eq!(err.last, Some("refused"));
+        assert_eq!(*rec.0.lock().unwrap(), [10, 20, 40].map(MS));
+        assert_eq!(logged[2], (3, Some("refused"), MS(40)));
+    }
+
+    #[tokio::test]
+    async fn retry_stops_on_permanent_error_without_sleeping() {
+        let rec = Recorder::default();
+        let out: Result<(), _> = retry(
+            &Backoff::new(),
+            &rec,
+            MS(100),
+            |_| async { Err::<(), _>("bad password") },
+            |_| Decision::Stop,
+            |_, _, _| {},
+        )
+        .await;
+        let err = out.unwrap_err();
+        assert!(err.stopped);
+        assert_eq!(err.attempts, 1);
+        assert!(rec.0.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retry_deadline_clamps_attempt_timeout() {
+        // Every attempt hangs. Per-attempt timeout 300 ms, deadline 1 s: the attempts must be
+        // cut so the loop ends at the deadline, not at 1 s + 300 ms.
+        let policy = Backoff::new()
+            .with_base(MS(50))
+            .with_jitter(Jitter::None)
+            .with_max_elapsed(Duration::from_secs(1));
+        let start = tokio::time::Instant::now();
+        let mut timeouts = Vec::new();
+        let out: Result<(), RetryError<()>> = retry(
+            &policy,
+            &TokioSleeper,
+            MS(300),
+            |a| {
+                timeouts.push(a.timeout);
+                std::future::pending()
+            },
+            |_| Decision::Retry,
+            |_, _, _| {},
+        )
+        .await;
+        let err = out.unwrap_err();
+        assert!(err.last_timed_out);
+        assert!(err.last.is_none());
+        let took = start.elapsed();
+        assert!(took <= Duration::from_secs(1), "{took:?}");
+        // 0-300 attempt, 50 delay, 350-650 attempt, 100 delay, 750-1000 (clamped to 250).
+        assert_eq!(timeouts, [MS(300), MS(300), MS(250)]);
+        assert_eq!(err.attempts, 3);
+    }
+}
