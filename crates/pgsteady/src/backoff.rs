@@ -264,10 +264,10 @@ impl BackoffIter {
             Jitter::Full => random_up_to(&mut self.rng, ceiling),
             Jitter::Equal => ceiling / 2 + random_up_to(&mut self.rng, ceiling - ceiling / 2),
         };
-        if let Some(max) = self.policy.max_elapsed {
-            if elapsed.saturating_add(delay) >= max {
-                return None;
-            }
+        if let Some(max) = self.policy.max_elapsed
+            && elapsed.saturating_add(delay) >= max
+        {
+            return None;
         }
         self.retries += 1;
         Some(delay)
@@ -477,7 +477,11 @@ mod tests {
             assert!(*d <= policy.ceiling(n as u32), "retry {n}: {d:?}");
         }
         // Not all equal to the ceiling: jitter really happens.
-        assert!(a.iter().enumerate().any(|(n, d)| *d < policy.ceiling(n as u32)));
+        assert!(
+            a.iter()
+                .enumerate()
+                .any(|(n, d)| *d < policy.ceiling(n as u32))
+        );
         let other: Vec<_> = policy.with_seed(43).iter().collect();
         assert_ne!(a, other);
     }
@@ -487,7 +491,11 @@ mod tests {
         let policy = Backoff::polling().with_seed(7).with_max_attempts(1000);
         for (n, d) in policy.iter().enumerate() {
             let c = policy.ceiling(n as u32);
-            assert!(d >= c / 2 && d <= c, "retry {n}: {d:?} not in [{:?}, {c:?}]", c / 2);
+            assert!(
+                d >= c / 2 && d <= c,
+                "retry {n}: {d:?} not in [{:?}, {c:?}]",
+                c / 2
+            );
         }
     }
 
@@ -520,7 +528,9 @@ mod tests {
     fn ceiling_survives_huge_exponents() {
         let p = Backoff::new().with_cap(MS(5)).with_factor(10.0);
         assert_eq!(p.ceiling(10_000), MS(5));
-        let p = Backoff::new().with_factor(f64::NAN).with_jitter(Jitter::None);
+        let p = Backoff::new()
+            .with_factor(f64::NAN)
+            .with_jitter(Jitter::None);
         assert_eq!(p.ceiling(5), p.ceiling(0));
     }
 

@@ -8,5 +8,13 @@
 )]
 
 pub mod backoff;
+pub mod classify;
+mod error;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
+pub use classify::{Action, Classification, FailFastClass, Reason};
+pub use error::{Error, ErrorKind, HostFailure};
+pub use tokio_postgres::error::SqlState;
+
+/// `Result<T, pgsteady::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

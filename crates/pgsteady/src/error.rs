@@ -1,0 +1,444 @@
+//! The crate's error type: opaque [`Error`] with a [`#[non_exhaustive]`](ErrorKind) kind and
+//! query methods.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use tokio_postgres::error::SqlState;
+
+use crate::classify::{self, Action, Reason};
+
+/// What kind of failure an [`Error`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The configuration or input is invalid (bad URL, unknown option, nonsense timeout).
+    Config,
+    /// Could not establish a session (network, server not ready, too many connections...).
+    Connect,
+    /// An operation or the whole deadline timed out.
+    Timeout,
+    /// The server rejected the credentials or the role (28P01, 28000).
+    Auth,
+    /// The database does not exist (3D000).
+    MissingDatabase,
+    /// TLS negotiation or certificate verification failed.
+    Tls,
+    /// The connection is closed.
+    Closed,
+    /// The server returned an error for a statement.
+    Db,
+    /// The connection was lost while COMMIT was in flight and the outcome could not be
+    /// resolved: the transaction may or may not have committed. Never replay it blindly.
+    CommitOutcomeUnknown,
+    /// The pool is closed.
+    PoolClosed,
+}
+
+impl ErrorKind {
+    /// A stable snake_case name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Config => "config",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Auth => "auth",
+            ErrorKind::MissingDatabase => "missing_database",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Closed => "closed",
+            ErrorKind::Db => "db",
+            ErrorKind::CommitOutcomeUnknown => "commit_outcome_unknown",
+            ErrorKind::PoolClosed => "pool_closed",
+        }
+    }
+
+    /// The kind that best describes a classification reason.
+    pub const fn from_reason(reason: Reason) -> Self {
+        match reason {
+            Reason::TimedOut => ErrorKind::Timeout,
+            Reason::InvalidPassword | Reason::InvalidAuthorization => ErrorKind::Auth,
+            Reason::MissingDatabase => ErrorKind::MissingDatabase,
+            Reason::Tls => ErrorKind::Tls,
+            Reason::Config | Reason::UndefinedObject => ErrorKind::Config,
+            Reason::Closed => ErrorKind::Closed,
+            Reason::SerializationFailure
+            | Reason::Deadlock
+            | Reason::QueryCanceled
+            | Reason::Db => ErrorKind::Db,
+            _ => ErrorKind::Connect,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One host's failure inside a connect error that tried several hosts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFailure {
+    /// `host:port` or the Unix socket path (never contains credentials).
+    pub host: String,
+    /// The classification reason.
+    pub reason: Reason,
+    /// The error's message (never contains a password: see the crate docs).
+    pub message: String,
+}
+
+impl fmt::Display for HostFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.host, self.message)
+    }
+}
+
+type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// The error type of this crate.
+///
+/// Opaque: ask it with [`kind`](Self::kind), [`reason`](Self::reason),
+/// [`is_transient`](Self::is_transient), [`is_timeout`](Self::is_timeout),
+/// [`code`](Self::code), [`hosts`](Self::hosts). Its `Display` never contains a password.
+pub struct Error(Box<Inner>);
+
+struct Inner {
+    kind: ErrorKind,
+    reason: Option<Reason>,
+    message: String,
+    source: Option<BoxError>,
+    hosts: Vec<HostFailure>,
+    attempts: u32,
+    elapsed: Option<Duration>,
+}
+
+impl Error {
+    /// A new error of `kind` with a lowercase message.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error(Box::new(Inner {
+            kind,
+            reason: None,
+            message: message.into(),
+            source: None,
+            hosts: Vec::new(),
+            attempts: 0,
+            elapsed: None,
+        }))
+    }
+
+    /// A configuration error naming the bad part.
+    pub fn config(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Config, message).with_reason(Reason::Config)
+    }
+
+    /// Wraps a tokio-postgres error seen while `context` (e.g. "connecting"), classified for the
+    /// connect phase.
+    pub fn from_pg(err: tokio_postgres::Error, context: &str) -> Self {
+        let reason = classify::reason_of(&err);
+        Self::new(ErrorKind::from_reason(reason), context)
+            .with_reason(reason)
+            .with_source(err)
+    }
+
+    /// Wraps an I/O error seen while `context`.
+    pub fn from_io(err: std::io::Error, context: &str) -> Self {
+        let reason = classify::reason_of(&err);
+        Self::new(ErrorKind::from_reason(reason), context)
+            .with_reason(reason)
+            .with_source(err)
+    }
+
+    /// Sets the classification reason.
+    #[must_use]
+    pub fn with_reason(mut self, reason: Reason) -> Self {
+        self.0.reason = Some(reason);
+        self
+    }
+
+    /// Sets the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+        self.0.source = Some(Box::new(source));
+        self
+    }
+
+    /// Records the per-host failures of a multi-host attempt.
+    #[must_use]
+    pub fn with_hosts(mut self, hosts: Vec<HostFailure>) -> Self {
+        self.0.hosts = hosts;
+        self
+    }
+
+    /// Records how many attempts were made and for how long, once retries ran out.
+    #[must_use]
+    pub fn with_attempts(mut self, attempts: u32, elapsed: Duration) -> Self {
+        self.0.attempts = attempts;
+        self.0.elapsed = Some(elapsed);
+        self
+    }
+
+    /// Changes the kind (e.g. to [`ErrorKind::Timeout`] when a deadline ran out while the last
+    /// attempt failed for another reason).
+    #[must_use]
+    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.0.kind = kind;
+        self
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// The classification reason, when known.
+    pub fn reason(&self) -> Option<Reason> {
+        self.0.reason
+    }
+
+    /// The message without the cause.
+    pub fn message(&self) -> &str {
+        &self.0.message
+    }
+
+    /// Whether retrying (later, on a fresh connection) may succeed: the connect-phase
+    /// classification says [`Action::Retry`], or the deadline ran out.
+    pub fn is_transient(&self) -> bool {
+        match self.0.kind {
+            ErrorKind::Timeout | ErrorKind::Closed | ErrorKind::Connect => true,
+            ErrorKind::Db => classify::query(self).action == Action::Retry,
+            _ => false,
+        }
+    }
+
+    /// Whether this is a timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.0.kind == ErrorKind::Timeout
+    }
+
+    /// Whether the connection is closed.
+    pub fn is_closed(&self) -> bool {
+        self.0.kind == ErrorKind::Closed
+    }
+
+    /// The SQLSTATE, if the server sent one.
+    pub fn code(&self) -> Option<&SqlState> {
+        self.0
+            .source
+            .as_deref()
+            .and_then(|s| classify::sqlstate(s as &(dyn StdError + 'static)))
+    }
+
+    /// Each host tried, in order, with why it failed (empty for single-step errors).
+    pub fn hosts(&self) -> &[HostFailure] {
+        &self.0.hosts
+    }
+
+    /// Attempts made before giving up (0 when not from a retry loop).
+    pub fn attempts(&self) -> u32 {
+        self.0.attempts
+    }
+
+    /// Time spent before giving up, when from a retry loop.
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.0.elapsed
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.0.kind)
+            .field("reason", &self.0.reason)
+            .field("message", &self.0.message)
+            .field("source", &self.0.source)
+            .field("hosts", &self.0.hosts)
+            .field("attempts", &self.0.attempts)
+            .field("elapsed", &self.0.elapsed)
+            .finish()
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.message)?;
+        match self.0.hosts.as_slice() {
+            [] => {
+                if let Some(source) = &self.0.source {
+                    write!(f, ": {}", CauseChain(source.as_ref()))?;
+                }
+            }
+            [one] => write!(f, ": {one}")?,
+            many => {
+                f.write_str(": ")?;
+                for (i, h) in many.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{h}")?;
+                }
+            }
+        }
+        if let Some(elapsed) = self.0.elapsed {
+            write!(
+                f,
+                " (after {} attempt{} in {:.1}s)",
+                self.0.attempts,
+                if self.0.attempts == 1 { "" } else { "s" },
+                elapsed.as_secs_f64()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Error {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.0
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
+    }
+}
+
+/// Displays an error followed by its sources, skipping a source whose text the parent already
+/// printed (tokio-postgres includes its cause in its own `Display`).
+pub(crate) struct CauseChain<'a>(pub(crate) &'a (dyn StdError + 'static));
+
+impl fmt::Display for CauseChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut printed = self.0.to_string();
+        f.write_str(&printed)?;
+        let mut cur = self.0.source();
+        while let Some(e) = cur {
+            let text = e.to_string();
+            if !printed.contains(&text) {
+                write!(f, ": {text}")?;
+                printed.push_str(&text);
+            }
+            cur = e.source();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    //! Real tokio-postgres errors for unit tests, produced by running `connect_raw` against
+    //! wire bytes (an in-memory stream that answers the startup packet), since tokio-postgres
+    //! has no public constructor for them.
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn run(reply: Option<Vec<u8>>) -> tokio_postgres::Error {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let (client_side, mut server_side) = tokio::io::duplex(4096);
+            let server = tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = server_side.read(&mut buf).await;
+                if let Some(reply) = reply {
+                    server_side.write_all(&reply).await.unwrap();
+                }
+                drop(server_side);
+            });
+            let mut config = tokio_postgres::Config::new();
+            config
+                .user("u")
+                .ssl_mode(tokio_postgres::config::SslMode::Disable);
+            let err = match config.connect_raw(client_side, tokio_postgres::NoTls).await {
+                Ok(_) => panic!("fake server accepted"),
+                Err(e) => e,
+            };
+            server.await.unwrap();
+            err
+        })
+    }
+
+    /// An ErrorResponse with SQLSTATE `code` during startup.
+    pub(crate) fn db_error(code: &str) -> tokio_postgres::Error {
+        let mut body = Vec::new();
+        for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', "x")] {
+            body.push(field);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = vec![b'E'];
+        msg.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+        msg.extend_from_slice(&body);
+        run(Some(msg))
+    }
+
+    /// The server hangs up during startup.
+    pub(crate) fn closed_error() -> tokio_postgres::Error {
+        run(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_lowercase_with_cause_and_attempts() {
+        let err = Error::from_io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+            "could not connect to 127.0.0.1:5432",
+        )
+        .with_attempts(3, Duration::from_millis(1500));
+        assert_eq!(err.kind(), ErrorKind::Connect);
+        assert_eq!(err.reason(), Some(Reason::Refused));
+        assert!(err.is_transient());
+        let text = err.to_string();
+        assert!(
+            text.starts_with("could not connect to 127.0.0.1:5432: "),
+            "{text}"
+        );
+        assert!(text.ends_with("(after 3 attempts in 1.5s)"), "{text}");
+        assert!(err.source().is_some());
+    }
+
+    #[test]
+    fn lists_every_host() {
+        let err = Error::new(ErrorKind::Connect, "could not connect to any host").with_hosts(vec![
+            HostFailure {
+                host: "h1:5432".into(),
+                reason: Reason::Refused,
+                message: "connection refused".into(),
+            },
+            HostFailure {
+                host: "h2:5433".into(),
+                reason: Reason::TimedOut,
+                message: "timed out".into(),
+            },
+        ]);
+        assert_eq!(
+            err.to_string(),
+            "could not connect to any host: h1:5432: connection refused; h2:5433: timed out"
+        );
+    }
+
+    #[test]
+    fn db_errors_keep_their_code_and_kind() {
+        let rows = [
+            ("28P01", ErrorKind::Auth, false),
+            ("3D000", ErrorKind::MissingDatabase, false),
+            ("57P03", ErrorKind::Connect, true),
+            ("40001", ErrorKind::Db, true),
+            ("57014", ErrorKind::Db, false),
+        ];
+        for (code, kind, transient) in rows {
+            let err = Error::from_pg(test_support::db_error(code), "connecting");
+            assert_eq!(err.kind(), kind, "{code}");
+            assert_eq!(err.code().unwrap().code(), code);
+            assert_eq!(err.is_transient(), transient, "{code}");
+        }
+        let closed = Error::from_pg(test_support::closed_error(), "connecting");
+        assert_eq!(closed.kind(), ErrorKind::Closed);
+        assert!(closed.is_transient());
+    }
+}
