@@ -1,1 +1,37 @@
-//! testkit
+//! Throwaway PostgreSQL clusters and a fault proxy, for tests, benchmarks and `pgsteady drill`.
+//!
+//! Everything pgsteady claims is about surviving real database faults, so this crate produces
+//! them on demand, on one machine:
+//!
+//! - [`Cluster`]: `initdb` into a temporary directory, a server on a free 127.0.0.1 port,
+//!   then stop / start / restart / crash (SIGKILL) / kill one backend / terminate sessions /
+//!   hang (SIGSTOP) it, change settings, and read from its log when it became ready.
+//! - [`FaultProxy`]: a TCP proxy in front of it that refuses, resets, delays, blackholes or
+//!   swallows replies on command, and counts connections and bytes.
+//! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
+//!   TCP keepalive and `tcp_user_timeout`.
+//!
+//! Server binaries are found through `$PGSTEADY_PG_BIN`, `pg_config --bindir`, then the
+//! newest `/usr/lib/postgresql/*/bin`. As root, `initdb` and `postgres` run as the `postgres`
+//! user (or `$PGSTEADY_PG_USER`), since PostgreSQL refuses to run as root.
+#![deny(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod bin;
+mod cluster;
+mod error;
+mod log;
+pub mod netns;
+mod process;
+mod proxy;
+mod sweep;
+
+pub use bin::PgBin;
+pub use cluster::{BackendFilter, Cluster, ClusterBuilder, StopMode};
+pub use error::{Error, Result};
+pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

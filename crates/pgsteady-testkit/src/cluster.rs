@@ -1,0 +1,794 @@
+//! Throwaway PostgreSQL clusters that tests can stop, crash, hang and restart.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use nix::sys::signal::Signal;
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::bin::PgBin;
+use crate::log::{self, LOG_LINE_PREFIX};
+use crate::process::{self, RunAs};
+use crate::{Error, Result, sweep};
+
+/// How long a start may take (initdb excluded) before we give up.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a stop may take before we give up.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+/// How often we look again while waiting for the server.
+const POLL: Duration = Duration::from_millis(5);
+
+/// How to stop the server: the three shutdown modes of `pg_ctl stop -m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopMode {
+    /// SIGTERM: wait for every client to disconnect.
+    Smart,
+    /// SIGINT: roll back open transactions, disconnect clients (57P01), shut down cleanly.
+    Fast,
+    /// SIGQUIT: every process exits at once; the next start runs crash recovery.
+    Immediate,
+}
+
+impl StopMode {
+    fn signal(self) -> Signal {
+        match self {
+            StopMode::Smart => Signal::SIGTERM,
+            StopMode::Fast => Signal::SIGINT,
+            StopMode::Immediate => Signal::SIGQUIT,
+        }
+    }
+}
+
+/// Which server processes [`Cluster::backend_pids`] and [`Cluster::terminate_backends`] pick.
+/// The administrator's own session is never included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackendFilter {
+    /// Every client backend.
+    ClientBackends,
+    /// Client backends logged in as this user.
+    User(String),
+    /// Client backends whose `application_name` is this.
+    ApplicationName(String),
+    /// These backend process ids.
+    Pids(Vec<i32>),
+}
+
+impl BackendFilter {
+    fn sql(&self) -> (&'static str, Option<String>, Vec<i32>) {
+        match self {
+            BackendFilter::ClientBackends => ("true", None, Vec::new()),
+            BackendFilter::User(user) => ("usename = $1", Some(user.clone()), Vec::new()),
+            BackendFilter::ApplicationName(name) => {
+                ("application_name = $1", Some(name.clone()), Vec::new())
+            }
+            BackendFilter::Pids(pids) => ("pid = ANY($1)", None, pids.clone()),
+        }
+    }
+}
+
+/// Builds a [`Cluster`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClusterBuilder {
+    bin: Option<PathBuf>,
+    max_connections: u32,
+    settings: Vec<(String, String)>,
+    user: String,
+    dbname: String,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder {
+            bin: None,
+            max_connections: 100,
+            settings: Vec::new(),
+            user: "app".to_owned(),
+            dbname: "app".to_owned(),
+        }
+    }
+}
+
+impl ClusterBuilder {
+    /// Uses the server binaries in `dir` instead of searching ([`PgBin::find`]).
+    pub fn pg_bin(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin = Some(dir.into());
+        self
+    }
+
+    /// `max_connections`. Default: 100.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Any other server setting, written to `postgresql.conf`.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// The password user's name. Default: `app`.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// The database created for the password user. Default: `app`.
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = dbname.into();
+        self
+    }
+
+    /// Creates the cluster and returns once an authenticated query over TCP succeeds.
+    pub async fn start(self) -> Result<Cluster> {
+        self.create().await
+    }
+
+    /// Creates the cluster (users and database included) and leaves the server stopped, so
+    /// a test can start it later on a port it already knows ("the database comes up late").
+    pub async fn init(self) -> Result<Cluster> {
+        let cluster = self.create().await?;
+        cluster.stop(StopMode::Fast).await?;
+        Ok(cluster)
+    }
+
+    async fn create(self) -> Result<Cluster> {
+        sweep::sweep_stale_clusters();
+        let bin = match self.bin {
+            Some(dir) => PgBin::from_dir(dir)?,
+            None => PgBin::find()?,
+        };
+        let run_as = RunAs::detect()?;
+        let dir = tempfile::Builder::new()
+            .prefix(sweep::DIR_PREFIX)
+            .tempdir_in(sweep::base_dir())?;
+        fs::write(
+            dir.path().join(sweep::OWNER_FILE),
+            std::process::id().to_string(),
+        )?;
+        run_as.chown(dir.path())?;
+        let sock = dir.path().join("sock");
+        fs::create_dir(&sock)?;
+        run_as.chown(&sock)?;
+
+        let mut cluster = Cluster {
+            dir: Some(dir),
+            bin,
+            run_as,
+            port: 0,
+            user: self.user,
+            password: random_password(),
+            dbname: self.dbname,
+            server: Mutex::new(Server::default()),
+            control: tokio::sync::Mutex::new(()),
+        };
+        cluster.initdb().await?;
+        cluster.write_config(self.max_connections, &self.settings)?;
+
+        // The port is free when we pick it but another process may take it before the
+        // postmaster binds it: pick again when that happens.
+        let mut last_err = None;
+        for _ in 0..5 {
+            cluster.port = free_port()?;
+            fs::write(
+                cluster.data_dir().join("pgsteady_port.conf"),
+                format!("port = {}\n", cluster.port),
+            )?;
+            match cluster.start_server().await {
+                Ok(()) => {
+                    last_err = None;
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+        cluster.bootstrap().await?;
+        Ok(cluster)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Server {
+    postmaster: Option<Child>,
+    paused: bool,
+}
+
+/// A throwaway PostgreSQL cluster in a temporary directory, listening on a free port of
+/// 127.0.0.1 (and a Unix socket in its directory).
+///
+/// It has a superuser `postgres` reachable over the Unix socket without a password
+/// ([`Cluster::admin`]), and a login user (default `app`, SCRAM password) owning a database of
+/// the same name, reachable over TCP ([`Cluster::url`], [`Cluster::pg_config`]).
+///
+/// Dropping it stops the server (immediate shutdown, then SIGKILL of anything left) and removes
+/// the directory, also while a test panics. If the test process itself is killed, the server
+/// gets SIGQUIT from the kernel (parent-death signal) and the next cluster created on this
+/// machine removes the directory.
+///
+/// The server is started from the calling thread and is tied to it: start clusters from async
+/// code running on a runtime thread (as `#[tokio::test]` does), not from `spawn_blocking`.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> pgsteady_testkit::Result<()> {
+/// use pgsteady_testkit::{Cluster, StopMode};
+///
+/// let cluster = Cluster::start().await?;
+/// let (client, conn) = cluster.pg_config().connect(tokio_postgres::NoTls).await?;
+/// tokio::spawn(conn);
+/// cluster.restart(StopMode::Fast).await?;
+/// assert!(client.simple_query("SELECT 1").await.is_err()); // 57P01: terminated by the restart
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct Cluster {
+    dir: Option<tempfile::TempDir>,
+    bin: PgBin,
+    run_as: RunAs,
+    port: u16,
+    user: String,
+    password: String,
+    dbname: String,
+    server: Mutex<Server>,
+    /// Serialises start/stop/kill so two of them never interleave.
+    control: tokio::sync::Mutex<()>,
+}
+
+impl Cluster {
+    /// A tokio-postgres configuration for the login user through another port of 127.0.0.1,
+    /// e.g. a [`crate::FaultProxy`] in front of the server. (`Config::port` appends a port
+    /// rather than replacing it, so [`Cluster::pg_config`] cannot simply be changed.)
+    pub fn pg_config_with_port(&self, port: u16) -> Config {
+        let mut config = Config::new();
+        config
+            .host(self.host())
+            .port(port)
+            .user(&self.user)
+            .password(&self.password)
+            .dbname(&self.dbname);
+        config
+    }
+
+    /// Creates and starts a cluster with default settings.
+    pub async fn start() -> Result<Cluster> {
+        ClusterBuilder::default().start().await
+    }
+
+    /// A builder for a cluster with other settings.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+
+    /// The TCP port the server listens on (the same across restarts).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The host the server listens on: always `127.0.0.1`.
+    pub fn host(&self) -> &'static str {
+        "127.0.0.1"
+    }
+
+    /// The server's TCP address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The login user.
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// The login user's password (random per cluster).
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// The login user's database.
+    pub fn dbname(&self) -> &str {
+        &self.dbname
+    }
+
+    /// A `postgresql://` URL for the login user, with its password.
+    pub fn url(&self) -> String {
+        self.url_with_port(self.port)
+    }
+
+    /// Like [`Cluster::url`] but for another port of 127.0.0.1, e.g. a [`crate::FaultProxy`]
+    /// in front of the server.
+    pub fn url_with_port(&self, port: u16) -> String {
+        format!(
+            "postgresql://{}:{}@127.0.0.1:{port}/{}",
+            self.user, self.password, self.dbname
+        )
+    }
+
+    /// A tokio-postgres configuration for the login user over TCP.
+    pub fn pg_config(&self) -> Config {
+        self.pg_config_with_port(self.port)
+    }
+
+    /// The cluster's temporary directory.
+    pub fn dir(&self) -> &Path {
+        self.dir.as_ref().expect("directory kept until drop").path()
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir().join("data")
+    }
+
+    /// The directory holding the server's Unix socket.
+    pub fn socket_dir(&self) -> PathBuf {
+        self.dir().join("sock")
+    }
+
+    /// The server log (stderr of the postmaster and its children).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir().join("server.log")
+    }
+
+    /// The server binaries in use.
+    pub fn bin(&self) -> &PgBin {
+        &self.bin
+    }
+
+    /// The process id of the running postmaster, if any.
+    pub fn postmaster_pid(&self) -> Option<i32> {
+        let server = self.server.lock().expect("server state");
+        server.postmaster.as_ref().map(|child| child.id() as i32)
+    }
+
+    /// True while a postmaster started by us is running (paused or not).
+    pub fn is_running(&self) -> bool {
+        self.postmaster_pid().is_some()
+    }
+
+    /// A superuser session over the Unix socket, its connection driven by a spawned task.
+    pub async fn admin(&self) -> Result<Client> {
+        let mut config = Config::new();
+        config
+            .host_path(self.socket_dir())
+            .port(self.port)
+            .user("postgres")
+            .dbname("postgres")
+            .application_name("pgsteady-testkit")
+            .connect_timeout(Duration::from_secs(5));
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Starts the stopped server on the same port and returns once it accepts connections,
+    /// after crash recovery if the last stop was a crash.
+    pub async fn start_server(&self) -> Result<()> {
+        let _control = self.control.lock().await;
+        self.spawn_postmaster()?;
+        self.wait_ready().await
+    }
+
+    /// Stops the server in the given mode and waits until every server process is gone.
+    pub async fn stop(&self, mode: StopMode) -> Result<()> {
+        let _control = self.control.lock().await;
+        let postmaster = self.running_postmaster()?;
+        if self.take_paused() {
+            process::signal_server(&self.data_dir(), Signal::SIGCONT)?;
+        }
+        process::signal_pid(postmaster, mode.signal())?;
+        self.reap_postmaster(STOP_TIMEOUT).await?;
+        self.wait_server_gone(STOP_TIMEOUT).await
+    }
+
+    /// Stops the server in the given mode and starts it again.
+    pub async fn restart(&self, mode: StopMode) -> Result<()> {
+        self.stop(mode).await?;
+        self.start_server().await
+    }
+
+    /// SIGKILLs the postmaster, the way an OOM killer or `kill -9` does. The backends notice
+    /// that their postmaster died and exit (clients see 57P01 or a closed connection);
+    /// whatever is still alive after a second is SIGKILLed too. The server stays down:
+    /// [`Cluster::start_server`] then runs crash recovery.
+    pub async fn kill_postmaster(&self) -> Result<()> {
+        let _control = self.control.lock().await;
+        let postmaster = self.running_postmaster()?;
+        process::signal_pid(postmaster, Signal::SIGKILL)?;
+        self.reap_postmaster(STOP_TIMEOUT).await?;
+        if self.take_paused() {
+            process::signal_server(&self.data_dir(), Signal::SIGCONT)?;
+        }
+        if self.wait_server_gone(Duration::from_secs(1)).await.is_err() {
+            process::signal_server(&self.data_dir(), Signal::SIGKILL)?;
+            self.wait_server_gone(STOP_TIMEOUT).await?;
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs every server process at once (a container or machine dying). The server stays
+    /// down; [`Cluster::start_server`] then runs crash recovery.
+    pub async fn kill_all(&self) -> Result<()> {
+        let _control = self.control.lock().await;
+        self.running_postmaster()?;
+        self.take_paused();
+        process::signal_server(&self.data_dir(), Signal::SIGKILL)?;
+        self.reap_postmaster(STOP_TIMEOUT).await?;
+        self.wait_server_gone(STOP_TIMEOUT).await
+    }
+
+    /// SIGKILLs one server process. When it is a backend, the postmaster treats it as a
+    /// crash: it terminates every other session (57P02), runs crash recovery and accepts
+    /// connections again by itself; [`Cluster::wait_ready`] waits for that.
+    pub fn kill_backend(&self, pid: i32) -> Result<()> {
+        let postmaster = self.running_postmaster()?;
+        if pid == postmaster {
+            return Err(Error::State(
+                "kill_backend got the postmaster's pid; use kill_postmaster".to_owned(),
+            ));
+        }
+        if !process::server_processes(&self.data_dir()).contains(&pid) {
+            return Err(Error::State(format!(
+                "{pid} is not a process of this cluster"
+            )));
+        }
+        process::signal_pid(pid, Signal::SIGKILL)
+    }
+
+    /// Ends matching sessions with `pg_terminate_backend` (clients see 57P01) and returns how
+    /// many were signalled.
+    pub async fn terminate_backends(&self, filter: BackendFilter) -> Result<u64> {
+        let pids = self.backend_pids(filter).await?;
+        let admin = self.admin().await?;
+        let row = admin
+            .query_one(
+                "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) \
+                 FROM unnest($1::int4[]) AS pid",
+                &[&pids],
+            )
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    /// Process ids of matching client sessions (the administrator's own excluded).
+    pub async fn backend_pids(&self, filter: BackendFilter) -> Result<Vec<i32>> {
+        let admin = self.admin().await?;
+        let (condition, text, pids) = filter.sql();
+        let sql = format!(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'client backend' \
+             AND pid <> pg_backend_pid() AND application_name <> 'pgsteady-testkit' \
+             AND {condition} ORDER BY pid"
+        );
+        let rows = match (text, condition.contains("$1")) {
+            (Some(text), _) => admin.query(&sql, &[&text]).await?,
+            (None, true) => admin.query(&sql, &[&pids]).await?,
+            (None, false) => admin.query(&sql, &[]).await?,
+        };
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// SIGSTOPs every server process: the server hangs, TCP connections stay open, nothing
+    /// answers (the kernel still completes new TCP handshakes).
+    pub fn pause(&self) -> Result<()> {
+        // The postmaster first, so that it forks nothing while the rest is being stopped.
+        process::signal_pid(self.running_postmaster()?, Signal::SIGSTOP)?;
+        process::signal_server(&self.data_dir(), Signal::SIGSTOP)?;
+        self.server.lock().expect("server state").paused = true;
+        Ok(())
+    }
+
+    /// SIGCONTs every server process after [`Cluster::pause`].
+    pub fn resume(&self) -> Result<()> {
+        self.running_postmaster()?;
+        process::signal_server(&self.data_dir(), Signal::SIGCONT)?;
+        self.server.lock().expect("server state").paused = false;
+        Ok(())
+    }
+
+    /// Sets a server parameter with `ALTER SYSTEM` and reloads the configuration, returning
+    /// once new sessions see the value. Parameters that need a restart (`max_connections`...)
+    /// are written but take effect only after [`Cluster::restart`].
+    pub async fn set(&self, name: &str, value: &str) -> Result<()> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            return Err(Error::State(format!("not a parameter name: {name:?}")));
+        }
+        let admin = self.admin().await?;
+        let literal = value.replace('\'', "''");
+        admin
+            .batch_execute(&format!("ALTER SYSTEM SET {name} = '{literal}'"))
+            .await?;
+        admin.batch_execute("SELECT pg_reload_conf()").await?;
+        // The reload is asynchronous. Learn how the server spells the value (units
+        // normalised) in a throwaway transaction, then wait until a new session shows it.
+        admin.batch_execute("BEGIN").await?;
+        let expected = admin
+            .query_one("SELECT set_config($1, $2, true)", &[&name, &value])
+            .await;
+        admin.batch_execute("ROLLBACK").await?;
+        let Ok(expected) = expected.map(|row| row.get::<_, String>(0)) else {
+            // Not settable in a session (postmaster or sighup context): nothing to compare.
+            return Ok(());
+        };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let session = self.admin().await?;
+            let row = session
+                .query_one("SELECT current_setting($1)", &[&name])
+                .await?;
+            if row.get::<_, String>(0) == expected || Instant::now() > deadline {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The last time the server logged "database system is ready to accept connections",
+    /// with millisecond precision.
+    pub fn ready_at(&self) -> Option<SystemTime> {
+        self.ready_times().pop()
+    }
+
+    /// Every time the server logged that it was ready, oldest first (one per start, and one
+    /// per automatic restart after a backend crash).
+    pub fn ready_times(&self) -> Vec<SystemTime> {
+        log::ready_times(&fs::read_to_string(self.log_path()).unwrap_or_default())
+    }
+
+    /// The server log so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// Waits until the running server accepts connections (e.g. after [`Cluster::kill_backend`]
+    /// while it recovers by itself).
+    pub async fn wait_ready(&self) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.postmaster_exited()? {
+                return Err(Error::Command {
+                    program: "postgres".to_owned(),
+                    detail: format!("exited with {status}:\n{}", log::tail(&self.log_path(), 20)),
+                });
+            }
+            if self.admin().await.is_ok() {
+                return Ok(());
+            }
+            if started.elapsed() > START_TIMEOUT {
+                return Err(Error::NotReady {
+                    waited: started.elapsed(),
+                    log_tail: log::tail(&self.log_path(), 20),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn initdb(&self) -> Result<()> {
+        let mut cmd = self.run_as.command(&self.bin.tool("initdb"));
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let out = tokio::process::Command::from(cmd).output().await?;
+        if !out.status.success() {
+            return Err(Error::Command {
+                program: "initdb".to_owned(),
+                detail: format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    fn write_config(&self, max_connections: u32, settings: &[(String, String)]) -> Result<()> {
+        let data = self.data_dir();
+        let mut conf = OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))?;
+        let sock = self.socket_dir();
+        writeln!(conf, "\n# pgsteady-testkit")?;
+        writeln!(conf, "listen_addresses = '127.0.0.1'")?;
+        writeln!(conf, "unix_socket_directories = '{}'", sock.display())?;
+        writeln!(conf, "max_connections = {max_connections}")?;
+        writeln!(conf, "shared_buffers = '32MB'")?;
+        // Durability against an OS crash is not under test; against a process crash it is
+        // kept: committed WAL is written to the kernel before the commit is acknowledged.
+        writeln!(conf, "fsync = off")?;
+        writeln!(conf, "log_line_prefix = '{LOG_LINE_PREFIX}'")?;
+        writeln!(conf, "log_timezone = 'UTC'")?;
+        writeln!(conf, "logging_collector = off")?;
+        for (name, value) in settings {
+            writeln!(conf, "{name} = '{}'", value.replace('\'', "''"))?;
+        }
+        writeln!(conf, "include_if_exists = 'pgsteady_port.conf'")?;
+        fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+        )?;
+        Ok(())
+    }
+
+    fn spawn_postmaster(&self) -> Result<()> {
+        let mut server = self.server.lock().expect("server state");
+        if server.postmaster.is_some() {
+            return Err(Error::State("the server is already running".to_owned()));
+        }
+        let log_file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())?;
+        let mut cmd = self.run_as.postmaster_command(&self.bin.tool("postgres"));
+        cmd.arg("-D")
+            .arg(self.data_dir())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        let child = cmd.spawn()?;
+        server.postmaster = Some(child);
+        server.paused = false;
+        Ok(())
+    }
+
+    async fn bootstrap(&self) -> Result<()> {
+        let admin = self.admin().await?;
+        // Two calls: CREATE DATABASE cannot run inside the implicit transaction of a batch.
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE \"{}\" LOGIN PASSWORD '{}'",
+                self.user, self.password
+            ))
+            .await?;
+        admin
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{}\" OWNER \"{}\"",
+                self.dbname, self.user
+            ))
+            .await?;
+        drop(admin);
+        // With a tiny max_connections the administrator's session, still leaving, may hold
+        // the user's only slot (53300) for a moment.
+        let started = Instant::now();
+        loop {
+            match self.pg_config().connect(NoTls).await {
+                Ok((client, connection)) => {
+                    let driver = tokio::spawn(connection);
+                    client.simple_query("SELECT 1").await?;
+                    drop(client);
+                    let _ = driver.await;
+                    return Ok(());
+                }
+                Err(e)
+                    if e.code() == Some(&tokio_postgres::error::SqlState::TOO_MANY_CONNECTIONS)
+                        && started.elapsed() < START_TIMEOUT =>
+                {
+                    tokio::time::sleep(POLL).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn running_postmaster(&self) -> Result<i32> {
+        self.postmaster_pid()
+            .ok_or_else(|| Error::State("the server is not running".to_owned()))
+    }
+
+    fn take_paused(&self) -> bool {
+        std::mem::take(&mut self.server.lock().expect("server state").paused)
+    }
+
+    /// `Some(status)` (and forgets the postmaster) when it has exited on its own.
+    fn postmaster_exited(&self) -> Result<Option<std::process::ExitStatus>> {
+        let mut server = self.server.lock().expect("server state");
+        let Some(child) = server.postmaster.as_mut() else {
+            return Err(Error::State("the server is not running".to_owned()));
+        };
+        let status = child.try_wait()?;
+        if status.is_some() {
+            server.postmaster = None;
+        }
+        Ok(status)
+    }
+
+    async fn reap_postmaster(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            if self.postmaster_exited()?.is_some() {
+                return Ok(());
+            }
+            if started.elapsed() > timeout {
+                return Err(Error::State(format!(
+                    "the postmaster did not exit within {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn wait_server_gone(&self, timeout: Duration) -> Result<()> {
+        let started = Instant::now();
+        while !process::server_processes(&self.data_dir()).is_empty() {
+            if started.elapsed() > timeout {
+                return Err(Error::State(format!(
+                    "server processes still alive after {timeout:?}"
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let Some(dir) = self.dir.take() else { return };
+        let data_dir = dir.path().join("data");
+        let server = self.server.get_mut().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut child) = server.postmaster.take() {
+            let _ = process::signal_server(&data_dir, Signal::SIGCONT);
+            let _ = process::signal_pid(child.id() as i32, Signal::SIGQUIT);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(POLL);
+            }
+            let _ = process::signal_pid(child.id() as i32, Signal::SIGKILL);
+            let _ = child.wait();
+        }
+        // Stragglers: backends of a killed postmaster, or an immediate shutdown cut short.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !process::server_processes(&data_dir).is_empty() && Instant::now() < deadline {
+            let _ = process::signal_server(&data_dir, Signal::SIGKILL);
+            std::thread::sleep(POLL);
+        }
+        let path = dir.path().to_owned();
+        if let Err(e) = dir.close() {
+            eprintln!("pgsteady-testkit: could not remove {}: {e}", path.display());
+        }
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port())
+}
+
+/// A random alphanumeric password, so URLs need no escaping.
+fn random_password() -> String {
+    let mut bytes = [0u8; 18];
+    if let Ok(mut urandom) = fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut urandom, &mut bytes);
+    }
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect()
+}
