@@ -9,10 +9,12 @@
 
 pub mod backoff;
 pub mod classify;
+pub mod config;
 mod error;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use classify::{Action, Classification, FailFastClass, Reason};
+pub use config::{Config, Host, HostSpec, Password, SslMode, TargetSessionAttrs};
 pub use error::{Error, ErrorKind, HostFailure};
 pub use tokio_postgres::error::SqlState;
 

@@ -1,0 +1,686 @@
+//! Connection configuration with libpq's parsing and precedence.
+//!
+//! Sources, highest precedence first (libpq semantics, each keyword independently):
+//!
+//! 1. the connection string: a URI (`postgresql://…`) or key=value pairs;
+//! 2. the `PG*` environment variables ([`Config::resolve`] and [`Config::parse_with_env`] only);
+//! 3. built-in defaults.
+//!
+//! The password comes from the string, then `PGPASSWORD`, then the password file (`passfile`,
+//! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time.
+//!
+//! `DATABASE_URL` is not a libpq variable; [`Config::resolve`] uses it as the connection
+//! string when no target is given, so a tool can be pointed at a database the way most
+//! frameworks are.
+//!
+//! Where tokio-postgres falls short of libpq, this module follows libpq: `keepalives_count`
+//! (tokio-postgres calls it `keepalives_retries`; both spellings are accepted),
+//! `tcp_user_timeout` in milliseconds, `target_session_attrs` `primary`, `standby`,
+//! `prefer-standby`, `read-only`, and `sslmode` `allow`, `verify-ca`, `verify-full` with
+//! `sslrootcert` (TLS is done with rustls).
+//!
+//! Neither `Display` nor `Debug` of any type here shows a password.
+
+mod env;
+mod keyvalue;
+mod params;
+mod passfile;
+mod uri;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use env::{Env, ProcessEnv};
+pub use passfile::{PassFile, PassFileStatus};
+
+use params::Params;
+use uri::shorten;
+
+use crate::Error;
+
+/// The default PostgreSQL port.
+pub const DEFAULT_PORT: u16 = 5432;
+/// Default TCP keepalive idle time before the first probe (libpq leaves the OS default, often
+/// 2 hours; pgsteady detects a dead idle peer within idle + interval * count = 25 s).
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+/// Default interval between TCP keepalive probes.
+pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+/// Default number of unanswered keepalive probes before the connection is dropped.
+pub const DEFAULT_KEEPALIVES_COUNT: u32 = 3;
+/// Default `TCP_USER_TIMEOUT`: unacknowledged data for this long drops the connection, so a
+/// query on a silently dropped network fails in bounded time instead of retransmitting for
+/// ~15 minutes.
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A password. `Debug` prints `***`; there is no `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The secret itself; keep it out of logs.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Where a server is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A host name or numeric address, reached over TCP.
+    Tcp(String),
+    /// A directory holding the server's Unix socket (`.s.PGSQL.<port>`).
+    Unix(PathBuf),
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Tcp(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => write!(f, "[{h}]"),
+            Host::Tcp(h) => f.write_str(h),
+            Host::Unix(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// One entry of the host list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HostSpec {
+    /// The host (name used for TLS verification and the password file).
+    pub host: Host,
+    /// A numeric address to dial instead of resolving `host` (libpq `hostaddr`).
+    pub hostaddr: Option<IpAddr>,
+    /// The port. Default: 5432.
+    pub port: u16,
+}
+
+impl fmt::Display for HostSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.host {
+            Host::Unix(dir) => write!(f, "{}/.s.PGSQL.{}", dir.display(), self.port),
+            Host::Tcp(_) => {
+                write!(f, "{}:{}", self.host, self.port)?;
+                match self.hostaddr {
+                    Some(addr) if Host::Tcp(addr.to_string()) != self.host => {
+                        write!(f, " ({addr})")
+                    }
+                    _ => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+macro_rules! keyword_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal, { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// The libpq spelling.
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = Error;
+
+            fn from_str(s: &str) -> Result<Self, Error> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(Error::config(format!(
+                        concat!("invalid ", $what, " `{}` (expected one of: {})"),
+                        shorten(s),
+                        [$($text),+].join(", ")
+                    ))),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+keyword_enum!(
+    /// libpq `sslmode`. Default: `prefer`.
+    SslMode, "sslmode", {
+        /// Plain text only.
+        Disable = "disable",
+        /// Plain text first; TLS if the server refuses it.
+        Allow = "allow",
+        /// TLS if the server offers it, no certificate check.
+        Prefer = "prefer",
+        /// TLS required, no certificate check (unless `sslrootcert` is given: then as
+        /// `verify-ca`, as libpq does).
+        Require = "require",
+        /// TLS, certificate chain verified against `sslrootcert`, host name not checked.
+        VerifyCa = "verify-ca",
+        /// TLS, chain and host name verified.
+        VerifyFull = "verify-full",
+    }
+);
+
+keyword_enum!(
+    /// libpq `target_session_attrs`. Default: `any`.
+    TargetSessionAttrs, "target_session_attrs", {
+        /// Any server.
+        Any = "any",
+        /// A session that accepts writes (`transaction_read_only` off).
+        ReadWrite = "read-write",
+        /// A session that refuses writes.
+        ReadOnly = "read-only",
+        /// A server not in recovery.
+        Primary = "primary",
+        /// A server in recovery (a hot standby).
+        Standby = "standby",
+        /// A standby if any host is one, else any server.
+        PreferStandby = "prefer-standby",
+    }
+);
+
+/// Which certificate authorities verify the server (libpq `sslrootcert`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootCert {
+    /// A PEM file.
+    File(PathBuf),
+    /// The bundled Mozilla root store (`sslrootcert=system`).
+    System,
+}
+
+/// TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// `sslmode`. Default: [`SslMode::Prefer`].
+    pub mode: SslMode,
+    /// `sslrootcert`. Default: `~/.postgresql/root.crt` if it exists, else none.
+    pub root_cert: Option<RootCert>,
+    /// `sslcert`: client certificate (PEM). Default: none.
+    pub client_cert: Option<PathBuf>,
+    /// `sslkey`: client private key (PEM). Default: none.
+    pub client_key: Option<PathBuf>,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            mode: SslMode::Prefer,
+            root_cert: None,
+            client_cert: None,
+            client_key: None,
+        }
+    }
+}
+
+/// A validated connection configuration.
+///
+/// Build it with [`Config::resolve`] (target or `DATABASE_URL`, then `PG*` variables, then the
+/// password file), [`Config::parse_with_env`], or [`Config::parse`] / [`str::parse`] (the
+/// string and built-in defaults only).
+///
+/// # Examples
+///
+/// ```
+/// use pgsteady::Config;
+/// let config: Config = "postgresql://app:secret@db1:5432,db2:5433/app?connect_timeout=5"
+///     .parse()?;
+/// assert_eq!(config.hosts.len(), 2);
+/// assert_eq!(config.connect_timeout, Some(std::time::Duration::from_secs(5)));
+/// // Neither Display nor Debug shows the password.
+/// assert!(!config.to_string().contains("secret"));
+/// assert!(!format!("{config:?}").contains("secret"));
+/// # Ok::<(), pgsteady::Error>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Hosts tried in order. Default: the Unix socket directory `/var/run/postgresql` (or
+    /// `/tmp` where that does not exist), port 5432.
+    pub hosts: Vec<HostSpec>,
+    /// Shuffle the hosts before each connect (`load_balance_hosts=random`). Default: false.
+    pub load_balance_hosts: bool,
+    /// Role name. Default: the operating-system user name.
+    pub user: String,
+    /// Password. Default: none (then the password file is consulted per host).
+    pub password: Option<Password>,
+    /// The loaded password file, if one exists and passed the permission check. Default:
+    /// `~/.pgpass`.
+    pub passfile: Option<PassFile>,
+    /// Database name. Default: the user name.
+    pub dbname: String,
+    /// `options`: command-line options sent to the server, e.g. `-c statement_timeout=5s`.
+    /// Default: none.
+    pub options: Option<String>,
+    /// `application_name` (or `fallback_application_name`). Default: none.
+    pub application_name: Option<String>,
+    /// Timeout for one whole connection attempt to one host: TCP, TLS, startup,
+    /// authentication and the session check. `connect_timeout` is whole seconds; as in libpq, 1
+    /// means 2. Default: none here; the connect layer then applies its own bound (10 s).
+    pub connect_timeout: Option<Duration>,
+    /// TCP keepalives on. Default: true.
+    pub keepalives: bool,
+    /// `keepalives_idle`. Default: 10 s (0 in the string also means this default).
+    pub keepalives_idle: Duration,
+    /// `keepalives_interval`. Default: 5 s (0 also means this default).
+    pub keepalives_interval: Duration,
+    /// `keepalives_count` (alias `keepalives_retries`). Default: 3 (0 also means this default).
+    pub keepalives_count: u32,
+    /// `tcp_user_timeout`, given in milliseconds as in libpq; `0` leaves the OS default
+    /// (`None`). Default: 30 s.
+    pub tcp_user_timeout: Option<Duration>,
+    /// `target_session_attrs`. Default: [`TargetSessionAttrs::Any`].
+    pub target_session_attrs: TargetSessionAttrs,
+    /// TLS settings.
+    pub tls: TlsSettings,
+}
+
+impl FromStr for Config {
+    type Err = Error;
+
+    /// Same as [`Config::parse`].
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Config::parse(s)
+    }
+}
+
+impl Config {
+    /// Parses a URI or key=value string with built-in defaults only: no environment, no
+    /// password file.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let params = parse_string(s)?;
+        Self::from_params(params, &|_: &str| None, false)
+    }
+
+    /// Parses a string with libpq precedence: the string, then the `PG*` variables from `env`,
+    /// then defaults; loads the password file (its location from `passfile`, `PGPASSFILE` or
+    /// `$HOME/.pgpass`).
+    pub fn parse_with_env(s: &str, env: &dyn Env) -> Result<Self, Error> {
+        let mut params = parse_string(s)?;
+        env::apply(&mut params, env);
+        Self::from_params(params, env, true)
+    }
+
+    /// What a command-line tool should connect to: `target` if given, else `DATABASE_URL` if
+    /// set, else nothing; then the `PG*` environment and the password file, as libpq does.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let config = pgsteady::Config::resolve(None)?; // DATABASE_URL / PG* / defaults
+    /// println!("connecting to {config}");
+    /// # Ok::<(), pgsteady::Error>(())
+    /// ```
+    pub fn resolve(target: Option<&str>) -> Result<Self, Error> {
+        Self::resolve_with_env(target, &ProcessEnv)
+    }
+
+    /// [`Config::resolve`] with an explicit environment (for tests).
+    pub fn resolve_with_env(target: Option<&str>, env: &dyn Env) -> Result<Self, Error> {
+        match target {
+            Some(t) => Self::parse_with_env(t, env),
+            None => match env.var("DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+                Some(url) => Self::parse_with_env(&url, env)
+                    .map_err(|e| Error::config(format!("DATABASE_URL: {}", e.message()))),
+                None => Self::parse_with_env("", env),
+            },
+        }
+    }
+
+    /// The password to send to `host`: the configured one, else the password file's match
+    /// (host matched on the host name, or on `localhost` for a Unix socket, as libpq does).
+    pub fn password_for(&self, host: &HostSpec) -> Option<&str> {
+        if let Some(p) = &self.password {
+            return Some(p.expose());
+        }
+        let file = self.passfile.as_ref()?;
+        let name = match &host.host {
+            Host::Tcp(h) => h.clone(),
+            Host::Unix(_) => "localhost".to_owned(),
+        };
+        file.lookup(&name, &host.port.to_string(), &self.dbname, &self.user)
+    }
+
+    /// The effective per-attempt timeout: `connect_timeout`, or `fallback` when unset.
+    pub fn attempt_timeout(&self, fallback: Duration) -> Duration {
+        self.connect_timeout.unwrap_or(fallback)
+    }
+
+    fn from_params(mut p: Params, env: &dyn Env, load_passfile: bool) -> Result<Self, Error> {
+        let hosts = hosts(&p)?;
+        let user = match p.remove("user").filter(|u| !u.is_empty()) {
+            Some(u) => u,
+            None => os_user().ok_or_else(|| {
+                Error::config("no user given and the operating-system user name is unknown")
+            })?,
+        };
+        let dbname = p
+            .remove("dbname")
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| user.clone());
+        let password = p.remove("password").map(Password);
+        let home = env.var("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        let passfile = if load_passfile {
+            let path = p
+                .remove("passfile")
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .or_else(|| home.as_ref().map(|h| h.join(".pgpass")));
+            match path.map(|path| PassFile::load(&path)) {
+                Some(PassFileStatus::Loaded(f)) => Some(f),
+                _ => None,
+            }
+        } else {
+            None
+        };
+
+        let connect_timeout = match p.get("connect_timeout") {
+            None | Some("") => None,
+            Some(v) => match int(v) {
+                // libpq: zero or negative means no timeout, 1 means 2.
+                Some(n) if n <= 0 => None,
+                Some(1) => Some(Duration::from_secs(2)),
+                Some(n) => Some(Duration::from_secs(n as u64)),
+                None => return Err(bad_number("connect_timeout", v, "whole seconds, e.g. 10")),
+            },
+        };
+        let keepalives = match p.get("keepalives") {
+            None | Some("") => true,
+            Some(v) => int(v).ok_or_else(|| bad_number("keepalives", v, "1 or 0"))? != 0,
+        };
+        let keepalives_idle = secs(&p, "keepalives_idle")?.unwrap_or(DEFAULT_KEEPALIVES_IDLE);
+        let keepalives_interval =
+            secs(&p, "keepalives_interval")?.unwrap_or(DEFAULT_KEEPALIVES_INTERVAL);
+        let keepalives_count = match nonneg(&p, "keepalives_count", "a count, e.g. 3")? {
+            None | Some(0) => DEFAULT_KEEPALIVES_COUNT,
+            Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        };
+        let tcp_user_timeout = match nonneg(&p, "tcp_user_timeout", "milliseconds, e.g. 30000")? {
+            None => Some(DEFAULT_TCP_USER_TIMEOUT),
+            Some(0) => None,
+            Some(ms) => Some(Duration::from_millis(ms)),
+        };
+        let target_session_attrs = keyword(&p, "target_session_attrs")?;
+        let load_balance_hosts = match p.get("load_balance_hosts") {
+            None | Some("") | Some("disable") => false,
+            Some("random") => true,
+            Some(v) => {
+                return Err(Error::config(format!(
+                    "invalid load_balance_hosts `{}` (expected one of: disable, random)",
+                    shorten(v)
+                )));
+            }
+        };
+        unsupported(&p, "channel_binding", &["disable", "prefer"])?;
+        unsupported(&p, "gssencmode", &["disable", "prefer", "allow"])?;
+        unsupported(&p, "sslnegotiation", &["postgres"])?;
+        if let Some(enc) = p.get("client_encoding")
+            && !["", "UTF8", "utf8", "UTF-8", "utf-8", "auto"].contains(&enc)
+        {
+            return Err(Error::config(format!(
+                "unsupported client_encoding `{}` (pgsteady always uses UTF8)",
+                shorten(enc)
+            )));
+        }
+
+        let root_cert = match p.get("sslrootcert") {
+            Some("system") => Some(RootCert::System),
+            Some(path) if !path.is_empty() => Some(RootCert::File(PathBuf::from(path))),
+            _ => home
+                .map(|h| h.join(".postgresql/root.crt"))
+                .filter(|p| load_passfile && p.is_file())
+                .map(RootCert::File),
+        };
+        let path_of = |key: &str| p.get(key).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let tls = TlsSettings {
+            mode: keyword(&p, "sslmode")?.unwrap_or(SslMode::Prefer),
+            root_cert,
+            client_cert: path_of("sslcert"),
+            client_key: path_of("sslkey"),
+        };
+        if tls.client_cert.is_some() != tls.client_key.is_some() {
+            return Err(Error::config("sslcert and sslkey must be given together"));
+        }
+        let application_name = p
+            .get("application_name")
+            .or(p.get("fallback_application_name"))
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        Ok(Config {
+            hosts,
+            load_balance_hosts,
+            user,
+            password,
+            passfile,
+            dbname,
+            options: p
+                .get("options")
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned),
+            application_name,
+            connect_timeout,
+            keepalives,
+            keepalives_idle,
+            keepalives_interval,
+            keepalives_count,
+            tcp_user_timeout,
+            target_session_attrs: target_session_attrs.unwrap_or(TargetSessionAttrs::Any),
+            tls,
+        })
+    }
+}
+
+fn parse_string(s: &str) -> Result<Params, Error> {
+    if uri::is_uri(s) {
+        uri::parse(s)
+    } else if s.contains("://") {
+        Err(Error::config(format!(
+            "invalid URL scheme `{}`: expected `postgresql://` or `postgres://`",
+            shorten(s.split("://").next().unwrap_or(""))
+        )))
+    } else {
+        keyvalue::parse(s)
+    }
+}
+
+fn int(v: &str) -> Option<i64> {
+    v.trim().parse().ok()
+}
+
+fn bad_number(key: &str, v: &str, expected: &str) -> Error {
+    Error::config(format!(
+        "invalid {key} `{}`: expected {expected}",
+        shorten(v)
+    ))
+}
+
+fn nonneg(p: &Params, key: &str, expected: &str) -> Result<Option<u64>, Error> {
+    match p.get(key) {
+        None | Some("") => Ok(None),
+        Some(v) => match int(v) {
+            Some(n) if n >= 0 => Ok(Some(n as u64)),
+            _ => Err(bad_number(key, v, expected)),
+        },
+    }
+}
+
+fn secs(p: &Params, key: &str) -> Result<Option<Duration>, Error> {
+    Ok(nonneg(p, key, "whole seconds, e.g. 10")?
+        .filter(|n| *n > 0)
+        .map(Duration::from_secs))
+}
+
+fn keyword<T: FromStr<Err = Error>>(p: &Params, key: &str) -> Result<Option<T>, Error> {
+    match p.get(key) {
+        None | Some("") => Ok(None),
+        Some(v) => v.parse().map(Some),
+    }
+}
+
+fn unsupported(p: &Params, key: &str, ok: &[&str]) -> Result<(), Error> {
+    match p.get(key) {
+        Some(v) if !v.is_empty() && !ok.contains(&v) => Err(Error::config(format!(
+            "{key}={} is not supported by pgsteady (supported: {})",
+            shorten(v),
+            ok.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The operating-system user name, looked up once (it reads the user database).
+fn os_user() -> Option<String> {
+    static USER: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    USER.get_or_init(|| whoami::username().ok()).clone()
+}
+
+fn default_socket_dir() -> PathBuf {
+    let debian = Path::new("/var/run/postgresql");
+    if debian.is_dir() {
+        debian.to_owned()
+    } else {
+        PathBuf::from("/tmp")
+    }
+}
+
+/// Builds the host list from `host`, `hostaddr` and `port`, with libpq's pairing rules.
+fn hosts(p: &Params) -> Result<Vec<HostSpec>, Error> {
+    let split = |key: &str| -> Vec<String> {
+        match p.get(key) {
+            None | Some("") => Vec::new(),
+            Some(v) => v.split(',').map(|s| s.trim().to_owned()).collect(),
+        }
+    };
+    let names = split("host");
+    let addrs = split("hostaddr");
+    let ports = split("port");
+    if !names.is_empty() && !addrs.is_empty() && names.len() != addrs.len() {
+        return Err(Error::config(format!(
+            "could not match {} host names to {} hostaddr values",
+            names.len(),
+            addrs.len()
+        )));
+    }
+    let n = names.len().max(addrs.len()).max(1);
+    if ports.len() > 1 && ports.len() != n {
+        return Err(Error::config(format!(
+            "could not match {} port numbers to {} hosts",
+            ports.len(),
+            n
+        )));
+    }
+    (0..n)
+        .map(|i| {
+            let hostaddr = match addrs.get(i).filter(|a| !a.is_empty()) {
+                Some(a) => Some(a.parse::<IpAddr>().map_err(|_| {
+                    Error::config(format!(
+                        "invalid hostaddr `{}`: expected a numeric IP address",
+                        shorten(a)
+                    ))
+                })?),
+                None => None,
+            };
+            let host = match names.get(i).filter(|h| !h.is_empty()) {
+                Some(h) if h.starts_with('/') => Host::Unix(PathBuf::from(h)),
+                Some(h) => Host::Tcp(h.clone()),
+                None => match hostaddr {
+                    Some(addr) => Host::Tcp(addr.to_string()),
+                    None => Host::Unix(default_socket_dir()),
+                },
+            };
+            let port_text = if ports.len() == 1 {
+                ports.first()
+            } else {
+                ports.get(i)
+            };
+            let port = match port_text.filter(|s| !s.is_empty()) {
+                None => DEFAULT_PORT,
+                Some(s) => s.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
+                    Error::config(format!(
+                        "invalid port `{}` for host `{}`: expected a number 1-65535",
+                        shorten(s),
+                        host
+                    ))
+                })?,
+            };
+            Ok(HostSpec {
+                host,
+                hostaddr,
+                port,
+            })
+        })
+        .collect()
+}
+
+/// A redacted URI: `postgresql://user:***@h1:5432,h2:5433/db?sslmode=prefer`.
+impl fmt::Display for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+        const SAFE: &AsciiSet = &NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'_')
+            .remove(b'.')
+            .remove(b'~');
+        let enc = |s: &str| utf8_percent_encode(s, SAFE).to_string();
+        write!(f, "postgresql://{}", enc(&self.user))?;
+        if self.password.is_some() {
+            f.write_str(":***")?;
+        }
+        f.write_str("@")?;
+        for (i, h) in self.hosts.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match &h.host {
+                Host::Unix(dir) => f.write_str(&enc(&dir.to_string_lossy()))?,
+                Host::Tcp(h) if h.parse::<std::net::Ipv6Addr>().is_ok() => write!(f, "[{h}]")?,
+                Host::Tcp(h) => f.write_str(&enc(h))?,
+            }
+            write!(f, ":{}", h.port)?;
+        }
+        write!(f, "/{}?sslmode={}", enc(&self.dbname), self.tls.mode)?;
+        let addrs: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|h| h.hostaddr.map(|a| a.to_string()).unwrap_or_default())
+            .collect();
+        if addrs.iter().any(|a| !a.is_empty()) {
+            write!(f, "&hostaddr={}", addrs.join(","))?;
+        }
+        if let Some(t) = self.connect_timeout {
+            write!(f, "&connect_timeout={}", t.as_secs())?;
+        }
+        if self.target_session_attrs != TargetSessionAttrs::Any {
+            write!(f, "&target_session_attrs={}", self.target_session_attrs)?;
+        }
+        if let Some(a) = &self.application_name {
+            write!(f, "&application_name={}", enc(a))?;
+        }
+        if let Some(o) = &self.options {
+            write!(f, "&options={}", enc(o))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

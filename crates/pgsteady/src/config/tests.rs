@@ -1,0 +1,439 @@
+use super::*;
+use std::collections::HashMap;
+
+fn env(vars: &[(&str, &str)]) -> impl Env + use<> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |name: &str| map.get(name).cloned()
+}
+
+fn tcp(host: &str, port: u16) -> HostSpec {
+    HostSpec {
+        host: Host::Tcp(host.into()),
+        hostaddr: None,
+        port,
+    }
+}
+
+#[test]
+fn uri_and_keyvalue_agree() {
+    let a = Config::parse(
+        "postgresql://app:pw@db1:5432,db2:5433/appdb?connect_timeout=5&target_session_attrs=primary&sslmode=require&application_name=x",
+    )
+    .unwrap();
+    let b = Config::parse(
+        "host=db1,db2 port=5432,5433 user=app password=pw dbname=appdb connect_timeout=5 target_session_attrs=primary sslmode=require application_name=x",
+    )
+    .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.hosts, vec![tcp("db1", 5432), tcp("db2", 5433)]);
+    assert_eq!(a.user, "app");
+    assert_eq!(a.dbname, "appdb");
+    assert_eq!(a.password.as_ref().map(Password::expose), Some("pw"));
+    assert_eq!(a.connect_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(a.target_session_attrs, TargetSessionAttrs::Primary);
+    assert_eq!(a.tls.mode, SslMode::Require);
+}
+
+#[test]
+fn defaults() {
+    let c = Config::parse("host=h user=u").unwrap();
+    assert_eq!(c.hosts, vec![tcp("h", DEFAULT_PORT)]);
+    assert_eq!(c.dbname, "u", "dbname defaults to the user name");
+    assert_eq!(c.tls.mode, SslMode::Prefer);
+    assert_eq!(c.target_session_attrs, TargetSessionAttrs::Any);
+    assert!(c.keepalives);
+    assert_eq!(c.keepalives_idle, DEFAULT_KEEPALIVES_IDLE);
+    assert_eq!(c.keepalives_interval, DEFAULT_KEEPALIVES_INTERVAL);
+    assert_eq!(c.keepalives_count, DEFAULT_KEEPALIVES_COUNT);
+    assert_eq!(c.tcp_user_timeout, Some(DEFAULT_TCP_USER_TIMEOUT));
+    assert_eq!(c.connect_timeout, None);
+    // No host at all: a Unix socket directory.
+    let c = Config::parse("user=u").unwrap();
+    assert!(matches!(c.hosts[0].host, Host::Unix(_)));
+}
+
+/// libpq documents these value rules (34.1.2 Parameter Key Words).
+#[test]
+fn libpq_value_rules() {
+    type Check = fn(&Config) -> bool;
+    let rows: &[(&str, Check)] = &[
+        ("connect_timeout=0", |c| c.connect_timeout.is_none()),
+        ("connect_timeout=-3", |c| c.connect_timeout.is_none()),
+        ("connect_timeout=1", |c| {
+            c.connect_timeout == Some(Duration::from_secs(2))
+        }),
+        ("connect_timeout=' 7 '", |c| {
+            c.connect_timeout == Some(Duration::from_secs(7))
+        }),
+        ("tcp_user_timeout=1500", |c| {
+            c.tcp_user_timeout == Some(Duration::from_millis(1500))
+        }),
+        ("tcp_user_timeout=0", |c| c.tcp_user_timeout.is_none()),
+        ("keepalives=0", |c| !c.keepalives),
+        ("keepalives_count=9", |c| c.keepalives_count == 9),
+        ("keepalives_retries=4", |c| c.keepalives_count == 4),
+        ("keepalives_idle=60 keepalives_interval=7", |c| {
+            c.keepalives_idle == Duration::from_secs(60)
+                && c.keepalives_interval == Duration::from_secs(7)
+        }),
+        ("target_session_attrs=prefer-standby", |c| {
+            c.target_session_attrs == TargetSessionAttrs::PreferStandby
+        }),
+        ("target_session_attrs=read-only", |c| {
+            c.target_session_attrs == TargetSessionAttrs::ReadOnly
+        }),
+        ("sslmode=verify-ca sslrootcert=/ca.pem", |c| {
+            c.tls.mode == SslMode::VerifyCa
+                && c.tls.root_cert == Some(RootCert::File("/ca.pem".into()))
+        }),
+        ("sslmode=verify-full sslrootcert=system", |c| {
+            c.tls.mode == SslMode::VerifyFull && c.tls.root_cert == Some(RootCert::System)
+        }),
+        ("sslmode=allow", |c| c.tls.mode == SslMode::Allow),
+        ("host=h port=6000", |c| c.hosts == vec![tcp("h", 6000)]),
+        // One port applies to every host.
+        ("host=a,b port=6000", |c| {
+            c.hosts == vec![tcp("a", 6000), tcp("b", 6000)]
+        }),
+        // Empty entries take the default port.
+        ("host=a,b,c port=1,,3", |c| {
+            c.hosts.iter().map(|h| h.port).collect::<Vec<_>>() == [1, DEFAULT_PORT, 3]
+        }),
+        ("host=/var/run/postgresql", |c| {
+            c.hosts[0].host == Host::Unix("/var/run/postgresql".into())
+        }),
+        ("hostaddr=127.0.0.1", |c| {
+            c.hosts[0].hostaddr == Some("127.0.0.1".parse().unwrap())
+                && c.hosts[0].host == Host::Tcp("127.0.0.1".into())
+        }),
+        ("host=db.example hostaddr=10.0.0.1", |c| {
+            c.hosts[0].host == Host::Tcp("db.example".into())
+                && c.hosts[0].hostaddr == Some("10.0.0.1".parse().unwrap())
+        }),
+        ("application_name=a fallback_application_name=b", |c| {
+            c.application_name.as_deref() == Some("a")
+        }),
+        ("fallback_application_name=b", |c| {
+            c.application_name.as_deref() == Some("b")
+        }),
+        ("options='-c statement_timeout=5s'", |c| {
+            c.options.as_deref() == Some("-c statement_timeout=5s")
+        }),
+        ("load_balance_hosts=random", |c| c.load_balance_hosts),
+        (
+            "client_encoding=UTF8 channel_binding=prefer gssencmode=disable",
+            |_| true,
+        ),
+    ];
+    for (s, check) in rows {
+        let c = Config::parse(&format!("user=u {s}")).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert!(check(&c), "{s}: {c:?}");
+    }
+}
+
+#[test]
+fn bad_values_name_the_bad_part() {
+    let rows = [
+        (
+            "connect_timeout=10s",
+            "invalid connect_timeout `10s`: expected whole seconds",
+        ),
+        ("connect_timeout=abc", "invalid connect_timeout `abc`"),
+        (
+            "tcp_user_timeout=-1",
+            "invalid tcp_user_timeout `-1`: expected milliseconds",
+        ),
+        ("keepalives_count=x", "invalid keepalives_count `x`"),
+        ("port=99999", "invalid port `99999` for host"),
+        ("port=0", "invalid port `0`"),
+        (
+            "host=a,b port=1,2,3",
+            "could not match 3 port numbers to 2 hosts",
+        ),
+        (
+            "host=a,b hostaddr=1.2.3.4",
+            "could not match 2 host names to 1 hostaddr values",
+        ),
+        (
+            "hostaddr=db.example",
+            "invalid hostaddr `db.example`: expected a numeric IP address",
+        ),
+        (
+            "sslmode=verify",
+            "invalid sslmode `verify` (expected one of: disable, allow",
+        ),
+        (
+            "target_session_attrs=master",
+            "invalid target_session_attrs `master`",
+        ),
+        (
+            "channel_binding=require",
+            "channel_binding=require is not supported",
+        ),
+        (
+            "sslcert=/a.pem",
+            "sslcert and sslkey must be given together",
+        ),
+        (
+            "client_encoding=LATIN1",
+            "unsupported client_encoding `LATIN1`",
+        ),
+        ("bogus=1", "unknown connection option `bogus`"),
+    ];
+    for (s, want) in rows {
+        let err = Config::parse(&format!("user=u {s}")).unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Config, "{s}");
+        assert!(err.to_string().contains(want), "{s}: {err}");
+    }
+    let err = Config::parse("mysql://h/db").unwrap_err();
+    assert!(
+        err.to_string().contains("invalid URL scheme `mysql`"),
+        "{err}"
+    );
+}
+
+/// libpq precedence: the string beats the environment beats defaults, keyword by keyword.
+#[test]
+fn environment_precedence() {
+    let e = env(&[
+        ("PGHOST", "envhost"),
+        ("PGPORT", "6543"),
+        ("PGUSER", "envuser"),
+        ("PGPASSWORD", "envpw"),
+        ("PGDATABASE", "envdb"),
+        ("PGSSLMODE", "disable"),
+        ("PGCONNECT_TIMEOUT", "9"),
+        ("PGAPPNAME", "envapp"),
+        ("PGOPTIONS", "-c search_path=x"),
+        ("PGTARGETSESSIONATTRS", "read-write"),
+        ("PGSSLROOTCERT", "/env/ca.pem"),
+    ]);
+    // Nothing given: everything from the environment.
+    let c = Config::parse_with_env("", &e).unwrap();
+    assert_eq!(c.hosts, vec![tcp("envhost", 6543)]);
+    assert_eq!(c.user, "envuser");
+    assert_eq!(c.password.as_ref().unwrap().expose(), "envpw");
+    assert_eq!(c.dbname, "envdb");
+    assert_eq!(c.tls.mode, SslMode::Disable);
+    assert_eq!(c.connect_timeout, Some(Duration::from_secs(9)));
+    assert_eq!(c.application_name.as_deref(), Some("envapp"));
+    assert_eq!(c.options.as_deref(), Some("-c search_path=x"));
+    assert_eq!(c.target_session_attrs, TargetSessionAttrs::ReadWrite);
+    assert_eq!(c.tls.root_cert, Some(RootCert::File("/env/ca.pem".into())));
+
+    // The string wins where it speaks; the environment fills the rest (PGPORT applies to a
+    // host given in the string, as in libpq).
+    let c = Config::parse_with_env("postgresql://u:pw@strhost/strdb?sslmode=require", &e).unwrap();
+    assert_eq!(c.hosts, vec![tcp("strhost", 6543)]);
+    assert_eq!(c.user, "u");
+    assert_eq!(c.password.as_ref().unwrap().expose(), "pw");
+    assert_eq!(c.dbname, "strdb");
+    assert_eq!(c.tls.mode, SslMode::Require);
+    assert_eq!(c.application_name.as_deref(), Some("envapp"));
+
+    // An empty variable counts as unset.
+    let c = Config::parse_with_env("user=u", &env(&[("PGPORT", "")])).unwrap();
+    assert_eq!(c.hosts[0].port, DEFAULT_PORT);
+
+    // PGHOSTADDR is not combined with a host from the string.
+    let e = env(&[("PGHOSTADDR", "10.9.9.9")]);
+    let c = Config::parse_with_env("host=strhost user=u", &e).unwrap();
+    assert_eq!(c.hosts[0].hostaddr, None);
+    let c = Config::parse_with_env("user=u", &e).unwrap();
+    assert_eq!(c.hosts[0].hostaddr, Some("10.9.9.9".parse().unwrap()));
+
+    // A bad environment value is reported like a bad string value.
+    let err = Config::parse_with_env("user=u", &env(&[("PGCONNECT_TIMEOUT", "soon")])).unwrap_err();
+    assert!(
+        err.to_string().contains("invalid connect_timeout `soon`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn database_url_is_the_target_when_none_is_given() {
+    let e = env(&[
+        ("DATABASE_URL", "postgres://dbu@dburlhost:7000/dburldb"),
+        ("PGHOST", "envhost"),
+        ("PGAPPNAME", "envapp"),
+    ]);
+    let c = Config::resolve_with_env(None, &e).unwrap();
+    assert_eq!(c.hosts, vec![tcp("dburlhost", 7000)]);
+    assert_eq!(c.dbname, "dburldb");
+    assert_eq!(c.application_name.as_deref(), Some("envapp"));
+    // An explicit target beats DATABASE_URL entirely.
+    let c = Config::resolve_with_env(Some("host=t user=u"), &e).unwrap();
+    assert_eq!(c.hosts, vec![tcp("t", DEFAULT_PORT)]);
+    // A broken DATABASE_URL says so.
+    let e = env(&[("DATABASE_URL", "postgres://h:bad/db")]);
+    let err = Config::resolve_with_env(None, &e).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("DATABASE_URL: invalid URL: invalid port `bad`"),
+        "{err}"
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn passfile_precedence_and_permissions() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().to_str().unwrap().to_owned();
+    let pgpass = dir.path().join(".pgpass");
+    std::fs::write(
+        &pgpass,
+        "h1:5432:db:u:from-home-h1\nlocalhost:5432:*:u:from-home-socket\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let other = dir.path().join("other");
+    std::fs::write(&other, "*:*:*:*:from-other\n").unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o600)).unwrap();
+
+    let e = env(&[("HOME", &home)]);
+    let c = Config::parse_with_env("host=h1,h2,/tmp user=u dbname=db", &e).unwrap();
+    assert_eq!(c.password_for(&c.hosts[0]), Some("from-home-h1"));
+    assert_eq!(c.password_for(&c.hosts[1]), None);
+    // A Unix socket is looked up as `localhost`.
+    assert_eq!(c.password_for(&c.hosts[2]), Some("from-home-socket"));
+
+    // PGPASSFILE beats ~/.pgpass; passfile= beats PGPASSFILE.
+    let e2 = env(&[("HOME", &home), ("PGPASSFILE", other.to_str().unwrap())]);
+    let c = Config::parse_with_env("host=h1 user=u dbname=db", &e2).unwrap();
+    assert_eq!(c.password_for(&c.hosts[0]), Some("from-other"));
+    let s = format!("host=h1 user=u dbname=db passfile={}", pgpass.display());
+    let c = Config::parse_with_env(&s, &e2).unwrap();
+    assert_eq!(c.password_for(&c.hosts[0]), Some("from-home-h1"));
+
+    // A password given explicitly (string or PGPASSWORD) beats the file.
+    let e3 = env(&[("HOME", &home), ("PGPASSWORD", "from-env")]);
+    let c = Config::parse_with_env("host=h1 user=u dbname=db", &e3).unwrap();
+    assert_eq!(c.password_for(&c.hosts[0]), Some("from-env"));
+
+    // Group-readable: ignored.
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let c = Config::parse_with_env("host=h1 user=u dbname=db", &e).unwrap();
+    assert!(c.passfile.is_none());
+    assert_eq!(c.password_for(&c.hosts[0]), None);
+}
+
+#[test]
+fn display_and_debug_never_show_the_password() {
+    let secret = "Sup3r-s3cret";
+    let inputs = [
+        format!("postgresql://app:{secret}@db:5432/app"),
+        format!("postgresql://app@db/app?password={secret}"),
+        format!("host=db user=app password={secret}"),
+        format!("host=db user=app password='{secret}'"),
+    ];
+    for input in &inputs {
+        let c = Config::parse(input).unwrap();
+        assert_eq!(c.password.as_ref().unwrap().expose(), secret);
+        let shown = format!("{c} {c:?} {:?} {:?}", c.password, c.hosts);
+        assert!(!shown.contains(secret), "{shown}");
+        assert!(c.to_string().contains(":***@"), "{c}");
+    }
+    let e = env(&[("PGPASSWORD", secret)]);
+    let c = Config::parse_with_env("host=db user=app", &e).unwrap();
+    assert!(!format!("{c} {c:?}").contains(secret));
+    // Errors from a bad string never echo the password either.
+    for bad in [
+        format!("postgresql://app:{secret}@db:bad/app"),
+        format!("host=db password='{secret}"),
+        format!("host=db password={secret} port=x"),
+    ] {
+        let err = Config::parse(&bad).unwrap_err();
+        assert!(!format!("{err} {err:?}").contains(secret), "{err}");
+    }
+}
+
+#[test]
+fn display_round_trips() {
+    let c = Config::parse(
+        "postgresql://app@db1:5432,[::1]:5433,%2Ftmp%2Fpg:5434/my%20db?sslmode=verify-full&target_session_attrs=primary&connect_timeout=4&application_name=a%26b",
+    )
+    .unwrap();
+    let shown = c.to_string();
+    assert_eq!(
+        shown,
+        "postgresql://app@db1:5432,[::1]:5433,%2Ftmp%2Fpg:5434/my%20db?sslmode=verify-full&connect_timeout=4&target_session_attrs=primary&application_name=a%26b"
+    );
+    assert_eq!(Config::parse(&shown).unwrap(), c);
+}
+
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Generated inputs per property: 3 properties x 10,000 cases (4 parser calls per case at
+    /// most) run without a panic, in about 7 s in a debug build on 2 cores.
+    const CASES: u32 = 10_000;
+
+    fn uri_like() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            Just("postgresql://".to_owned()),
+            Just("postgres://".to_owned()),
+            Just("@".to_owned()),
+            Just(":".to_owned()),
+            Just("/".to_owned()),
+            Just("?".to_owned()),
+            Just("&".to_owned()),
+            Just("=".to_owned()),
+            Just(",".to_owned()),
+            Just("[".to_owned()),
+            Just("]".to_owned()),
+            Just("%".to_owned()),
+            Just("%2F".to_owned()),
+            Just("%00".to_owned()),
+            Just("%ff".to_owned()),
+            Just("port=".to_owned()),
+            Just("host=".to_owned()),
+            Just("hostaddr=".to_owned()),
+            Just("connect_timeout=".to_owned()),
+            Just("sslmode=".to_owned()),
+            Just("'".to_owned()),
+            Just("\\".to_owned()),
+            Just(" ".to_owned()),
+            "[0-9]{1,6}",
+            "[a-z]{1,8}",
+            "\\PC{0,4}",
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        // XorShift: ChaCha (the default) dominates the run time in a debug build.
+        #![proptest_config(ProptestConfig {
+            cases: CASES,
+            rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_string_never_panics(s in "\\PC*") {
+            let _ = Config::parse(&s);
+        }
+
+        #[test]
+        fn uri_like_strings_never_panic(s in uri_like()) {
+            let _ = Config::parse(&s);
+            let _ = Config::parse(&format!("postgresql://{s}"));
+        }
+
+        #[test]
+        fn parsed_configs_display_without_panicking_and_reparse(s in uri_like()) {
+            if let Ok(c) = Config::parse(&s) {
+                let shown = c.to_string();
+                // The redacted form drops the password; everything else survives.
+                let again = Config::parse(&shown.replace(":***@", "@")).unwrap();
+                prop_assert_eq!(&again.hosts, &c.hosts);
+                prop_assert_eq!(&again.user, &c.user);
+                prop_assert_eq!(&again.dbname, &c.dbname);
+            }
+        }
+    }
+}
