@@ -205,8 +205,9 @@ impl Error {
     /// classification says [`Action::Retry`], or the deadline ran out.
     pub fn is_transient(&self) -> bool {
         match self.0.kind {
-            ErrorKind::Timeout | ErrorKind::Closed | ErrorKind::Connect => true,
+            ErrorKind::Timeout | ErrorKind::Closed => true,
             ErrorKind::Db => classify::query(self).action == Action::Retry,
+            ErrorKind::Connect => classify::connect(self).action == Action::Retry,
             _ => false,
         }
     }

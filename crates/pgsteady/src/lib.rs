@@ -10,11 +10,14 @@
 pub mod backoff;
 pub mod classify;
 pub mod config;
+pub mod connect;
 mod error;
+mod tls;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{Config, Host, HostSpec, Password, SslMode, TargetSessionAttrs};
+pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector};
 pub use error::{Error, ErrorKind, HostFailure};
 pub use tokio_postgres::error::SqlState;
 

@@ -1,0 +1,588 @@
+//! A resilient connect: every host tried in order under one timeout per host that covers the
+//! whole handshake, `target_session_attrs` checked by query, an error that lists every host,
+//! per-attempt events, back-off between passes, and a monitor on the connection's task.
+
+mod monitor;
+mod stream;
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_postgres::Client;
+
+pub use monitor::{CloseReason, ConnectionMonitor};
+
+use crate::backoff::{self, Backoff, Decision, Sleeper, TokioSleeper};
+use crate::classify::{self, Action, Classification, FailFastClass, Reason};
+use crate::config::{Config, Host, HostSpec, SslMode, TargetSessionAttrs};
+use crate::error::HostFailure;
+use crate::tls::Tls;
+use crate::{Error, ErrorKind};
+
+/// The per-host timeout when the configuration has no `connect_timeout`.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An established session.
+#[derive(Debug)]
+pub struct Connected {
+    /// The client.
+    pub client: Client,
+    /// Watches the connection's background task; tells why it closed.
+    pub monitor: ConnectionMonitor,
+    /// The host that accepted.
+    pub host: HostSpec,
+    /// Whether the session is encrypted.
+    pub tls: bool,
+}
+
+/// What happened in one connection attempt (one pass over the host list).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum AttemptOutcome<'a> {
+    /// A host accepted.
+    Connected {
+        /// Which one.
+        host: &'a HostSpec,
+    },
+    /// Every host failed.
+    Failed {
+        /// The error (lists each host).
+        error: &'a Error,
+        /// The verdict after applying the opt-in retry classes.
+        class: Classification,
+        /// The delay before the next attempt; `None` when giving up.
+        next_delay: Option<Duration>,
+    },
+}
+
+/// An event for logging: one per attempt.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct ConnectEvent<'a> {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// Time since [`Connector::connect`] started.
+    pub elapsed: Duration,
+    /// What happened.
+    pub outcome: AttemptOutcome<'a>,
+}
+
+type Observer = Arc<dyn Fn(&ConnectEvent<'_>) + Send + Sync>;
+
+/// Connects to the servers of a [`Config`], retrying transient failures.
+///
+/// # Default
+///
+/// - per-host timeout: the config's `connect_timeout`, else 10 s
+///   ([`DEFAULT_ATTEMPT_TIMEOUT`]);
+/// - back-off: [`Backoff::new`] limited to 30 s in total;
+/// - retried classes: transient ones only (see [`classify::connect`]);
+/// - no observer.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> pgsteady::Result<()> {
+/// use std::time::Duration;
+/// use pgsteady::{Backoff, Config, Connector};
+///
+/// let config = Config::resolve(Some("postgresql://app@db:5432/app"))?;
+/// let connector = Connector::new(config)?
+///     .with_backoff(Backoff::new().with_max_elapsed(Duration::from_secs(60)))
+///     .with_observer(|event| eprintln!("{event:?}"));
+/// let connected = connector.connect().await?;
+/// connected.client.simple_query("SELECT 1").await.ok();
+/// if let Some(why) = connected.monitor.close_reason() {
+///     eprintln!("closed: {why}");
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Connector {
+    config: Arc<Config>,
+    tls: Tls,
+    attempt_timeout: Duration,
+    backoff: Backoff,
+    retry_on: Vec<FailFastClass>,
+    observer: Option<Observer>,
+    sleeper: Arc<dyn Sleeper>,
+}
+
+impl fmt::Debug for Connector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connector")
+            .field("config", &self.config)
+            .field("tls", &self.tls)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .field("backoff", &self.backoff)
+            .field("retry_on", &self.retry_on)
+            .field("observer", &self.observer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// A connector for `config`. Fails if the TLS settings cannot be loaded (e.g. a missing
+    /// `sslrootcert` file for `verify-full`).
+    pub fn new(config: Config) -> Result<Self, Error> {
+        let tls = Tls::new(&config.tls)?;
+        let attempt_timeout = config.attempt_timeout(DEFAULT_ATTEMPT_TIMEOUT);
+        Ok(Connector {
+            config: Arc::new(config),
+            tls,
+            attempt_timeout,
+            backoff: Backoff::new().with_max_elapsed(Duration::from_secs(30)),
+            retry_on: Vec::new(),
+            observer: None,
+            sleeper: Arc::new(TokioSleeper),
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Sets the back-off between attempts; its `max_elapsed` is the total deadline.
+    #[must_use]
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Sets the timeout of one host's whole handshake (TCP, TLS, startup, authentication,
+    /// session check).
+    #[must_use]
+    pub fn with_attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = timeout;
+        self
+    }
+
+    /// Retries a fail-fast class too (e.g. [`FailFastClass::MissingDb`] while an init script
+    /// creates the database).
+    #[must_use]
+    pub fn with_retry_on(mut self, class: FailFastClass) -> Self {
+        if !self.retry_on.contains(&class) {
+            self.retry_on.push(class);
+        }
+        self
+    }
+
+    /// Calls `observer` after every attempt.
+    #[must_use]
+    pub fn with_observer(
+        mut self,
+        observer: impl Fn(&ConnectEvent<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// Replaces the sleeper used between attempts (tests).
+    #[must_use]
+    pub fn with_sleeper(mut self, sleeper: Arc<dyn Sleeper>) -> Self {
+        self.sleeper = sleeper;
+        self
+    }
+
+    /// The per-host timeout.
+    pub fn attempt_timeout(&self) -> Duration {
+        self.attempt_timeout
+    }
+
+    /// The verdict on a connect error, after applying the opt-in classes.
+    pub fn classify(&self, err: &Error) -> Classification {
+        let mut c = classify::connect(err);
+        if c.action == Action::FailFast
+            && c.reason
+                .opt_in_class()
+                .is_some_and(|class| self.retry_on.contains(&class))
+        {
+            c.action = Action::Retry;
+        }
+        c
+    }
+
+    /// Connects, retrying transient failures under the back-off policy and its deadline.
+    pub async fn connect(&self) -> Result<Connected, Error> {
+        let start = Instant::now();
+        let hosts = self.config.hosts.len().max(1) as u32;
+        let pass_timeout = self.attempt_timeout.saturating_mul(hosts);
+        let result = backoff::retry(
+            &self.backoff,
+            &*self.sleeper,
+            pass_timeout,
+            |attempt| self.connect_within(attempt.timeout),
+            |err: &Error| match self.classify(err).action {
+                Action::Retry => Decision::Retry,
+                Action::FailFast => Decision::Stop,
+            },
+            |attempt, err, delay| {
+                if let (Some(observer), Some(err)) = (&self.observer, err) {
+                    observer(&ConnectEvent {
+                        attempt: attempt.number,
+                        elapsed: start.elapsed(),
+                        outcome: AttemptOutcome::Failed {
+                            error: err,
+                            class: self.classify(err),
+                            next_delay: Some(delay),
+                        },
+                    });
+                }
+            },
+        )
+        .await;
+        match result {
+            Ok(connected) => {
+                if let Some(observer) = &self.observer {
+                    observer(&ConnectEvent {
+                        attempt: 0,
+                        elapsed: start.elapsed(),
+                        outcome: AttemptOutcome::Connected {
+                            host: &connected.host,
+                        },
+                    });
+                }
+                Ok(connected)
+            }
+            Err(e) => {
+                let err = self.give_up(e);
+                if let Some(observer) = &self.observer {
+                    observer(&ConnectEvent {
+                        attempt: err.attempts(),
+                        elapsed: start.elapsed(),
+                        outcome: AttemptOutcome::Failed {
+                            error: &err,
+                            class: self.classify(&err),
+                            next_delay: None,
+                        },
+                    });
+                }
+                Err(err)
+            }
+        }
+    }
+
+    fn give_up(&self, e: backoff::RetryError<Error>) -> Error {
+        match e.last {
+            Some(last) if e.stopped => last.with_attempts(e.attempts, e.elapsed),
+            Some(last) => {
+                let reason = last.reason().unwrap_or(Reason::Other);
+                Error::new(ErrorKind::Timeout, "gave up connecting")
+                    .with_reason(reason)
+                    .with_hosts(last.hosts().to_vec())
+                    .with_source(last)
+                    .with_attempts(e.attempts, e.elapsed)
+            }
+            None => Error::new(
+                ErrorKind::Timeout,
+                "gave up connecting: the last attempt timed out",
+            )
+            .with_reason(Reason::TimedOut)
+            .with_attempts(e.attempts, e.elapsed),
+        }
+    }
+
+    /// One pass over the host list with no retry, each host bounded by the per-host timeout.
+    pub async fn connect_once(&self) -> Result<Connected, Error> {
+        let hosts = self.config.hosts.len().max(1) as u32;
+        self.connect_within(self.attempt_timeout.saturating_mul(hosts))
+            .await
+    }
+
+    /// One pass over the hosts that ends within `budget`.
+    async fn connect_within(&self, budget: Duration) -> Result<Connected, Error> {
+        // A millisecond short of the caller's bound, so a host timeout (which names the host
+        // and the phase) fires before the caller's own timeout would.
+        let deadline = Instant::now() + budget.saturating_sub(Duration::from_millis(1));
+        let want = self.config.target_session_attrs;
+        let first = if want == TargetSessionAttrs::PreferStandby {
+            TargetSessionAttrs::Standby
+        } else {
+            want
+        };
+        match self.pass(first, deadline).await {
+            Err(e)
+                if want == TargetSessionAttrs::PreferStandby
+                    && e.hosts()
+                        .iter()
+                        .any(|h| h.reason == Reason::WrongSessionType) =>
+            {
+                // libpq: no standby found, so try again accepting any server.
+                self.pass(TargetSessionAttrs::Any, deadline).await
+            }
+            other => other,
+        }
+    }
+
+    async fn pass(&self, want: TargetSessionAttrs, deadline: Instant) -> Result<Connected, Error> {
+        let mut hosts: Vec<&HostSpec> = self.config.hosts.iter().collect();
+        if self.config.load_balance_hosts {
+            use rand::seq::SliceRandom;
+            hosts.shuffle(&mut rand::rng());
+        }
+        let mut failures = Vec::new();
+        let mut errors = Vec::new();
+        for host in hosts {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let timeout = self.attempt_timeout.min(left);
+            match self.connect_host(host, want, timeout).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    failures.push(HostFailure {
+                        host: host.to_string(),
+                        reason: e.reason().unwrap_or(Reason::Other),
+                        message: e.to_string(),
+                    });
+                    errors.push(e);
+                }
+            }
+        }
+        Err(combine(failures, errors))
+    }
+
+    async fn connect_host(
+        &self,
+        host: &HostSpec,
+        want: TargetSessionAttrs,
+        timeout: Duration,
+    ) -> Result<Connected, Error> {
+        let phase = AtomicU8::new(Phase::Resolve as u8);
+        match tokio::time::timeout(timeout, self.handshake(host, want, &phase)).await {
+            Ok(result) => result,
+            Err(_) => {
+                let phase = Phase::from(phase.load(Ordering::Relaxed));
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "timed out after {:.1}s during {}",
+                        timeout.as_secs_f64(),
+                        phase.as_str()
+                    ),
+                )
+                .with_reason(Reason::TimedOut))
+            }
+        }
+    }
+
+    async fn handshake(
+        &self,
+        host: &HostSpec,
+        want: TargetSessionAttrs,
+        phase: &AtomicU8,
+    ) -> Result<Connected, Error> {
+        if self.tls.mode == SslMode::Allow {
+            // libpq: plain text first; TLS if the server rejects that session.
+            match self.handshake_once(host, want, phase, false).await {
+                Err(e)
+                    if matches!(&host.host, Host::Tcp(_))
+                        && e.code().is_some()
+                        && classify::connect(&e).action == Action::FailFast =>
+                {
+                    self.handshake_once(host, want, phase, true).await
+                }
+                other => other,
+            }
+        } else {
+            self.handshake_once(host, want, phase, true).await
+        }
+    }
+
+    async fn handshake_once(
+        &self,
+        host: &HostSpec,
+        want: TargetSessionAttrs,
+        phase: &AtomicU8,
+        try_tls: bool,
+    ) -> Result<Connected, Error> {
+        let set = |p: Phase| phase.store(p as u8, Ordering::Relaxed);
+        set(Phase::Resolve);
+        let (socket, server_name) = match &host.host {
+            Host::Unix(dir) => {
+                set(Phase::Connect);
+                (stream::dial_unix(dir, host.port).await?, None)
+            }
+            Host::Tcp(name) => {
+                let addrs = stream::resolve(host).await?;
+                set(Phase::Connect);
+                let mut last = None;
+                let mut socket = None;
+                // libpq tries every address of a name in turn (e.g. ::1 then 127.0.0.1).
+                for addr in addrs {
+                    match stream::dial_tcp(addr, &self.config).await {
+                        Ok(s) => {
+                            socket = Some(s);
+                            break;
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                match (socket, last) {
+                    (Some(s), _) => (s, Some(name.as_str())),
+                    (None, Some(e)) => return Err(e),
+                    (None, None) => unreachable!("resolve returns at least one address"),
+                }
+            }
+        };
+        set(Phase::Tls);
+        let stream = match server_name {
+            Some(name) => stream::negotiate(socket, &self.tls, name, try_tls).await?,
+            // libpq never uses TLS on a Unix socket.
+            None => stream::negotiate(socket, &self.tls, "", false).await?,
+        };
+        let tls = matches!(stream, stream::Stream::Tls(_));
+        set(Phase::Startup);
+        let pg = self.pg_config(host);
+        let (client, connection) = pg
+            .connect_raw(stream, tokio_postgres::NoTls)
+            .await
+            .map_err(|e| Error::from_pg(e, "startup failed"))?;
+        let monitor = ConnectionMonitor::spawn(connection);
+        set(Phase::SessionCheck);
+        check_session(&client, want).await?;
+        Ok(Connected {
+            client,
+            monitor,
+            host: host.clone(),
+            tls,
+        })
+    }
+
+    fn pg_config(&self, host: &HostSpec) -> tokio_postgres::Config {
+        let c = &self.config;
+        let mut pg = tokio_postgres::Config::new();
+        pg.user(&c.user)
+            .dbname(&c.dbname)
+            .ssl_mode(tokio_postgres::config::SslMode::Disable)
+            .channel_binding(tokio_postgres::config::ChannelBinding::Disable);
+        if let Some(p) = c.password_for(host) {
+            pg.password(p);
+        }
+        if let Some(o) = &c.options {
+            pg.options(o);
+        }
+        if let Some(a) = &c.application_name {
+            pg.application_name(a);
+        }
+        pg
+    }
+}
+
+/// Checks `target_session_attrs` with one query, as libpq does for servers that do not report
+/// `in_hot_standby` / `default_transaction_read_only` at startup.
+async fn check_session(client: &Client, want: TargetSessionAttrs) -> Result<(), Error> {
+    if want == TargetSessionAttrs::Any {
+        return Ok(());
+    }
+    let rows = client
+        .simple_query(
+            "SELECT pg_catalog.pg_is_in_recovery()::text, \
+             pg_catalog.current_setting('transaction_read_only')",
+        )
+        .await
+        .map_err(|e| Error::from_pg(e, "session check failed"))?;
+    let row = rows.iter().find_map(|m| match m {
+        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    });
+    let (in_recovery, read_only) = match row {
+        Some(r) => (r.get(0) == Some("true"), r.get(1) == Some("on")),
+        None => {
+            return Err(Error::new(
+                ErrorKind::Connect,
+                "session check returned no row",
+            ));
+        }
+    };
+    let ok = match want {
+        TargetSessionAttrs::ReadWrite => !read_only,
+        TargetSessionAttrs::ReadOnly => read_only,
+        TargetSessionAttrs::Primary => !in_recovery,
+        TargetSessionAttrs::Standby | TargetSessionAttrs::PreferStandby => in_recovery,
+        _ => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    let is = match (in_recovery, read_only) {
+        (true, _) => "a standby (in recovery)",
+        (false, true) => "a primary in read-only mode",
+        (false, false) => "a read-write primary",
+    };
+    Err(Error::new(
+        ErrorKind::Connect,
+        format!("server is {is}, but target_session_attrs={want}"),
+    )
+    .with_reason(Reason::WrongSessionType))
+}
+
+/// One error for a failed pass: lists every host; its reason decides retry vs fail fast. If
+/// every host failed permanently, the first permanent failure speaks; otherwise the pass is
+/// transient (one host may come up) and the last transient failure speaks.
+fn combine(failures: Vec<HostFailure>, mut errors: Vec<Error>) -> Error {
+    if errors.len() == 1 {
+        let e = errors.pop().expect("one error");
+        let host = failures.into_iter().next().expect("one failure");
+        let reason = e.reason().unwrap_or(Reason::Other);
+        let host = HostFailure {
+            message: e.to_string(),
+            ..host
+        };
+        return Error::new(e.kind(), "could not connect")
+            .with_reason(reason)
+            .with_hosts(vec![host])
+            .with_source(e);
+    }
+    let transient = errors
+        .iter()
+        .rposition(|e| classify::connect(e).action == Action::Retry);
+    let speaker = transient.unwrap_or(0);
+    let e = errors.swap_remove(speaker);
+    let reason = e.reason().unwrap_or(Reason::Other);
+    Error::new(
+        e.kind(),
+        format!("could not connect to any of {} hosts", failures.len()),
+    )
+    .with_reason(reason)
+    .with_hosts(failures)
+    .with_source(e)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    Resolve,
+    Connect,
+    Tls,
+    Startup,
+    SessionCheck,
+}
+
+impl Phase {
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Resolve => "name resolution",
+            Phase::Connect => "the tcp connect",
+            Phase::Tls => "tls negotiation",
+            Phase::Startup => {
+                "startup/authentication (the server accepted the connection but did not answer)"
+            }
+            Phase::SessionCheck => "the session check query",
+        }
+    }
+}
+
+impl From<u8> for Phase {
+    fn from(v: u8) -> Self {
+        match v {
+            0 => Phase::Resolve,
+            1 => Phase::Connect,
+            2 => Phase::Tls,
+            3 => Phase::Startup,
+            _ => Phase::SessionCheck,
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! Dialling one host: our own TCP (or Unix socket) connect with keepalives and
+//! `TCP_USER_TIMEOUT` set on the socket, then PostgreSQL's SSLRequest and the rustls handshake.
+//!
+//! tokio-postgres' own `connect` cannot be used: its `connect_timeout` covers only the TCP
+//! connect, and it cannot do `verify-ca` or `allow`. The resulting [`Stream`] is handed to
+//! `tokio_postgres::Config::connect_raw` with `NoTls`.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpStream, UnixStream};
+use tokio_rustls::client::TlsStream;
+
+use crate::config::{Config, Host, HostSpec, SslMode};
+use crate::tls::Tls;
+use crate::{Error, ErrorKind, Reason};
+
+/// A connected socket.
+#[derive(Debug)]
+pub(crate) enum Socket {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+/// A socket, possibly wrapped in TLS.
+#[derive(Debug)]
+pub(crate) enum Stream {
+    Plain(Socket),
+    Tls(Box<TlsStream<Socket>>),
+}
+
+macro_rules! delegate {
+    ($self:ident, $inner:ident => $call:expr) => {
+        match $self.get_mut() {
+            Socket::Tcp($inner) => $call,
+            Socket::Unix($inner) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Socket {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Socket {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        delegate!(self, s => Pin::new(s).poll_write(cx, b))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+macro_rules! delegate_stream {
+    ($self:ident, $inner:ident => $call:expr) => {
+        match $self.get_mut() {
+            Stream::Plain($inner) => $call,
+            Stream::Tls($inner) => $call,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        delegate_stream!(self, s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        delegate_stream!(self, s => Pin::new(s).poll_write(cx, b))
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_stream!(self, s => Pin::new(s).poll_flush(cx))
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        delegate_stream!(self, s => Pin::new(s).poll_shutdown(cx))
+    }
+}
+
+/// The addresses to dial for one host entry: `hostaddr` if given, else the resolved name.
+pub(crate) async fn resolve(host: &HostSpec) -> Result<Vec<SocketAddr>, Error> {
+    match (&host.host, host.hostaddr) {
+        (_, Some(addr)) => Ok(vec![SocketAddr::new(addr, host.port)]),
+        (Host::Tcp(name), None) => {
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((name.as_str(), host.port))
+                .await
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Connect,
+                        format!("could not resolve host `{name}`"),
+                    )
+                    .with_reason(Reason::Dns)
+                    .with_source(e)
+                })?
+                .collect();
+            if addrs.is_empty() {
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    format!("host `{name}` resolved to no address"),
+                )
+                .with_reason(Reason::Dns));
+            }
+            Ok(addrs)
+        }
+        (Host::Unix(_), None) => Ok(Vec::new()),
+    }
+}
+
+/// TCP connect to `addr`, then keepalives and `TCP_USER_TIMEOUT` on the socket.
+pub(crate) async fn dial_tcp(addr: SocketAddr, config: &Config) -> Result<Socket, Error> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Error::from_io(e, "tcp connect failed"))?;
+    let apply = || -> io::Result<()> {
+        stream.set_nodelay(true)?;
+        let sock = SockRef::from(&stream);
+        if config.keepalives {
+            let ka = TcpKeepalive::new()
+                .with_time(config.keepalives_idle)
+                .with_interval(config.keepalives_interval)
+                .with_retries(config.keepalives_count);
+            sock.set_tcp_keepalive(&ka)?;
+        }
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "fuchsia"))]
+        if let Some(t) = config.tcp_user_timeout {
+            sock.set_tcp_user_timeout(Some(t))?;
+        }
+        Ok(())
+    };
+    apply().map_err(|e| Error::from_io(e, "cannot set socket options"))?;
+    Ok(Socket::Tcp(stream))
+}
+
+/// Connect to the Unix socket of `dir` and `port`.
+pub(crate) async fn dial_unix(dir: &std::path::Path, port: u16) -> Result<Socket, Error> {
+    let path = dir.join(format!(".s.PGSQL.{port}"));
+    UnixStream::connect(&path)
+        .await
+        .map(Socket::Unix)
+        .map_err(|e| Error::from_io(e, "unix socket connect failed"))
+}
+
+/// The 8-byte SSLRequest packet: length 8, code 80877103.
+const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
+
+/// Negotiates TLS on `socket` per the mode. `try_tls` is false for the plain first try of
+/// `allow` (and for Unix sockets, where libpq never uses TLS).
+pub(crate) async fn negotiate(
+    mut socket: Socket,
+    tls: &Tls,
+    server_name: &str,
+    try_tls: bool,
+) -> Result<Stream, Error> {
+    let connector = match (&tls.connector, try_tls) {
+        (Some(c), true) => c,
+        _ => return Ok(Stream::Plain(socket)),
+    };
+    let io_err = |e| Error::from_io(e, "tls negotiation failed");
+    socket.write_all(&SSL_REQUEST).await.map_err(io_err)?;
+    let mut answer = [0u8; 1];
+    socket.read_exact(&mut answer).await.map_err(io_err)?;
+    match answer[0] {
+        b'S' => {}
+        b'N' if matches!(tls.mode, SslMode::Prefer | SslMode::Allow) => {
+            return Ok(Stream::Plain(socket));
+        }
+        b'N' => {
+            return Err(Error::new(
+                ErrorKind::Tls,
+                format!(
+                    "the server does not support TLS, but sslmode={} requires it",
+                    tls.mode
+                ),
+            )
+            .with_reason(Reason::Tls));
+        }
+        other => {
+            return Err(Error::new(
+                ErrorKind::Connect,
+                format!("unexpected answer to the TLS request (byte {other:#04x}): is this a PostgreSQL server?"),
+            )
+            .with_reason(Reason::Other));
+        }
+    }
+    let name = Tls::server_name(server_name)?;
+    let stream = connector.connect(name, socket).await.map_err(|e| {
+        // A rustls error (certificate, protocol) is permanent; a reset mid-handshake is not.
+        let reason = crate::classify::reason_of(&e);
+        let reason = if reason == Reason::Io {
+            Reason::Tls
+        } else {
+            reason
+        };
+        Error::new(ErrorKind::from_reason(reason), "tls handshake failed")
+            .with_reason(reason)
+            .with_source(e)
+    })?;
+    Ok(Stream::Tls(Box::new(stream)))
+}
