@@ -10,6 +10,9 @@
 //!   swallows replies on command, and counts connections and bytes.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
 //!   TCP keepalive and `tcp_user_timeout`.
+//! - [`workload`]: N workers looping an operation against any client while faults happen,
+//!   every call recorded; per fault: errors surfaced, time from ready to first success, time
+//!   without success, longest call; a histogram for charts.
 //!
 //! Server binaries are found through `$PGSTEADY_PG_BIN`, `pg_config --bindir`, then the
 //! newest `/usr/lib/postgresql/*/bin`. As root, `initdb` and `postgres` run as the `postgres`
@@ -30,6 +33,7 @@ pub mod netns;
 mod process;
 mod proxy;
 mod sweep;
+pub mod workload;
 
 pub use bin::PgBin;
 pub use cluster::{BackendFilter, Cluster, ClusterBuilder, StopMode};
