@@ -34,6 +34,13 @@ pub enum ErrorKind {
     CommitOutcomeUnknown,
     /// The pool is closed.
     PoolClosed,
+    /// A migration failed: its SQL returned an error (its transaction was rolled back), or a
+    /// migration that runs outside a transaction was interrupted. See
+    /// [`migrate::Failure`](crate::migrate::Failure) for the file and position.
+    Migration,
+    /// The migration history does not match the migration files (an applied file was changed
+    /// or removed, or a file is older than the latest applied version). Nothing was applied.
+    HistoryMismatch,
 }
 
 impl ErrorKind {
@@ -50,6 +57,8 @@ impl ErrorKind {
             ErrorKind::Db => "db",
             ErrorKind::CommitOutcomeUnknown => "commit_outcome_unknown",
             ErrorKind::PoolClosed => "pool_closed",
+            ErrorKind::Migration => "migration",
+            ErrorKind::HistoryMismatch => "history_mismatch",
         }
     }
 

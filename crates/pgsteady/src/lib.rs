@@ -12,6 +12,7 @@ pub mod classify;
 pub mod config;
 pub mod connect;
 mod error;
+pub mod migrate;
 mod tls;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};

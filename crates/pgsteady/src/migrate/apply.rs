@@ -1,0 +1,296 @@
+//! Applying one migration, and what a failure says.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use tokio_postgres::error::{ErrorPosition, SqlState};
+use tokio_postgres::{Client, Transaction};
+
+use super::history::HistoryTable;
+use super::position::{Position, position_in};
+use super::source::{Migration, NO_TRANSACTION};
+use crate::classify::{self, Reason};
+use crate::{Error, ErrorKind};
+
+/// Where and how a migration failed. Found in the `source()` of an [`Error`] returned by a
+/// run; get it with [`Failure::of`].
+///
+/// `Display` is the file, with `:line:column` when the server reported a position.
+#[derive(Debug)]
+pub struct Failure {
+    version: i64,
+    file: String,
+    position: Option<Position>,
+    source: Option<tokio_postgres::Error>,
+}
+
+impl Failure {
+    /// The failure inside `err`, if `err` comes from applying a migration.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: &mut tokio_postgres::Client) {
+    /// use pgsteady::migrate::{Failure, Migrator};
+    /// let migrator = Migrator::from_dir("migrations").unwrap();
+    /// if let Err(err) = migrator.run_on(client).await {
+    ///     if let Some(f) = Failure::of(&err) {
+    ///         eprintln!("{} failed at {:?}", f.file(), f.position());
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn of(err: &Error) -> Option<&Failure> {
+        StdError::source(err)?.downcast_ref::<Failure>()
+    }
+
+    /// The migration's version.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// The migration's path (or file name).
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// Line and column in the file, when the server reported a position.
+    pub fn position(&self) -> Option<&Position> {
+        self.position.as_ref()
+    }
+
+    /// The server's error, when there is one.
+    pub fn db_error(&self) -> Option<&tokio_postgres::error::DbError> {
+        self.source.as_ref()?.as_db_error()
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(p) = &self.position {
+            write!(f, ":{}:{}", p.line, p.column)?;
+        }
+        Ok(())
+    }
+}
+
+impl StdError for Failure {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// Whether `reason` means the session is gone (as opposed to a statement failing on a live
+/// session).
+pub(crate) fn connection_lost(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::Closed
+            | Reason::Reset
+            | Reason::TimedOut
+            | Reason::Unreachable
+            | Reason::AdminShutdown
+            | Reason::CrashShutdown
+            | Reason::CannotConnectNow
+            | Reason::IdleSessionTimeout
+            | Reason::IdleInTransactionTimeout
+            | Reason::ConnectionException
+            | Reason::Io
+    )
+}
+
+/// Builds the error for `m` failing with `err`, with the kind chosen by what is known about
+/// the outcome.
+fn failure(m: &Migration, err: tokio_postgres::Error, kind: ErrorKind, message: String) -> Error {
+    let position = match err.as_db_error().and_then(|db| db.position()) {
+        Some(ErrorPosition::Original(p)) => position_in(m.sql(), *p),
+        _ => None,
+    };
+    let reason = classify::reason_of(&err);
+    Error::new(kind, message)
+        .with_reason(reason)
+        .with_source(Failure {
+            version: m.version(),
+            file: m.display_path(),
+            position,
+            source: Some(err),
+        })
+}
+
+fn failure_without_source(m: &Migration, kind: ErrorKind, message: String) -> Error {
+    Error::new(kind, message).with_source(Failure {
+        version: m.version(),
+        file: m.display_path(),
+        position: None,
+        source: None,
+    })
+}
+
+/// Applies one migration and records it. Returns how long its SQL took.
+pub(crate) async fn apply(
+    client: &mut Client,
+    table: &HistoryTable,
+    m: &Migration,
+) -> Result<Duration, Error> {
+    if m.is_transactional() {
+        apply_in_transaction(client, table, m).await
+    } else {
+        apply_alone(client, table, m).await
+    }
+}
+
+/// In one transaction: the history row first (so two runners that somehow bypassed the lock
+/// collide on its primary key before either runs the file), the file, the timing, COMMIT.
+async fn apply_in_transaction(
+    client: &mut Client,
+    table: &HistoryTable,
+    m: &Migration,
+) -> Result<Duration, Error> {
+    let lost = |e: tokio_postgres::Error| {
+        let reason = classify::reason_of(&e);
+        if connection_lost(reason) {
+            failure(
+                m,
+                e,
+                ErrorKind::from_reason(reason),
+                "connection lost while applying a migration; it was rolled back".into(),
+            )
+        } else {
+            failure(m, e, ErrorKind::Migration, "migration failed".into())
+        }
+    };
+    let tx = client.transaction().await.map_err(lost)?;
+    let xid: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(lost)?
+        .get(0);
+    tx.execute(
+        &format!(
+            "INSERT INTO {} (version, name, checksum) VALUES ($1, $2, $3)",
+            table.sql()
+        ),
+        &[&m.version(), &m.name(), &m.checksum().to_string()],
+    )
+    .await
+    .map_err(lost)?;
+    let start = Instant::now();
+    if let Err(e) = tx.batch_execute(m.sql()).await {
+        let err = if e.code() == Some(&SqlState::ACTIVE_SQL_TRANSACTION) {
+            let hint = format!(
+                "migration failed: a statement in it cannot run inside a transaction; put it \
+                 alone in its own file whose first line is `-- {NO_TRANSACTION}`"
+            );
+            failure(m, e, ErrorKind::Migration, hint)
+        } else {
+            lost(e)
+        };
+        rollback(tx).await;
+        return Err(err);
+    }
+    let took = start.elapsed();
+    // A COMMIT, ROLLBACK or END in the file ends our transaction; what follows then runs in
+    // autocommit. The transaction id tells, whatever the file's SQL looked like.
+    let xid_after: i64 = tx
+        .query_one("SELECT txid_current()", &[])
+        .await
+        .map_err(lost)?
+        .get(0);
+    if xid_after != xid {
+        rollback(tx).await;
+        return Err(failure_without_source(
+            m,
+            ErrorKind::Migration,
+            format!(
+                "migration ended its own transaction (COMMIT, ROLLBACK or END in the file), so it \
+                 may be partly applied; remove those statements, or mark the file \
+                 `-- {NO_TRANSACTION}`"
+            ),
+        ));
+    }
+    tx.execute(
+        &format!(
+            "UPDATE {} SET execution_ms = $2, applied_at = clock_timestamp() WHERE version = $1",
+            table.sql()
+        ),
+        &[&m.version(), &(took.as_millis() as i64)],
+    )
+    .await
+    .map_err(lost)?;
+    tx.commit().await.map_err(|e| {
+        let reason = classify::reason_of(&e);
+        if connection_lost(reason) {
+            failure(
+                m,
+                e,
+                ErrorKind::CommitOutcomeUnknown,
+                "connection lost while committing a migration: it may or may not be applied \
+                 (the history table tells; the next run reads it)"
+                    .into(),
+            )
+        } else {
+            // e.g. a deferred constraint failing at COMMIT: rolled back.
+            failure(
+                m,
+                e,
+                ErrorKind::Migration,
+                "migration failed at COMMIT".into(),
+            )
+        }
+    })?;
+    Ok(took)
+}
+
+/// Outside a transaction: the file as one simple query, then the history row. Several
+/// statements in one simple query run as one implicit transaction, so a multi-statement file
+/// is still all-or-nothing, and statements that refuse transaction blocks (CREATE INDEX
+/// CONCURRENTLY) must be alone in their file.
+async fn apply_alone(
+    client: &mut Client,
+    table: &HistoryTable,
+    m: &Migration,
+) -> Result<Duration, Error> {
+    let start = Instant::now();
+    if let Err(e) = client.batch_execute(m.sql()).await {
+        let reason = classify::reason_of(&e);
+        let message = if connection_lost(reason) {
+            "connection lost while running a migration outside a transaction: it may be \
+             partly applied (e.g. an INVALID index); check, then run again"
+        } else {
+            "migration failed"
+        };
+        return Err(failure(m, e, ErrorKind::Migration, message.into()));
+    }
+    let took = start.elapsed();
+    client
+        .execute(
+            &format!(
+                "INSERT INTO {} (version, name, checksum, execution_ms) VALUES ($1, $2, $3, $4)",
+                table.sql()
+            ),
+            &[
+                &m.version(),
+                &m.name(),
+                &m.checksum().to_string(),
+                &(took.as_millis() as i64),
+            ],
+        )
+        .await
+        .map_err(|e| {
+            failure(
+                m,
+                e,
+                ErrorKind::Migration,
+                "migration ran outside a transaction but could not be recorded: the next run \
+                 runs it again"
+                    .into(),
+            )
+        })?;
+    Ok(took)
+}
+
+async fn rollback(tx: Transaction<'_>) {
+    let _ = tx.rollback().await;
+}
