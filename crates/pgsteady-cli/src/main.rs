@@ -9,7 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod check;
+mod common;
 mod drill;
+mod exit;
+mod probe;
+mod report;
+mod wait;
 
 /// Keep applications connected to PostgreSQL through start-up, restarts, crashes and
 /// silent network drops.
@@ -22,6 +28,11 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Wait until PostgreSQL is ready for this application (connect, authenticate, query),
+    /// then optionally exec a command.
+    Wait(wait::WaitArgs),
+    /// Check once, within a bound, whether PostgreSQL is ready (for probes and scripts).
+    Check(check::CheckArgs),
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
     Drill(drill::DrillArgs),
 }
@@ -40,6 +51,8 @@ fn main() -> ExitCode {
     };
     runtime.block_on(async {
         match cli.command {
+            Command::Wait(args) => wait::run(args).await,
+            Command::Check(args) => check::run(args).await,
             Command::Drill(args) => drill::run(args).await,
         }
     })

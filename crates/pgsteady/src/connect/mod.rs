@@ -293,8 +293,9 @@ impl Connector {
             .await
     }
 
-    /// One pass over the hosts that ends within `budget`.
-    async fn connect_within(&self, budget: Duration) -> Result<Connected, Error> {
+    /// One pass over the host list with no retry that ends within `budget` (each host still
+    /// bounded by the per-host timeout). Building block for callers with their own retry loop.
+    pub async fn connect_within(&self, budget: Duration) -> Result<Connected, Error> {
         // A millisecond short of the caller's bound, so a host timeout (which names the host
         // and the phase) fires before the caller's own timeout would.
         let deadline = Instant::now() + budget.saturating_sub(Duration::from_millis(1));

@@ -1,0 +1,84 @@
+//! Arguments and helpers shared by the connection commands.
+
+use std::time::Duration;
+
+use pgsteady::Config;
+
+/// How to print progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// A single updating status line (stderr is a terminal).
+    Tty,
+    /// One log line per state change.
+    Lines,
+    /// Nothing but the final error.
+    Quiet,
+    /// One JSON object per event on stdout.
+    Json,
+}
+
+impl Output {
+    pub(crate) fn choose(quiet: bool, json: bool) -> Self {
+        use std::io::IsTerminal;
+        if json {
+            Output::Json
+        } else if quiet {
+            Output::Quiet
+        } else if std::io::stderr().is_terminal() {
+            Output::Tty
+        } else {
+            Output::Lines
+        }
+    }
+}
+
+/// Parses `60s`, `1m30s`, `500ms` or a bare number of seconds.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<f64>() {
+        if secs.is_finite() && secs >= 0.0 && secs < 1e9 {
+            return Ok(Duration::from_secs_f64(secs));
+        }
+        return Err(format!("`{s}` is not a valid duration"));
+    }
+    humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a valid duration ({e}); use e.g. 60s, 1m30s, 500ms"))
+}
+
+/// Resolves the target: a URL, key=value pairs, or `None` for `DATABASE_URL` / `PG*`.
+pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, pgsteady::Error> {
+    if let Some(t) = target
+        && !t.contains('=')
+        && !t.contains("://")
+    {
+        return Err(pgsteady::Error::config(format!(
+            "target `{}` is neither a postgresql:// URL nor key=value pairs",
+            t.chars().take(64).collect::<String>()
+        )));
+    }
+    Config::resolve(target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
+        assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
+        assert!(parse_duration("-1").is_err());
+    }
+
+    #[test]
+    fn bare_words_are_not_targets() {
+        let err = resolve_target(Some("db.example.com")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("neither a postgresql:// URL nor key=value")
+        );
+    }
+}

@@ -1,0 +1,97 @@
+//! One readiness probe: connect (all hosts, one bounded pass), authenticate, run the query.
+//! Shared by `wait` (in a retry loop) and `check` (once).
+
+use std::time::Duration;
+
+use pgsteady::backoff::Decision;
+use pgsteady::{Action, Connector, Reason, SqlState};
+use tokio_postgres::SimpleQueryMessage;
+
+use crate::exit;
+
+/// Why a probe failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// Could not establish a session.
+    Connect(pgsteady::Error),
+    /// The session works but the query failed.
+    Query(pgsteady::Error),
+    /// The query's answer was `false`.
+    NotTrue,
+}
+
+impl Failure {
+    pub(crate) fn reason(&self) -> Option<Reason> {
+        match self {
+            Failure::Connect(e) | Failure::Query(e) => e.reason(),
+            Failure::NotTrue => None,
+        }
+    }
+
+    pub(crate) fn message(&self) -> String {
+        match self {
+            Failure::Connect(e) => e.to_string(),
+            Failure::Query(e) => format!("query failed: {e}"),
+            Failure::NotTrue => "the query returned false".to_owned(),
+        }
+    }
+
+    /// `wait` retries a failing query until the deadline (the condition it checks, a table or
+    /// a replica, may appear), except a syntax or permission error.
+    pub(crate) fn decision(&self, connector: &Connector) -> Decision {
+        match self {
+            Failure::Connect(e) => match connector.classify(e).action {
+                Action::Retry => Decision::Retry,
+                Action::FailFast => Decision::Stop,
+            },
+            Failure::Query(e) if is_usage(e) => Decision::Stop,
+            Failure::Query(_) | Failure::NotTrue => Decision::Retry,
+        }
+    }
+
+    /// The exit code once retrying stopped (`timed_out`: the deadline ran out).
+    pub(crate) fn exit_code(&self, timed_out: bool) -> u8 {
+        match self {
+            Failure::Query(e) if is_usage(e) => exit::USAGE,
+            _ if timed_out => exit::NOT_READY,
+            Failure::Connect(e) => exit::for_error(e),
+            Failure::Query(_) | Failure::NotTrue => exit::NOT_READY,
+        }
+    }
+}
+
+fn is_usage(e: &pgsteady::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::SYNTAX_ERROR || *c == SqlState::INSUFFICIENT_PRIVILEGE
+    )
+}
+
+/// Connects within `budget` and runs `query`. Returns the host that answered.
+pub(crate) async fn probe(
+    connector: &Connector,
+    query: &str,
+    budget: Duration,
+) -> Result<String, Failure> {
+    let connected = connector
+        .connect_within(budget)
+        .await
+        .map_err(Failure::Connect)?;
+    let messages = connected
+        .client
+        .simple_query(query)
+        .await
+        .map_err(|e| Failure::Query(pgsteady::Error::from_pg(e, "query")))?;
+    // A single false value means "not ready yet" (e.g. `SELECT count(*) > 0 FROM ...`).
+    let last_row = messages.iter().rev().find_map(|m| match m {
+        SimpleQueryMessage::Row(r) => Some(r),
+        _ => None,
+    });
+    if let Some(row) = last_row
+        && row.len() == 1
+        && matches!(row.get(0), Some("f") | Some("false"))
+    {
+        return Err(Failure::NotTrue);
+    }
+    Ok(connected.host.to_string())
+}

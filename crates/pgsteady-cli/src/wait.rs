@@ -1,0 +1,207 @@
+//! `pgsteady wait`: block until the database is ready for this application (a real connection,
+//! authentication and a query from this process's network vantage point), then optionally
+//! exec a command.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use pgsteady::backoff::{self, Backoff, TokioSleeper};
+use pgsteady::{Config, Connector, FailFastClass};
+use tokio::time::Instant;
+
+use crate::common::{Output, parse_duration, resolve_target};
+use crate::exit::{self, EXIT_CODES_HELP};
+use crate::probe::{Failure, probe};
+use crate::report::Reporter;
+
+/// Arguments of `pgsteady wait`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXIT_CODES_HELP)]
+pub(crate) struct WaitArgs {
+    /// A postgresql:// URL or a key=value connection string. Default: $DATABASE_URL, then the
+    /// PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...) and ~/.pgpass.
+    target: Option<String>,
+    /// Give up after this long (e.g. 60s, 2m, 500ms).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+    /// Bound on one connection attempt (TCP, TLS, startup, authentication, query). Default:
+    /// the target's connect_timeout, else 5s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    attempt_timeout: Option<Duration>,
+    /// The query that must succeed. If it returns a single false value, keep waiting.
+    #[arg(long, default_value = "SELECT 1", value_name = "SQL")]
+    query: String,
+    /// Also retry these normally permanent failures, comma-separated: auth, missing-db,
+    /// undefined-object, tls, session-type (e.g. a database an init script creates later).
+    #[arg(long, value_delimiter = ',', value_parser = parse_class, value_name = "CLASSES")]
+    retry_on: Vec<FailFastClass>,
+    /// Print only the final error.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print one JSON object per event on stdout.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+    /// Command to exec once ready; it replaces pgsteady, so its exit code and signals are its
+    /// own.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+pub(crate) fn parse_class(s: &str) -> Result<FailFastClass, String> {
+    FailFastClass::parse(s).ok_or_else(|| {
+        let all: Vec<_> = FailFastClass::ALL.iter().map(|c| c.as_str()).collect();
+        format!("unknown class `{s}` (expected: {})", all.join(", "))
+    })
+}
+
+/// What `wait` will do, validated before any network I/O.
+#[derive(Debug)]
+struct Plan {
+    config: Config,
+    timeout: Duration,
+    attempt_timeout: Duration,
+    query: String,
+    retry_on: Vec<FailFastClass>,
+    output: Output,
+    command: Option<(OsString, Vec<OsString>)>,
+}
+
+impl Plan {
+    fn new(args: WaitArgs) -> Result<Self, pgsteady::Error> {
+        let config = resolve_target(args.target.as_deref())?;
+        if args.query.trim().is_empty() {
+            return Err(pgsteady::Error::config("--query must not be empty"));
+        }
+        let attempt_timeout = args
+            .attempt_timeout
+            .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
+        let mut command = args.command.into_iter();
+        Ok(Plan {
+            config,
+            timeout: args.timeout,
+            attempt_timeout,
+            query: args.query,
+            retry_on: args.retry_on,
+            output: Output::choose(args.quiet, args.json),
+            command: command.next().map(|program| (program, command.collect())),
+        })
+    }
+}
+
+pub(crate) async fn run(args: WaitArgs) -> ExitCode {
+    let output = Output::choose(args.quiet, args.json);
+    let plan = match Plan::new(args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            Reporter::new(output, "pgsteady wait", String::new()).failed(
+                exit::USAGE,
+                e.reason(),
+                &e.to_string(),
+            );
+            return exit::code(exit::USAGE);
+        }
+    };
+    let code = wait(&plan).await;
+    if code != exit::READY {
+        return exit::code(code);
+    }
+    match plan.command {
+        Some((program, args)) => exec(program, args),
+        None => exit::code(exit::READY),
+    }
+}
+
+async fn wait(plan: &Plan) -> u8 {
+    let mut reporter = Reporter::new(plan.output, "pgsteady wait", plan.config.to_string());
+    let mut connector = match Connector::new(plan.config.clone()) {
+        Ok(c) => c.with_attempt_timeout(plan.attempt_timeout),
+        Err(e) => {
+            let code = exit::for_error(&e);
+            reporter.failed(code, e.reason(), &e.to_string());
+            return code;
+        }
+    };
+    for class in &plan.retry_on {
+        connector = connector.with_retry_on(*class);
+    }
+    // Attempts every 20-40 ms (equal jitter, cap 40 ms): at most ~30 per second against a
+    // starting server, and the first success within ~40 ms of the server being ready.
+    let policy = Backoff::polling().with_max_elapsed(plan.timeout);
+    let hosts = plan.config.hosts.len().max(1) as u32;
+    let start = Instant::now();
+    let attempts = std::cell::Cell::new(0u32);
+    let result = backoff::retry(
+        &policy,
+        &TokioSleeper,
+        plan.attempt_timeout.saturating_mul(hosts),
+        |attempt| {
+            attempts.set(attempt.number);
+            probe(&connector, &plan.query, attempt.timeout)
+        },
+        |f: &Failure| f.decision(&connector),
+        |attempt, failure, delay| {
+            let (reason, message) = match failure {
+                Some(f) => (f.reason().unwrap_or(pgsteady::Reason::Other), f.message()),
+                None => (
+                    pgsteady::Reason::TimedOut,
+                    format!(
+                        "attempt timed out after {:.1}s",
+                        attempt.timeout.as_secs_f64()
+                    ),
+                ),
+            };
+            reporter.attempt_failed(attempt.number, start.elapsed(), reason, &message, delay);
+        },
+    )
+    .await;
+    match result {
+        Ok(host) => {
+            reporter.ready(attempts.get(), start.elapsed(), &host);
+            exit::READY
+        }
+        Err(e) => {
+            let timed_out = !e.stopped;
+            let (code, reason, message) = match &e.last {
+                Some(f) => (f.exit_code(timed_out), f.reason(), f.message()),
+                None => (
+                    exit::NOT_READY,
+                    Some(pgsteady::Reason::TimedOut),
+                    "the last attempt timed out".to_owned(),
+                ),
+            };
+            let message = if timed_out {
+                format!(
+                    "not ready after {:.1}s ({} attempt{}); last error: {message}",
+                    e.elapsed.as_secs_f64(),
+                    e.attempts,
+                    if e.attempts == 1 { "" } else { "s" }
+                )
+            } else {
+                message
+            };
+            reporter.failed(code, reason, &message);
+            code
+        }
+    }
+}
+
+/// Replaces this process with the command (never returns on success). On failure, exits like a
+/// shell: 127 when the command is not found, 126 when it cannot be executed.
+fn exec(program: OsString, args: Vec<OsString>) -> ExitCode {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    let err = std::process::Command::new(&program).args(&args).exec();
+    eprintln!(
+        "pgsteady wait: cannot run `{}`: {err}",
+        program.to_string_lossy()
+    );
+    let code = if err.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    };
+    ExitCode::from(code)
+}
