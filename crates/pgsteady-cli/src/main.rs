@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod check;
 mod common;
+mod doctor;
 mod drill;
 mod exit;
 mod probe;
@@ -33,6 +34,8 @@ enum Command {
     Wait(wait::WaitArgs),
     /// Check once, within a bound, whether PostgreSQL is ready (for probes and scripts).
     Check(check::CheckArgs),
+    /// Walk the layers between this process and the database and name the first broken one.
+    Doctor(doctor::DoctorArgs),
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
     Drill(drill::DrillArgs),
 }
@@ -53,6 +56,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Wait(args) => wait::run(args).await,
             Command::Check(args) => check::run(args).await,
+            Command::Doctor(args) => doctor::run(args).await,
             Command::Drill(args) => drill::run(args).await,
         }
     })

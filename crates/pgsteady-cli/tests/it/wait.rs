@@ -1,0 +1,273 @@
+//! `pgsteady wait`: late start, never starts, wrong password, missing database, crash
+//! recovery, hung server.
+
+use std::time::{Duration, SystemTime};
+
+use pgsteady_testkit::Cluster;
+
+use crate::{TestCommand, url};
+
+/// Issue 3: the server is started 0, 1.5 and 3 s after `wait`; `wait` exits 0 soon after the
+/// server's "ready" log line, polling at most ~30 times per second meanwhile.
+#[tokio::test]
+async fn late_start_exits_0_soon_after_ready() {
+    let cluster = Cluster::builder().init().await.unwrap();
+    for delay_ms in [0u64, 1500, 3000] {
+        let running =
+            TestCommand::new(["wait", &cluster.url(), "--timeout", "30s", "--json"]).spawn();
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        cluster.start_server().await.unwrap();
+        let done = running.finish().await;
+        let exited = SystemTime::now();
+        done.assert_exit_code(0)
+            .assert_no_secret(cluster.password());
+        let ready = cluster.ready_at().unwrap();
+        let late = exited.duration_since(ready).unwrap_or_default();
+        assert!(
+            late < Duration::from_millis(500),
+            "delay {delay_ms}: exited {late:?} after ready"
+        );
+        let events = done.events();
+        let failed = events
+            .iter()
+            .filter(|e| e["event"] == "attempt_failed")
+            .count();
+        for e in events.iter().filter(|e| e["event"] == "attempt_failed") {
+            let reason = e["reason"].as_str().unwrap();
+            assert!(
+                ["refused", "cannot_connect_now", "reset"].contains(&reason),
+                "{e}"
+            );
+        }
+        let per_sec = failed as f64 / done.elapsed.as_secs_f64();
+        assert!(
+            per_sec <= 31.0,
+            "delay {delay_ms}: {failed} attempts in {:?}",
+            done.elapsed
+        );
+        if delay_ms > 0 {
+            assert!(failed > 0, "the server was down at first");
+        }
+        let ready_event = events.last().unwrap();
+        assert_eq!(ready_event["event"], "ready", "{ready_event}");
+        cluster
+            .stop(pgsteady_testkit::StopMode::Fast)
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn never_starts_exits_1_after_the_timeout_with_the_last_reason() {
+    let cluster = Cluster::builder().init().await.unwrap();
+    let done = TestCommand::new(["wait", &cluster.url(), "--timeout", "1s"])
+        .run()
+        .await;
+    done.assert_exit_code(1)
+        .assert_no_secret(cluster.password());
+    assert!(
+        done.elapsed >= Duration::from_millis(1000) && done.elapsed < Duration::from_millis(1800),
+        "{:?}",
+        done.elapsed
+    );
+    let last = done.stderr().lines().last().unwrap();
+    assert!(last.contains("not ready after 1.0s"), "{last}");
+    assert!(last.contains("Connection refused"), "{last}");
+}
+
+#[tokio::test]
+async fn wrong_password_exits_3_at_once_without_retrying() {
+    let cluster = Cluster::start().await.unwrap();
+    let secret = "Wr0ng-Pa55word";
+    let target = url(&cluster, cluster.user(), secret, cluster.dbname());
+    for extra in [None, Some("--json")] {
+        let mut args = vec!["wait", target.as_str(), "--timeout", "30s"];
+        args.extend(extra);
+        let done = TestCommand::new(args).run().await;
+        done.assert_exit_code(3)
+            .assert_no_secret(secret)
+            .assert_no_secret(cluster.password());
+        assert!(done.elapsed < Duration::from_secs(1), "{:?}", done.elapsed);
+        if extra.is_some() {
+            let events = done.events();
+            assert_eq!(events.len(), 1, "one attempt, no retry: {events:?}");
+            assert_eq!(events[0]["reason"], "invalid_password");
+            assert_eq!(events[0]["exit_code"], 3);
+        } else {
+            assert!(
+                done.stderr().contains("28P01")
+                    || done.stderr().contains("password authentication failed"),
+                "{}",
+                done.stderr()
+            );
+        }
+    }
+    // Also when the password comes from the environment or a key=value target.
+    let kv = format!(
+        "host=127.0.0.1 port={} user={} dbname={}",
+        cluster.port(),
+        cluster.user(),
+        cluster.dbname()
+    );
+    TestCommand::new(["wait", &kv, "--timeout", "30s"])
+        .env("PGPASSWORD", secret)
+        .run()
+        .await
+        .assert_exit_code(3)
+        .assert_no_secret(secret);
+}
+
+#[tokio::test]
+async fn missing_database_exits_3_unless_retried_until_created() {
+    let cluster = Cluster::start().await.unwrap();
+    let target = url(
+        &cluster,
+        cluster.user(),
+        cluster.password(),
+        "created_later",
+    );
+    let done = TestCommand::new(["wait", &target, "--timeout", "30s"])
+        .run()
+        .await;
+    done.assert_exit_code(3)
+        .assert_no_secret(cluster.password());
+    assert!(done.stderr().contains("created_later"), "{}", done.stderr());
+
+    let running = TestCommand::new([
+        "wait",
+        &target,
+        "--timeout",
+        "30s",
+        "--retry-on",
+        "missing-db",
+    ])
+    .spawn();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster
+        .admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "CREATE DATABASE created_later OWNER {}",
+            cluster.user()
+        ))
+        .await
+        .unwrap();
+    running.finish().await.assert_exit_code(0);
+}
+
+/// Issue 3: the server was SIGKILLed; `wait` runs through the crash recovery and exits 0.
+#[tokio::test]
+async fn crash_recovery_waits_then_exits_0() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster
+        .admin()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE t AS SELECT g FROM generate_series(1, 10000) g")
+        .await
+        .unwrap();
+    cluster.kill_postmaster().await.unwrap();
+    let running = TestCommand::new(["wait", &cluster.url(), "--timeout", "30s", "--json"]).spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.start_server().await.unwrap();
+    let done = running.finish().await;
+    done.assert_exit_code(0)
+        .assert_no_secret(cluster.password());
+    assert!(
+        cluster.log().contains("database system was interrupted")
+            || cluster.log().contains("not properly shut down")
+    );
+    assert!(done.events().iter().any(|e| e["event"] == "attempt_failed"));
+}
+
+/// Issue 3: a SIGSTOPped server accepts TCP connections and never answers. Every attempt is
+/// cut at --attempt-timeout and the whole wait ends at --timeout.
+#[tokio::test]
+async fn hung_server_honours_attempt_timeout_and_deadline() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster.pause().unwrap();
+    let done = TestCommand::new([
+        "wait",
+        &cluster.url(),
+        "--timeout",
+        "2s",
+        "--attempt-timeout",
+        "500ms",
+        "--json",
+    ])
+    .run()
+    .await;
+    cluster.resume().unwrap();
+    done.assert_exit_code(1)
+        .assert_no_secret(cluster.password());
+    assert!(
+        done.elapsed >= Duration::from_millis(2000) && done.elapsed < Duration::from_millis(2600),
+        "{:?}",
+        done.elapsed
+    );
+    let events = done.events();
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "attempt_failed")
+        .collect();
+    // 2 s of 500 ms attempts plus short delays: 3 cut attempts reported before the last.
+    assert!((2..=4).contains(&failed.len()), "{events:?}");
+    for e in &failed {
+        assert_eq!(e["reason"], "timed_out", "{e}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains("timed out after 0.5s"), "{msg}");
+    }
+    let last = events.last().unwrap();
+    assert_eq!(last["event"], "failed");
+    assert_eq!(last["exit_code"], 1);
+    // And after SIGCONT it is ready again.
+    TestCommand::new(["wait", &cluster.url(), "--timeout", "10s"])
+        .run()
+        .await
+        .assert_exit_code(0);
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2_before_any_io() {
+    for args in [
+        vec!["wait", "postgresql://u:Secr3tX@h:notaport/db"],
+        vec!["wait", "db.example.com"],
+        vec!["wait", "host=h", "--timeout", "soon"],
+        vec!["wait", "host=h", "--retry-on", "everything"],
+        vec!["wait", "host=h bogus=1"],
+        vec!["wait", "host=h connect_timeout=10s"],
+    ] {
+        let done = TestCommand::new(&args).run().await;
+        done.assert_exit_code(2).assert_no_secret("Secr3tX");
+        assert!(done.elapsed < Duration::from_secs(1));
+    }
+    let done = TestCommand::new(["wait"])
+        .env("DATABASE_URL", "postgres://u:Secr3tX@h:99999/db")
+        .run()
+        .await;
+    done.assert_exit_code(2).assert_no_secret("Secr3tX");
+    assert!(
+        done.stderr().contains("DATABASE_URL: invalid port `99999`"),
+        "{}",
+        done.stderr()
+    );
+}
+
+#[tokio::test]
+async fn quiet_success_prints_nothing_and_lines_mode_logs_state_changes() {
+    let cluster = Cluster::start().await.unwrap();
+    let done = TestCommand::new(["wait", &cluster.url(), "--quiet"])
+        .run()
+        .await;
+    done.assert_exit_code(0);
+    assert_eq!((done.stdout(), done.stderr()), ("", ""));
+    let done = TestCommand::new(["wait", &cluster.url()]).run().await;
+    done.assert_exit_code(0)
+        .assert_no_secret(cluster.password());
+    assert!(
+        done.stderr().contains("ready: postgresql://app:***@"),
+        "{}",
+        done.stderr()
+    );
+}
