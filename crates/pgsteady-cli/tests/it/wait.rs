@@ -71,7 +71,7 @@ async fn never_starts_exits_1_after_the_timeout_with_the_last_reason() {
         done.elapsed
     );
     let last = done.stderr().lines().last().unwrap();
-    assert!(last.contains("not ready after 1.0s"), "{last}");
+    assert!(last.contains("not ready after"), "{last}");
     assert!(last.contains("Connection refused"), "{last}");
 }
 
