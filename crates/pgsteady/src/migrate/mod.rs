@@ -47,7 +47,7 @@
 //! Before applying anything, a run compares the files with the history ([`State`]): a changed
 //! applied file ([`State::Modified`]), an applied version with no file while later files exist
 //! ([`State::Missing`]), or a new file older than the latest applied version
-//! ([`State::OutOfOrder`]) stops the run with [`ErrorKind::HistoryMismatch`] and nothing is
+//! ([`State::OutOfOrder`]) stops the run with [`ErrorKind::HistoryMismatch`](crate::ErrorKind::HistoryMismatch) and nothing is
 //! applied. Applied versions newer than every file ([`State::Future`], applied by a newer
 //! release during a rolling deployment) are fine.
 //!
@@ -60,14 +60,13 @@
 //! # Examples
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn demo() -> pgsteady::Result<()> {
 //! use pgsteady::migrate::Migrator;
+//! use pgsteady::{Config, Connector};
 //!
-//! let migrator = Migrator::from_dir("migrations")?;
-//! let (mut client, connection) =
-//!     tokio_postgres::connect("host=localhost user=app dbname=app", tokio_postgres::NoTls).await?;
-//! tokio::spawn(connection);
-//! let report = migrator.run_on(&mut client).await?;
+//! let migrator = Migrator::from_dir("migrations")?; // every file checked before connecting
+//! let connector = Connector::new(Config::resolve(None)?)?; // DATABASE_URL / PG* variables
+//! let report = migrator.run(&connector).await?; // waits for the database, then migrates
 //! for m in &report.applied {
 //!     println!("applied {} in {:?}", m.file, m.execution);
 //! }
@@ -78,22 +77,23 @@ mod apply;
 mod history;
 mod plan;
 mod position;
+mod repair;
+mod run;
 mod source;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use tokio_postgres::Client;
+use std::time::Duration;
 
 pub use apply::Failure;
 pub use history::HistoryTable;
 pub use plan::{Entry, State, Status};
 pub use position::Position;
+pub use repair::{Repair, Rewritten};
 pub use source::{Checksum, Migration, NO_TRANSACTION};
 
-use crate::{Error, ErrorKind};
+use crate::{Error, Reason};
 
 /// One migration applied by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,8 +121,11 @@ pub struct Report {
     pub already_applied: usize,
     /// How long this run waited for another runner's lock.
     pub lock_wait: Duration,
-    /// Total time, from the start of the run (connecting included) to the end.
+    /// Total time, from the start of the run (waiting for the database included) to the end.
     pub elapsed: Duration,
+    /// How many times the run lost its connection and resumed on a new one
+    /// ([`Migrator::run`] only).
+    pub resumes: u32,
 }
 
 /// What a run is doing, for logging. Delivered to the callback of [`Migrator::on_event`].
@@ -157,9 +160,33 @@ pub enum Event {
     },
     /// A migration was applied and recorded.
     Applied(Applied),
+    /// After a resume: whether the migration whose COMMIT was in flight when the connection
+    /// was lost did commit, as the re-read history shows. If it did, it is in the report; if
+    /// not, it is applied again.
+    CommitResolved {
+        /// The version.
+        version: i64,
+        /// Whether it was committed.
+        committed: bool,
+    },
+    /// The connection was lost; [`Migrator::run`] reconnects (waiting for the server again),
+    /// takes the lock again, re-reads the history and carries on. What was in flight was
+    /// rolled back, or, if the loss hit its COMMIT, the re-read history tells whether it
+    /// committed.
+    Resuming {
+        /// 1 for the first resume.
+        attempt: u32,
+        /// Why the connection was lost (the server's reason when it sent one).
+        reason: Option<Reason>,
+        /// The error, as text.
+        error: String,
+    },
 }
 
 type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// How many times [`Migrator::run`] resumes after a lost connection by default.
+pub const DEFAULT_MAX_RESUMES: u32 = 3;
 
 /// Applies a directory of SQL migrations; see the [module docs](self) for the file format and
 /// the guarantees.
@@ -169,6 +196,7 @@ type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
 /// - history table: `pgsteady_migrations` ([`HistoryTable::default`])
 /// - out-of-order files: refused
 /// - lock wait: unbounded (the lock is released as soon as the holder's session ends)
+/// - resumes after a lost connection ([`Migrator::run`]): 3
 /// - no event callback
 #[derive(Clone)]
 pub struct Migrator {
@@ -177,6 +205,7 @@ pub struct Migrator {
     table: HistoryTable,
     out_of_order: bool,
     lock_timeout: Option<Duration>,
+    max_resumes: u32,
     on_event: Option<Callback>,
 }
 
@@ -188,6 +217,7 @@ impl fmt::Debug for Migrator {
             .field("table", &self.table)
             .field("out_of_order", &self.out_of_order)
             .field("lock_timeout", &self.lock_timeout)
+            .field("max_resumes", &self.max_resumes)
             .field("on_event", &self.on_event.is_some())
             .finish()
     }
@@ -231,6 +261,7 @@ impl Migrator {
             table: HistoryTable::default(),
             out_of_order: false,
             lock_timeout: None,
+            max_resumes: DEFAULT_MAX_RESUMES,
             on_event: None,
         }
     }
@@ -273,6 +304,15 @@ impl Migrator {
         self
     }
 
+    /// How many times [`Migrator::run`] may reconnect and resume after losing its connection
+    /// (0: fail on the first loss). A migration running outside a transaction is never
+    /// resumed: its outcome is unknown.
+    #[must_use]
+    pub fn with_max_resumes(mut self, max: u32) -> Self {
+        self.max_resumes = max;
+        self
+    }
+
     /// Calls `callback` with each [`Event`] of a run.
     #[must_use]
     pub fn on_event(mut self, callback: impl Fn(&Event) + Send + Sync + 'static) -> Self {
@@ -286,200 +326,4 @@ impl Migrator {
             cb(&event);
         }
     }
-
-    /// Applies the pending migrations on an established session: takes the advisory lock,
-    /// creates the history table if needed, reads the history, checks it against the files,
-    /// applies what is pending (each file in its own transaction with its history row),
-    /// releases the lock.
-    ///
-    /// The lock is taken on `client`'s session and released before this returns. If the
-    /// future is dropped half-way, the lock stays until the session ends: give this a
-    /// connection of its own, not one borrowed from a pool.
-    ///
-    /// On a failed migration the error has kind [`ErrorKind::Migration`] and carries a
-    /// [`Failure`] (file, line, column); the migrations before it stay applied, it and those
-    /// after it are not.
-    pub async fn run_on(&self, client: &mut Client) -> Result<Report, Error> {
-        let start = Instant::now();
-        let mut report = Report::default();
-        let result = self.run_locked(client, &mut report).await;
-        report.elapsed = start.elapsed();
-        result.map(|()| report)
-    }
-
-    async fn run_locked(&self, client: &mut Client, report: &mut Report) -> Result<(), Error> {
-        let key = history::session_lock_key(client, &self.table).await?;
-        let waited = history::lock(client, key, self.lock_timeout, |holder_pid| {
-            self.emit(Event::LockWait { holder_pid })
-        })
-        .await?;
-        report.lock_wait += waited;
-        self.emit(Event::Locked { waited });
-        let result = self.apply_pending(client, report).await;
-        history::unlock(client, key).await;
-        result
-    }
-
-    async fn apply_pending(&self, client: &mut Client, report: &mut Report) -> Result<(), Error> {
-        if !history::exists(client, &self.table).await? {
-            history::create(client, &self.table).await?;
-        }
-        let rows = history::read(client, &self.table).await?;
-        let status = plan::compare(&self.migrations, &rows, true);
-        let todo = plan::pending(&self.migrations, &status, self.out_of_order)?;
-        report.already_applied = rows.len();
-        self.emit(Event::Planned {
-            applied: rows.len(),
-            pending: todo.len(),
-        });
-        for m in todo {
-            self.emit(Event::Applying {
-                version: m.version(),
-                file: m.display_path(),
-                transactional: m.is_transactional(),
-            });
-            let execution = apply::apply(client, &self.table, m).await?;
-            let applied = Applied {
-                version: m.version(),
-                name: m.name().to_owned(),
-                file: m.display_path(),
-                execution,
-                transactional: m.is_transactional(),
-            };
-            report.applied.push(applied.clone());
-            self.emit(Event::Applied(applied));
-        }
-        Ok(())
-    }
-
-    /// The state of every version, read without the lock and without writing anything (a
-    /// missing history table reads as empty).
-    pub async fn status_on(&self, client: &Client) -> Result<Status, Error> {
-        let exists = history::exists(client, &self.table).await?;
-        let rows = if exists {
-            history::read(client, &self.table).await?
-        } else {
-            Vec::new()
-        };
-        Ok(plan::compare(&self.migrations, &rows, exists))
-    }
-
-    /// What a run would apply now, in order, without applying anything; fails as the run
-    /// would if the history does not match the files.
-    pub async fn dry_run_on(&self, client: &Client) -> Result<Vec<Migration>, Error> {
-        let status = self.status_on(client).await?;
-        Ok(plan::pending(&self.migrations, &status, self.out_of_order)?
-            .into_iter()
-            .cloned()
-            .collect())
-    }
-
-    /// Makes the history match the files, under the lock and in one transaction, without
-    /// running any SQL from the files: changed (or renamed) applied files get their new
-    /// checksum and name recorded; applied versions with no file any more are forgotten
-    /// (their rows deleted). With `dry_run`, only reports what it would change.
-    ///
-    /// This is the explicit escape hatch for a deliberate edit of an applied file (a comment,
-    /// a fix already made by hand) or a deliberate removal; review the report.
-    pub async fn repair_on(&self, client: &mut Client, dry_run: bool) -> Result<Repair, Error> {
-        let key = history::session_lock_key(client, &self.table).await?;
-        history::lock(client, key, self.lock_timeout, |holder_pid| {
-            self.emit(Event::LockWait { holder_pid })
-        })
-        .await?;
-        let result = self.repair_locked(client, dry_run).await;
-        history::unlock(client, key).await;
-        result
-    }
-
-    async fn repair_locked(&self, client: &mut Client, dry_run: bool) -> Result<Repair, Error> {
-        if !history::exists(client, &self.table).await? {
-            return Ok(Repair::default());
-        }
-        let rows = history::read(client, &self.table).await?;
-        let plan = plan::repair_plan(&self.migrations, &rows);
-        let repair = Repair {
-            rewritten: plan
-                .rewrite
-                .iter()
-                .map(|m| {
-                    let old = rows.iter().find(|r| r.version == m.version());
-                    Rewritten {
-                        version: m.version(),
-                        file: m.display_path(),
-                        old_name: old.map(|r| r.name.clone()).unwrap_or_default(),
-                        old_checksum: old.map(|r| r.checksum.clone()).unwrap_or_default(),
-                        new_checksum: m.checksum(),
-                    }
-                })
-                .collect(),
-            forgotten: plan.forget.clone(),
-            dry_run,
-        };
-        if dry_run || (plan.rewrite.is_empty() && plan.forget.is_empty()) {
-            return Ok(repair);
-        }
-        let pg = |e| Error::from_pg(e, "repairing the migration history");
-        let tx = client.transaction().await.map_err(pg)?;
-        let t = self.table.sql();
-        for m in &plan.rewrite {
-            tx.execute(
-                &format!("UPDATE {t} SET checksum = $2, name = $3 WHERE version = $1"),
-                &[&m.version(), &m.checksum().to_string(), &m.name()],
-            )
-            .await
-            .map_err(pg)?;
-        }
-        for (version, _) in &plan.forget {
-            tx.execute(&format!("DELETE FROM {t} WHERE version = $1"), &[version])
-                .await
-                .map_err(pg)?;
-        }
-        tx.commit().await.map_err(|e| {
-            let err = Error::from_pg(e, "committing the repaired migration history");
-            match err.reason() {
-                Some(r) if apply::connection_lost(r) => {
-                    err.with_kind(ErrorKind::CommitOutcomeUnknown)
-                }
-                _ => err,
-            }
-        })?;
-        Ok(repair)
-    }
-}
-
-/// What [`Migrator::repair_on`] changed (or would change, with `dry_run`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct Repair {
-    /// Applied versions whose checksum and name were rewritten to match the file.
-    pub rewritten: Vec<Rewritten>,
-    /// Applied versions with no file any more, whose history rows were deleted: `(version,
-    /// name)`.
-    pub forgotten: Vec<(i64, String)>,
-    /// Whether nothing was written.
-    pub dry_run: bool,
-}
-
-impl Repair {
-    /// Whether there was nothing to repair.
-    pub fn is_empty(&self) -> bool {
-        self.rewritten.is_empty() && self.forgotten.is_empty()
-    }
-}
-
-/// One history row rewritten by a repair.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Rewritten {
-    /// The version.
-    pub version: i64,
-    /// The file now.
-    pub file: String,
-    /// The name recorded before.
-    pub old_name: String,
-    /// The checksum recorded before (hex).
-    pub old_checksum: String,
-    /// The file's checksum, now recorded.
-    pub new_checksum: Checksum,
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgsteady::ErrorKind;
 use pgsteady::migrate::{Event, Failure, Migrator, State};
-use pgsteady_testkit::{BackendFilter, Cluster, StopMode};
+use pgsteady::{Backoff, Config, Connector, ErrorKind, Reason};
+use pgsteady_testkit::{BackendFilter, Cluster, FaultProxy, ProxyMode, StopMode};
 use tokio_postgres::{Client, NoTls};
 
 /// A session for the test's own queries (the login user, over TCP).
@@ -19,6 +19,26 @@ async fn client(cluster: &Cluster) -> Client {
     let (client, connection) = config.connect(NoTls).await.expect("connect");
     tokio::spawn(connection);
     client
+}
+
+/// A connector that waits up to `deadline` for the cluster, polling.
+fn connector(cluster: &Cluster, deadline: Duration) -> Connector {
+    Connector::new(Config::parse(&cluster.url()).unwrap())
+        .unwrap()
+        .with_backoff(Backoff::polling().with_max_elapsed(deadline))
+        .with_attempt_timeout(Duration::from_secs(2))
+}
+
+/// Collects a migrator's events.
+fn recorder() -> (
+    Arc<Mutex<Vec<Event>>>,
+    impl Fn(&Event) + Send + Sync + 'static,
+) {
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    (events, move |e: &Event| {
+        seen.lock().unwrap().push(e.clone())
+    })
 }
 
 /// Writes `files` (name, SQL) into a new temporary directory.
@@ -252,6 +272,178 @@ async fn fast_restart_during_a_long_migration_leaves_it_absent_and_rerun_complet
 async fn sigkill_during_a_long_migration_leaves_it_absent_and_rerun_completes() {
     // StopMode::Immediate stands for "SIGKILL the postmaster" here.
     server_fault_during_long_migration(StopMode::Immediate).await;
+}
+
+#[tokio::test]
+async fn started_before_the_server_waits_then_migrates() {
+    let cluster = Cluster::builder().init().await.unwrap();
+    let dir = dir_of(&numbered(3));
+    let migrator = Migrator::from_dir(dir.path()).unwrap();
+    let connector = connector(&cluster, Duration::from_secs(30));
+    let start = Instant::now();
+    let run = tokio::spawn(async move { migrator.run(&connector).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!run.is_finished(), "still waiting for the server");
+    cluster.start_server().await.unwrap();
+    let ready = Instant::now();
+    let report = run.await.unwrap().expect("migrates once the server is up");
+    assert_eq!(report.applied.len(), 3);
+    assert!(report.elapsed >= Duration::from_secs(2));
+    eprintln!(
+        "late start: done {:?} after the server was ready ({:?} in total)",
+        ready.elapsed(),
+        start.elapsed()
+    );
+    assert!(
+        ready.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        ready.elapsed()
+    );
+    assert_eq!(versions(&client(&cluster).await).await, [1, 2, 3]);
+}
+
+/// With [`Migrator::run`], a server restarted or killed mid-migration is waited for and the
+/// run resumes on its own: the interrupted migration is applied once, after the restart.
+async fn run_resumes_after(fault: StopMode) {
+    let cluster = Cluster::start().await.unwrap();
+    let dir = dir_with(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);"),
+        (
+            "0002_long.sql",
+            "CREATE TABLE big AS SELECT g FROM generate_series(1, 100000) g;\n\
+             INSERT INTO a VALUES (2);\nSELECT pg_sleep(2);\n",
+        ),
+        ("0003_c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let (events, record) = recorder();
+    let migrator = Migrator::from_dir(dir.path()).unwrap().on_event(record);
+    let connector = connector(&cluster, Duration::from_secs(30));
+    let run = tokio::spawn(async move { migrator.run(&connector).await });
+    wait_for_query(&cluster, "pg_sleep(2)").await;
+    match fault {
+        StopMode::Immediate => cluster.kill_postmaster().await.unwrap(),
+        mode => cluster.stop(mode).await.unwrap(),
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    cluster.start_server().await.unwrap();
+    let report = run.await.unwrap().expect("the run resumes and completes");
+    assert_eq!(report.resumes, 1);
+    let applied: Vec<i64> = report.applied.iter().map(|a| a.version).collect();
+    assert_eq!(applied, [1, 2, 3]);
+    let c = client(&cluster).await;
+    assert_eq!(versions(&c).await, [1, 2, 3]);
+    let row = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM big), (SELECT count(*) FROM a)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (100_000, 1));
+    let resumed: Vec<Event> = events
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| matches!(e, Event::Resuming { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    let Event::Resuming { reason, .. } = &resumed[0] else {
+        unreachable!()
+    };
+    eprintln!("{fault:?}: resumed after {reason:?}");
+    match fault {
+        // A fast shutdown ends the busy backend with 57P01.
+        StopMode::Fast => assert_eq!(*reason, Some(Reason::AdminShutdown)),
+        // SIGKILL: the socket just closes.
+        _ => assert!(
+            matches!(reason, Some(Reason::Closed | Reason::Reset)),
+            "{reason:?}"
+        ),
+    }
+}
+
+#[tokio::test]
+async fn run_resumes_after_a_fast_restart_mid_migration() {
+    run_resumes_after(StopMode::Fast).await;
+}
+
+#[tokio::test]
+async fn run_resumes_after_a_sigkill_mid_migration() {
+    run_resumes_after(StopMode::Immediate).await;
+}
+
+#[tokio::test]
+async fn a_lost_commit_is_resolved_from_the_history_not_replayed() {
+    let cluster = Cluster::start().await.unwrap();
+    let proxy = FaultProxy::start(cluster.addr()).await.unwrap();
+    // Migration 2's COMMIT takes a second (a deferred constraint trigger sleeps), so the
+    // reply to COMMIT can be swallowed while the server commits.
+    let dir = dir_with(&[
+        ("0001_a.sql", "CREATE TABLE a (id int);"),
+        (
+            "0002_slow_commit.sql",
+            "CREATE TABLE s (id int);\n\
+             CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS\n\
+             $$ BEGIN PERFORM pg_sleep(1); RETURN NULL; END $$;\n\
+             CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON s DEFERRABLE INITIALLY DEFERRED\n\
+             FOR EACH ROW EXECUTE FUNCTION slow();\n\
+             INSERT INTO s VALUES (1);\n",
+        ),
+        ("0003_c.sql", "CREATE TABLE c (id int);"),
+    ]);
+    let (events, record) = recorder();
+    let migrator = Migrator::from_dir(dir.path()).unwrap().on_event(record);
+    let connector = Connector::new(Config::parse(&cluster.url_with_port(proxy.port())).unwrap())
+        .unwrap()
+        .with_backoff(Backoff::polling().with_max_elapsed(Duration::from_secs(20)));
+    let run = tokio::spawn(async move { migrator.run(&connector).await });
+
+    let watcher = client(&cluster).await; // direct, not through the proxy
+    wait_for_query(&cluster, "COMMIT").await;
+    proxy.set_mode(ProxyMode::DropReplies);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while watcher
+        .query_opt("SELECT 1 FROM pgsteady_migrations WHERE version = 2", &[])
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(Instant::now() < deadline, "COMMIT never completed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The client never heard "COMMIT" back; now its connection is cut.
+    proxy.reset_all();
+    proxy.set_mode(ProxyMode::Pass);
+
+    let report = run.await.unwrap().expect("resumes and completes");
+    assert_eq!(report.resumes, 1);
+    let applied: Vec<i64> = report.applied.iter().map(|a| a.version).collect();
+    assert_eq!(applied, [1, 2, 3], "2 counted once, from the history");
+    let events = events.lock().unwrap().clone();
+    assert!(
+        events.contains(&Event::CommitResolved {
+            version: 2,
+            committed: true
+        }),
+        "{events:?}"
+    );
+    let resumed = events
+        .iter()
+        .find_map(|e| match e {
+            Event::Resuming { error, .. } => Some(error.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert!(resumed.contains("may or may not be applied"), "{resumed}");
+    let c = client(&cluster).await;
+    assert_eq!(versions(&c).await, [1, 2, 3]);
+    let rows: i64 = c
+        .query_one("SELECT count(*) FROM s", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "applied once");
 }
 
 #[tokio::test]

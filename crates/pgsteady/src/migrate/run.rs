@@ -1,0 +1,227 @@
+//! Running: waiting for the database, the lock, the plan, applying, resuming.
+
+use std::time::{Duration, Instant};
+
+use tokio_postgres::Client;
+
+use super::{Applied, Event, Failure, Migration, Migrator, Report, Status, apply, history, plan};
+use crate::{Connector, Error, ErrorKind};
+
+impl Migrator {
+    /// Waits for the database, then applies the pending migrations; the whole of issue 5's
+    /// contract.
+    ///
+    /// Connects with `connector` (its back-off, deadline, retried classes and observer: the
+    /// same waiting as `pgsteady wait`), then does what [`Migrator::run_on`] does on that
+    /// dedicated session. If the connection is lost (server restarted or crashed, network
+    /// cut), it waits for the server again and resumes, up to
+    /// [`with_max_resumes`](Self::with_max_resumes) times: the lock is taken again and the
+    /// history re-read, so nothing is applied twice and nothing is half-applied. A migration
+    /// that runs outside a transaction is not resumed when interrupted (its outcome is
+    /// unknown): that fails with [`ErrorKind::Migration`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pgsteady::Result<()> {
+    /// use std::time::Duration;
+    /// use pgsteady::{Backoff, Config, Connector};
+    /// use pgsteady::migrate::Migrator;
+    ///
+    /// let connector = Connector::new(Config::resolve(None)?)? // DATABASE_URL / PG* variables
+    ///     .with_backoff(Backoff::new().with_max_elapsed(Duration::from_secs(60)));
+    /// let report = Migrator::from_dir("migrations")?.run(&connector).await?;
+    /// println!("applied {} migrations", report.applied.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn run(&self, connector: &Connector) -> Result<Report, Error> {
+        let start = Instant::now();
+        let mut report = Report::default();
+        let mut in_doubt = None;
+        loop {
+            let mut connected = connector.connect().await?;
+            match self
+                .run_locked(&mut connected.client, &mut report, &mut in_doubt)
+                .await
+            {
+                Ok(()) => break,
+                Err(e) if resumable(&e) && report.resumes < self.max_resumes => {
+                    report.resumes += 1;
+                    if e.kind() == ErrorKind::CommitOutcomeUnknown {
+                        in_doubt = Failure::of(&e).map(Failure::version);
+                    }
+                    // The server's reason: the statement's own error code (57P01 for a
+                    // backend ended mid-query), else what the monitor saw (57P02 from a
+                    // crash notice) when the client only saw a closed connection.
+                    let reason = match e.code() {
+                        Some(_) => e.reason(),
+                        None => tokio::time::timeout(
+                            Duration::from_millis(100),
+                            connected.monitor.closed(),
+                        )
+                        .await
+                        .ok()
+                        .and_then(|c| c.reason())
+                        .or(e.reason()),
+                    };
+                    tracing::warn!(error = %e, ?reason, "migration connection lost; resuming");
+                    self.emit(Event::Resuming {
+                        attempt: report.resumes,
+                        reason,
+                        error: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+
+    /// [`Migrator::status_on`] on a session from `connector` (waiting for the database).
+    pub async fn status(&self, connector: &Connector) -> Result<Status, Error> {
+        let connected = connector.connect().await?;
+        self.status_on(&connected.client).await
+    }
+
+    /// [`Migrator::dry_run_on`] on a session from `connector` (waiting for the database).
+    pub async fn dry_run(&self, connector: &Connector) -> Result<Vec<Migration>, Error> {
+        let connected = connector.connect().await?;
+        self.dry_run_on(&connected.client).await
+    }
+
+    /// Applies the pending migrations on an established session: takes the advisory lock,
+    /// creates the history table if needed, reads the history, checks it against the files,
+    /// applies what is pending (each file in its own transaction with its history row),
+    /// releases the lock.
+    ///
+    /// The lock is taken on `client`'s session and released before this returns. If the
+    /// future is dropped half-way, the lock stays until the session ends: give this a
+    /// connection of its own, not one borrowed from a pool.
+    ///
+    /// On a failed migration the error has kind [`ErrorKind::Migration`] and carries a
+    /// [`Failure`] (file, line, column); the migrations before it stay applied, it and those
+    /// after it are not.
+    pub async fn run_on(&self, client: &mut Client) -> Result<Report, Error> {
+        let start = Instant::now();
+        let mut report = Report::default();
+        let result = self.run_locked(client, &mut report, &mut None).await;
+        report.elapsed = start.elapsed();
+        result.map(|()| report)
+    }
+
+    /// One session's work, under the lock. `in_doubt`: a version whose COMMIT was lost on the
+    /// previous session, resolved from the history once it is read.
+    async fn run_locked(
+        &self,
+        client: &mut Client,
+        report: &mut Report,
+        in_doubt: &mut Option<i64>,
+    ) -> Result<(), Error> {
+        let key = history::session_lock_key(client, &self.table).await?;
+        let waited = history::lock(client, key, self.lock_timeout, |holder_pid| {
+            self.emit(Event::LockWait { holder_pid })
+        })
+        .await?;
+        report.lock_wait += waited;
+        self.emit(Event::Locked { waited });
+        let result = self.apply_pending(client, report, in_doubt).await;
+        history::unlock(client, key).await;
+        result
+    }
+
+    async fn apply_pending(
+        &self,
+        client: &mut Client,
+        report: &mut Report,
+        in_doubt: &mut Option<i64>,
+    ) -> Result<(), Error> {
+        if !history::exists(client, &self.table).await? {
+            history::create(client, &self.table).await?;
+        }
+        let rows = history::read(client, &self.table).await?;
+        if let Some(version) = in_doubt.take() {
+            self.resolve(version, &rows, report);
+        }
+        let status = plan::compare(&self.migrations, &rows, true);
+        let todo = plan::pending(&self.migrations, &status, self.out_of_order)?;
+        // Rows this run applied on an earlier session (before a resume) are not "already".
+        report.already_applied = rows
+            .iter()
+            .filter(|r| !report.applied.iter().any(|a| a.version == r.version))
+            .count();
+        self.emit(Event::Planned {
+            applied: report.already_applied,
+            pending: todo.len(),
+        });
+        for m in todo {
+            self.emit(Event::Applying {
+                version: m.version(),
+                file: m.display_path(),
+                transactional: m.is_transactional(),
+            });
+            let execution = apply::apply(client, &self.table, m).await?;
+            let applied = Applied {
+                version: m.version(),
+                name: m.name().to_owned(),
+                file: m.display_path(),
+                execution,
+                transactional: m.is_transactional(),
+            };
+            report.applied.push(applied.clone());
+            self.emit(Event::Applied(applied));
+        }
+        Ok(())
+    }
+
+    /// Settles a lost COMMIT from the history read under the lock.
+    fn resolve(&self, version: i64, rows: &[plan::Row], report: &mut Report) {
+        let row = rows.iter().find(|r| r.version == version);
+        let migration = self.migrations.iter().find(|m| m.version() == version);
+        let committed = row.is_some();
+        tracing::info!(version, committed, "lost COMMIT resolved from the history");
+        self.emit(Event::CommitResolved { version, committed });
+        if let (Some(row), Some(m)) = (row, migration) {
+            let applied = Applied {
+                version,
+                name: m.name().to_owned(),
+                file: m.display_path(),
+                execution: Duration::from_millis(row.execution_ms.unwrap_or(0).max(0) as u64),
+                transactional: m.is_transactional(),
+            };
+            report.applied.push(applied.clone());
+            self.emit(Event::Applied(applied));
+        }
+    }
+
+    /// The state of every version, read without the lock and without writing anything (a
+    /// missing history table reads as empty).
+    pub async fn status_on(&self, client: &Client) -> Result<Status, Error> {
+        let exists = history::exists(client, &self.table).await?;
+        let rows = if exists {
+            history::read(client, &self.table).await?
+        } else {
+            Vec::new()
+        };
+        Ok(plan::compare(&self.migrations, &rows, exists))
+    }
+
+    /// What a run would apply now, in order, without applying anything; fails as the run
+    /// would if the history does not match the files.
+    pub async fn dry_run_on(&self, client: &Client) -> Result<Vec<Migration>, Error> {
+        let status = self.status_on(client).await?;
+        Ok(plan::pending(&self.migrations, &status, self.out_of_order)?
+            .into_iter()
+            .cloned()
+            .collect())
+    }
+}
+
+/// Whether a run that failed with `err` may resume on a new connection: the connection was
+/// lost outside a non-transactional migration (those fail with [`ErrorKind::Migration`]).
+fn resumable(err: &Error) -> bool {
+    matches!(
+        err.kind(),
+        ErrorKind::Connect | ErrorKind::Closed | ErrorKind::CommitOutcomeUnknown
+    )
+}
