@@ -14,6 +14,7 @@ mod common;
 mod doctor;
 mod drill;
 mod exit;
+mod migrate;
 mod probe;
 mod report;
 mod wait;
@@ -36,6 +37,9 @@ enum Command {
     Check(check::CheckArgs),
     /// Walk the layers between this process and the database and name the first broken one.
     Doctor(doctor::DoctorArgs),
+    /// Wait for PostgreSQL, then apply a directory of SQL migrations, each in its own
+    /// transaction, under a lock that makes concurrent runners take turns.
+    Migrate(migrate::MigrateArgs),
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
     Drill(drill::DrillArgs),
 }
@@ -57,6 +61,7 @@ fn main() -> ExitCode {
             Command::Wait(args) => wait::run(args).await,
             Command::Check(args) => check::run(args).await,
             Command::Doctor(args) => doctor::run(args).await,
+            Command::Migrate(args) => migrate::run(args).await,
             Command::Drill(args) => drill::run(args).await,
         }
     })

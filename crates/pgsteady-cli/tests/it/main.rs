@@ -1,9 +1,10 @@
-//! `pgsteady wait`, `check` and `doctor` against real PostgreSQL servers: one module per
+//! `pgsteady wait`, `check`, `doctor` and `migrate` against real PostgreSQL servers: one module per
 //! command or failure mode. Every test also checks that the password never appears in output.
 
 mod check;
 mod doctor;
 mod exec;
+mod migrate;
 mod wait;
 
 use std::ffi::OsStr;
@@ -54,6 +55,12 @@ impl TestCommand {
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.cmd.env(k, v);
+        self
+    }
+
+    /// Runs as another user (the test process must be root).
+    pub fn uid(mut self, uid: u32, gid: u32) -> Self {
+        self.cmd.uid(uid).gid(gid);
         self
     }
 

@@ -1,0 +1,287 @@
+//! `pgsteady migrate`: wait for the database, then apply a directory of SQL migrations under
+//! an advisory lock, each file in its own transaction with its history row. `status` shows
+//! each version's state, `repair` records the files as they are now.
+
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pgsteady::connect::{AttemptOutcome, ConnectEvent};
+use pgsteady::migrate::{HistoryTable, Migrator};
+use pgsteady::{Backoff, Config, Connector, ErrorKind, FailFastClass};
+
+use crate::common::{Output, parse_duration, resolve_target};
+use crate::exit;
+use crate::report::Reporter;
+use crate::wait::parse_class;
+
+use output::Printer;
+
+/// Exit code: a migration failed (its transaction was rolled back, or a no-transaction file
+/// was interrupted); the ones before it stay applied.
+pub(crate) const MIGRATION_FAILED: u8 = 4;
+/// Exit code: the history does not match the files (an applied file was changed or removed, or
+/// a new file is older than the latest applied one); nothing was applied.
+pub(crate) const HISTORY_MISMATCH: u8 = 5;
+
+const MIGRATE_HELP: &str = "\
+Files: <version>_<name>.sql, e.g. 0001_create_users.sql (version: digits, compared as numbers;
+name: letters, digits, _ or -). Dotfiles and *.md are ignored; any other entry is an error.
+Each file runs in its own transaction together with its history row. A file whose first lines
+contain `-- pgsteady:no-transaction` runs outside a transaction (CREATE INDEX CONCURRENTLY);
+keep such a file to one statement and make it re-runnable.
+
+Exit codes:
+  0  done (or, for status, the history matches the files)
+  1  the database was not ready before the timeout (or --lock-timeout ran out)
+  2  usage or configuration error: bad target, missing directory, bad file name or header
+  3  permanent error: authentication failed, database missing, permission denied
+  4  a migration failed: it was rolled back; the ones before it stay applied
+  5  the history does not match the files (changed or missing applied file, file out of
+     order): nothing was applied; see `pgsteady migrate repair` and --out-of-order";
+
+/// Arguments of `pgsteady migrate`.
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = MIGRATE_HELP)]
+pub(crate) struct MigrateArgs {
+    #[command(subcommand)]
+    action: Option<Action>,
+    #[command(flatten)]
+    common: Common,
+    /// List the migrations that would run, in order, and apply nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Apply files whose version is older than the latest applied one instead of refusing.
+    #[arg(long)]
+    out_of_order: bool,
+    /// Give up waiting for another runner's migration lock after this long. Default: wait as
+    /// long as it holds it (the lock dies with its session).
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    lock_timeout: Option<Duration>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// Show each version: applied, pending, out_of_order, modified, missing or future.
+    Status(StatusArgs),
+    /// Record the files as they are now: rewrite the checksum (and name) of changed applied
+    /// files, forget applied versions whose file was removed. Runs no SQL from the files.
+    Repair(RepairArgs),
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = MIGRATE_HELP)]
+struct StatusArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Do not count out-of-order files as a problem (exit code 5).
+    #[arg(long)]
+    out_of_order: bool,
+}
+
+#[derive(Debug, clap::Args)]
+#[command(after_help = MIGRATE_HELP)]
+struct RepairArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Show what would change and write nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// Arguments every migrate action takes.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// A postgresql:// URL or a key=value connection string. Default: $DATABASE_URL, then the
+    /// PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...) and ~/.pgpass.
+    target: Option<String>,
+    /// The migrations directory.
+    #[arg(long, default_value = "migrations", value_name = "DIR")]
+    dir: PathBuf,
+    /// The history table, `name` or `schema.name`.
+    #[arg(long, default_value = HistoryTable::DEFAULT_NAME, value_name = "TABLE")]
+    table: String,
+    /// Give up waiting for the database after this long (e.g. 60s, 2m).
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    timeout: Duration,
+    /// Bound on one connection attempt. Default: the target's connect_timeout, else 5s.
+    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    attempt_timeout: Option<Duration>,
+    /// Also retry these normally permanent connect failures while waiting, comma-separated:
+    /// auth, missing-db, undefined-object, tls, session-type.
+    #[arg(long, value_delimiter = ',', value_parser = parse_class, value_name = "CLASSES")]
+    retry_on: Vec<FailFastClass>,
+    /// Print only errors (and, for status and dry runs, the result).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print JSON objects, one per line, on stdout.
+    #[arg(long, conflicts_with = "quiet")]
+    json: bool,
+}
+
+/// What to do, validated before any network I/O.
+#[derive(Debug)]
+enum Job {
+    Apply { dry_run: bool },
+    Status { out_of_order: bool },
+    Repair { dry_run: bool },
+}
+
+#[derive(Debug)]
+struct Plan {
+    config: Config,
+    migrator: Migrator,
+    timeout: Duration,
+    attempt_timeout: Duration,
+    retry_on: Vec<FailFastClass>,
+    output: Output,
+    job: Job,
+}
+
+impl Plan {
+    fn new(args: MigrateArgs) -> Result<Self, pgsteady::Error> {
+        let (common, job, out_of_order, lock_timeout) = match args.action {
+            None => (
+                args.common,
+                Job::Apply {
+                    dry_run: args.dry_run,
+                },
+                args.out_of_order,
+                args.lock_timeout,
+            ),
+            Some(Action::Status(s)) => (
+                s.common,
+                Job::Status {
+                    out_of_order: s.out_of_order,
+                },
+                s.out_of_order,
+                None,
+            ),
+            Some(Action::Repair(r)) => (
+                r.common,
+                Job::Repair { dry_run: r.dry_run },
+                false,
+                args.lock_timeout,
+            ),
+        };
+        let config = resolve_target(common.target.as_deref())?;
+        let table = HistoryTable::parse(&common.table)?;
+        let migrator = Migrator::from_dir(&common.dir)?
+            .with_table(table)
+            .with_out_of_order(out_of_order)
+            .with_lock_timeout(lock_timeout);
+        let attempt_timeout = common
+            .attempt_timeout
+            .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
+        Ok(Plan {
+            config,
+            migrator,
+            timeout: common.timeout,
+            attempt_timeout,
+            retry_on: common.retry_on,
+            output: Output::choose(common.quiet, common.json),
+            job,
+        })
+    }
+}
+
+/// The exit code for an error of a migrate action.
+pub(crate) fn exit_code(err: &pgsteady::Error) -> u8 {
+    match err.kind() {
+        ErrorKind::Migration | ErrorKind::CommitOutcomeUnknown => MIGRATION_FAILED,
+        ErrorKind::HistoryMismatch => HISTORY_MISMATCH,
+        // A lock wait bounded by --lock-timeout: "not ready in time".
+        ErrorKind::Timeout => exit::NOT_READY,
+        _ => exit::for_error(err),
+    }
+}
+
+pub(crate) async fn run(args: MigrateArgs) -> ExitCode {
+    let output = Output::choose(args.common.quiet, args.common.json);
+    let plan = match Plan::new(args) {
+        Ok(plan) => plan,
+        Err(e) => {
+            Printer::new(output, String::new()).failed(exit::USAGE, &e, None);
+            return exit::code(exit::USAGE);
+        }
+    };
+    exit::code(execute(plan).await)
+}
+
+async fn execute(plan: Plan) -> u8 {
+    let printer = Arc::new(Mutex::new(Printer::new(
+        plan.output,
+        plan.config.to_string(),
+    )));
+    let connector = match connector(&plan, &printer) {
+        Ok(c) => c,
+        Err(e) => return fail(&printer, &e, &plan.migrator),
+    };
+    let migrator = {
+        let printer = printer.clone();
+        plan.migrator
+            .clone()
+            .on_event(move |e| printer.lock().unwrap().event(e))
+    };
+    let result = match plan.job {
+        Job::Apply { dry_run: false } => migrator
+            .run(&connector)
+            .await
+            .map(|report| printer.lock().unwrap().report(&report)),
+        Job::Apply { dry_run: true } => migrator
+            .dry_run(&connector)
+            .await
+            .map(|pending| printer.lock().unwrap().pending(&pending)),
+        Job::Status { out_of_order } => migrator
+            .status(&connector)
+            .await
+            .map(|status| printer.lock().unwrap().status(&status, out_of_order)),
+        Job::Repair { dry_run } => migrator
+            .repair(&connector, dry_run)
+            .await
+            .map(|repair| printer.lock().unwrap().repair(&repair)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => fail(&printer, &e, &plan.migrator),
+    }
+}
+
+fn fail(printer: &Mutex<Printer>, err: &pgsteady::Error, migrator: &Migrator) -> u8 {
+    let code = exit_code(err);
+    printer.lock().unwrap().failed(code, err, Some(migrator));
+    code
+}
+
+/// The same waiting as `pgsteady wait`: attempts every 20-40 ms up to the timeout, each
+/// bounded, progress through the shared reporter.
+fn connector(plan: &Plan, printer: &Arc<Mutex<Printer>>) -> Result<Connector, pgsteady::Error> {
+    let printer = printer.clone();
+    let mut connector = Connector::new(plan.config.clone())?
+        .with_attempt_timeout(plan.attempt_timeout)
+        .with_backoff(Backoff::polling().with_max_elapsed(plan.timeout))
+        .with_observer(move |event: &ConnectEvent<'_>| {
+            let mut printer = printer.lock().unwrap();
+            match event.outcome {
+                AttemptOutcome::Failed {
+                    error,
+                    class,
+                    next_delay: Some(delay),
+                } => printer.waiting(event, class.reason, error, delay),
+                AttemptOutcome::Connected { host } => printer.connected(event, host),
+                _ => {}
+            }
+        });
+    for class in &plan.retry_on {
+        connector = connector.with_retry_on(*class);
+    }
+    Ok(connector)
+}
+
+/// Adapts the connect events to the `wait` reporter.
+pub(super) fn reporter(output: Output, target: String) -> Reporter {
+    Reporter::new(output, "pgsteady migrate", target)
+}
