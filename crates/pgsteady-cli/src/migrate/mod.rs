@@ -285,3 +285,71 @@ fn connector(plan: &Plan, printer: &Arc<Mutex<Printer>>) -> Result<Connector, pg
 pub(super) fn reporter(output: Output, target: String) -> Reporter {
     Reporter::new(output, "pgsteady migrate", target)
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: MigrateArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<MigrateArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("migrate").chain(args.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn target_and_subcommands() {
+        let a = parse(&["postgresql://h/db", "--dir", "m", "--dry-run"]).unwrap();
+        assert_eq!(a.common.target.as_deref(), Some("postgresql://h/db"));
+        assert!(a.dry_run && a.action.is_none());
+        let a = parse(&["status", "host=h", "--dir", "m", "--json"]).unwrap();
+        match a.action {
+            Some(Action::Status(s)) => {
+                assert_eq!(s.common.target.as_deref(), Some("host=h"));
+                assert!(s.common.json);
+            }
+            other => panic!("{other:?}"),
+        }
+        let a = parse(&["repair", "--dry-run"]).unwrap();
+        assert!(matches!(
+            a.action,
+            Some(Action::Repair(RepairArgs { dry_run: true, .. }))
+        ));
+        // A target before the subcommand is ambiguous: refused by clap (exit 2).
+        let err = parse(&["postgresql://h/db", "status"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(&["--timeout", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("`soon`"), "{err}");
+    }
+
+    #[test]
+    fn exit_codes_by_kind() {
+        use pgsteady::{Error, ErrorKind};
+        assert_eq!(
+            exit_code(&Error::new(ErrorKind::Migration, "x")),
+            MIGRATION_FAILED
+        );
+        assert_eq!(
+            exit_code(&Error::new(ErrorKind::CommitOutcomeUnknown, "x")),
+            MIGRATION_FAILED
+        );
+        assert_eq!(
+            exit_code(&Error::new(ErrorKind::HistoryMismatch, "x")),
+            HISTORY_MISMATCH
+        );
+        assert_eq!(
+            exit_code(&Error::new(ErrorKind::Timeout, "x")),
+            exit::NOT_READY
+        );
+        assert_eq!(exit_code(&Error::config("x")), exit::USAGE);
+        assert_eq!(
+            exit_code(&Error::new(ErrorKind::Auth, "x")),
+            exit::PERMANENT
+        );
+    }
+}
