@@ -596,6 +596,26 @@ async fn no_transaction_files_run_outside_and_transaction_misuse_is_caught() {
         "{err}"
     );
     assert!(err.to_string().contains("0003_commits.sql"), "{err}");
+    // Its history row (inserted before the file ran) was committed by the file's own COMMIT,
+    // so 3 now counts as applied; the error told the user to check.
+    assert_eq!(versions(&c).await, [1, 2, 3]);
+
+    // The server's error position counts characters, not bytes: `'x'` is at column 14 after
+    // three two-byte characters (column 17 if bytes were counted).
+    std::fs::write(
+        dir.path().join("0005_utf8.sql"),
+        "SELECT 1;\nSELECT 'ééé' 'x';\n",
+    )
+    .unwrap();
+    let err = Migrator::from_dir(dir.path())
+        .unwrap()
+        .run_on(&mut c)
+        .await
+        .unwrap_err();
+    let pos = Failure::of(&err)
+        .and_then(Failure::position)
+        .expect("a position");
+    assert_eq!((pos.line, pos.column), (2, 14), "{err}");
 }
 
 #[tokio::test]
