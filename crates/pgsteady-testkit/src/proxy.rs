@@ -52,6 +52,8 @@ pub struct ProxyStats {
 
 #[derive(Debug, Default)]
 struct Counters {
+    /// A mode to switch to when a client sends a given message (bytes of the message).
+    trigger: Mutex<Option<(Vec<u8>, ProxyMode)>>,
     accepted: AtomicU64,
     open: AtomicU64,
     bytes_up: AtomicU64,
@@ -83,7 +85,7 @@ enum Direction {
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
-    mode: watch::Sender<ProxyMode>,
+    mode: Arc<watch::Sender<ProxyMode>>,
     resets: watch::Sender<u64>,
     counters: Arc<Counters>,
     accept_task: tokio::task::JoinHandle<()>,
@@ -96,13 +98,14 @@ impl FaultProxy {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let addr = listener.local_addr()?;
         let (mode, mode_rx) = watch::channel(ProxyMode::Pass);
+        let mode = Arc::new(mode);
         let (resets, resets_rx) = watch::channel(0);
         let counters = Arc::new(Counters::default());
         let accept_task = tokio::spawn(accept_loop(
             listener,
             addr,
             upstream,
-            mode_rx,
+            (mode.clone(), mode_rx),
             resets_rx,
             counters.clone(),
         ));
@@ -133,6 +136,20 @@ impl FaultProxy {
     /// Switches mode.
     pub fn set_mode(&self, mode: ProxyMode) {
         self.mode.send_replace(mode);
+    }
+
+    /// Switches to `mode` at the moment a client sends the simple query `sql` (e.g.
+    /// `"COMMIT"`), before that message is forwarded: with [`ProxyMode::DropReplies`] the
+    /// server executes it and the client never hears back; with [`ProxyMode::Blackhole`] it
+    /// never reaches the server. Fires once. Matches a whole simple-protocol Query message
+    /// within one read from the client, which is how clients send short queries.
+    pub fn set_mode_on_query(&self, sql: &str, mode: ProxyMode) {
+        let len = i32::try_from(4 + sql.len() + 1).expect("a short query");
+        let mut message = vec![b'Q'];
+        message.extend_from_slice(&len.to_be_bytes());
+        message.extend_from_slice(sql.as_bytes());
+        message.push(0);
+        *self.counters.trigger.lock().expect("trigger") = Some((message, mode));
     }
 
     /// Resets every open connection: both of its sockets are closed with an RST (SO_LINGER 0),
@@ -171,11 +188,13 @@ impl Drop for FaultProxy {
     }
 }
 
+type ModeChannel = (Arc<watch::Sender<ProxyMode>>, watch::Receiver<ProxyMode>);
+
 async fn accept_loop(
     listener: TcpListener,
     addr: SocketAddr,
     upstream: SocketAddr,
-    mut mode: watch::Receiver<ProxyMode>,
+    (mode_tx, mut mode): ModeChannel,
     resets: watch::Receiver<u64>,
     counters: Arc<Counters>,
 ) {
@@ -205,7 +224,7 @@ async fn accept_loop(
                     connections.spawn(serve(
                         client,
                         upstream,
-                        mode.clone(),
+                        (mode_tx.clone(), mode.clone()),
                         resets.clone(),
                         counters.clone(),
                     ));
@@ -242,7 +261,7 @@ impl Drop for OpenGuard {
 async fn serve(
     client: TcpStream,
     upstream: SocketAddr,
-    mode: watch::Receiver<ProxyMode>,
+    (mode_tx, mode): ModeChannel,
     mut resets: watch::Receiver<u64>,
     counters: Arc<Counters>,
 ) {
@@ -284,10 +303,16 @@ async fn serve(
             client_read,
             server_write,
             Direction::Up,
-            mode.clone(),
+            (mode_tx.clone(), mode.clone()),
             counters.clone(),
         );
-        let down = pump(server_read, client_write, Direction::Down, mode, counters);
+        let down = pump(
+            server_read,
+            client_write,
+            Direction::Down,
+            (mode_tx, mode),
+            counters,
+        );
         tokio::select! {
             _ = up => false,
             _ = down => false,
@@ -307,17 +332,21 @@ async fn pump(
     mut from: impl AsyncRead + Unpin,
     mut to: impl AsyncWrite + Unpin,
     direction: Direction,
-    mode: watch::Receiver<ProxyMode>,
+    (mode_tx, mode): ModeChannel,
     counters: Arc<Counters>,
 ) {
     let (queue, mut queued) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reader_mode = mode.clone();
+    let reader_counters = counters.clone();
     let reader = async move {
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             match from.read(&mut buf).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
+                    if direction == Direction::Up {
+                        fire_trigger(&buf[..n], &reader_counters, &mode_tx);
+                    }
                     let delay = match *reader_mode.borrow() {
                         ProxyMode::Delay(d) => d,
                         _ => Duration::ZERO,
@@ -358,4 +387,15 @@ async fn pump(
     };
     // The reader ending (EOF) closes the queue; the writer drains it and then ends too.
     tokio::join!(reader, writer);
+}
+
+/// Switches mode if `chunk` holds the armed message.
+fn fire_trigger(chunk: &[u8], counters: &Counters, mode: &watch::Sender<ProxyMode>) {
+    let mut trigger = counters.trigger.lock().expect("trigger");
+    let hit = trigger
+        .as_ref()
+        .is_some_and(|(message, _)| chunk.windows(message.len()).any(|w| w == message));
+    if hit && let Some((_, new_mode)) = trigger.take() {
+        mode.send_replace(new_mode);
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
@@ -103,20 +104,25 @@ impl fmt::Display for HostFailure {
     }
 }
 
-type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+type SharedError = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// The error type of this crate.
 ///
 /// Opaque: ask it with [`kind`](Self::kind), [`reason`](Self::reason),
 /// [`is_transient`](Self::is_transient), [`is_timeout`](Self::is_timeout),
 /// [`code`](Self::code), [`hosts`](Self::hosts). Its `Display` never contains a password.
+///
+/// Cloning is cheap (the cause is shared), so one failure can be reported to every caller
+/// that waited on it.
+#[derive(Clone)]
 pub struct Error(Box<Inner>);
 
+#[derive(Clone)]
 struct Inner {
     kind: ErrorKind,
     reason: Option<Reason>,
     message: String,
-    source: Option<BoxError>,
+    source: Option<SharedError>,
     hosts: Vec<HostFailure>,
     attempts: u32,
     elapsed: Option<Duration>,
@@ -168,7 +174,7 @@ impl Error {
     /// Sets the underlying cause.
     #[must_use]
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
-        self.0.source = Some(Box::new(source));
+        self.0.source = Some(Arc::new(source));
         self
     }
 
@@ -299,6 +305,14 @@ impl fmt::Display for Error {
             )?;
         }
         Ok(())
+    }
+}
+
+/// Lets closures given to [`crate::Pool::run`] and [`crate::Pool::transaction`] use `?` on
+/// tokio-postgres results; the error keeps its SQLSTATE and classification.
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        Error::from_pg(err, "query failed")
     }
 }
 

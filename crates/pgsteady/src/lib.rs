@@ -12,7 +12,10 @@ pub mod classify;
 pub mod config;
 pub mod connect;
 mod error;
+pub mod metrics;
 pub mod migrate;
+pub mod pool;
+pub mod retry;
 mod tls;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
@@ -20,6 +23,9 @@ pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{Config, Host, HostSpec, Password, SslMode, TargetSessionAttrs};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector};
 pub use error::{Error, ErrorKind, HostFailure};
+pub use metrics::{EvictReason, PoolMetrics};
+pub use pool::{HealthState, Pool, PoolBuilder, PoolConfig, PoolHealth, PooledConnection};
+pub use retry::{CommitOutcomeUnknown, RetryBudget, RetryPolicy, Transaction, TransactionError};
 pub use tokio_postgres::error::SqlState;
 
 /// `Result<T, pgsteady::Error>`.

@@ -158,3 +158,33 @@ async fn drop_replies_executes_the_commit_but_the_client_never_hears() {
     }
     assert_eq!(committed, 1, "the server committed");
 }
+
+#[tokio::test]
+async fn a_mode_armed_on_commit_switches_exactly_when_commit_is_sent() {
+    let (cluster, proxy, config) = setup().await;
+    let (client, _conn) = connect(&config).await.unwrap();
+    client
+        .batch_execute("CREATE TABLE t (v int)")
+        .await
+        .unwrap();
+    proxy.set_mode_on_query("COMMIT", ProxyMode::DropReplies);
+    client.batch_execute("BEGIN").await.unwrap();
+    client
+        .batch_execute("INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    // Other statements, COMMIT inside a longer text included, do not fire it.
+    client.simple_query("SELECT 'COMMIT'").await.unwrap();
+    assert_eq!(proxy.mode(), ProxyMode::Pass);
+    let commit =
+        tokio::time::timeout(Duration::from_millis(500), client.batch_execute("COMMIT")).await;
+    assert!(commit.is_err(), "the reply to COMMIT is swallowed");
+    assert_eq!(proxy.mode(), ProxyMode::DropReplies);
+    let (direct, _direct_conn) = connect(&cluster.pg_config()).await.unwrap();
+    let n: i64 = direct
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1, "the server executed the COMMIT");
+}

@@ -5,6 +5,7 @@ mod hung;
 mod migrate;
 mod monitor;
 mod multihost;
+mod pool;
 mod startup;
 mod tls;
 

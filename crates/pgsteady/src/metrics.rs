@@ -1,0 +1,316 @@
+//! Pool metrics: counters kept with relaxed atomics on the hot path, read as a [`Copy`]
+//! snapshot.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::classify::Reason;
+
+/// Upper bounds of the checkout latency histogram buckets; the last bucket is unbounded.
+pub const CHECKOUT_BUCKETS: [Duration; 8] = [
+    Duration::from_micros(100),
+    Duration::from_millis(1),
+    Duration::from_millis(5),
+    Duration::from_millis(25),
+    Duration::from_millis(100),
+    Duration::from_millis(500),
+    Duration::from_secs(2),
+    Duration::from_secs(10),
+];
+
+const N_BUCKETS: usize = CHECKOUT_BUCKETS.len() + 1;
+
+/// Why a connection left the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum EvictReason {
+    /// The server ended the session (the reason it gave is in [`Reason`]); counted by
+    /// [`PoolMetrics::closed_by`].
+    Closed,
+    /// Validation after a long idle period failed.
+    Validation,
+    /// Older than `max_lifetime`.
+    Lifetime,
+    /// Idle longer than `idle_timeout`.
+    Idle,
+    /// An operation on it timed out, so its state is unknown.
+    Timeout,
+    /// The pool was closed.
+    PoolClosed,
+}
+
+impl EvictReason {
+    /// Every reason, in index order.
+    pub const ALL: [EvictReason; 6] = [
+        EvictReason::Closed,
+        EvictReason::Validation,
+        EvictReason::Lifetime,
+        EvictReason::Idle,
+        EvictReason::Timeout,
+        EvictReason::PoolClosed,
+    ];
+
+    /// A stable snake_case name, for logs and metric labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EvictReason::Closed => "closed",
+            EvictReason::Validation => "validation",
+            EvictReason::Lifetime => "lifetime",
+            EvictReason::Idle => "idle",
+            EvictReason::Timeout => "timeout",
+            EvictReason::PoolClosed => "pool_closed",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Reasons counted per class, for create failures and server-side closes.
+const REASONS: [Reason; 16] = [
+    Reason::Refused,
+    Reason::Reset,
+    Reason::TimedOut,
+    Reason::Unreachable,
+    Reason::Dns,
+    Reason::CannotConnectNow,
+    Reason::AdminShutdown,
+    Reason::CrashShutdown,
+    Reason::IdleSessionTimeout,
+    Reason::IdleInTransactionTimeout,
+    Reason::ConnectionException,
+    Reason::TooManyConnections,
+    Reason::Closed,
+    Reason::InvalidPassword,
+    Reason::MissingDatabase,
+    Reason::Io,
+];
+const OTHER: usize = REASONS.len();
+
+fn reason_index(reason: Reason) -> usize {
+    REASONS.iter().position(|r| *r == reason).unwrap_or(OTHER)
+}
+
+/// Counts per [`Reason`]: the common ones have their own slot, the rest share "other".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReasonCounts {
+    counts: [u64; REASONS.len() + 1],
+}
+
+impl ReasonCounts {
+    /// The count for one reason (reasons without their own slot read as "other").
+    pub fn get(&self, reason: Reason) -> u64 {
+        self.counts[reason_index(reason)]
+    }
+
+    /// The count of reasons without a slot of their own.
+    pub fn other(&self) -> u64 {
+        self.counts[OTHER]
+    }
+
+    /// The sum over every reason.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Non-zero counts, named by [`Reason::as_str`] (or `"other"`).
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        REASONS
+            .iter()
+            .map(|r| r.as_str())
+            .chain(std::iter::once("other"))
+            .zip(self.counts.iter().copied())
+            .filter(|(_, n)| *n > 0)
+    }
+}
+
+#[derive(Debug, Default)]
+struct AtomicReasonCounts([AtomicU64; REASONS.len() + 1]);
+
+impl AtomicReasonCounts {
+    fn add(&self, reason: Reason) {
+        self.0[reason_index(reason)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn load(&self) -> ReasonCounts {
+        ReasonCounts {
+            counts: std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// The live counters of one pool.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    creates: AtomicU64,
+    create_failures: AtomicReasonCounts,
+    closed_by: AtomicReasonCounts,
+    evictions: [AtomicU64; EvictReason::ALL.len()],
+    retries: AtomicU64,
+    checkouts: AtomicU64,
+    checkout_failures: AtomicU64,
+    checkout_buckets: [AtomicU64; N_BUCKETS],
+    checkout_nanos: AtomicU64,
+}
+
+impl Metrics {
+    pub(crate) fn created(&self) {
+        self.creates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn create_failed(&self, reason: Reason) {
+        self.create_failures.add(reason);
+    }
+
+    pub(crate) fn evicted(&self, why: EvictReason, closed_by: Option<Reason>) {
+        self.evictions[why.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(reason) = closed_by {
+            self.closed_by.add(reason);
+        }
+    }
+
+    pub(crate) fn retried(&self) {
+        self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn checked_out(&self, waited: Duration) {
+        self.checkouts.fetch_add(1, Ordering::Relaxed);
+        let bucket = CHECKOUT_BUCKETS
+            .iter()
+            .position(|bound| waited <= *bound)
+            .unwrap_or(CHECKOUT_BUCKETS.len());
+        self.checkout_buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.checkout_nanos
+            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn checkout_failed(&self) {
+        self.checkout_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self, status: deadpool::Status) -> PoolMetrics {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        PoolMetrics {
+            max_size: status.max_size,
+            open: status.size,
+            idle: status.available,
+            in_use: status.size - status.available,
+            waiters: status.waiting,
+            creates: load(&self.creates),
+            create_failures: self.create_failures.load(),
+            closed_by: self.closed_by.load(),
+            evictions: std::array::from_fn(|i| load(&self.evictions[i])),
+            retries: load(&self.retries),
+            checkouts: load(&self.checkouts),
+            checkout_failures: load(&self.checkout_failures),
+            checkout_buckets: std::array::from_fn(|i| load(&self.checkout_buckets[i])),
+            checkout_seconds_sum: Duration::from_nanos(load(&self.checkout_nanos)).as_secs_f64(),
+        }
+    }
+}
+
+/// A snapshot of a pool's state and counters.
+///
+/// Consistency: each field is read atomically, but the fields are read one after another
+/// while the pool keeps working, so they may disagree by the operations that ran in between
+/// (e.g. `checkouts` may be one more than the histogram's total). Counters only grow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PoolMetrics {
+    /// The configured maximum number of connections.
+    pub max_size: usize,
+    /// Connections open now (idle + in use).
+    pub open: usize,
+    /// Idle connections.
+    pub idle: usize,
+    /// Connections checked out.
+    pub in_use: usize,
+    /// Callers waiting for a connection.
+    pub waiters: usize,
+    /// Connections created since the pool started.
+    pub creates: u64,
+    /// Failed connection attempts, by reason.
+    pub create_failures: ReasonCounts,
+    /// Connections the server (or the network) closed, by the reason it gave.
+    pub closed_by: ReasonCounts,
+    /// Connections removed from the pool, indexed like [`EvictReason::ALL`]; see
+    /// [`PoolMetrics::evictions`].
+    pub evictions: [u64; EvictReason::ALL.len()],
+    /// Retries made by [`crate::Pool::run`] and [`crate::Pool::transaction`].
+    pub retries: u64,
+    /// Successful checkouts.
+    pub checkouts: u64,
+    /// Checkouts that failed (timeout, permanent error, closed pool).
+    pub checkout_failures: u64,
+    /// Checkout latency histogram: counts per bucket of [`CHECKOUT_BUCKETS`] (upper bounds,
+    /// inclusive), the last bucket unbounded. Not cumulative.
+    pub checkout_buckets: [u64; N_BUCKETS],
+    /// Total checkout latency, in seconds.
+    pub checkout_seconds_sum: f64,
+}
+
+impl PoolMetrics {
+    /// Evictions for one reason.
+    pub fn evictions(&self, why: EvictReason) -> u64 {
+        self.evictions[why.index()]
+    }
+
+    /// Evictions for every reason.
+    pub fn evictions_total(&self) -> u64 {
+        self.evictions.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EMPTY: deadpool::Status = deadpool::Status {
+        max_size: 0,
+        size: 0,
+        available: 0,
+        waiting: 0,
+    };
+
+    #[test]
+    fn checkout_latencies_land_in_their_bucket() {
+        let m = Metrics::default();
+        m.checked_out(Duration::from_micros(50));
+        m.checked_out(Duration::from_micros(100));
+        m.checked_out(Duration::from_millis(3));
+        m.checked_out(Duration::from_secs(60));
+        let s = m.snapshot(EMPTY);
+        assert_eq!(s.checkout_buckets[0], 2, "the bound is inclusive");
+        assert_eq!(s.checkout_buckets[2], 1);
+        assert_eq!(s.checkout_buckets[N_BUCKETS - 1], 1);
+        assert_eq!(s.checkouts, 4);
+    }
+
+    #[test]
+    fn reasons_without_a_slot_count_as_other() {
+        let m = Metrics::default();
+        m.create_failed(Reason::Refused);
+        m.create_failed(Reason::Refused);
+        m.create_failed(Reason::Deadlock);
+        let s = m.snapshot(EMPTY);
+        assert_eq!(s.create_failures.get(Reason::Refused), 2);
+        assert_eq!(s.create_failures.other(), 1);
+        assert_eq!(s.create_failures.total(), 3);
+        assert_eq!(
+            s.create_failures.iter().collect::<Vec<_>>(),
+            [("refused", 2), ("other", 1)]
+        );
+    }
+
+    #[test]
+    fn evictions_are_counted_with_the_servers_reason() {
+        let m = Metrics::default();
+        m.evicted(EvictReason::Closed, Some(Reason::AdminShutdown));
+        m.evicted(EvictReason::Lifetime, None);
+        let s = m.snapshot(EMPTY);
+        assert_eq!(s.evictions(EvictReason::Closed), 1);
+        assert_eq!(s.evictions(EvictReason::Lifetime), 1);
+        assert_eq!(s.evictions_total(), 2);
+        assert_eq!(s.closed_by.get(Reason::AdminShutdown), 1);
+    }
+}

@@ -1,0 +1,118 @@
+//! The deadpool [`Manager`](deadpool::managed::Manager): creates connections through the
+//! reconnection gate and checks them on checkout without a round trip unless they sat idle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use deadpool::managed::{self, RecycleError, RecycleResult};
+use rand::RngExt;
+use tokio::sync::Notify;
+
+use crate::classify::Action;
+use crate::connect::Connector;
+use crate::metrics::{EvictReason, Metrics};
+use crate::{Error, Reason};
+
+use super::conn::Conn;
+use super::gate::{Gate, Open};
+
+/// Opens connections with the connector and keeps count of them.
+#[derive(Debug)]
+pub(crate) struct Opener {
+    pub(crate) connector: Connector,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) max_lifetime: Option<Duration>,
+    /// Fraction of `max_lifetime` taken off at random per connection.
+    pub(crate) lifetime_jitter: f64,
+    /// Connections whose task has not ended yet (idle, in use, or closing).
+    pub(crate) live: Arc<AtomicUsize>,
+    /// Woken when a connection closes, so the pool evicts it and refills at once.
+    pub(crate) events: Arc<Notify>,
+}
+
+impl Open for Opener {
+    async fn open(&self) -> Result<Conn, Error> {
+        match self.connector.connect_once().await {
+            Ok(connected) => {
+                self.metrics.created();
+                self.live.fetch_add(1, Ordering::Relaxed);
+                let (live, events, monitor) = (
+                    self.live.clone(),
+                    self.events.clone(),
+                    connected.monitor.clone(),
+                );
+                tokio::spawn(async move {
+                    monitor.closed().await;
+                    live.fetch_sub(1, Ordering::Relaxed);
+                    events.notify_one();
+                });
+                Ok(Conn::new(
+                    connected.client,
+                    connected.monitor,
+                    self.max_lifetime.map(|max| self.expiry(max)),
+                ))
+            }
+            Err(e) => {
+                self.metrics
+                    .create_failed(e.reason().unwrap_or(Reason::Other));
+                Err(e)
+            }
+        }
+    }
+
+    fn classify(&self, err: &Error) -> Action {
+        self.connector.classify(err).action
+    }
+}
+
+impl Opener {
+    fn expiry(&self, max: Duration) -> Instant {
+        let cut = rand::rng().random_range(0.0..=self.lifetime_jitter.clamp(0.0, 1.0));
+        Instant::now() + max.mul_f64(1.0 - cut)
+    }
+}
+
+/// deadpool's view of the pool.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    pub(crate) gate: Arc<Gate>,
+    pub(crate) opener: Arc<Opener>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) validate_after_idle: Duration,
+    pub(crate) validation_timeout: Duration,
+}
+
+impl managed::Manager for Manager {
+    type Type = Conn;
+    type Error = Error;
+
+    async fn create(&self) -> Result<Conn, Error> {
+        self.gate.connect(&self.opener).await
+    }
+
+    async fn recycle(&self, conn: &mut Conn, metrics: &managed::Metrics) -> RecycleResult<Error> {
+        if conn.is_closed() {
+            self.metrics.evicted(
+                EvictReason::Closed,
+                Some(conn.close_reason().unwrap_or(Reason::Closed)),
+            );
+            return Err(RecycleError::message("closed"));
+        }
+        if conn.expires.is_some_and(|at| at <= Instant::now()) {
+            self.metrics.evicted(EvictReason::Lifetime, None);
+            return Err(RecycleError::message("max_lifetime reached"));
+        }
+        // A connection used recently is known good: the connection task would have seen the
+        // server end it. After a long idle period a silent drop is possible, so ping it.
+        if metrics.last_used() >= self.validate_after_idle {
+            let ping = tokio::time::timeout(self.validation_timeout, conn.client.simple_query(""));
+            if !matches!(ping.await, Ok(Ok(_))) {
+                self.metrics
+                    .evicted(EvictReason::Validation, conn.close_reason());
+                return Err(RecycleError::message("validation failed"));
+            }
+        }
+        Ok(())
+    }
+}

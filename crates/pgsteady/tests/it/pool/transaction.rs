@@ -1,0 +1,289 @@
+//! Writes through `Pool::transaction`: replayed only when they certainly did not commit, and
+//! a COMMIT lost in flight resolved with txid_status() instead of guessed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use pgsteady::{RetryPolicy, TransactionError};
+use pgsteady_testkit::{Cluster, FaultProxy, ProxyMode, StopMode};
+
+use super::pool;
+
+const SETUP: &str = "CREATE TABLE writes (id bigserial PRIMARY KEY, key text NOT NULL)";
+
+async fn create_table(cluster: &Cluster) {
+    let (client, conn) = cluster
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client.batch_execute(SETUP).await.unwrap();
+}
+
+/// How many rows each key has (no unique constraint, so duplicates would show).
+async fn rows_per_key(cluster: &Cluster) -> HashMap<String, i64> {
+    let (client, conn) = cluster
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .query("SELECT key, count(*) FROM writes GROUP BY key", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect()
+}
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    acknowledged: Vec<String>,
+    not_committed: Vec<String>,
+    unknown: Vec<(String, i64)>,
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
+    let cluster = Arc::new(Cluster::start().await.unwrap());
+    create_table(&cluster).await;
+    let pool = pool(&cluster, None, |b| b.max_size(8));
+
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut out = Outcomes::default();
+                for i in 0..u32::MAX {
+                    let key = format!("w{w}-{i}");
+                    let row_key = key.clone();
+                    let result = pool
+                        .transaction(async move |tx| {
+                            tx.execute("INSERT INTO writes (key) VALUES ($1)", &[&row_key])
+                                .await?;
+                            Ok(())
+                        })
+                        .await;
+                    match result {
+                        Ok(()) => out.acknowledged.push(key),
+                        Err(TransactionError::NotCommitted(_)) => out.not_committed.push(key),
+                        Err(TransactionError::OutcomeUnknown(u)) => out.unknown.push((key, u.xid)),
+                    }
+                    if pool.is_closed() {
+                        break;
+                    }
+                }
+                out
+            })
+        })
+        .collect();
+
+    for fault in 0..4 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        match fault % 3 {
+            0 => cluster.restart(StopMode::Fast).await.unwrap(),
+            1 => {
+                cluster.kill_postmaster().await.unwrap();
+                cluster.start_server().await.unwrap();
+            }
+            _ => cluster.restart(StopMode::Immediate).await.unwrap(),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    pool.close(Duration::from_secs(10)).await;
+    let mut all = Outcomes::default();
+    for writer in writers {
+        let out = writer.await.unwrap();
+        all.acknowledged.extend(out.acknowledged);
+        all.not_committed.extend(out.not_committed);
+        all.unknown.extend(out.unknown);
+    }
+
+    let rows = rows_per_key(&cluster).await;
+    eprintln!(
+        "acknowledged {}, not committed {}, outcome unknown {}, rows {}",
+        all.acknowledged.len(),
+        all.not_committed.len(),
+        all.unknown.len(),
+        rows.values().sum::<i64>()
+    );
+    assert!(all.acknowledged.len() > 100, "the writers kept writing");
+    for key in &all.acknowledged {
+        assert_eq!(
+            rows.get(key),
+            Some(&1),
+            "acknowledged {key} must be present exactly once"
+        );
+    }
+    for key in &all.not_committed {
+        assert_eq!(
+            rows.get(key),
+            None,
+            "{key} was reported not committed but is present"
+        );
+    }
+    for (key, count) in &rows {
+        assert_eq!(*count, 1, "{key} is duplicated");
+    }
+    // Every row is accounted for: acknowledged or reported unknown (never silently there).
+    let reported: std::collections::HashSet<&String> = all
+        .acknowledged
+        .iter()
+        .chain(all.unknown.iter().map(|(k, _)| k))
+        .collect();
+    for key in rows.keys() {
+        assert!(
+            reported.contains(key),
+            "{key} is in the table but was never acknowledged"
+        );
+    }
+}
+
+/// A transaction whose COMMIT meets the proxy switching to `mode`; the network heals after
+/// `heal_after`.
+async fn commit_through(
+    mode: ProxyMode,
+    heal_after: Duration,
+    deadline: Duration,
+) -> (Result<(), TransactionError>, u32, HashMap<String, i64>) {
+    let cluster = Cluster::start().await.unwrap();
+    create_table(&cluster).await;
+    let proxy = Arc::new(FaultProxy::start(cluster.addr()).await.unwrap());
+    let mut retry = RetryPolicy::default();
+    retry.commit_timeout = Duration::from_millis(300);
+    retry.deadline = deadline;
+    let pool = pool(&cluster, Some(proxy.port()), |b| {
+        b.max_size(2)
+            .retry(retry)
+            .acquire_timeout(Duration::from_secs(1))
+    });
+    proxy.set_mode_on_query("COMMIT", mode);
+    let healer = {
+        let proxy = proxy.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(heal_after).await;
+            proxy.set_mode(ProxyMode::Pass);
+        })
+    };
+    let runs = Arc::new(AtomicU32::new(0));
+    let counter = runs.clone();
+    let result = pool
+        .transaction(async move |tx| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tx.execute("INSERT INTO writes (key) VALUES ('k')", &[])
+                .await?;
+            Ok(())
+        })
+        .await;
+    healer.abort();
+    let rows = rows_per_key(&cluster).await;
+    (result, runs.load(Ordering::SeqCst), rows)
+}
+
+#[tokio::test]
+async fn a_commit_whose_reply_is_lost_is_resolved_as_committed_and_not_replayed() {
+    // The server gets COMMIT and commits; the client never hears back.
+    let (result, runs, rows) = commit_through(
+        ProxyMode::DropReplies,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    )
+    .await;
+    result.expect("txid_status says committed");
+    assert_eq!(
+        runs, 1,
+        "a transaction that may have committed is never replayed"
+    );
+    assert_eq!(rows.get("k"), Some(&1));
+}
+
+#[tokio::test]
+async fn a_commit_that_never_arrived_is_resolved_as_aborted_and_replayed_once() {
+    // COMMIT is swallowed: the old backend sits idle in transaction, txid_status says
+    // "in progress" until the pool terminates that backend; then "aborted", and a replay.
+    let (result, runs, rows) = commit_through(
+        ProxyMode::Blackhole,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+    )
+    .await;
+    result.expect("replayed after the outcome was resolved as aborted");
+    assert_eq!(runs, 2);
+    assert_eq!(rows.get("k"), Some(&1), "exactly once");
+}
+
+#[tokio::test]
+async fn an_unresolvable_commit_is_reported_as_outcome_unknown() {
+    // The network stays broken past the deadline: nothing can be learned.
+    let (result, runs, rows) = commit_through(
+        ProxyMode::DropReplies,
+        Duration::from_secs(30),
+        Duration::from_secs(3),
+    )
+    .await;
+    match result {
+        Err(TransactionError::OutcomeUnknown(u)) => {
+            assert!(u.xid > 0);
+            assert_eq!(runs, 1);
+            // It did commit (the server got the COMMIT): "unknown" was the honest answer.
+            assert_eq!(rows.get("k"), Some(&1));
+        }
+        other => panic!("expected OutcomeUnknown, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn serialization_failures_are_replayed() {
+    let cluster = Cluster::start().await.unwrap();
+    create_table(&cluster).await;
+    let pool = pool(&cluster, None, |b| b.max_size(4));
+    // Two serializable transactions that each read what the other writes: one of them gets
+    // 40001 and is replayed.
+    let tasks: Vec<_> = (0..2)
+        .map(|i| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let runs = Arc::new(AtomicU32::new(0));
+                let counter = runs.clone();
+                let result = pool
+                    .transaction(async move |tx| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        tx.batch_execute("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE")
+                            .await?;
+                        let n: i64 = tx
+                            .query_one("SELECT count(*) FROM writes", &[])
+                            .await?
+                            .get(0);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        tx.execute(
+                            "INSERT INTO writes (key) VALUES ($1)",
+                            &[&format!("s{i}-{n}")],
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                    .await;
+                (
+                    result.map_err(|e| e.to_string()),
+                    runs.load(Ordering::SeqCst),
+                )
+            })
+        })
+        .collect();
+    let mut total_runs = 0;
+    for task in tasks {
+        let (result, runs) = task.await.unwrap();
+        result.expect("both commit in the end");
+        total_runs += runs;
+    }
+    assert!(
+        total_runs >= 3,
+        "one of them was replayed: {total_runs} runs"
+    );
+    assert_eq!(rows_per_key(&cluster).await.len(), 2);
+    assert!(pool.metrics().retries >= 1);
+}
