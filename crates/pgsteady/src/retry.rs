@@ -216,7 +216,8 @@ struct Attempts {
     started: Instant,
     deadline: Instant,
     count: u32,
-    delays: crate::BackoffIter,
+    /// Built on the first back-off: almost every call succeeds at once.
+    delays: Option<crate::BackoffIter>,
 }
 
 impl Attempts {
@@ -229,7 +230,7 @@ impl Attempts {
             started,
             deadline: started + policy.deadline,
             count: 0,
-            delays: policy.backoff.without_max_elapsed().build(),
+            delays: None,
         }
     }
 
@@ -269,7 +270,11 @@ impl Attempts {
         }
         self.pool.inner.metrics.retried();
         if !connection_lost(reason) {
-            let delay = self.delays.next().unwrap_or(self.policy().backoff.cap());
+            let backoff = self.policy().backoff;
+            let delays = self
+                .delays
+                .get_or_insert_with(|| backoff.without_max_elapsed().build());
+            let delay = delays.next().unwrap_or(backoff.cap());
             tokio::time::sleep(delay.min(self.remaining())).await;
         }
         true
