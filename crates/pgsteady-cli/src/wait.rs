@@ -125,8 +125,8 @@ async fn wait(plan: &Plan) -> u8 {
     for class in &plan.retry_on {
         connector = connector.with_retry_on(*class);
     }
-    // Attempts every 20-40 ms (equal jitter, cap 40 ms): at most ~30 per second against a
-    // starting server, and the first success within ~40 ms of the server being ready.
+    // One attempt every 30.6-36 ms: at most 30 per second against a starting server, and the
+    // first attempt after the server is ready starts within 36 ms (see Backoff::polling).
     let policy = Backoff::polling().with_max_elapsed(plan.timeout);
     let hosts = plan.config.hosts.len().max(1) as u32;
     let start = Instant::now();

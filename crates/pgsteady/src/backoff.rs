@@ -30,6 +30,10 @@ pub enum Jitter {
     Equal,
     /// Exactly `ceiling`: deterministic, for tests and tools that want a fixed cadence.
     None,
+    /// `ceiling * (1 - p/100) + random(0, ceiling * p/100)`: a narrow spread around a steady
+    /// cadence (`Percent(100)` is [`Jitter::Full`], `Percent(50)` is [`Jitter::Equal`]).
+    /// Values above 100 count as 100.
+    Percent(u8),
 }
 
 /// An exponential back-off policy.
@@ -94,16 +98,20 @@ impl Backoff {
         }
     }
 
-    /// The policy `pgsteady wait` uses against a starting server: a short cap so the first
-    /// success comes soon after the server is ready, and equal jitter so the cadence never
-    /// exceeds ~30 attempts per second (delays 20-40 ms once ramped up).
+    /// The policy `pgsteady wait` uses against a starting server: a steady cadence of one
+    /// attempt every 30.6-36 ms (mean 33.3 ms), so never more than 30 attempts per second even
+    /// if attempts took no time, and the next attempt after the server becomes ready starts
+    /// within 36 ms. The 15 % jitter keeps many waiters from staying in lockstep.
     ///
-    /// `base` 25 ms, `cap` 40 ms, `factor` 2, [`Jitter::Equal`], no limits.
+    /// A growing delay would be wrong here: the longer a server takes to start, the later a
+    /// growing back-off notices it is ready.
+    ///
+    /// `base` = `cap` = 36 ms, [`Jitter::Percent(15)`](Jitter::Percent), no limits.
     pub const fn polling() -> Self {
         Self::new()
-            .with_base(Duration::from_millis(25))
-            .with_cap(Duration::from_millis(40))
-            .with_jitter(Jitter::Equal)
+            .with_base(Duration::from_millis(36))
+            .with_cap(Duration::from_millis(36))
+            .with_jitter(Jitter::Percent(15))
     }
 
     /// Sets the first delay's ceiling.
@@ -263,6 +271,10 @@ impl BackoffIter {
             Jitter::None => ceiling,
             Jitter::Full => random_up_to(&mut self.rng, ceiling),
             Jitter::Equal => ceiling / 2 + random_up_to(&mut self.rng, ceiling - ceiling / 2),
+            Jitter::Percent(p) => {
+                let spread = ceiling.mul_f64(f64::from(p.min(100)) / 100.0);
+                ceiling - spread + random_up_to(&mut self.rng, spread)
+            }
         };
         if let Some(max) = self.policy.max_elapsed
             && elapsed.saturating_add(delay) >= max
@@ -488,7 +500,10 @@ mod tests {
 
     #[test]
     fn equal_jitter_stays_in_upper_half() {
-        let policy = Backoff::polling().with_seed(7).with_max_attempts(1000);
+        let policy = Backoff::new()
+            .with_jitter(Jitter::Equal)
+            .with_seed(7)
+            .with_max_attempts(1000);
         for (n, d) in policy.iter().enumerate() {
             let c = policy.ceiling(n as u32);
             assert!(
@@ -501,14 +516,42 @@ mod tests {
 
     #[test]
     fn polling_policy_stays_under_thirty_per_second() {
-        // The mean steady-state delay must be >= 33.3 ms for <= 30 attempts/s even if an
-        // attempt took no time at all. Delays are uniform in [20, 40] ms: mean 30 ms, plus the
-        // attempt itself. Check the sum over 1000 seeded delays stays above 29 ms mean and every
-        // delay stays <= 40 ms so the latency after the server is ready stays short.
+        // <= 30 attempts/s even if an attempt took no time: mean delay >= 33.3 ms; and a short
+        // worst case so the first attempt after the server is ready comes soon.
         let delays: Vec<_> = Backoff::polling().with_seed(1).iter().take(1000).collect();
         let mean = delays.iter().sum::<Duration>() / 1000;
-        assert!(mean >= MS(29), "{mean:?}");
-        assert!(delays.iter().all(|d| *d <= MS(40)));
+        assert!(mean >= Duration::from_micros(33_200), "{mean:?}");
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_micros(30_600) && *d <= MS(36))
+        );
+    }
+
+    #[test]
+    fn percent_jitter_bounds() {
+        let policy = Backoff::new()
+            .with_base(MS(100))
+            .with_cap(MS(100))
+            .with_jitter(Jitter::Percent(20))
+            .with_seed(3)
+            .with_max_attempts(500);
+        let delays: Vec<_> = policy.iter().collect();
+        assert!(delays.iter().all(|d| *d >= MS(80) && *d <= MS(100)));
+        assert!(delays.iter().any(|d| *d < MS(90)) && delays.iter().any(|d| *d > MS(90)));
+        let none = Backoff::new()
+            .with_jitter(Jitter::Percent(0))
+            .with_max_attempts(3);
+        assert_eq!(none.iter().collect::<Vec<_>>(), [50, 100].map(MS));
+        let over = Backoff::new()
+            .with_jitter(Jitter::Percent(255))
+            .with_seed(1)
+            .with_max_attempts(50);
+        assert!(
+            over.iter()
+                .enumerate()
+                .all(|(n, d)| d <= over.ceiling(n as u32))
+        );
     }
 
     #[test]

@@ -66,7 +66,7 @@ async fn never_starts_exits_1_after_the_timeout_with_the_last_reason() {
     done.assert_exit_code(1)
         .assert_no_secret(cluster.password());
     // No attempt starts that could not finish before the deadline, so `wait` may give up up to
-    // one polling delay (<= 40 ms) early.
+    // one polling delay (<= 36 ms) early.
     assert!(
         done.elapsed >= Duration::from_millis(950) && done.elapsed < Duration::from_millis(1800),
         "{:?}",
