@@ -72,6 +72,8 @@ async fn never_starts_exits_1_after_the_timeout_with_the_last_reason() {
         "{:?}",
         done.elapsed
     );
+    // Not a terminal: one line per state change (refused, all along) and the final error.
+    assert_eq!(done.stderr().lines().count(), 2, "{}", done.stderr());
     let last = done.stderr().lines().last().unwrap();
     assert!(last.contains("not ready after"), "{last}");
     assert!(last.contains("Connection refused"), "{last}");
@@ -271,5 +273,45 @@ async fn quiet_success_prints_nothing_and_lines_mode_logs_state_changes() {
         done.stderr().contains("ready: postgresql://app:***@"),
         "{}",
         done.stderr()
+    );
+}
+
+/// On a terminal, progress is one status line rewritten in place (`\r` + clear line), not a
+/// line per attempt. `script` gives the command a pseudo-terminal.
+#[tokio::test]
+async fn tty_keeps_a_single_updating_status_line() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: `script` (util-linux) is not installed");
+        return;
+    }
+    let cluster = Cluster::builder().init().await.unwrap();
+    let inner = format!(
+        "{} wait '{}' --timeout 600ms",
+        env!("CARGO_BIN_EXE_pgsteady"),
+        cluster.url()
+    );
+    let out = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c", &inner, "/dev/null"])
+        .env("COLUMNS", "200")
+        .env_remove("DATABASE_URL")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(!text.contains(cluster.password()), "{text}");
+    let rewrites = text.matches("\r\x1b[2K").count();
+    assert!(rewrites >= 5, "status line rewritten per attempt: {text:?}");
+    // Only the final error ends with a newline.
+    let lines: Vec<&str> = text.split('\n').filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{text:?}");
+    assert!(
+        text.contains("attempt ") && text.contains("not ready after"),
+        "{text:?}"
     );
 }

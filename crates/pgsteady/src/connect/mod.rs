@@ -587,3 +587,17 @@ impl From<u8> for Phase {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_password() {
+        let config = Config::parse("postgresql://u:S3cret-pw@h/db").unwrap();
+        let connector = Connector::new(config).unwrap();
+        let shown = format!("{connector:?}");
+        assert!(!shown.contains("S3cret-pw"), "{shown}");
+        assert!(shown.contains("***"), "{shown}");
+    }
+}

@@ -115,34 +115,54 @@ async fn verify_ca_checks_the_chain_and_verify_full_also_the_name() {
 
     // Encrypted without verification.
     for mode in ["prefer", "require"] {
-        let c = connect(&url(&cluster, "127.0.0.1", &format!("sslmode={mode}"))).await.unwrap();
+        let c = connect(&url(&cluster, "127.0.0.1", &format!("sslmode={mode}")))
+            .await
+            .unwrap();
         assert!(c.tls, "{mode}");
         c.client.simple_query("SELECT 1").await.unwrap();
     }
     // allow: plain text first, and plain text works.
-    let c = connect(&url(&cluster, "127.0.0.1", "sslmode=allow")).await.unwrap();
+    let c = connect(&url(&cluster, "127.0.0.1", "sslmode=allow"))
+        .await
+        .unwrap();
     assert!(!c.tls);
 
     // verify-ca: the chain is checked, the name (127.0.0.1 vs localhost) is not.
-    let c = connect(&url(&cluster, "127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")))
-        .await
-        .unwrap();
+    let c = connect(&url(
+        &cluster,
+        "127.0.0.1",
+        &format!("sslmode=verify-ca&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap();
     assert!(c.tls);
     // verify-full: the name is checked too.
-    let err = connect(&url(&cluster, "127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}")))
-        .await
-        .unwrap_err();
+    let err = connect(&url(
+        &cluster,
+        "127.0.0.1",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Tls, "{err}");
     assert_eq!(err.attempts(), 1, "a certificate error is permanent");
-    let c = connect(&url(&cluster, "localhost", &format!("sslmode=verify-full&sslrootcert={ca}")))
-        .await
-        .unwrap();
+    let c = connect(&url(
+        &cluster,
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={ca}"),
+    ))
+    .await
+    .unwrap();
     assert!(c.tls);
     // The wrong CA fails both, and `require` with a root certificate verifies like verify-ca.
     for mode in ["verify-ca", "verify-full", "require"] {
-        let err = connect(&url(&cluster, "localhost", &format!("sslmode={mode}&sslrootcert={other}")))
-            .await
-            .unwrap_err();
+        let err = connect(&url(
+            &cluster,
+            "localhost",
+            &format!("sslmode={mode}&sslrootcert={other}"),
+        ))
+        .await
+        .unwrap_err();
         assert_eq!(err.reason(), Some(Reason::Tls), "{mode}: {err}");
         assert!(!err.is_transient(), "{mode}");
     }
