@@ -105,8 +105,8 @@ async fn verify_ca_checks_the_chain_and_verify_full_also_the_name() {
     let certs = Certs::new();
     let cluster = Cluster::builder()
         .setting("ssl", "on")
-        .setting("ssl_cert_file", &show(&certs.path("server.crt")))
-        .setting("ssl_key_file", &show(&certs.path("server.key")))
+        .setting("ssl_cert_file", show(&certs.path("server.crt")))
+        .setting("ssl_key_file", show(&certs.path("server.key")))
         .start()
         .await
         .unwrap();
