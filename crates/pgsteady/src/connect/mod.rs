@@ -2,6 +2,7 @@
 //! whole handshake, `target_session_attrs` checked by query, an error that lists every host,
 //! per-attempt events, back-off between passes, and a monitor on the connection's task.
 
+mod checks;
 mod monitor;
 mod stream;
 
@@ -14,6 +15,8 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 
 pub use monitor::{CloseReason, ConnectionMonitor};
+
+use checks::{Phase, check_session, combine};
 
 use crate::backoff::{self, Backoff, Decision, Sleeper, TokioSleeper};
 use crate::classify::{self, Action, Classification, FailFastClass, Reason};
@@ -469,122 +472,6 @@ impl Connector {
             pg.application_name(a);
         }
         pg
-    }
-}
-
-/// Checks `target_session_attrs` with one query, as libpq does for servers that do not report
-/// `in_hot_standby` / `default_transaction_read_only` at startup.
-async fn check_session(client: &Client, want: TargetSessionAttrs) -> Result<(), Error> {
-    if want == TargetSessionAttrs::Any {
-        return Ok(());
-    }
-    let rows = client
-        .simple_query(
-            "SELECT pg_catalog.pg_is_in_recovery()::text, \
-             pg_catalog.current_setting('transaction_read_only')",
-        )
-        .await
-        .map_err(|e| Error::from_pg(e, "session check failed"))?;
-    let row = rows.iter().find_map(|m| match m {
-        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-        _ => None,
-    });
-    let (in_recovery, read_only) = match row {
-        Some(r) => (r.get(0) == Some("true"), r.get(1) == Some("on")),
-        None => {
-            return Err(Error::new(
-                ErrorKind::Connect,
-                "session check returned no row",
-            ));
-        }
-    };
-    let ok = match want {
-        TargetSessionAttrs::ReadWrite => !read_only,
-        TargetSessionAttrs::ReadOnly => read_only,
-        TargetSessionAttrs::Primary => !in_recovery,
-        TargetSessionAttrs::Standby | TargetSessionAttrs::PreferStandby => in_recovery,
-        _ => true,
-    };
-    if ok {
-        return Ok(());
-    }
-    let is = match (in_recovery, read_only) {
-        (true, _) => "a standby (in recovery)",
-        (false, true) => "a primary in read-only mode",
-        (false, false) => "a read-write primary",
-    };
-    Err(Error::new(
-        ErrorKind::Connect,
-        format!("server is {is}, but target_session_attrs={want}"),
-    )
-    .with_reason(Reason::WrongSessionType))
-}
-
-/// One error for a failed pass: lists every host; its reason decides retry vs fail fast. If
-/// every host failed permanently, the first permanent failure speaks; otherwise the pass is
-/// transient (one host may come up) and the last transient failure speaks.
-fn combine(failures: Vec<HostFailure>, mut errors: Vec<Error>) -> Error {
-    if errors.len() == 1 {
-        let e = errors.pop().expect("one error");
-        let host = failures.into_iter().next().expect("one failure");
-        let reason = e.reason().unwrap_or(Reason::Other);
-        let host = HostFailure {
-            message: e.to_string(),
-            ..host
-        };
-        return Error::new(e.kind(), "could not connect")
-            .with_reason(reason)
-            .with_hosts(vec![host])
-            .with_source(e);
-    }
-    let transient = errors
-        .iter()
-        .rposition(|e| classify::connect(e).action == Action::Retry);
-    let speaker = transient.unwrap_or(0);
-    let e = errors.swap_remove(speaker);
-    let reason = e.reason().unwrap_or(Reason::Other);
-    Error::new(
-        e.kind(),
-        format!("could not connect to any of {} hosts", failures.len()),
-    )
-    .with_reason(reason)
-    .with_hosts(failures)
-    .with_source(e)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-enum Phase {
-    Resolve,
-    Connect,
-    Tls,
-    Startup,
-    SessionCheck,
-}
-
-impl Phase {
-    fn as_str(self) -> &'static str {
-        match self {
-            Phase::Resolve => "name resolution",
-            Phase::Connect => "the tcp connect",
-            Phase::Tls => "tls negotiation",
-            Phase::Startup => {
-                "startup/authentication (the server accepted the connection but did not answer)"
-            }
-            Phase::SessionCheck => "the session check query",
-        }
-    }
-}
-
-impl From<u8> for Phase {
-    fn from(v: u8) -> Self {
-        match v {
-            0 => Phase::Resolve,
-            1 => Phase::Connect,
-            2 => Phase::Tls,
-            3 => Phase::Startup,
-            _ => Phase::SessionCheck,
-        }
     }
 }
 
