@@ -416,6 +416,7 @@ async fn server_layers(client: &Client, want: TargetSessionAttrs) -> Vec<Layer> 
 /// listeners elsewhere on loopback.
 async fn refused_hints(addr: SocketAddr) -> Vec<String> {
     let mut hints = Vec::new();
+    let mut published_ports = Vec::new();
     let port = addr.port();
     let cwd = std::env::current_dir().unwrap_or_default();
     for file in compose::find(&cwd) {
@@ -439,6 +440,7 @@ async fn refused_hints(addr: SocketAddr) -> Vec<String> {
         };
         for svc in services.iter().filter(|s| s.postgres) {
             let published: Vec<_> = svc.ports.iter().filter(|(_, _, c)| *c == 5432).collect();
+            published_ports.extend(published.iter().map(|(_, h, _)| *h));
             if published.is_empty() {
                 hints.push(format!(
                     "nothing listens on {addr}; service `{}` in {name} publishes no port for 5432, so the host cannot reach it: add `ports: [\"{port}:5432\"]`",
@@ -467,7 +469,7 @@ async fn refused_hints(addr: SocketAddr) -> Vec<String> {
         }
     }
     if addr.ip().is_loopback() {
-        for other in listeners::postgres_listeners(port, 64).await {
+        for other in listeners::postgres_listeners(port, &published_ports).await {
             hints.push(format!(
                 "nothing listens on {addr}; a PostgreSQL server answers on {other}: use port {}",
                 other.port()
