@@ -2,6 +2,7 @@
 
 mod auth;
 mod hung;
+mod keepalive;
 mod migrate;
 mod monitor;
 mod multihost;
