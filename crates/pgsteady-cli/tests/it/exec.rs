@@ -79,3 +79,34 @@ async fn sigterm_reaches_the_child() {
         .unwrap();
     assert_eq!(status.code(), Some(42));
 }
+
+/// Rust ignores SIGPIPE; the exec'd command must start with SIGPIPE (and SIGTERM) at their
+/// default disposition, as if its parent had started it directly. (The blocked-signal set is
+/// inherited from the parent, as with any exec; `sigterm_reaches_the_child` covers delivery.)
+#[tokio::test]
+async fn child_starts_with_default_signal_state() {
+    let cluster = Cluster::start().await.unwrap();
+    let script = "grep -E '^(SigIgn|SigBlk)' /proc/$$/status";
+    let done = TestCommand::new(["wait", &cluster.url(), "--quiet", "--", "sh", "-c", script])
+        .run()
+        .await;
+    done.assert_exit_code(0);
+    let mask = |name: &str| {
+        let line = done.stdout().lines().find(|l| l.starts_with(name)).unwrap();
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    let sigpipe = 1u64 << (13 - 1);
+    assert_eq!(
+        mask("SigIgn") & sigpipe,
+        0,
+        "SIGPIPE ignored: {}",
+        done.stdout()
+    );
+    let sigterm = 1u64 << (15 - 1);
+    assert_eq!(
+        mask("SigIgn") & sigterm,
+        0,
+        "SIGTERM ignored: {}",
+        done.stdout()
+    );
+}
