@@ -1,4 +1,4 @@
-//! Side-by-side measurements of pgsteady and the PostgreSQL pools people use today
+//! Side-by-side measurements of `pgsteady::Pool` and the PostgreSQL pools people use today
 //! (deadpool-postgres, bb8, sqlx) and the naive tokio-postgres loop, against a real server
 //! that the benchmark breaks on purpose.
 //!
@@ -29,9 +29,9 @@
 
 pub mod attempts;
 pub mod faults;
+mod ours;
 #[cfg(feature = "peers")]
 mod peers;
-mod pgsteady_slot;
 pub mod report;
 mod subject;
 pub mod throughput;

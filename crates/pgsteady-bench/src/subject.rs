@@ -19,11 +19,10 @@ pub enum ClientKind {
     /// tokio-postgres as most code uses it: one connection per worker, reconnect at once after
     /// any error, no back-off ([`NaiveClient`]).
     Naive,
-    /// `pgsteady::Pool`: plain `get()` + query, `prepare_cached` (slot kept until the pool
-    /// lands on main).
+    /// `pgsteady::Pool` with its defaults: plain `get()` + query, `prepare_cached`.
     Pgsteady,
     /// `pgsteady::Pool::run`: the same work, retried on a fresh connection after a
-    /// transient error (slot kept until the pool lands on main).
+    /// transient error.
     PgsteadyRun,
     /// deadpool-postgres with its defaults (fast recycling), `prepare_cached`.
     Deadpool,
@@ -69,7 +68,7 @@ impl ClientKind {
     pub fn unavailable(self) -> Option<&'static str> {
         match self {
             ClientKind::Naive => None,
-            ClientKind::Pgsteady | ClientKind::PgsteadyRun => crate::pgsteady_slot::UNAVAILABLE,
+            ClientKind::Pgsteady | ClientKind::PgsteadyRun => None,
             _ if cfg!(feature = "peers") => None,
             _ => Some("built without the `peers` feature"),
         }
@@ -82,8 +81,8 @@ impl ClientKind {
         }
         match self {
             ClientKind::Naive => Ok(Box::new(Naive(target.clone()))),
-            ClientKind::Pgsteady => crate::pgsteady_slot::build(target, false).await,
-            ClientKind::PgsteadyRun => crate::pgsteady_slot::build(target, true).await,
+            ClientKind::Pgsteady => crate::ours::build(target, false),
+            ClientKind::PgsteadyRun => crate::ours::build(target, true),
             #[cfg(feature = "peers")]
             ClientKind::Deadpool => crate::peers::deadpool(target),
             #[cfg(feature = "peers")]
@@ -221,5 +220,6 @@ mod tests {
             [ClientKind::Deadpool, ClientKind::Bb8, ClientKind::Sqlx]
         );
         assert_eq!(ClientKind::Naive.unavailable(), None);
+        assert_eq!(ClientKind::PgsteadyRun.unavailable(), None);
     }
 }
