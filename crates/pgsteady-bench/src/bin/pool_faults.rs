@@ -1,5 +1,7 @@
 //! One fault at a time under load (8 workers looping checkout + `SELECT 1`, pool of 8),
-//! every client through a fault proxy that counts connection attempts. See BENCHMARKS.md.
+//! every client connecting directly while connection attempts are counted as SYNs in a
+//! private network namespace (or through a counting fault proxy with `--proxy`). See
+//! BENCHMARKS.md.
 
 use std::path::PathBuf;
 use std::time::Duration;
