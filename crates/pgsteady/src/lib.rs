@@ -12,6 +12,7 @@ pub mod classify;
 pub mod config;
 pub mod connect;
 mod error;
+pub mod health;
 pub mod metrics;
 pub mod migrate;
 pub mod pool;
@@ -23,6 +24,10 @@ pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{Config, Host, HostSpec, Password, SslMode, TargetSessionAttrs};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector};
 pub use error::{Error, ErrorKind, HostFailure};
+pub use health::{
+    Readiness, ReadinessBuilder, ReadinessConfig, ReadinessReport, ReadyState, ShutdownConfig,
+    ShutdownSignal, shutdown_signal,
+};
 pub use metrics::{EvictReason, PoolMetrics};
 pub use pool::{HealthState, Pool, PoolBuilder, PoolConfig, PoolHealth, PooledConnection};
 pub use retry::{CommitOutcomeUnknown, RetryBudget, RetryPolicy, Transaction, TransactionError};

@@ -116,12 +116,17 @@ impl ReasonCounts {
 
     /// Non-zero counts, named by [`Reason::as_str`] (or `"other"`).
     pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.iter_all().filter(|(_, n)| *n > 0)
+    }
+
+    /// Every count, zeros included, in a fixed order (for metric series that exist from the
+    /// start).
+    pub fn iter_all(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
         REASONS
             .iter()
             .map(|r| r.as_str())
             .chain(std::iter::once("other"))
             .zip(self.counts.iter().copied())
-            .filter(|(_, n)| *n > 0)
     }
 }
 

@@ -9,6 +9,7 @@
 mod conn;
 mod gate;
 mod manager;
+mod ping;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -68,6 +69,13 @@ pub struct PoolConfig {
     pub reconnect: Backoff,
     /// The reconnection cadence when nobody waits or the last error was permanent. Default: 1 s.
     pub idle_recheck: Duration,
+    /// When no round trip has succeeded for this long, the maintenance task pings one idle
+    /// connection (an empty query bounded by `validation_timeout`) and evicts it if the ping
+    /// fails. Keeps [`PoolHealth::last_ok`] fresh while the application is quiet, so readiness
+    /// notices a hung server or a dead connection without waiting for traffic. Skipped while
+    /// the pool is quiet and holds more than `min_idle` connections, so the extra ones still
+    /// reach `idle_timeout`. `None` disables it. Default: 5 s.
+    pub idle_ping: Option<Duration>,
     /// Retries of [`Pool::run`] and [`Pool::transaction`]. Default: [`RetryPolicy::default`].
     pub retry: RetryPolicy,
 }
@@ -89,6 +97,7 @@ impl Default for PoolConfig {
                 .with_cap(Duration::from_millis(70))
                 .with_jitter(Jitter::Equal),
             idle_recheck: Duration::from_secs(1),
+            idle_ping: Some(Duration::from_secs(5)),
             retry: RetryPolicy::default(),
         }
     }
@@ -136,6 +145,8 @@ impl PoolBuilder {
         reconnect: Backoff;
         /// See [`PoolConfig::retry`].
         retry: RetryPolicy;
+        /// See [`PoolConfig::idle_ping`].
+        idle_ping: Option<Duration>;
     }
 
     /// Replaces the whole pool configuration.
@@ -201,6 +212,7 @@ impl PoolBuilder {
             live,
             closing: AtomicBool::new(false),
             filling: AtomicBool::new(false),
+            pinging: AtomicBool::new(false),
             last_ok: AtomicU64::new(0),
             epoch: Instant::now(),
             budget: Budget::new(pool.retry.budget),
@@ -243,6 +255,7 @@ pub(crate) struct PoolInner {
     live: Arc<AtomicUsize>,
     closing: AtomicBool,
     filling: AtomicBool,
+    pinging: AtomicBool,
     /// Nanoseconds after `epoch` of the last successful round trip; 0 for never.
     last_ok: AtomicU64,
     epoch: Instant,
@@ -376,6 +389,19 @@ impl Pool {
         self.inner.last_ok.store(nanos.max(1), Ordering::Relaxed);
     }
 
+    /// How long since the last successful round trip (`None`: never).
+    pub(crate) fn since_ok(&self) -> Option<Duration> {
+        match self.inner.last_ok.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(
+                self.inner
+                    .epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(nanos)),
+            ),
+        }
+    }
+
     /// Closes the pool and drains it: new checkouts fail with [`ErrorKind::PoolClosed`] at
     /// once, connections in use finish their work and are closed when returned, idle ones
     /// are closed now. Returns once every connection is closed, or after `timeout`, whichever
@@ -434,6 +460,7 @@ async fn maintain(pool: Weak<PoolInner>, events: Arc<Notify>) {
                 inner: inner.clone(),
             }));
         }
+        ping::maybe_spawn(&inner);
     }
 }
 
