@@ -172,7 +172,7 @@ pub async fn serve(
             }
         }))
     };
-    let started: Arc<Mutex<Option<(Instant, Option<ShutdownSignal>)>>> = Arc::default();
+    let started: Arc<Mutex<Option<Started>>> = Arc::default();
     let (stopped_accepting, mut accept_stopped) = watch::channel(false);
     let graceful = {
         let readiness = readiness.clone();
@@ -215,6 +215,9 @@ pub async fn serve(
         took: since.elapsed(),
     })
 }
+
+/// When the shutdown started, and on which signal (`None`: [`Readiness::drain`]).
+type Started = (Instant, Option<ShutdownSignal>);
 
 /// Counts a request in flight until dropped (also when the request future is dropped).
 struct InFlight(Arc<AtomicUsize>);

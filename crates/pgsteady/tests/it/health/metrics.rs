@@ -41,20 +41,31 @@ async fn metrics_cover_the_pool_snapshot_and_readiness() {
         .unwrap();
     }
 
-    let response = http.get(server.url("/metrics")).send().await.unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("application/openmetrics-text"),
-        "{content_type}"
-    );
-    let text = response.text().await.unwrap();
+    // Scrape until the pool held still around the scrape (the `min_idle` refill may still be
+    // opening a connection), so the text can be compared with one snapshot.
+    let mut quiet = None;
+    for _ in 0..100 {
+        let before = pool.metrics();
+        let response = http.get(server.url("/metrics")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            content_type.starts_with("application/openmetrics-text"),
+            "{content_type}"
+        );
+        let text = response.text().await.unwrap();
+        let after = pool.metrics();
+        if before == after && after.in_use == 0 && after.waiters == 0 {
+            quiet = Some((text, after));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (text, m) = quiet.expect("the pool goes quiet");
     println!("{text}");
-    // The pool is quiet now: the text matches its snapshot.
-    let m = pool.metrics();
     let value = |series: &str| -> f64 {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))

@@ -45,7 +45,11 @@ async fn a_thousand_readiness_probes_add_no_database_round_trip() {
         .await
         .unwrap();
     let proxy = FaultProxy::start(cluster.addr()).await.unwrap();
-    let pool = pool(&cluster, Some(proxy.port()), |b| b.min_idle(1));
+    // The pool's idle ping (a round trip after 5 s without one) is driven by the clock, not by
+    // probes; pushed out of the window so that a slow run cannot count it against them.
+    let pool = pool(&cluster, Some(proxy.port()), |b| {
+        b.min_idle(1).idle_ping(Some(Duration::from_secs(3600)))
+    });
     let readiness = Readiness::for_pool(&pool);
     let server = Server::start(&readiness, axum::Router::new(), ShutdownConfig::default()).await;
     let http = client();
@@ -66,9 +70,6 @@ async fn a_thousand_readiness_probes_add_no_database_round_trip() {
     }
     let took = started.elapsed();
     let wire_after = proxy.stats();
-    // The pool's idle ping (every 5 s without another round trip) is not caused by probes;
-    // the flush above reset its clock, so it cannot land inside this window.
-    assert!(took < Duration::from_secs(4), "1,000 probes took {took:?}");
     flush_stats(&pool).await;
     let xacts_after = xacts(&admin, cluster.dbname()).await;
 
