@@ -1,8 +1,9 @@
-//! `pgsteady wait`, `check`, `doctor` and `migrate` against real PostgreSQL servers: one module per
+//! `pgsteady wait`, `check`, `doctor`, `migrate` and `drill` against real PostgreSQL servers: one module per
 //! command or failure mode. Every test also checks that the password never appears in output.
 
 mod check;
 mod doctor;
+mod drill;
 mod exec;
 mod migrate;
 mod wait;

@@ -1,0 +1,441 @@
+//! `pgsteady drill --herd N`: N independent single-connection clients lose their connection
+//! to the same restart and reconnect. How hard do they hit the server? Connection attempts are
+//! counted where the server would see them (at the fault proxy in front of it), per 10 ms,
+//! for pgsteady pools and for the fixed-interval retry loop of the field reports.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use pgsteady::{Config, Pool, Reason};
+use pgsteady_testkit::workload::Clock;
+use pgsteady_testkit::{Cluster, FaultProxy, StopMode};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+use super::output::{Mode, Progress};
+use super::{BROKEN, FAILED, HELD};
+
+/// The fixed retry interval the comparison uses (the field reports sleep a fixed 2 s; a
+/// shorter one is kinder to recovery time and just as synchronised).
+const FIXED_INTERVAL: Duration = Duration::from_millis(100);
+const BUCKET: Duration = Duration::from_millis(10);
+/// How long all N may take to serve again after the server is ready.
+const ALL_SERVING_WITHIN: Duration = Duration::from_secs(30);
+/// The target for pgsteady: peak attempts per bucket under this many times the mean.
+const PEAK_TO_MEAN_TARGET: f64 = 3.0;
+
+/// One side of the comparison.
+#[derive(Debug, Serialize)]
+struct Herd {
+    client: &'static str,
+    /// Connection attempts from the restart until all N were serving again.
+    attempts: usize,
+    peak_per_10ms: usize,
+    mean_per_10ms: f64,
+    peak_to_mean: f64,
+    /// From the restart's stop signal to the server's ready log line, in ms.
+    downtime_ms: f64,
+    /// From the server's ready log line until the last of the N was serving, in ms;
+    /// `None` when not all of them were within 30 s.
+    ready_to_all_serving_ms: Option<f64>,
+    /// 53300 (too many connections) errors seen while reconnecting.
+    too_many_connections: u64,
+    /// Attempts per 10 ms from the restart on.
+    per_10ms: Vec<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct HerdReport {
+    n: usize,
+    max_connections: u32,
+    fixed_interval_ms: u64,
+    herds: Vec<Herd>,
+    target_met: bool,
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mode) -> u8 {
+    let progress = Progress::new(mode, Default::default());
+    match herds(n, pg_bin, &progress).await {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string(&report) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("pgsteady drill: cannot encode the figures: {e}");
+                        return FAILED;
+                    }
+                }
+            } else {
+                print!("{}", table(&report));
+            }
+            if report.target_met { HELD } else { BROKEN }
+        }
+        Err(e) => {
+            progress.note(&format!("pgsteady drill --herd: {e}"));
+            FAILED
+        }
+    }
+}
+
+async fn herds(
+    n: usize,
+    pg_bin: Option<PathBuf>,
+    progress: &Progress,
+) -> Result<HerdReport, BoxError> {
+    let max_connections = (n as u32 + 50).max(250);
+    let mut builder = Cluster::builder().max_connections(max_connections);
+    if let Some(dir) = pg_bin {
+        builder = builder.pg_bin(dir);
+    }
+    let (cluster, _version) = super::start_cluster(builder, progress).await?;
+    let mut herds = Vec::new();
+    for fixed in [false, true] {
+        let proxy = FaultProxy::start(cluster.addr()).await?;
+        let name = if fixed {
+            "fixed 100 ms retry"
+        } else {
+            "pgsteady"
+        };
+        progress.note(&format!("{name}: connecting {n} clients"));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let too_many = Arc::new(AtomicU64::new(0));
+        let clients = if fixed {
+            Clients::fixed(
+                n,
+                cluster.pg_config_with_port(proxy.port()),
+                tx,
+                too_many.clone(),
+            )
+        } else {
+            Clients::pools(n, &cluster.url_with_port(proxy.port()), tx)?
+        };
+        let herd = restart_and_measure(name, n, &cluster, &proxy, &clients, rx, progress).await?;
+        let too_many_connections = too_many.load(Ordering::Relaxed) + clients.too_many();
+        clients.close().await;
+        herds.push(Herd {
+            too_many_connections,
+            ..herd
+        });
+    }
+    let pg = &herds[0];
+    let target_met = pg.peak_to_mean < PEAK_TO_MEAN_TARGET
+        && pg.too_many_connections == 0
+        && pg.ready_to_all_serving_ms.is_some();
+    Ok(HerdReport {
+        n,
+        max_connections,
+        fixed_interval_ms: FIXED_INTERVAL.as_millis() as u64,
+        herds,
+        target_met,
+    })
+}
+
+/// The N clients of one side.
+enum Clients {
+    Pools {
+        pools: Vec<Pool>,
+        poller: tokio::task::JoinHandle<()>,
+    },
+    Fixed(JoinSet<()>),
+}
+
+impl Clients {
+    /// N pools of one connection each, kept warm (`min_idle` 1): after the restart each
+    /// reconnects by itself. A poller reports when each one has a new connection.
+    fn pools(
+        n: usize,
+        url: &str,
+        serving: mpsc::UnboundedSender<(usize, Instant)>,
+    ) -> Result<Clients, BoxError> {
+        let mut config = Config::parse(url)?;
+        config.connect_timeout = Some(Duration::from_secs(2));
+        let pools = (0..n)
+            .map(|_| {
+                Pool::builder(config.clone())
+                    .max_size(1)
+                    .min_idle(1)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let watched = pools.clone();
+        let poller = tokio::spawn(async move {
+            let mut creates: Vec<u64> = vec![0; watched.len()];
+            loop {
+                for (i, pool) in watched.iter().enumerate() {
+                    let now = pool.metrics().creates;
+                    if now > creates[i] {
+                        creates[i] = now;
+                        let _ = serving.send((i, Instant::now()));
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        });
+        Ok(Clients::Pools { pools, poller })
+    }
+
+    /// N loops as the field reports write them: connect; when the connection ends, connect
+    /// again at once and then every 100 ms until it works.
+    fn fixed(
+        n: usize,
+        mut config: tokio_postgres::Config,
+        serving: mpsc::UnboundedSender<(usize, Instant)>,
+        too_many: Arc<AtomicU64>,
+    ) -> Clients {
+        config.connect_timeout(Duration::from_secs(2));
+        let mut set = JoinSet::new();
+        for i in 0..n {
+            let (config, serving, too_many) = (config.clone(), serving.clone(), too_many.clone());
+            set.spawn(async move {
+                loop {
+                    match config.connect(NoTls).await {
+                        Ok((client, connection)) => {
+                            let _ = serving.send((i, Instant::now()));
+                            let _ = connection.await;
+                            drop(client);
+                        }
+                        Err(e) => {
+                            if e.code() == Some(&SqlState::TOO_MANY_CONNECTIONS) {
+                                too_many.fetch_add(1, Ordering::Relaxed);
+                            }
+                            tokio::time::sleep(FIXED_INTERVAL).await;
+                        }
+                    }
+                }
+            });
+        }
+        Clients::Fixed(set)
+    }
+
+    fn too_many(&self) -> u64 {
+        match self {
+            Clients::Pools { pools, .. } => pools
+                .iter()
+                .map(|p| p.metrics().create_failures.get(Reason::TooManyConnections))
+                .sum(),
+            Clients::Fixed(_) => 0,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            Clients::Pools { pools, poller } => {
+                poller.abort();
+                for pool in &pools {
+                    pool.close(Duration::from_secs(1)).await;
+                }
+            }
+            Clients::Fixed(mut set) => set.shutdown().await,
+        }
+    }
+}
+
+async fn restart_and_measure(
+    name: &'static str,
+    n: usize,
+    cluster: &Cluster,
+    proxy: &FaultProxy,
+    clients: &Clients,
+    mut serving: mpsc::UnboundedReceiver<(usize, Instant)>,
+    progress: &Progress,
+) -> Result<Herd, BoxError> {
+    // Everyone connected once.
+    let mut connected = vec![false; n];
+    let mut count = 0;
+    let warm_deadline = Instant::now() + Duration::from_secs(60);
+    while count < n {
+        let (i, _) = tokio::time::timeout_at(warm_deadline.into(), serving.recv())
+            .await
+            .map_err(|_| format!("{name}: only {count} of {n} clients connected within 60 s"))?
+            .ok_or("the clients stopped")?;
+        if !std::mem::replace(&mut connected[i], true) {
+            count += 1;
+        }
+    }
+    let _ = clients;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while serving.try_recv().is_ok() {}
+
+    progress.note(&format!("{name}: fast restart with {n} clients connected"));
+    let clock = Clock::now();
+    let fault_at = clock.instant;
+    cluster.restart(StopMode::Fast).await?;
+    let ready = cluster
+        .ready_at()
+        .map(|at| clock.instant_of(at))
+        .filter(|at| *at >= fault_at)
+        .unwrap_or_else(Instant::now);
+
+    let mut back = vec![None; n];
+    let mut count = 0;
+    let deadline = ready + ALL_SERVING_WITHIN;
+    while count < n {
+        match tokio::time::timeout_at(deadline.into(), serving.recv()).await {
+            Ok(Some((i, at))) if at >= fault_at => {
+                if back[i].is_none() {
+                    back[i] = Some(at);
+                    count += 1;
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
+        }
+    }
+    let all_serving = (count == n)
+        .then(|| back.iter().flatten().max().copied())
+        .flatten();
+    let until = all_serving.unwrap_or_else(Instant::now);
+    let attempts: Vec<Instant> = proxy
+        .accept_times()
+        .into_iter()
+        .filter(|at| *at >= fault_at && *at <= until)
+        .collect();
+    let figures = rate(&attempts, fault_at, until);
+    let herd = Herd {
+        client: name,
+        attempts: attempts.len(),
+        peak_per_10ms: figures.peak,
+        mean_per_10ms: figures.mean,
+        peak_to_mean: figures.peak_to_mean(),
+        downtime_ms: ms(ready.saturating_duration_since(fault_at)),
+        ready_to_all_serving_ms: all_serving.map(|at| ms(at.saturating_duration_since(ready))),
+        too_many_connections: 0,
+        per_10ms: figures.buckets,
+    };
+    progress.note(&format!(
+        "{name}: {} attempts, peak {} per 10 ms, mean {:.1}; all {n} serving {} after ready",
+        herd.attempts,
+        herd.peak_per_10ms,
+        herd.mean_per_10ms,
+        herd.ready_to_all_serving_ms
+            .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms"))
+    ));
+    Ok(herd)
+}
+
+fn ms(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e4).round() / 10.0
+}
+
+/// Attempts per bucket.
+#[derive(Debug, PartialEq)]
+struct Rate {
+    buckets: Vec<usize>,
+    peak: usize,
+    /// Mean per bucket over the buckets from the first attempt to the last.
+    mean: f64,
+}
+
+impl Rate {
+    fn peak_to_mean(&self) -> f64 {
+        if self.mean > 0.0 {
+            ((self.peak as f64 / self.mean) * 100.0).round() / 100.0
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Buckets of 10 ms from `from`; the mean is taken over the span that had attempts (from the
+/// first bucket with one to the last), so idle time before or after does not dilute it.
+fn rate(attempts: &[Instant], from: Instant, until: Instant) -> Rate {
+    let count = (until.saturating_duration_since(from).as_nanos() / BUCKET.as_nanos()) as usize + 1;
+    let mut buckets = vec![0usize; count];
+    for at in attempts {
+        let i = (at.saturating_duration_since(from).as_nanos() / BUCKET.as_nanos()) as usize;
+        buckets[i.min(count - 1)] += 1;
+    }
+    let first = buckets.iter().position(|b| *b > 0);
+    let last = buckets.iter().rposition(|b| *b > 0);
+    let (peak, mean) = match (first, last) {
+        (Some(first), Some(last)) => {
+            let active = &buckets[first..=last];
+            let total: usize = active.iter().sum();
+            (
+                *active.iter().max().unwrap_or(&0),
+                total as f64 / active.len() as f64,
+            )
+        }
+        _ => (0, 0.0),
+    };
+    Rate {
+        buckets,
+        peak,
+        mean: (mean * 100.0).round() / 100.0,
+    }
+}
+
+fn table(report: &HerdReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "herd: {} single-connection clients reconnecting after a fast restart (max_connections {}); \
+         connection attempts counted at the proxy in front of the server, per 10 ms",
+        report.n, report.max_connections
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:>9} {:>10} {:>10} {:>10} {:>10} {:>19} {:>7}",
+        "client",
+        "attempts",
+        "peak/10ms",
+        "mean/10ms",
+        "peak/mean",
+        "downtime",
+        "ready->all serving",
+        "53300"
+    );
+    for h in &report.herds {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>9} {:>10} {:>10.1} {:>9.1}x {:>7.0} ms {:>19} {:>7}",
+            h.client,
+            h.attempts,
+            h.peak_per_10ms,
+            h.mean_per_10ms,
+            h.peak_to_mean,
+            h.downtime_ms,
+            h.ready_to_all_serving_ms
+                .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
+            h.too_many_connections
+        );
+    }
+    let _ = writeln!(
+        out,
+        "target for pgsteady: peak under {PEAK_TO_MEAN_TARGET}x the mean, no 53300, all serving: {}",
+        if report.target_met { "met" } else { "NOT met" }
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_counts_per_bucket_and_averages_over_the_active_span() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let attempts = [at(25), at(26), at(27), at(29), at(35), at(52)];
+        let r = rate(&attempts, t, at(80));
+        assert_eq!(r.buckets, vec![0, 0, 4, 1, 0, 1, 0, 0, 0]);
+        assert_eq!(r.peak, 4);
+        assert_eq!(r.mean, 1.5); // 6 attempts over buckets 2..=5
+        assert_eq!(r.peak_to_mean(), 2.67);
+    }
+
+    #[test]
+    fn no_attempts_means_no_rate() {
+        let t = Instant::now();
+        let r = rate(&[], t, t + Duration::from_millis(30));
+        assert_eq!((r.peak, r.mean, r.peak_to_mean()), (0, 0.0, 0.0));
+    }
+}
