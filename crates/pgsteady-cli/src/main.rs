@@ -1,4 +1,5 @@
-//! `pgsteady`: wait for, check, diagnose, migrate and drill PostgreSQL.
+//! `pgsteady`: wait for, check, diagnose, migrate, serve health for, run behind and drill
+//! PostgreSQL.
 //!
 //! This crate is glue: argument parsing (clap), output and exit codes. The logic lives in
 //! the `pgsteady` library and, for `drill`, in `pgsteady-testkit`.
@@ -17,6 +18,8 @@ mod exit;
 mod migrate;
 mod probe;
 mod report;
+mod run;
+mod serve;
 mod wait;
 
 /// Keep applications connected to PostgreSQL through start-up, restarts, crashes and
@@ -40,6 +43,12 @@ enum Command {
     /// Wait for PostgreSQL, then apply a directory of SQL migrations, each in its own
     /// transaction, under a lock that makes concurrent runners take turns.
     Migrate(migrate::MigrateArgs),
+    /// Serve /livez, /readyz and /metrics for the database: a health sidecar for
+    /// applications in any language.
+    Serve(serve::ServeArgs),
+    /// Wait for PostgreSQL, optionally migrate, then run a command with SIGTERM/SIGINT/SIGHUP
+    /// forwarded, and exit with its exit code.
+    Run(run::RunArgs),
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
     Drill(drill::DrillArgs),
 }
@@ -62,6 +71,8 @@ fn main() -> ExitCode {
             Command::Check(args) => check::run(args).await,
             Command::Doctor(args) => doctor::run(args).await,
             Command::Migrate(args) => migrate::run(args).await,
+            Command::Serve(args) => serve::run(args).await,
+            Command::Run(args) => run::run(args).await,
             Command::Drill(args) => drill::run(args).await,
         }
     })

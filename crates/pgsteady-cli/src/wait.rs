@@ -19,9 +19,20 @@ use crate::report::Reporter;
 #[derive(Debug, clap::Args)]
 #[command(after_help = EXIT_CODES_HELP)]
 pub(crate) struct WaitArgs {
+    #[command(flatten)]
+    options: WaitOptions,
+    /// Command to exec once ready; it replaces pgsteady, so its exit code and signals are its
+    /// own.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// How to wait: shared by `wait` and `run`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct WaitOptions {
     /// A postgresql:// URL or a key=value connection string. Default: $DATABASE_URL, then the
     /// PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...) and ~/.pgpass.
-    target: Option<String>,
+    pub(crate) target: Option<String>,
     /// Give up after this long (e.g. 60s, 2m, 500ms).
     #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
@@ -38,14 +49,10 @@ pub(crate) struct WaitArgs {
     retry_on: Vec<FailFastClass>,
     /// Print only the final error.
     #[arg(long, short)]
-    quiet: bool,
+    pub(crate) quiet: bool,
     /// Print one JSON object per event on stdout.
     #[arg(long, conflicts_with = "quiet")]
-    json: bool,
-    /// Command to exec once ready; it replaces pgsteady, so its exit code and signals are its
-    /// own.
-    #[arg(last = true, value_name = "CMD")]
-    command: Vec<OsString>,
+    pub(crate) json: bool,
 }
 
 pub(crate) fn parse_class(s: &str) -> Result<FailFastClass, String> {
@@ -57,41 +64,45 @@ pub(crate) fn parse_class(s: &str) -> Result<FailFastClass, String> {
 
 /// What `wait` will do, validated before any network I/O.
 #[derive(Debug)]
-struct Plan {
-    config: Config,
-    timeout: Duration,
-    attempt_timeout: Duration,
+pub(crate) struct Plan {
+    pub(crate) config: Config,
+    pub(crate) timeout: Duration,
+    pub(crate) attempt_timeout: Duration,
+    pub(crate) retry_on: Vec<FailFastClass>,
     query: String,
-    retry_on: Vec<FailFastClass>,
     output: Output,
-    command: Option<(OsString, Vec<OsString>)>,
+    /// The name in messages: `pgsteady wait`, `pgsteady run`.
+    pub(crate) name: &'static str,
 }
 
 impl Plan {
-    fn new(args: WaitArgs) -> Result<Self, pgsteady::Error> {
-        let config = resolve_target(args.target.as_deref())?;
-        if args.query.trim().is_empty() {
+    pub(crate) fn new(options: WaitOptions, name: &'static str) -> Result<Self, pgsteady::Error> {
+        let config = resolve_target(options.target.as_deref())?;
+        if options.query.trim().is_empty() {
             return Err(pgsteady::Error::config("--query must not be empty"));
         }
-        let attempt_timeout = args
+        let attempt_timeout = options
             .attempt_timeout
             .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
-        let mut command = args.command.into_iter();
         Ok(Plan {
             config,
-            timeout: args.timeout,
+            timeout: options.timeout,
             attempt_timeout,
-            query: args.query,
-            retry_on: args.retry_on,
-            output: Output::choose(args.quiet, args.json),
-            command: command.next().map(|program| (program, command.collect())),
+            query: options.query,
+            retry_on: options.retry_on,
+            output: Output::choose(options.quiet, options.json),
+            name,
         })
+    }
+
+    pub(crate) fn output(&self) -> Output {
+        self.output
     }
 }
 
 pub(crate) async fn run(args: WaitArgs) -> ExitCode {
-    let output = Output::choose(args.quiet, args.json);
-    let plan = match Plan::new(args) {
+    let output = Output::choose(args.options.quiet, args.options.json);
+    let plan = match Plan::new(args.options, "pgsteady wait") {
         Ok(plan) => plan,
         Err(e) => {
             Reporter::new(output, "pgsteady wait", String::new()).failed(
@@ -106,14 +117,16 @@ pub(crate) async fn run(args: WaitArgs) -> ExitCode {
     if code != exit::READY {
         return exit::code(code);
     }
-    match plan.command {
-        Some((program, args)) => exec(program, args),
+    let mut command = args.command.into_iter();
+    match command.next() {
+        Some(program) => exec(program, command.collect()),
         None => exit::code(exit::READY),
     }
 }
 
-async fn wait(plan: &Plan) -> u8 {
-    let mut reporter = Reporter::new(plan.output, "pgsteady wait", plan.config.to_string());
+/// Waits as `pgsteady wait` does and reports progress; returns the exit code.
+pub(crate) async fn wait(plan: &Plan) -> u8 {
+    let mut reporter = Reporter::new(plan.output, plan.name, plan.config.to_string());
     let mut connector = match Connector::new(plan.config.clone()) {
         Ok(c) => c.with_attempt_timeout(plan.attempt_timeout),
         Err(e) => {

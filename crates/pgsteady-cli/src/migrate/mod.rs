@@ -211,6 +211,21 @@ pub(crate) async fn run(args: MigrateArgs) -> ExitCode {
     exit::code(execute(plan).await)
 }
 
+/// Applies `migrator`'s pending files as `pgsteady migrate --dir DIR` does, waiting for the
+/// database within `wait`'s bounds (for `pgsteady run --migrate`). Returns the exit code.
+pub(crate) async fn apply(wait: &crate::wait::Plan, migrator: Migrator) -> u8 {
+    execute(Plan {
+        config: wait.config.clone(),
+        migrator,
+        timeout: wait.timeout,
+        attempt_timeout: wait.attempt_timeout,
+        retry_on: wait.retry_on.clone(),
+        output: wait.output(),
+        job: Job::Apply { dry_run: false },
+    })
+    .await
+}
+
 async fn execute(plan: Plan) -> u8 {
     let printer = Arc::new(Mutex::new(Printer::new(
         plan.output,

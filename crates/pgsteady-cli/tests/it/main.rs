@@ -6,6 +6,8 @@ mod doctor;
 mod drill;
 mod exec;
 mod migrate;
+mod run;
+mod serve;
 mod wait;
 
 use std::ffi::OsStr;
