@@ -1,7 +1,10 @@
 //! Finding the PostgreSQL server binaries.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+
+use nix::fcntl::{Flock, FlockArg};
 
 use crate::{Error, Result};
 
@@ -15,8 +18,41 @@ impl PgBin {
     /// Finds the server binaries: `$PGSTEADY_PG_BIN`, then `pg_config --bindir`, then the
     /// newest `/usr/lib/postgresql/*/bin`.
     ///
-    /// The error names every place searched.
+    /// When none is found on a machine with `apt-get` (as root, or with password-less
+    /// `sudo`), installs the distribution's `postgresql` package once and looks again, saying
+    /// so on stderr: the README promises that a fresh machine with only Rust and apt runs the
+    /// drill and the tests. `PGSTEADY_NO_INSTALL=1` turns that off. The error names every
+    /// place searched.
     pub fn find() -> Result<PgBin> {
+        // One installer per process; the threads of a test binary wait for it and search again.
+        static INSTALL: Mutex<()> = Mutex::new(());
+        match Self::search() {
+            Ok(bin) => Ok(bin),
+            Err(searched) => {
+                let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+                // And one per machine: nextest runs every test in its own process. The lock is
+                // released when the file closes, also when the process dies.
+                let _machine =
+                    std::fs::File::create(std::env::temp_dir().join("apt-install.pgsteady.lock"))
+                        .ok()
+                        .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
+                if let Ok(bin) = Self::search() {
+                    return Ok(bin);
+                }
+                let allowed = std::env::var_os("PGSTEADY_NO_INSTALL").is_none_or(|v| v == "0");
+                let installed = install_with_apt(allowed);
+                Self::search().map_err(|searched_again| Error::NoBinaries {
+                    searched: match installed {
+                        Ok(()) => format!("{searched_again} (after apt-get install postgresql)"),
+                        Err(why) => format!("{searched}; {why}"),
+                    },
+                })
+            }
+        }
+    }
+
+    /// One look in every place, without installing; the error lists the places.
+    fn search() -> std::result::Result<PgBin, String> {
         let mut searched = Vec::new();
         if let Some(dir) = std::env::var_os("PGSTEADY_PG_BIN") {
             let dir = PathBuf::from(dir);
@@ -56,9 +92,7 @@ impl PgBin {
             return Ok(PgBin { dir });
         }
         searched.push("/usr/lib/postgresql/*/bin".to_owned());
-        Err(Error::NoBinaries {
-            searched: searched.join(", "),
-        })
+        Err(searched.join(", "))
     }
 
     /// Uses the given directory, which must hold `initdb` and `postgres`.
@@ -84,6 +118,69 @@ impl PgBin {
     }
 }
 
+/// Installs the `postgresql` package with apt-get; the error says why it was not done or what
+/// failed, with the command to run by hand.
+fn install_with_apt(allowed: bool) -> std::result::Result<(), String> {
+    const BY_HAND: &str = "install PostgreSQL (e.g. `apt-get install -y postgresql`) or set \
+                           PGSTEADY_PG_BIN to its bin directory";
+    if !allowed {
+        return Err(format!(
+            "not installing (PGSTEADY_NO_INSTALL is set): {BY_HAND}"
+        ));
+    }
+    if !Path::new("/usr/bin/apt-get").is_file() {
+        return Err(format!("no apt-get on this machine: {BY_HAND}"));
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    let sudo = !root
+        && Command::new("sudo")
+            .args(["-n", "true"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !root && !sudo {
+        return Err(format!("not root and no password-less sudo: {BY_HAND}"));
+    }
+    let apt = |args: &[&str]| -> std::result::Result<(), String> {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "apt-get"]);
+            c
+        };
+        // Output goes to our stderr so the user sees what happens to their machine; a lock
+        // held by another apt run is waited for instead of failing at once.
+        let status = cmd
+            .args(["-o", "DPkg::Lock::Timeout=600", "-y", "-q"])
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(std::io::stderr()))
+            .status()
+            .map_err(|e| format!("apt-get could not run ({e}): {BY_HAND}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "apt-get {} failed ({status}): {BY_HAND}",
+                args.join(" ")
+            ))
+        }
+    };
+    eprintln!(
+        "pgsteady-testkit: no PostgreSQL server binaries found; installing the `postgresql` \
+         package with apt-get (set PGSTEADY_NO_INSTALL=1 to prevent this)"
+    );
+    apt(&["update"])?;
+    apt(&["install", "--no-install-recommends", "postgresql"])
+}
+
 fn has_server(dir: &Path) -> bool {
     dir.join("initdb").is_file() && dir.join("postgres").is_file()
 }
@@ -96,5 +193,13 @@ mod tests {
     fn from_dir_rejects_a_directory_without_initdb() {
         let err = PgBin::from_dir("/nonexistent/pg/bin").unwrap_err();
         assert!(err.to_string().contains("/nonexistent/pg/bin"), "{err}");
+    }
+
+    #[test]
+    fn install_opt_out_says_what_to_do_by_hand() {
+        let why = install_with_apt(false).unwrap_err();
+        assert!(why.contains("PGSTEADY_NO_INSTALL"), "{why}");
+        assert!(why.contains("apt-get install -y postgresql"), "{why}");
+        assert!(why.contains("PGSTEADY_PG_BIN"), "{why}");
     }
 }
