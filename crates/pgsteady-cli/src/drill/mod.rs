@@ -65,7 +65,8 @@ pgsteady's guarantees (exit 0 when all hold, 1 otherwise):
   - no write reported not committed is in the table
 
 Exit codes:
-  0    pgsteady's guarantees held (or --list, or --herd finished)
+  0    pgsteady's guarantees held (or --list); --herd: pgsteady's callers saw no error
+       and no 53300, and all N were serving again within 30 s
   1    a guarantee was broken (each one is named)
   2    usage error (nothing was started)
   3    the drill could not run (no PostgreSQL binaries, the cluster failed)
@@ -96,8 +97,10 @@ pub(crate) struct DrillArgs {
     /// Print the raw figures as one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
-    /// Herd mode: N single-connection pools reconnecting after a restart, pgsteady's
-    /// jittered reconnection against a fixed 100 ms retry; connection attempts per 10 ms.
+    /// Herd mode: N single-connection clients, each making one call per 100 ms, reconnect
+    /// after one fast restart: N pgsteady pools (jittered reconnection), then N loops
+    /// retrying every 100 ms; connection attempts per 10 ms at the server, time until all N
+    /// serve again, errors and 53300s. The cluster gets max_connections max(N + 50, 250).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
     herd: Option<u32>,
     /// Directory holding the PostgreSQL server binaries (initdb, postgres). Default: found
