@@ -1,0 +1,116 @@
+//! SIGTERM during 50 in-flight slow requests (issue 4): all 50 complete with 200, new
+//! connections are refused, the process exits 0 within the deadline, and no session is left
+//! on the server.
+
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use pgsteady_testkit::Cluster;
+
+use crate::{Service, http, no_sessions_within, poll_status};
+
+const DEADLINE: Duration = Duration::from_secs(5);
+const POOL_CLOSE: Duration = Duration::from_secs(2);
+
+/// In-use connections plus callers waiting for one, from `/metrics`.
+async fn busy(http: &reqwest::Client, url: &str) -> u64 {
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .parse()
+            .unwrap()
+    };
+    value("pgsteady_pool_in_use_connections") + value("pgsteady_pool_waiters")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_fifty_slow_requests_finishes_them_all() {
+    let cluster = Cluster::start().await.unwrap();
+    let mut service = Service::spawn(
+        &cluster.url(),
+        &[
+            ("POOL_MAX_SIZE", "50"),
+            ("SHUTDOWN_DEADLINE_MS", "5000"),
+            ("SHUTDOWN_POOL_CLOSE_MS", "2000"),
+        ],
+    );
+    let http = http();
+    poll_status(
+        &http,
+        &service.url("/readyz").await,
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
+
+    let slow = service.url("/slow?ms=1000").await;
+    let requests: Vec<_> = (0..50)
+        .map(|_| {
+            let (http, url) = (http.clone(), slow.clone());
+            tokio::spawn(async move {
+                let r = http.get(url).send().await?;
+                Ok::<_, reqwest::Error>((r.status().as_u16(), r.text().await?))
+            })
+        })
+        .collect();
+    // All 50 are inside the handler: holding a connection or waiting for one.
+    let metrics = service.url("/metrics").await;
+    let started = Instant::now();
+    loop {
+        let n = busy(&http, &metrics).await;
+        if n == 50 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "only {n} in flight"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    service.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    // New connections are refused (no linger configured).
+    let livez = service.url("/livez").await;
+    let refused = loop {
+        let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+        match fresh.get(&livez).send().await {
+            Err(e) if e.is_connect() => break signalled.elapsed(),
+            _ => {}
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_secs(1),
+            "still accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+
+    let mut statuses = Vec::new();
+    for r in requests {
+        let (status, body) = r.await.unwrap().expect("in-flight request completes");
+        statuses.push((status, body));
+    }
+    let exit = service
+        .exited(DEADLINE + POOL_CLOSE + Duration::from_secs(2))
+        .await;
+    let took = signalled.elapsed();
+    let logs = service.logs();
+    println!("new connections refused {refused:?} after SIGTERM; exited after {took:?}");
+    assert!(
+        statuses.iter().all(|(s, b)| *s == 200 && b == "done"),
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.len(), 50);
+    assert_eq!(exit.code(), Some(0), "{logs}");
+    assert!(took < DEADLINE + POOL_CLOSE, "exited after {took:?}");
+    let stopped = logs
+        .lines()
+        .find(|l| l.contains("\"stopped\""))
+        .expect("a stopped line");
+    assert!(stopped.contains("\"requests_cut\":0"), "{stopped}");
+    assert!(stopped.contains("\"signal\":\"SIGTERM\""), "{stopped}");
+    no_sessions_within(&cluster, Duration::from_secs(1)).await;
+    assert!(!logs.contains(cluster.password()));
+}
