@@ -30,6 +30,21 @@ pub struct Sample {
     pub ops_per_sec: f64,
     /// Calls that failed while measured (should be 0).
     pub errors: u64,
+    /// CPU time (user + system) of this process per successful call while measured, in
+    /// microseconds: the client's own cost per checkout + query (the server's is not in it).
+    /// Unlike throughput, other processes competing for the cores hardly change it.
+    pub cpu_us_per_op: f64,
+}
+
+/// CPU time used by this process so far (user + system).
+fn cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |u| {
+        let us = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+        };
+        us(u.user_time()) + us(u.system_time())
+    })
 }
 
 /// Measures one round: a fresh client, `workers` workers, warm-up, then the measured time.
@@ -43,14 +58,20 @@ pub async fn measure_once(
     let subject = kind.build(target).await?;
     let workload = subject.start(workers);
     tokio::time::sleep(warmup).await;
-    let (before, started) = (workload.progress(), Instant::now());
+    let (before, started, cpu_before) = (workload.progress(), Instant::now(), cpu_time());
     tokio::time::sleep(measure).await;
-    let (after, elapsed) = (workload.progress(), started.elapsed());
+    let (after, elapsed, cpu) = (
+        workload.progress(),
+        started.elapsed(),
+        cpu_time().saturating_sub(cpu_before),
+    );
     workload.stop_within(Duration::from_secs(10)).await;
     subject.close().await;
+    let ok = after.ok - before.ok;
     Ok(Sample {
-        ops_per_sec: (after.ok - before.ok) as f64 / elapsed.as_secs_f64(),
+        ops_per_sec: ok as f64 / elapsed.as_secs_f64(),
         errors: after.err - before.err,
+        cpu_us_per_op: cpu.as_secs_f64() * 1e6 / ok.max(1) as f64,
     })
 }
 
@@ -78,6 +99,12 @@ impl ThroughputResults {
         median(&samples.iter().map(|s| s.ops_per_sec).collect::<Vec<_>>())
     }
 
+    /// The median client CPU µs per call of a client at a concurrency.
+    pub fn median_cpu(&self, concurrency: usize, kind: ClientKind) -> Option<f64> {
+        let samples = self.samples.get(&concurrency)?.get(kind.name())?;
+        median(&samples.iter().map(|s| s.cpu_us_per_op).collect::<Vec<_>>())
+    }
+
     /// The markdown report: median ops/s per client and concurrency, and the ratio to the
     /// fastest peer (deadpool, bb8, sqlx) at that concurrency.
     pub fn table(&self, clients: &[ClientKind]) -> Table {
@@ -87,6 +114,7 @@ impl ThroughputResults {
             "median ops/s",
             "min..max ops/s",
             "vs fastest peer",
+            "client CPU µs/call",
             "errors",
         ]);
         for (&concurrency, by_client) in &self.samples {
@@ -116,6 +144,8 @@ impl ThroughputResults {
                         thousands(max.round() as u64)
                     ),
                     fastest.map_or("-".to_owned(), |f| format!("{:.2}x", m / f)),
+                    self.median_cpu(concurrency, kind)
+                        .map_or("-".to_owned(), |us| format!("{us:.1}")),
                     thousands(errors),
                 ]);
             }
@@ -132,6 +162,7 @@ mod tests {
         Sample {
             ops_per_sec,
             errors: 0,
+            cpu_us_per_op: 10.0,
         }
     }
 

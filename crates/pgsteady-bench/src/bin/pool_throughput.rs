@@ -77,10 +77,11 @@ async fn main() -> Result<(), pgsteady_bench::BoxError> {
                 let kind = clients[(i + round) % clients.len()];
                 let sample = measure_once(kind, &target, concurrency, warmup, measure).await?;
                 eprintln!(
-                    "concurrency {concurrency:>3} round {}/{}: {kind:<22} {:>9.0} ops/s{}",
+                    "concurrency {concurrency:>3} round {}/{}: {kind:<22} {:>9.0} ops/s {:>6.1} µs CPU/call{}",
                     round + 1,
                     args.rounds,
                     sample.ops_per_sec,
+                    sample.cpu_us_per_op,
                     if sample.errors > 0 {
                         format!(" ({} errors)", sample.errors)
                     } else {
