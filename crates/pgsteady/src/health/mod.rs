@@ -29,7 +29,7 @@
 //! before readiness turns `not_ready`; measured from the first failed connection attempt,
 //! which with `min_idle >= 1` comes within milliseconds of the server closing its sessions.
 //! Readiness reports `ready`/`degraded` again as soon as one connection succeeds (the healer
-//! tries every 10-70 ms while the server is down).
+//! tries every 34-40 ms while the server is down).
 //!
 //! Liveness must not depend on any of this: restarting processes because the database is
 //! down cascades. The HTTP integration's `/livez` never looks at the database.

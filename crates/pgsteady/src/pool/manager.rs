@@ -99,13 +99,16 @@ impl managed::Manager for Manager {
             );
             return Err(RecycleError::message("closed"));
         }
-        if conn.expires.is_some_and(|at| at <= Instant::now()) {
+        // One clock read for both checks (this runs on every checkout).
+        let now = Instant::now();
+        if conn.expires.is_some_and(|at| at <= now) {
             self.metrics.evicted(EvictReason::Lifetime, None);
             return Err(RecycleError::message("max_lifetime reached"));
         }
         // A connection used recently is known good: the connection task would have seen the
         // server end it. After a long idle period a silent drop is possible, so ping it.
-        if metrics.last_used() >= self.validate_after_idle {
+        let idle = now.saturating_duration_since(metrics.recycled.unwrap_or(metrics.created));
+        if idle >= self.validate_after_idle {
             let ping = tokio::time::timeout(self.validation_timeout, conn.client.simple_query(""));
             if !matches!(ping.await, Ok(Ok(_))) {
                 self.metrics
