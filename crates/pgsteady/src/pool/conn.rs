@@ -4,9 +4,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
 
 use crate::connect::{CloseReason, ConnectionMonitor};
 use crate::{Error, Reason};
@@ -22,6 +24,10 @@ pub(crate) struct Conn {
     pub(crate) expires: Option<Instant>,
     /// Statements prepared on this connection, by SQL text.
     statements: Mutex<HashMap<Box<str>, Statement>>,
+    /// A statement on it failed because the connection is gone. Its task may not have seen
+    /// the socket close yet: a worker that returns it and checks out again at once would get
+    /// it back.
+    lost: AtomicBool,
 }
 
 impl fmt::Debug for Conn {
@@ -44,12 +50,14 @@ impl Conn {
             monitor,
             expires,
             statements: Mutex::new(HashMap::new()),
+            lost: AtomicBool::new(false),
         }
     }
 
-    /// Known dead: the connection task ended, or the client saw it close.
+    /// Known dead: the connection task ended, the client saw it close, or a statement on it
+    /// failed because the connection is gone.
     pub(crate) fn is_closed(&self) -> bool {
-        self.monitor.is_closed() || self.client.is_closed()
+        self.lost.load(Ordering::Relaxed) || self.monitor.is_closed() || self.client.is_closed()
     }
 
     /// Why the server or the network closed it, once it has.
@@ -63,6 +71,12 @@ impl Conn {
 
 /// A connection checked out of a [`crate::Pool`]. Derefs to a tokio-postgres
 /// [`Client`]; returns to the pool when dropped.
+///
+/// Its statement methods (`query`, `query_one`, `query_opt`, `execute`, `prepare`,
+/// `prepare_typed`, `simple_query`, `batch_execute`) have the [`Client`]'s signatures and
+/// shadow them: when one fails because the connection is gone (closed, reset, 57P01, 57P02,
+/// class 08...), the pool never hands this connection out again, even before its background
+/// task has seen the socket close.
 ///
 /// Prefer [`crate::Pool::run`] / [`crate::Pool::transaction`], which retry what is safe to
 /// retry. With a plain checkout, an error from a query is yours to handle.
@@ -94,7 +108,7 @@ impl PooledConnection {
         if let Some(stmt) = self.cached(sql) {
             return Ok(stmt);
         }
-        let stmt = self.obj.client.prepare(sql).await?;
+        let stmt = self.prepare(sql).await?;
         self.obj
             .statements
             .lock()
@@ -122,6 +136,95 @@ impl PooledConnection {
     /// [`Reason::AdminShutdown`] for 57P01).
     pub fn close_reason(&self) -> Option<Reason> {
         self.obj.close_reason()
+    }
+
+    /// [`Client::prepare`], noting a lost connection.
+    pub async fn prepare(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
+        self.note(self.obj.client.prepare(query).await)
+    }
+
+    /// [`Client::prepare_typed`], noting a lost connection.
+    pub async fn prepare_typed(
+        &self,
+        query: &str,
+        parameter_types: &[Type],
+    ) -> Result<Statement, tokio_postgres::Error> {
+        self.note(self.obj.client.prepare_typed(query, parameter_types).await)
+    }
+
+    /// [`Client::query`], noting a lost connection.
+    pub async fn query<T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.note(self.obj.client.query(statement, params).await)
+    }
+
+    /// [`Client::query_one`], noting a lost connection.
+    pub async fn query_one<T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.note(self.obj.client.query_one(statement, params).await)
+    }
+
+    /// [`Client::query_opt`], noting a lost connection.
+    pub async fn query_opt<T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.note(self.obj.client.query_opt(statement, params).await)
+    }
+
+    /// [`Client::execute`], noting a lost connection.
+    pub async fn execute<T>(
+        &self,
+        statement: &T,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error>
+    where
+        T: ?Sized + ToStatement,
+    {
+        self.note(self.obj.client.execute(statement, params).await)
+    }
+
+    /// [`Client::simple_query`], noting a lost connection.
+    pub async fn simple_query(
+        &self,
+        query: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+        self.note(self.obj.client.simple_query(query).await)
+    }
+
+    /// [`Client::batch_execute`], noting a lost connection.
+    pub async fn batch_execute(&self, query: &str) -> Result<(), tokio_postgres::Error> {
+        self.note(self.obj.client.batch_execute(query).await)
+    }
+
+    /// Marks the connection lost when `result` says it is gone (by SQLSTATE, I/O error kind
+    /// or `is_closed()`, never by message text).
+    fn note<R>(
+        &self,
+        result: Result<R, tokio_postgres::Error>,
+    ) -> Result<R, tokio_postgres::Error> {
+        if let Err(e) = &result
+            && crate::retry::connection_lost(crate::classify::reason_of(e))
+        {
+            self.obj.lost.store(true, Ordering::Relaxed);
+        }
+        result
     }
 
     /// Takes the connection out of the pool for good; the pool opens another when needed.

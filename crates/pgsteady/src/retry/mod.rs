@@ -233,7 +233,7 @@ impl Attempts {
 }
 
 /// Errors that mean the connection is gone, after which a retry needs a new one.
-fn connection_lost(reason: Reason) -> bool {
+pub(crate) fn connection_lost(reason: Reason) -> bool {
     matches!(
         reason,
         Reason::Closed

@@ -188,3 +188,41 @@ async fn idle_connections_killed_by_the_server_are_evicted_before_anyone_asks() 
     let conn = pool.get().await.unwrap();
     conn.simple_query("SELECT 1").await.unwrap();
 }
+
+/// Issue 7 (benchmark finding): a connection whose statement failed because the session was
+/// gone went back to the pool before its background task had read the end of the socket, and
+/// the worker's very next checkout got it again: a second error for one lost connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_statement_saw_it_lost_is_never_handed_out_again() {
+    let cluster = Cluster::start().await.unwrap();
+    let admin = cluster.admin().await.unwrap();
+    let pool = pool(&cluster, None, |b| b.max_size(1));
+    for round in 0..5 {
+        let conn = pool.get().await.unwrap();
+        let pid: i32 = conn
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        admin
+            .execute("SELECT pg_terminate_backend($1)", &[&pid])
+            .await
+            .unwrap();
+        let err = conn.query_one("SELECT 1", &[]).await.unwrap_err();
+        assert!(
+            err.is_closed() || err.code().is_some_and(|c| c.code() == "57P01"),
+            "round {round}: the session was terminated: {err:?}"
+        );
+        drop(conn);
+        // At once, with no chance for the connection's task to run first.
+        let next = pool.get().await.unwrap();
+        let new_pid: i32 = next
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: handed out the lost connection: {e}"))
+            .get(0);
+        assert_ne!(new_pid, pid, "round {round}");
+    }
+    let evicted = pool.metrics().evictions(EvictReason::Closed);
+    assert!(evicted >= 5, "each lost connection was evicted: {evicted}");
+}
