@@ -61,11 +61,12 @@ async fn exit_codes_pass_through() {
     );
 }
 
-/// SIGTERM and SIGHUP sent to pgsteady reach the child; pgsteady stays the parent.
+/// SIGHUP, SIGINT and SIGTERM sent to pgsteady reach the child; pgsteady stays the parent.
 #[tokio::test]
 async fn signals_are_forwarded_to_the_child() {
     let cluster = Cluster::start().await.unwrap();
-    let script = "trap 'echo got-hup' HUP; trap 'echo got-term; exit 42' TERM; echo started; \
+    let script = "trap 'echo got-hup' HUP; trap 'echo got-int' INT; \
+                  trap 'echo got-term; exit 42' TERM; echo started; \
                   while true; do sleep 0.05; done";
     let mut running = run(&cluster, script).spawn();
     let mut lines = BufReader::new(running.child.stdout.take().unwrap()).lines();
@@ -81,6 +82,8 @@ async fn signals_are_forwarded_to_the_child() {
     assert_eq!(comm.trim(), "pgsteady", "pgsteady stays the parent");
     kill(Pid::from_raw(pid), Signal::SIGHUP).unwrap();
     assert_eq!(next().await.as_deref(), Some("got-hup"));
+    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+    assert_eq!(next().await.as_deref(), Some("got-int"));
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
     assert_eq!(next().await.as_deref(), Some("got-term"));
     let status = tokio::time::timeout(Duration::from_secs(5), running.child.wait())

@@ -114,3 +114,61 @@ async fn sigterm_during_fifty_slow_requests_finishes_them_all() {
     no_sessions_within(&cluster, Duration::from_secs(1)).await;
     assert!(!logs.contains(cluster.password()));
 }
+
+/// With a linger, the service keeps answering after SIGTERM: `/readyz` 503 `draining` at
+/// once (so load balancers stop sending), `/livez` 200; then new connections are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_flips_readyz_to_draining_at_once_and_lingers() {
+    let cluster = Cluster::start().await.unwrap();
+    let linger = Duration::from_millis(1500);
+    let mut service = Service::spawn(&cluster.url(), &[("SHUTDOWN_LINGER_MS", "1500")]);
+    let http = http();
+    let (readyz, livez) = (service.url("/readyz").await, service.url("/livez").await);
+    poll_status(&http, &readyz, 200, Duration::from_secs(10)).await;
+
+    service.signal(Signal::SIGTERM);
+    let signalled = Instant::now();
+    let draining = loop {
+        let r = http.get(&readyz).send().await.unwrap();
+        if r.status().as_u16() == 503 {
+            let body = r.text().await.unwrap();
+            assert!(body.contains(r#""state":"draining""#), "{body}");
+            break signalled.elapsed();
+        }
+        assert!(
+            signalled.elapsed() < Duration::from_millis(200),
+            "/readyz still 200"
+        );
+    };
+    // Still accepting while lingering: liveness holds, the application still answers.
+    assert_eq!(crate::status(&http, &livez).await, Some(200));
+    assert_eq!(
+        crate::status(&http, &service.url("/notes").await).await,
+        Some(200)
+    );
+    assert!(
+        signalled.elapsed() < linger,
+        "the checks above ran inside the linger"
+    );
+    let refused = loop {
+        let fresh = reqwest::Client::builder().no_proxy().build().unwrap();
+        if let Err(e) = fresh.get(&livez).send().await
+            && e.is_connect()
+        {
+            break signalled.elapsed();
+        }
+        assert!(
+            signalled.elapsed() < linger + Duration::from_secs(1),
+            "still accepting"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let exit = service.exited(Duration::from_secs(10)).await;
+    println!("/readyz 503 draining {draining:?} after SIGTERM; refused after {refused:?}");
+    assert_eq!(exit.code(), Some(0), "{}", service.logs());
+    assert!(
+        refused >= linger,
+        "refused after {refused:?}, before the linger ended"
+    );
+    no_sessions_within(&cluster, Duration::from_secs(1)).await;
+}
