@@ -29,7 +29,9 @@ use crate::wait::{self, WaitOptions};
 const RUN_HELP: &str = "\
 Signals: SIGTERM, SIGINT and SIGHUP sent to pgsteady are forwarded to the command (once it
 runs; before that they stop pgsteady). With --health-listen, /readyz answers 503 `draining`
-from the first forwarded SIGTERM or SIGINT.
+from the first forwarded SIGTERM or SIGINT. SIGKILL cannot be forwarded: if pgsteady is
+killed, the command keeps running (orchestrators kill the whole container or cgroup). Ctrl-C
+on a terminal reaches the command twice (the terminal signals the whole foreground group).
 
 Exit codes:
   the command's own exit code once it ran; 128+N when it was killed by signal N (as a shell
