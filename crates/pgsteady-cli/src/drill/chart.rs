@@ -252,3 +252,33 @@ fn html(report: &Report, svg: &str) -> String {
     out.push_str("</body></html>\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::drill::output::tests::sample;
+
+    #[test]
+    fn the_chart_is_an_svg_with_both_clients_and_the_fault_windows() {
+        let svg = svg(&sample()).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..80]);
+        assert!(
+            svg.contains("\nfast-restart\n</text>"),
+            "the fault is labelled"
+        );
+        assert!(svg.contains("naive tokio-postgres"));
+        assert!(svg.contains("pgsteady::Pool"));
+        assert!(svg.contains("errors surfaced to callers"));
+    }
+
+    #[test]
+    fn the_page_embeds_the_chart_and_escapes_text() {
+        let mut report = sample();
+        report.faults[0].notes.push("<b>&</b>".to_owned());
+        let page = html(&report, &svg(&report).unwrap());
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.contains("<svg"));
+        assert!(page.contains("&lt;b&gt;&amp;&lt;/b&gt;"));
+        assert!(page.contains("guarantees held"));
+    }
+}

@@ -170,6 +170,13 @@ pub(crate) async fn run(args: DrillArgs) -> ExitCode {
     }
     let mode = Mode::detect();
     let work = async {
+        if let Some(dir) = args.pg_bin.as_deref().filter(|d| !d.is_dir()) {
+            eprintln!(
+                "pgsteady drill: --pg-bin {}: no such directory",
+                dir.display()
+            );
+            return USAGE;
+        }
         if let Some(n) = args.herd {
             return herd::run(n as usize, args.pg_bin, args.json, mode).await;
         }
@@ -199,8 +206,9 @@ pub(crate) async fn run(args: DrillArgs) -> ExitCode {
         _ = sigterm => INTERRUPTED,
     };
     if code == INTERRUPTED {
+        let clear = if mode == Mode::Tty { "\r\x1b[2K" } else { "" };
         eprintln!(
-            "\r\x1b[2Kinterrupted: the throwaway cluster was stopped and its directory removed"
+            "{clear}interrupted: the throwaway cluster was stopped and its directory removed"
         );
     }
     ExitCode::from(code)

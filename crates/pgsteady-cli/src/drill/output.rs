@@ -186,8 +186,9 @@ fn unknown(f: &ClientFigures) -> String {
     }
 }
 
-const HEADER: [&str; 10] = [
+const HEADER: [&str; 11] = [
     "fault",
+    "window",
     "client",
     "errors",
     "ready->ok",
@@ -199,9 +200,16 @@ const HEADER: [&str; 10] = [
     "error classes",
 ];
 
-fn row(fault: &str, client: &str, f: &ClientFigures, first_success: bool) -> [String; 10] {
+fn row(
+    fault: &str,
+    window: &str,
+    client: &str,
+    f: &ClientFigures,
+    first_success: bool,
+) -> [String; 11] {
     [
         fault.to_owned(),
+        window.to_owned(),
         client.to_owned(),
         f.errors.to_string(),
         if first_success {
@@ -224,14 +232,27 @@ fn row(fault: &str, client: &str, f: &ClientFigures, first_success: bool) -> [St
 
 /// The end table, aligned, with the totals and the verdict.
 pub(crate) fn table(report: &Report) -> String {
-    let mut rows: Vec<[String; 10]> = vec![HEADER.map(str::to_owned)];
+    let mut rows: Vec<[String; 11]> = vec![HEADER.map(str::to_owned)];
     for f in &report.faults {
-        rows.push(row(f.name, "naive", &f.naive, true));
-        rows.push(row("", "pgsteady", &f.pgsteady, true));
+        // When the fault began (from the clients' start) and how long it was applied.
+        let window = format!(
+            "{:.1} s +{:.1} s",
+            f.start_ms / 1000.0,
+            (f.end_ms - f.start_ms) / 1000.0
+        );
+        rows.push(row(f.name, &window, "naive", &f.naive, true));
+        rows.push(row("", "", "pgsteady", &f.pgsteady, true));
     }
-    rows.push(row("whole drill", "naive", &report.totals.naive, false));
-    rows.push(row("", "pgsteady", &report.totals.pgsteady, false));
-    let mut widths = [0usize; 10];
+    let whole = format!("0.0 s +{:.1} s", report.duration_ms / 1000.0);
+    rows.push(row(
+        "whole drill",
+        &whole,
+        "naive",
+        &report.totals.naive,
+        false,
+    ));
+    rows.push(row("", "", "pgsteady", &report.totals.pgsteady, false));
+    let mut widths = [0usize; 11];
     for r in &rows {
         for (w, cell) in widths.iter_mut().zip(r) {
             *w = (*w).max(cell.chars().count());
@@ -246,7 +267,7 @@ pub(crate) fn table(report: &Report) -> String {
         let mut line = String::new();
         for (j, (cell, w)) in r.iter().zip(widths).enumerate() {
             // Names and classes left-aligned, numbers right-aligned.
-            if matches!(j, 0 | 1 | 9) {
+            if matches!(j, 0 | 2 | 10) {
                 let _ = write!(line, "{cell:<w$}  ");
             } else {
                 let _ = write!(line, "{cell:>w$}  ");
@@ -290,7 +311,8 @@ pub(crate) fn summary(report: &Report) -> String {
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "ready->ok: from the server's ready log line (or the fault being lifted) to the first success; \
+        "window: when the fault began (from the clients' start) and how long it was applied; \
+         ready->ok: from the server's ready log line (or the fault being lifted) to the first success; \
          no success: longest stretch without any success after the fault began; \
          unknown: COMMIT sent, no answer (and how many did commit)"
     );
@@ -307,4 +329,104 @@ pub(crate) fn summary(report: &Report) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::drill::figures::{FaultFigures, WriteFigures};
+
+    /// A small report: one fault, where the naive client failed and pgsteady did not.
+    pub(crate) fn sample() -> Report {
+        let naive = ClientFigures {
+            errors: 12,
+            errors_by_class: [("57P01".to_owned(), 4), ("reset".to_owned(), 8)].into(),
+            calls_ok: 90,
+            ready_to_first_success_ms: Some(48.0),
+            no_success_ms: 310.0,
+            writes: WriteFigures {
+                acknowledged: 30,
+                present: 30,
+                unknown: 1,
+                ..WriteFigures::default()
+            },
+        };
+        let pgsteady = ClientFigures {
+            errors: 0,
+            errors_by_class: Default::default(),
+            calls_ok: 88,
+            ready_to_first_success_ms: Some(75.0),
+            no_success_ms: 320.0,
+            writes: WriteFigures {
+                acknowledged: 29,
+                present: 29,
+                ..WriteFigures::default()
+            },
+        };
+        Report {
+            cluster_dir: "/tmp/pgsteady-x".to_owned(),
+            server_version: "15.18".to_owned(),
+            duration_ms: 4200.0,
+            workers_per_client: 4,
+            pace_ms: 10.0,
+            pgsteady_config: vec!["pgsteady::Pool max_size 4".to_owned()],
+            faults: vec![FaultFigures {
+                name: "fast-restart",
+                summary: "fast shutdown, start again",
+                start_ms: 1000.0,
+                end_ms: 1650.0,
+                ready_ms: 1600.0,
+                notes: vec![],
+                naive: naive.clone(),
+                pgsteady: pgsteady.clone(),
+            }],
+            totals: Totals { naive, pgsteady },
+            guarantees: Guarantees {
+                held: true,
+                checked: GUARANTEES.to_vec(),
+                violations: vec![],
+            },
+            timeline: Timeline {
+                bucket_ms: 100,
+                naive: vec![(20, 0), (0, 12), (25, 0)],
+                pgsteady: vec![(20, 0), (0, 0), (24, 0)],
+            },
+        }
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_fault_and_client_with_its_window() {
+        let table = table(&sample());
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("fault"), "{table}");
+        let naive = lines
+            .iter()
+            .find(|l| l.starts_with("fast-restart"))
+            .unwrap();
+        assert!(naive.contains("1.0 s +0.7 s"), "{naive}");
+        assert!(naive.contains("naive"), "{naive}");
+        assert!(
+            naive.contains("reset 8, 57P01 4"),
+            "largest class first: {naive}"
+        );
+        assert!(naive.contains("1 (0 committed)"), "{naive}");
+        let pg = lines[lines.iter().position(|l| l == naive).unwrap() + 1];
+        assert!(pg.contains("pgsteady"), "{pg}");
+        assert!(pg.contains("75 ms"), "{pg}");
+        // Columns line up: every row's client starts at the same offset.
+        let at = |l: &str, word: &str| l.find(word).unwrap();
+        assert_eq!(at(lines[0], "client"), at(naive, "naive"));
+        assert_eq!(at(naive, "naive"), at(pg, "pgsteady"));
+    }
+
+    #[test]
+    fn the_summary_names_broken_guarantees() {
+        let mut report = sample();
+        assert!(summary(&report).contains("guarantees held"));
+        report.guarantees.held = false;
+        report.guarantees.violations = vec!["2 acknowledged writes are missing".to_owned()];
+        let text = summary(&report);
+        assert!(text.contains("BROKEN"), "{text}");
+        assert!(text.contains("2 acknowledged writes are missing"), "{text}");
+    }
 }

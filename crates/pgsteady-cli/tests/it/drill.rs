@@ -109,6 +109,11 @@ async fn list_names_every_fault_and_bad_input_is_a_usage_error() {
         .await;
     done.assert_exit_code(2);
     assert!(done.stderr().contains(".svg or .html"), "{}", done.stderr());
+    let done = TestCommand::new(["drill", "--pg-bin", "/no/such/dir"])
+        .run()
+        .await;
+    done.assert_exit_code(2);
+    assert!(done.stderr().contains("/no/such/dir"), "{}", done.stderr());
 }
 
 /// `--report FILE.html`: a self-contained page with the SVG chart inline, naming the fault.
