@@ -478,6 +478,24 @@ impl Cluster {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
+    /// Polls every 10 ms until no session matches `filter`, for at most `within`; returns the
+    /// sessions still there at the deadline (empty: all gone). A client that closes its
+    /// connection does not wait for the server's backend to exit, hence the polling.
+    pub async fn sessions_left_after(
+        &self,
+        filter: BackendFilter,
+        within: Duration,
+    ) -> Result<Vec<i32>> {
+        let deadline = Instant::now() + within;
+        loop {
+            let pids = self.backend_pids(filter.clone()).await?;
+            if pids.is_empty() || Instant::now() >= deadline {
+                return Ok(pids);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// SIGSTOPs every server process: the server hangs, TCP connections stay open, nothing
     /// answers (the kernel still completes new TCP handshakes).
     pub fn pause(&self) -> Result<()> {

@@ -164,21 +164,11 @@ pub async fn poll_status(http: &reqwest::Client, url: &str, want: u16, within: D
 
 /// Polls the server until it holds no client session, for at most `within`.
 pub async fn no_sessions_within(cluster: &Cluster, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        let pids = cluster
-            .backend_pids(BackendFilter::ClientBackends)
-            .await
-            .unwrap();
-        if pids.is_empty() {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "sessions left on the server: {pids:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let left = cluster
+        .sessions_left_after(BackendFilter::ClientBackends, within)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "sessions left on the server: {left:?}");
 }
 
 /// The README shows the compose file and the Deployment exactly as they are in this directory.
