@@ -74,6 +74,22 @@ impl ClientKind {
         }
     }
 
+    /// The clients of `wanted` this build can run, in order; says on stderr which it skips
+    /// and why.
+    pub fn runnable(wanted: &[ClientKind]) -> Vec<ClientKind> {
+        wanted
+            .iter()
+            .copied()
+            .filter(|c| match c.unavailable() {
+                Some(why) => {
+                    eprintln!("skipping {c}: {why}");
+                    false
+                }
+                None => true,
+            })
+            .collect()
+    }
+
     /// Builds the client (a pool, not yet connected: pools connect on first use) for `target`.
     pub async fn build(self, target: &Target) -> Result<Box<dyn Subject>, BoxError> {
         if let Some(why) = self.unavailable() {

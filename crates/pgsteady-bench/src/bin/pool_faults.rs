@@ -73,18 +73,7 @@ async fn run(mut args: Args, isolated: bool) -> Result<(), pgsteady_bench::BoxEr
     if args.quick {
         args.runs = 2;
     }
-    let clients: Vec<ClientKind> = args
-        .clients
-        .iter()
-        .copied()
-        .filter(|c| match c.unavailable() {
-            Some(why) => {
-                eprintln!("skipping {c}: {why}");
-                false
-            }
-            None => true,
-        })
-        .collect();
+    let clients = ClientKind::runnable(&args.clients);
     let plan = FaultPlan {
         workers: args.workers,
         pool_size: args.pool_size,

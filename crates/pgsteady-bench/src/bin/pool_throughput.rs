@@ -44,18 +44,7 @@ async fn main() -> Result<(), pgsteady_bench::BoxError> {
         args.rounds = 3;
         args.seconds = 1.0;
     }
-    let clients: Vec<ClientKind> = args
-        .clients
-        .iter()
-        .copied()
-        .filter(|c| match c.unavailable() {
-            Some(why) => {
-                eprintln!("skipping {c}: {why}");
-                false
-            }
-            None => true,
-        })
-        .collect();
+    let clients = ClientKind::runnable(&args.clients);
     let cluster = Cluster::start().await?;
     let target = Target::new(&cluster, cluster.port(), args.pool_size);
     let warmup = Duration::from_millis(args.warmup_ms);
