@@ -61,15 +61,20 @@ impl RunAs {
     /// Like [`RunAs::command`], for the postmaster: it leads its own process group (so the
     /// whole server can be paused or killed at once, and a Ctrl-C at the terminal does not
     /// reach it), and it gets SIGQUIT (immediate shutdown) if the thread that started it
-    /// dies, so a test process killed by its harness does not leave a server behind.
-    pub(crate) fn postmaster_command(&self, program: &Path) -> Command {
+    /// dies, so a test process killed by its harness does not leave a server behind. A
+    /// non-zero `nice` is set on it (and so on every process it forks).
+    pub(crate) fn postmaster_command(&self, program: &Path, nice: i32) -> Command {
         let mut cmd = self.command(program);
         cmd.process_group(0);
-        // SAFETY: the closure runs between fork and exec and calls only prctl(2), which is
-        // async-signal-safe; it allocates nothing and touches no lock.
+        // SAFETY: the closure runs between fork and exec and makes only the prctl(2) and
+        // setpriority(2) system calls; it allocates nothing and touches no lock. (nix has no
+        // wrapper for setpriority.)
         #[allow(unsafe_code)]
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
+                if nice != 0 && nix::libc::setpriority(nix::libc::PRIO_PROCESS, 0, nice) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
                 nix::sys::prctl::set_pdeathsig(Signal::SIGQUIT).map_err(std::io::Error::from)
             });
         }

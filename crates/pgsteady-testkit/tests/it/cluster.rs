@@ -182,3 +182,32 @@ async fn clusters_started_together_do_not_collide() {
         client.simple_query("SELECT 1").await.unwrap();
     }
 }
+
+/// The nice value of a process, from `/proc/<pid>/stat` (field 19).
+fn nice_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    // Fields after the command name start at field 3 (state): nice is field 19.
+    fields[19 - 3].parse().unwrap()
+}
+
+#[tokio::test]
+async fn nice_applies_to_the_postmaster_and_its_backends_across_restarts() {
+    let cluster = Cluster::builder().nice(10).start().await.unwrap();
+    let (client, _driver) = connect(&cluster.pg_config()).await.unwrap();
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(nice_of(cluster.postmaster_pid().unwrap()), 10);
+    assert_eq!(nice_of(backend), 10);
+    cluster.restart(StopMode::Fast).await.unwrap();
+    assert_eq!(nice_of(cluster.postmaster_pid().unwrap()), 10);
+    // Without it, the server runs at the caller's priority.
+    let plain = Cluster::start().await.unwrap();
+    assert_eq!(
+        nice_of(plain.postmaster_pid().unwrap()),
+        nice_of(std::process::id() as i32)
+    );
+}
