@@ -89,6 +89,8 @@ pub struct FaultProxy {
     resets: watch::Sender<u64>,
     counters: Arc<Counters>,
     accept_task: tokio::task::JoinHandle<()>,
+    /// The proxy's own runtime, for [`FaultProxy::start_on_own_thread`].
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl FaultProxy {
@@ -115,7 +117,27 @@ impl FaultProxy {
             resets,
             counters,
             accept_task,
+            runtime: None,
         })
+    }
+
+    /// Like [`FaultProxy::start`], but the proxy runs on a thread of its own (a one-worker
+    /// runtime) instead of the caller's runtime. Its [`accept_times`](Self::accept_times)
+    /// are then stamped as the kernel queues each connection, even while the caller's runtime
+    /// is busy with hundreds of clients (or is a single-threaded test runtime), which would
+    /// otherwise run the accept loop late and stamp attempts in batches.
+    pub async fn start_on_own_thread(upstream: SocketAddr) -> io::Result<FaultProxy> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("fault-proxy")
+            .enable_all()
+            .build()?;
+        let mut proxy = runtime
+            .spawn(FaultProxy::start(upstream))
+            .await
+            .map_err(io::Error::other)??;
+        proxy.runtime = Some(runtime);
+        Ok(proxy)
     }
 
     /// The proxy's address.
@@ -185,6 +207,10 @@ impl Drop for FaultProxy {
     fn drop(&mut self) {
         // The accept task owns the connection tasks (a JoinSet): aborting it closes them all.
         self.accept_task.abort();
+        if let Some(runtime) = self.runtime.take() {
+            // Dropping a runtime blocks, which is not allowed inside another runtime.
+            runtime.shutdown_background();
+        }
     }
 }
 

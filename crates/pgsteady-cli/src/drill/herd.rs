@@ -29,6 +29,8 @@ const BUCKET: Duration = Duration::from_millis(10);
 const ALL_SERVING_WITHIN: Duration = Duration::from_secs(30);
 /// The target for pgsteady: peak attempts per bucket under this many times the mean.
 const PEAK_TO_MEAN_TARGET: f64 = 3.0;
+/// The server's nice value (see `ClusterBuilder::nice`).
+const SERVER_NICE: i32 = 19;
 
 /// One side of the comparison.
 #[derive(Debug, Serialize)]
@@ -39,6 +41,12 @@ struct Herd {
     peak_per_10ms: usize,
     mean_per_10ms: f64,
     peak_to_mean: f64,
+    /// The same over the time the server was down or starting (from the postmaster's exit to
+    /// the ready log line), where the herd's steady rate shows without the shutdown before it
+    /// (sessions end one by one, and attempts wait on a busy server) or the logins after it.
+    down_peak_per_10ms: usize,
+    down_mean_per_10ms: f64,
+    down_peak_to_mean: f64,
     /// From the restart's stop signal to the server's ready log line, in ms.
     downtime_ms: f64,
     /// From the server's ready log line until the last of the N was serving, in ms;
@@ -100,14 +108,21 @@ async fn herds(
     progress: &Progress,
 ) -> Result<HerdReport, BoxError> {
     let max_connections = (n as u32 + 50).max(250);
-    let mut builder = Cluster::builder().max_connections(max_connections);
+    // The N clients stand for N machines other than the server's: the server runs at a lower
+    // priority, so its hundreds of busy backends cannot starve the clients' threads (which
+    // would show up as bursts made by the scheduler, not by the clients).
+    let mut builder = Cluster::builder()
+        .max_connections(max_connections)
+        .nice(SERVER_NICE);
     if let Some(dir) = pg_bin {
         builder = builder.pg_bin(dir);
     }
     let (cluster, _version) = super::start_cluster(builder, progress).await?;
     let mut herds = Vec::new();
     for fixed in [false, true] {
-        let proxy = CountingProxy::start(cluster.addr()).await?;
+        // On a thread of its own: the N clients keep the drill's runtime busy, and an accept
+        // loop sharing it would stamp attempts late and in batches.
+        let proxy = FaultProxy::start_on_own_thread(cluster.addr()).await?;
         let name = if fixed {
             "fixed 100 ms retry"
         } else {
@@ -121,20 +136,12 @@ async fn herds(
             too_many: Arc::new(AtomicU64::new(0)),
         };
         let clients = if fixed {
-            Clients::fixed(n, cluster.pg_config_with_port(proxy.proxy.port()), &shared)
+            Clients::fixed(n, cluster.pg_config_with_port(proxy.port()), &shared)
         } else {
-            Clients::pools(n, &cluster.url_with_port(proxy.proxy.port()), &shared)?
+            Clients::pools(n, &cluster.url_with_port(proxy.port()), &shared)?
         };
-        let herd = restart_and_measure(
-            name,
-            n,
-            &cluster,
-            &proxy.proxy,
-            rx,
-            &shared.errors,
-            progress,
-        )
-        .await?;
+        let herd =
+            restart_and_measure(name, n, &cluster, &proxy, rx, &shared.errors, progress).await?;
         let too_many_connections = shared.too_many.load(Ordering::Relaxed) + clients.too_many();
         let failures = clients.failures();
         clients.close().await;
@@ -156,38 +163,6 @@ async fn herds(
         guarantees_held,
         peak_target_met,
     })
-}
-
-/// The fault proxy that counts the attempts, on a runtime of its own: the N clients keep
-/// the drill's runtime busy, and an accept loop sharing it would stamp attempts late and in
-/// batches. Its own thread accepts (and stamps) each connection as the kernel queues it.
-struct CountingProxy {
-    proxy: FaultProxy,
-    runtime: Option<tokio::runtime::Runtime>,
-}
-
-impl CountingProxy {
-    async fn start(upstream: std::net::SocketAddr) -> Result<CountingProxy, BoxError> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .thread_name("herd-proxy")
-            .enable_all()
-            .build()?;
-        let proxy = runtime.spawn(FaultProxy::start(upstream)).await??;
-        Ok(CountingProxy {
-            proxy,
-            runtime: Some(runtime),
-        })
-    }
-}
-
-impl Drop for CountingProxy {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.runtime.take() {
-            // Dropping a runtime may block, which is not allowed inside another runtime.
-            runtime.shutdown_background();
-        }
-    }
 }
 
 /// Each member makes one call per this interval, as an application's traffic would.
@@ -362,7 +337,9 @@ async fn restart_and_measure(
     let clock = Clock::now();
     let fault_at = clock.instant;
     let errors_before = errors.load(Ordering::Relaxed);
-    cluster.restart(StopMode::Fast).await?;
+    cluster.stop(StopMode::Fast).await?;
+    let down_at = Instant::now();
+    cluster.start_server().await?;
     let ready = cluster
         .ready_at()
         .map(|at| clock.instant_of(at))
@@ -395,12 +372,16 @@ async fn restart_and_measure(
         .filter(|at| *at >= fault_at && *at <= until)
         .collect();
     let figures = rate(&attempts, fault_at, until);
+    let down = window_rate(&attempts, down_at, ready);
     let herd = Herd {
         client: name,
         attempts: attempts.len(),
         peak_per_10ms: figures.peak,
         mean_per_10ms: figures.mean,
         peak_to_mean: figures.peak_to_mean(),
+        down_peak_per_10ms: down.peak,
+        down_mean_per_10ms: down.mean,
+        down_peak_to_mean: down.peak_to_mean(),
         downtime_ms: ms(ready.saturating_duration_since(fault_at)),
         ready_to_all_serving_ms: all_serving.map(|at| ms(at.saturating_duration_since(ready))),
         too_many_connections: 0,
@@ -471,27 +452,55 @@ fn rate(attempts: &[Instant], from: Instant, until: Instant) -> Rate {
     }
 }
 
+/// Buckets of 10 ms over the whole window `[from, until)` (whole buckets only); the mean is
+/// over all of them, empty ones included.
+fn window_rate(attempts: &[Instant], from: Instant, until: Instant) -> Rate {
+    let count = (until.saturating_duration_since(from).as_nanos() / BUCKET.as_nanos()) as usize;
+    let mut buckets = vec![0usize; count];
+    for at in attempts.iter().filter(|at| **at >= from) {
+        let i = (at.saturating_duration_since(from).as_nanos() / BUCKET.as_nanos()) as usize;
+        if let Some(b) = buckets.get_mut(i) {
+            *b += 1;
+        }
+    }
+    let peak = buckets.iter().copied().max().unwrap_or(0);
+    let mean = if count > 0 {
+        buckets.iter().sum::<usize>() as f64 / count as f64
+    } else {
+        0.0
+    };
+    Rate {
+        buckets,
+        peak,
+        mean: (mean * 100.0).round() / 100.0,
+    }
+}
+
 fn table(report: &HerdReport) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     let _ = writeln!(
         out,
         "herd: {} single-connection clients, each making one call per {} ms, reconnecting after a \
-         fast restart (max_connections {}); connection attempts counted at the proxy in front of \
-         the server, per 10 ms, from the restart until all {} were serving again",
+         fast restart (max_connections {}, server at nice {}); connection attempts counted at the \
+         proxy in front of the server, per 10 ms, from the restart until all {} were serving \
+         again (peak/mean over the span with attempts; \"while down\": over the time from the \
+         postmaster's exit to the ready line)",
         report.n,
         PACE.as_millis(),
         report.max_connections,
+        SERVER_NICE,
         report.n
     );
     let _ = writeln!(
         out,
-        "{:<20} {:>9} {:>10} {:>10} {:>10} {:>10} {:>19} {:>7} {:>7}",
+        "{:<20} {:>9} {:>10} {:>10} {:>10} {:>16} {:>10} {:>19} {:>7} {:>7}",
         "client",
         "attempts",
         "peak/10ms",
         "mean/10ms",
         "peak/mean",
+        "while down: p/m",
         "downtime",
         "ready->all serving",
         "53300",
@@ -500,12 +509,16 @@ fn table(report: &HerdReport) -> String {
     for h in &report.herds {
         let _ = writeln!(
             out,
-            "{:<20} {:>9} {:>10} {:>10.1} {:>9.1}x {:>7.0} ms {:>19} {:>7} {:>7}",
+            "{:<20} {:>9} {:>10} {:>10.1} {:>9.1}x {:>16} {:>7.0} ms {:>19} {:>7} {:>7}",
             h.client,
             h.attempts,
             h.peak_per_10ms,
             h.mean_per_10ms,
             h.peak_to_mean,
+            format!(
+                "{}/{:.1} = {:.1}x",
+                h.down_peak_per_10ms, h.down_mean_per_10ms, h.down_peak_to_mean
+            ),
             h.downtime_ms,
             h.ready_to_all_serving_ms
                 .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
@@ -558,6 +571,16 @@ mod tests {
         assert_eq!(r.peak, 4);
         assert_eq!(r.mean, 1.5); // 6 attempts over buckets 2..=5
         assert_eq!(r.peak_to_mean(), 2.67);
+    }
+
+    #[test]
+    fn window_rate_counts_every_bucket_of_the_window() {
+        let t = Instant::now();
+        let at = |ms: u64| t + Duration::from_millis(ms);
+        let attempts = [at(5), at(12), at(15), at(38), at(45)];
+        let r = window_rate(&attempts, at(10), at(40));
+        assert_eq!(r.buckets, vec![2, 0, 1]);
+        assert_eq!((r.peak, r.mean), (2, 1.0));
     }
 
     #[test]

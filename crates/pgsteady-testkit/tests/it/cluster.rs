@@ -186,7 +186,12 @@ async fn clusters_started_together_do_not_collide() {
 /// The nice value of a process, from `/proc/<pid>/stat` (field 19).
 fn nice_of(pid: i32) -> i32 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     // Fields after the command name start at field 3 (state): nice is field 19.
     fields[19 - 3].parse().unwrap()
 }

@@ -15,7 +15,7 @@ use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
 
 use super::conn::Conn;
-use super::gate::{Gate, Open};
+use super::gate::{Gate, Open, Spread, closed_by_incident};
 
 /// Opens connections with the connector and keeps count of them.
 #[derive(Debug)]
@@ -29,6 +29,8 @@ pub(crate) struct Opener {
     pub(crate) live: Arc<AtomicUsize>,
     /// Woken when a connection closes, so the pool evicts it and refills at once.
     pub(crate) events: Arc<Notify>,
+    /// Told when the server or the network closes a connection.
+    pub(crate) spread: Arc<Spread>,
 }
 
 impl Open for Opener {
@@ -37,13 +39,17 @@ impl Open for Opener {
             Ok(connected) => {
                 self.metrics.created();
                 self.live.fetch_add(1, Ordering::Relaxed);
-                let (live, events, monitor) = (
+                let (live, events, spread, monitor) = (
                     self.live.clone(),
                     self.events.clone(),
+                    self.spread.clone(),
                     connected.monitor.clone(),
                 );
                 tokio::spawn(async move {
-                    monitor.closed().await;
+                    let closed = monitor.closed().await;
+                    if closed.reason().is_some_and(closed_by_incident) {
+                        spread.server_closed();
+                    }
                     live.fetch_sub(1, Ordering::Relaxed);
                     events.notify_one();
                 });
@@ -93,10 +99,13 @@ impl managed::Manager for Manager {
 
     async fn recycle(&self, conn: &mut Conn, metrics: &managed::Metrics) -> RecycleResult<Error> {
         if conn.is_closed() {
-            self.metrics.evicted(
-                EvictReason::Closed,
-                Some(conn.close_reason().unwrap_or(Reason::Closed)),
-            );
+            let reason = conn.close_reason().unwrap_or(Reason::Closed);
+            // The checkout may learn of the close before the connection's watcher does: the
+            // replacement attempt must be spread all the same.
+            if closed_by_incident(reason) {
+                self.opener.spread.server_closed();
+            }
+            self.metrics.evicted(EvictReason::Closed, Some(reason));
             return Err(RecycleError::message("closed"));
         }
         // One clock read for both checks (this runs on every checkout).

@@ -63,16 +63,26 @@ pub struct PoolConfig {
     pub lifetime_jitter: f64,
     /// Idle connections beyond `min_idle` are closed after this long. Default: 10 min.
     pub idle_timeout: Option<Duration>,
-    /// The reconnection back-off while the server is unreachable and callers wait: two
-    /// quick retries (8.5-10 ms, 17-20 ms), then one attempt every 34-40 ms (15 % jitter
-    /// under a 40 ms cap), so attempts never exceed 30 per second (29.4 even if they took no
-    /// time; 25-27 measured) and a recovered server is noticed within 40 ms (20 ms on
-    /// average), however long the outage. A wider jitter or a higher cap would only delay
-    /// recovery: the healer is one task per pool, so there is no herd within a pool to spread.
-    /// Default: `Backoff::new().with_base(10ms).with_cap(40ms).with_jitter(Percent(15))`.
+    /// The reconnection back-off while the server is unreachable and callers wait: one
+    /// attempt every 12-60 ms (a fresh random delay each time: 80 % jitter under a 60 ms cap,
+    /// 36 ms on average), so attempts never exceed 28 per second even if they took no time,
+    /// and a recovered server is noticed 21 ms after it is ready on average (60 ms at most),
+    /// however long the outage. The wide jitter matters for a fleet: pools whose attempts all
+    /// failed at the same instant (a postmaster exiting resets them together) would otherwise
+    /// retry in step, round after round; a random delay over most of the period spreads them
+    /// again at the next try. No quicker first retries for the same reason.
+    /// Default: `Backoff::new().with_base(60ms).with_cap(60ms).with_jitter(Percent(80))`.
     pub reconnect: Backoff,
     /// The reconnection cadence when nobody waits or the last error was permanent. Default: 1 s.
     pub idle_recheck: Duration,
+    /// After the server or the network closed one of the pool's connections (a restart, a
+    /// crash, a terminated session, a reset; not a per-session timeout), the next connection
+    /// attempt waits a random delay up to this long, shared by the pool's callers: a restart
+    /// ends the sessions of every client at once, and a fleet of pools reconnecting the
+    /// moment they notice would reach the server as one burst. Costs half of it on average
+    /// once per incident (a terminated session is replaced 20 ms later). `ZERO` disables it.
+    /// Default: 40 ms.
+    pub reconnect_spread: Duration,
     /// When no round trip has succeeded for this long, the maintenance task pings one idle
     /// connection (an empty query bounded by `validation_timeout`) and evicts it if the ping
     /// fails. Keeps [`PoolHealth::last_ok`] fresh while the application is quiet, so readiness
@@ -97,10 +107,11 @@ impl Default for PoolConfig {
             lifetime_jitter: 0.1,
             idle_timeout: Some(Duration::from_secs(10 * 60)),
             reconnect: Backoff::new()
-                .with_base(Duration::from_millis(10))
-                .with_cap(Duration::from_millis(40))
-                .with_jitter(Jitter::Percent(15)),
+                .with_base(Duration::from_millis(60))
+                .with_cap(Duration::from_millis(60))
+                .with_jitter(Jitter::Percent(80)),
             idle_recheck: Duration::from_secs(1),
+            reconnect_spread: Duration::from_millis(40),
             idle_ping: Some(Duration::from_secs(5)),
             retry: RetryPolicy::default(),
         }
@@ -147,6 +158,8 @@ impl PoolBuilder {
         idle_timeout: Option<Duration>;
         /// See [`PoolConfig::reconnect`].
         reconnect: Backoff;
+        /// See [`PoolConfig::reconnect_spread`].
+        reconnect_spread: Duration;
         /// See [`PoolConfig::retry`].
         retry: RetryPolicy;
         /// See [`PoolConfig::idle_ping`].
@@ -188,6 +201,7 @@ impl PoolBuilder {
             pool.max_connecting,
             pool.reconnect,
             pool.idle_recheck,
+            pool.reconnect_spread,
         ));
         let opener = Arc::new(Opener {
             connector,
@@ -196,6 +210,7 @@ impl PoolBuilder {
             lifetime_jitter: pool.lifetime_jitter,
             live: live.clone(),
             events: events.clone(),
+            spread: gate.spread(),
         });
         let manager = Manager {
             gate: gate.clone(),

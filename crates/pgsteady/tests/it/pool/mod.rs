@@ -1,6 +1,7 @@
 //! `pgsteady::Pool` against real servers, one module per failure mode (issue 7).
 
 mod exhaustion;
+mod herd;
 mod hung;
 mod idle;
 mod lifecycle;
