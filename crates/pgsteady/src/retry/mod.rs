@@ -7,6 +7,7 @@
 //! terminated first, which makes the answer final. Only when no answer can be had before the
 //! deadline does the caller get [`TransactionError::OutcomeUnknown`].
 
+mod resolve;
 mod transaction;
 
 pub use transaction::{CommitOutcomeUnknown, Transaction, TransactionError};

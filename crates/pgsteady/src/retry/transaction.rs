@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio_postgres::error::Severity;
 
+use super::resolve::{self, ORIGIN_SQL, Origin, Verdict};
 use super::{Attempts, attempt_timed_out};
 use crate::classify::{self, Reason};
 use crate::pool::{Pool, PooledConnection};
@@ -84,8 +85,10 @@ impl Pool {
     ///
     /// When the connection is lost while COMMIT is in flight, the outcome is resolved on a
     /// new connection with `txid_status()` (terminating the old backend first if it still
-    /// holds the transaction open): committed means success, aborted means replay. Only if
-    /// that cannot be learned before the deadline is the result
+    /// holds the transaction open): committed means success, aborted means replay. After a
+    /// crash the server may have handed the transaction id out again; the server's start
+    /// time and its restart checkpoint tell whether the status is still about this
+    /// transaction. Only if that cannot be learned before the deadline is the result
     /// [`TransactionError::OutcomeUnknown`]. A transaction is never replayed when it may
     /// have committed.
     ///
@@ -132,14 +135,17 @@ impl Pool {
                 let before_commit = async {
                     tx.conn.batch_execute("BEGIN").await?;
                     let value = work(&tx).await?;
-                    let row = tx
-                        .conn
-                        .query_one("SELECT pg_backend_pid(), txid_current_if_assigned()", &[])
-                        .await?;
-                    Ok::<_, Error>((value, row.get::<_, i32>(0), row.get::<_, Option<i64>>(1)))
+                    let row = tx.conn.query_one(ORIGIN_SQL, &[]).await?;
+                    let origin = Origin {
+                        pid: row.get(0),
+                        started: row.get(2),
+                    };
+                    Ok::<_, Error>((value, origin, row.get::<_, Option<i64>>(1)))
                 };
                 match tokio::time::timeout(limit, before_commit).await {
-                    Ok(Ok((value, pid, xid))) => commit(&tx, value, pid, xid, commit_timeout).await,
+                    Ok(Ok((value, origin, xid))) => {
+                        commit(&tx, value, origin, xid, commit_timeout).await
+                    }
                     Ok(Err(e)) => {
                         rollback(&tx, limit).await;
                         Attempt::NotCommitted(e)
@@ -162,11 +168,11 @@ impl Pool {
                 Attempt::InDoubt {
                     value,
                     xid,
-                    pid,
+                    origin,
                     err,
                 } => {
                     conn.discard();
-                    match self.resolve(xid, pid, &attempts).await {
+                    match self.resolve(xid, &origin, &attempts).await {
                         Resolution::Committed => {
                             self.record_ok();
                             return Ok(value);
@@ -188,8 +194,8 @@ impl Pool {
         }
     }
 
-    /// Learns whether transaction `xid` committed, on a new connection.
-    async fn resolve(&self, xid: i64, pid: i32, attempts: &Attempts) -> Resolution {
+    /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
+    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &Attempts) -> Resolution {
         let mut last = None;
         loop {
             let remaining = attempts.remaining();
@@ -205,32 +211,25 @@ impl Pool {
                     continue;
                 }
             };
-            let status = tokio::time::timeout(
+            let verdict = tokio::time::timeout(
                 remaining.min(self.inner.config.validation_timeout),
-                conn.query_one("SELECT txid_status($1)", &[&xid]),
+                resolve::verdict(&conn, xid, origin),
             )
             .await;
-            match status {
-                Ok(Ok(row)) => match row.get::<_, Option<String>>(0).as_deref() {
-                    Some("committed") => return Resolution::Committed,
-                    Some("aborted") => return Resolution::Aborted,
-                    Some(_) => {
-                        // Still in progress: its backend is alive and never got (or never
-                        // finished) the COMMIT. End it, so the answer becomes final.
-                        let _ = conn
-                            .query_one("SELECT pg_terminate_backend($1)", &[&pid])
-                            .await;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    None => {
-                        return Resolution::Unknown(Error::new(
-                            ErrorKind::CommitOutcomeUnknown,
-                            format!("transaction {xid} is too old for txid_status()"),
-                        ));
-                    }
-                },
+            match verdict {
+                Ok(Ok(Verdict::Committed)) => return Resolution::Committed,
+                Ok(Ok(Verdict::Aborted)) => return Resolution::Aborted,
+                Ok(Ok(Verdict::InProgress)) => {
+                    // Same server, still open: its backend never got (or never finished) the
+                    // COMMIT. End it, so the answer becomes final.
+                    let _ = conn
+                        .query_one("SELECT pg_terminate_backend($1)", &[&origin.pid])
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(Ok(Verdict::Unknown(why))) => return Resolution::Unknown(resolve::unknown(why)),
                 Ok(Err(e)) => {
-                    last = Some(e.into());
+                    last = Some(e);
                     conn.discard();
                 }
                 Err(_) => {
@@ -251,7 +250,7 @@ enum Attempt<T> {
     InDoubt {
         value: T,
         xid: i64,
-        pid: i32,
+        origin: Origin,
         err: Error,
     },
 }
@@ -292,7 +291,7 @@ async fn rollback(tx: &Transaction, limit: Duration) {
 async fn commit<T>(
     tx: &Transaction,
     value: T,
-    pid: i32,
+    origin: Origin,
     xid: Option<i64>,
     commit_timeout: Duration,
 ) -> Attempt<T> {
@@ -315,7 +314,7 @@ async fn commit<T>(
         Some(xid) => Attempt::InDoubt {
             value,
             xid,
-            pid,
+            origin,
             err,
         },
     }
