@@ -78,6 +78,7 @@ pub struct Backoff {
     max_elapsed: Option<Duration>,
     jitter: Jitter,
     seed: Option<u64>,
+    from_start: bool,
 }
 
 impl Default for Backoff {
@@ -97,23 +98,41 @@ impl Backoff {
             max_elapsed: None,
             jitter: Jitter::Full,
             seed: None,
+            from_start: false,
         }
     }
 
     /// The policy `pgsteady wait` uses against a starting server: a steady cadence of one
-    /// attempt every 30.6-36 ms (mean 33.3 ms), so never more than 30 attempts per second even
-    /// if attempts took no time, and the next attempt after the server becomes ready starts
-    /// within 36 ms. The 15 % jitter keeps many waiters from staying in lockstep.
+    /// attempt every 33.4-34.4 ms, counted from one attempt's start to the next (so the time
+    /// an attempt takes does not stretch the cadence), hence never more than 30 attempts in
+    /// any second, and the next attempt after the server becomes ready starts within 34.4 ms.
+    /// The small jitter keeps waiters started together from staying in lockstep for long.
     ///
     /// A growing delay would be wrong here: the longer a server takes to start, the later a
     /// growing back-off notices it is ready.
     ///
-    /// `base` = `cap` = 36 ms, [`Jitter::Percent(15)`](Jitter::Percent), no limits.
+    /// `base` = `cap` = 34.4 ms, [`Jitter::Percent(3)`](Jitter::Percent), delays
+    /// [from the attempt's start](Backoff::from_attempt_start), no limits.
     pub const fn polling() -> Self {
         Self::new()
-            .with_base(Duration::from_millis(36))
-            .with_cap(Duration::from_millis(36))
-            .with_jitter(Jitter::Percent(15))
+            .with_base(Duration::from_micros(34_400))
+            .with_cap(Duration::from_micros(34_400))
+            .with_jitter(Jitter::Percent(3))
+            .from_attempt_start()
+    }
+
+    /// Makes [`retry`] count each delay from the start of the attempt that failed, not from
+    /// its failure: attempts then start on a steady cadence whatever they take (an attempt
+    /// that outlasts the delay is followed at once). Iterating the policy is unaffected.
+    #[must_use]
+    pub const fn from_attempt_start(mut self) -> Self {
+        self.from_start = true;
+        self
+    }
+
+    /// Whether delays count from the attempt's start (see [`Backoff::from_attempt_start`]).
+    pub const fn counts_from_attempt_start(&self) -> bool {
+        self.from_start
     }
 
     /// Sets the first delay's ceiling.
@@ -375,15 +394,18 @@ mod tests {
 
     #[test]
     fn polling_policy_stays_under_thirty_per_second() {
-        // <= 30 attempts/s even if an attempt took no time: mean delay >= 33.3 ms; and a short
-        // worst case so the first attempt after the server is ready comes soon.
-        let delays: Vec<_> = Backoff::polling().with_seed(1).iter().take(1000).collect();
-        let mean = delays.iter().sum::<Duration>() / 1000;
-        assert!(mean >= Duration::from_micros(33_200), "{mean:?}");
+        // Delays count from each attempt's start, so no two attempts are closer than 33.4 ms:
+        // never more than 30 in any second. And a short worst case, so the first attempt after
+        // the server is ready comes soon.
+        let policy = Backoff::polling();
+        assert!(policy.counts_from_attempt_start());
+        let delays: Vec<_> = policy.with_seed(1).iter().take(1000).collect();
         assert!(
             delays
                 .iter()
-                .all(|d| *d >= Duration::from_micros(30_600) && *d <= MS(36))
+                .all(|d| *d >= Duration::from_micros(33_368) && *d <= Duration::from_micros(34_400)),
+            "{:?}",
+            delays.iter().min()
         );
     }
 

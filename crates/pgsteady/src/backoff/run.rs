@@ -115,6 +115,7 @@ where
             timeout,
             elapsed,
         };
+        let attempt_started = tokio::time::Instant::now();
         let (err, timed_out) = match tokio::time::timeout(timeout, op(attempt)).await {
             Ok(Ok(value)) => return Ok(value),
             Ok(Err(err)) => {
@@ -133,6 +134,11 @@ where
         };
         match delays.next_at(start.elapsed()) {
             Some(delay) => {
+                let delay = if policy.counts_from_attempt_start() {
+                    delay.saturating_sub(attempt_started.elapsed())
+                } else {
+                    delay
+                };
                 on_retry(&attempt, err.as_ref(), delay);
                 sleeper.sleep(delay).await;
             }
@@ -151,6 +157,7 @@ where
 
 #[cfg(test)]
 mod tests {
+
     use super::*;
     use crate::backoff::Jitter;
     use std::sync::{Arc, Mutex};
@@ -240,5 +247,44 @@ mod tests {
         // 0-300 attempt, 50 delay, 350-650 attempt, 100 delay, 750-1000 (clamped to 250).
         assert_eq!(timeouts, [MS(300), MS(300), MS(250)]);
         assert_eq!(err.attempts, 3);
+    }
+
+    #[tokio::test]
+    async fn delays_from_the_attempt_start_keep_a_steady_cadence() {
+        // Attempts taking 15 ms under a 50 ms cadence: the sleep after each is what is left.
+        let policy = Backoff::new()
+            .with_base(Duration::from_millis(50))
+            .with_cap(Duration::from_millis(50))
+            .with_jitter(crate::Jitter::None)
+            .with_max_attempts(4)
+            .from_attempt_start();
+        let mut slept = Vec::new();
+        let started = std::time::Instant::now();
+        let mut starts = Vec::new();
+        let out: Result<(), _> = retry(
+            &policy,
+            &TokioSleeper,
+            Duration::from_secs(1),
+            |_| {
+                starts.push(started.elapsed());
+                async {
+                    tokio::time::sleep(Duration::from_millis(15)).await;
+                    Err::<(), _>("not yet")
+                }
+            },
+            |_: &&str| Decision::Retry,
+            |_, _, delay| slept.push(delay),
+        )
+        .await;
+        assert!(out.is_err());
+        assert_eq!(slept.len(), 3);
+        assert!(
+            slept.iter().all(|d| *d <= Duration::from_millis(36)),
+            "{slept:?}"
+        );
+        for pair in starts.windows(2) {
+            let gap = pair[1] - pair[0];
+            assert!(gap >= Duration::from_millis(50), "{starts:?}");
+        }
     }
 }
