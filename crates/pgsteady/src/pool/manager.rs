@@ -93,8 +93,12 @@ impl managed::Manager for Manager {
     type Type = Conn;
     type Error = Error;
 
+    // The cold paths (connecting, the validation ping) are boxed: deadpool keeps `create`'s
+    // and `recycle`'s futures inline in every checkout's future, and the connect future
+    // (TCP, TLS, SCRAM, the gate) made `Pool::get()`'s future 9 KB against 2 KB boxed.
+    // Every checkout moved and touched it: +1-2 µs of CPU per call at 64 waiting workers.
     async fn create(&self) -> Result<Conn, Error> {
-        self.gate.connect(&self.opener).await
+        Box::pin(self.gate.connect(&self.opener)).await
     }
 
     async fn recycle(&self, conn: &mut Conn, metrics: &managed::Metrics) -> RecycleResult<Error> {
@@ -118,7 +122,10 @@ impl managed::Manager for Manager {
         // server end it. After a long idle period a silent drop is possible, so ping it.
         let idle = now.saturating_duration_since(metrics.recycled.unwrap_or(metrics.created));
         if idle >= self.validate_after_idle {
-            let ping = tokio::time::timeout(self.validation_timeout, conn.client.simple_query(""));
+            let ping = Box::pin(tokio::time::timeout(
+                self.validation_timeout,
+                conn.client.simple_query(""),
+            ));
             if !matches!(ping.await, Ok(Ok(_))) {
                 self.metrics
                     .evicted(EvictReason::Validation, conn.close_reason());
