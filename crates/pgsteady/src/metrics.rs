@@ -153,7 +153,6 @@ pub(crate) struct Metrics {
     closed_by: AtomicReasonCounts,
     evictions: [AtomicU64; EvictReason::ALL.len()],
     retries: AtomicU64,
-    checkouts: AtomicU64,
     checkout_failures: AtomicU64,
     checkout_buckets: [AtomicU64; N_BUCKETS],
     checkout_nanos: AtomicU64,
@@ -179,15 +178,19 @@ impl Metrics {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Runs on every checkout, from every core: one shared read-modify-write when the
+    /// checkout did not wait, two when it did (the count of checkouts is the histogram's
+    /// total, not a counter of its own).
     pub(crate) fn checked_out(&self, waited: Duration) {
-        self.checkouts.fetch_add(1, Ordering::Relaxed);
         let bucket = CHECKOUT_BUCKETS
             .iter()
             .position(|bound| waited <= *bound)
             .unwrap_or(CHECKOUT_BUCKETS.len());
         self.checkout_buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.checkout_nanos
-            .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        if !waited.is_zero() {
+            self.checkout_nanos
+                .fetch_add(waited.as_nanos() as u64, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn checkout_failed(&self) {
@@ -196,6 +199,8 @@ impl Metrics {
 
     pub(crate) fn snapshot(&self, status: deadpool::Status) -> PoolMetrics {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let checkout_buckets: [u64; N_BUCKETS] =
+            std::array::from_fn(|i| load(&self.checkout_buckets[i]));
         PoolMetrics {
             max_size: status.max_size,
             open: status.size,
@@ -207,9 +212,9 @@ impl Metrics {
             closed_by: self.closed_by.load(),
             evictions: std::array::from_fn(|i| load(&self.evictions[i])),
             retries: load(&self.retries),
-            checkouts: load(&self.checkouts),
+            checkouts: checkout_buckets.iter().sum(),
             checkout_failures: load(&self.checkout_failures),
-            checkout_buckets: std::array::from_fn(|i| load(&self.checkout_buckets[i])),
+            checkout_buckets,
             checkout_seconds_sum: Duration::from_nanos(load(&self.checkout_nanos)).as_secs_f64(),
         }
     }
@@ -219,7 +224,8 @@ impl Metrics {
 ///
 /// Consistency: each field is read atomically, but the fields are read one after another
 /// while the pool keeps working, so they may disagree by the operations that ran in between
-/// (e.g. `checkouts` may be one more than the histogram's total). Counters only grow.
+/// (e.g. `checkout_seconds_sum` may lag the histogram by one checkout). `checkouts` is
+/// always the histogram's total. Counters only grow.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PoolMetrics {
     /// The configured maximum number of connections.
@@ -243,7 +249,7 @@ pub struct PoolMetrics {
     pub evictions: [u64; EvictReason::ALL.len()],
     /// Retries made by [`crate::Pool::run`] and [`crate::Pool::transaction`].
     pub retries: u64,
-    /// Successful checkouts.
+    /// Successful checkouts (the total of `checkout_buckets`).
     pub checkouts: u64,
     /// Checkouts that failed (timeout, permanent error, closed pool).
     pub checkout_failures: u64,
@@ -284,11 +290,18 @@ mod tests {
         m.checked_out(Duration::from_micros(100));
         m.checked_out(Duration::from_millis(3));
         m.checked_out(Duration::from_secs(60));
+        m.checked_out(Duration::ZERO);
         let s = m.snapshot(EMPTY);
-        assert_eq!(s.checkout_buckets[0], 2, "the bound is inclusive");
+        assert_eq!(s.checkout_buckets[0], 3, "the bound is inclusive");
         assert_eq!(s.checkout_buckets[2], 1);
         assert_eq!(s.checkout_buckets[N_BUCKETS - 1], 1);
-        assert_eq!(s.checkouts, 4);
+        assert_eq!(s.checkouts, 5, "every checkout counts, waiting or not");
+        let sum = Duration::from_micros(150) + Duration::from_millis(3) + Duration::from_secs(60);
+        assert!(
+            (s.checkout_seconds_sum - sum.as_secs_f64()).abs() < 1e-9,
+            "{}",
+            s.checkout_seconds_sum
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::task::Poll;
 
@@ -109,6 +110,10 @@ impl fmt::Display for CloseReason {
 #[derive(Clone)]
 pub struct ConnectionMonitor {
     rx: watch::Receiver<Option<CloseReason>>,
+    /// Set once the reason is in the channel. [`ConnectionMonitor::is_closed`] runs on every
+    /// pool checkout: a load here is cheaper than the channel's read lock, an atomic
+    /// read-modify-write on a line the previous holder's core last wrote.
+    closed: Arc<AtomicBool>,
 }
 
 impl fmt::Debug for ConnectionMonitor {
@@ -127,6 +132,8 @@ impl ConnectionMonitor {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (tx, rx) = watch::channel(None);
+        let closed = Arc::new(AtomicBool::new(false));
+        let flag = closed.clone();
         tokio::spawn(async move {
             let mut notice = None;
             let result = std::future::poll_fn(|cx| {
@@ -153,13 +160,15 @@ impl ConnectionMonitor {
                 tracing::debug!(reason = %r, "connection closed: {reason}");
             }
             tx.send_replace(Some(reason));
+            // After the reason: whoever sees the flag finds the reason too.
+            flag.store(true, Ordering::Release);
         });
-        ConnectionMonitor { rx }
+        ConnectionMonitor { rx, closed }
     }
 
     /// Whether the background task has ended (the connection is unusable).
     pub fn is_closed(&self) -> bool {
-        self.rx.borrow().is_some()
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Why it closed, if it has.

@@ -10,6 +10,8 @@ mod conn;
 mod gate;
 mod manager;
 mod ping;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -346,26 +348,42 @@ impl Pool {
             return Err(pool_closed());
         }
         let mut get = std::pin::pin!(self.inner.deadpool.get());
-        // The common case, an idle connection ready to go, costs no timer and no clock read:
-        // its wait is recorded as zero.
-        let first = std::future::poll_fn(|cx| Poll::Ready(get.as_mut().poll(cx))).await;
-        let (result, waited) = match first {
-            Poll::Ready(result) => (Ok(result), Duration::ZERO),
-            Poll::Pending => {
-                let started = Instant::now();
-                let result = tokio::time::timeout(timeout, get).await;
-                (result, started.elapsed())
+        // The acquire timer, armed only once the checkout has to wait: the common case, an
+        // idle connection ready to go, costs no timer and no clock read (its wait is
+        // recorded as zero). Unlike `tokio::time::timeout` around the checkout, this does
+        // not poll the checkout a second time right after it queued, which would take the
+        // semaphore's lock again while every returning connection contends for it.
+        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        let mut started = None;
+        let result = std::future::poll_fn(|cx| {
+            if let Poll::Ready(result) = get.as_mut().poll(cx) {
+                return Poll::Ready(Some(result));
             }
-        };
+            if timer.is_none() {
+                let now = Instant::now();
+                started = Some(now);
+                // A timeout too large to add counts as "about 30 years", as in tokio.
+                let deadline = now
+                    .checked_add(timeout)
+                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
+                timer.set(Some(tokio::time::sleep_until(deadline.into())));
+            }
+            match timer.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        let waited = started.map_or(Duration::ZERO, |at| at.elapsed());
         let result = match result {
-            Ok(Ok(obj)) => Ok(PooledConnection { obj }),
-            Ok(Err(PoolError::Backend(e))) => Err(e),
-            Ok(Err(PoolError::Closed)) => Err(pool_closed()),
-            Ok(Err(e)) => Err(Error::new(
+            Some(Ok(obj)) => Ok(PooledConnection { obj }),
+            Some(Err(PoolError::Backend(e))) => Err(e),
+            Some(Err(PoolError::Closed)) => Err(pool_closed()),
+            Some(Err(e)) => Err(Error::new(
                 ErrorKind::Connect,
                 format!("checkout failed: {e}"),
             )),
-            Err(_) => Err(self.acquire_timed_out(timeout)),
+            None => Err(self.acquire_timed_out(timeout)),
         };
         match &result {
             Ok(_) => self.inner.metrics.checked_out(waited),

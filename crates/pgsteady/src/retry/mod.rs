@@ -115,7 +115,13 @@ impl Budget {
     /// A call started: earn `ratio` of a retry.
     pub(crate) fn deposit(&self) {
         let earned = (self.config.ratio * MILLI as f64) as i64;
-        if earned > 0 && self.tokens.fetch_add(earned, Ordering::Relaxed) + earned > self.cap() {
+        // Every call lands here, from every core. While nothing fails the bucket is full:
+        // reading first leaves the shared word unwritten, instead of two read-modify-writes
+        // (add, then clamp) per call.
+        if earned <= 0 || self.tokens.load(Ordering::Relaxed) >= self.cap() {
+            return;
+        }
+        if self.tokens.fetch_add(earned, Ordering::Relaxed) + earned > self.cap() {
             self.tokens.fetch_min(self.cap(), Ordering::Relaxed);
         }
     }
@@ -309,5 +315,28 @@ impl Pool {
                 return Err(attempts.finish(err));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_full_at_start_and_deposits_never_exceed_the_burst() {
+        let budget = Budget::new(RetryBudget {
+            ratio: 0.5,
+            min_per_second: 0,
+            burst: 2,
+        });
+        for _ in 0..100 {
+            budget.deposit();
+        }
+        assert!(budget.withdraw() && budget.withdraw());
+        assert!(!budget.withdraw(), "the burst is 2");
+        budget.deposit();
+        assert!(!budget.withdraw(), "half a retry earned");
+        budget.deposit();
+        assert!(budget.withdraw(), "two calls earn one retry");
     }
 }
