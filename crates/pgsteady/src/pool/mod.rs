@@ -7,6 +7,7 @@
 //! validation after idle, lifetimes with jitter, a warm minimum, and draining close.
 
 mod conn;
+pub(crate) mod deadline;
 mod gate;
 mod manager;
 mod ping;
@@ -237,6 +238,7 @@ impl PoolBuilder {
             last_ok: AtomicU64::new(0),
             epoch: Instant::now(),
             budget: Budget::new(pool.retry.budget),
+            deadlines: deadline::Deadlines::start(),
             config: pool,
         });
         tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
@@ -281,6 +283,8 @@ pub(crate) struct PoolInner {
     last_ok: AtomicU64,
     epoch: Instant,
     pub(crate) budget: Budget,
+    /// Acquire timeouts and `run()` attempt limits.
+    pub(crate) deadlines: Arc<deadline::Deadlines>,
     pub(crate) config: PoolConfig,
 }
 
@@ -350,10 +354,11 @@ impl Pool {
         let mut get = std::pin::pin!(self.inner.deadpool.get());
         // The acquire timer, armed only once the checkout has to wait: the common case, an
         // idle connection ready to go, costs no timer and no clock read (its wait is
-        // recorded as zero). Unlike `tokio::time::timeout` around the checkout, this does
-        // not poll the checkout a second time right after it queued, which would take the
-        // semaphore's lock again while every returning connection contends for it.
-        let mut timer = std::pin::pin!(None::<tokio::time::Sleep>);
+        // recorded as zero). Unlike a timeout around the checkout, this does not poll the
+        // checkout a second time right after it queued, which would take the semaphore's
+        // lock again while every returning connection contends for it; and the timer is
+        // the pool's own (see `deadline`), not a tokio timer.
+        let mut timer = std::pin::pin!(None::<deadline::Deadline<'_>>);
         let mut started = None;
         let result = std::future::poll_fn(|cx| {
             if let Poll::Ready(result) = get.as_mut().poll(cx) {
@@ -362,13 +367,14 @@ impl Pool {
             if timer.is_none() {
                 let now = Instant::now();
                 started = Some(now);
-                // A timeout too large to add counts as "about 30 years", as in tokio.
-                let deadline = now
-                    .checked_add(timeout)
-                    .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365 * 30));
-                timer.set(Some(tokio::time::sleep_until(deadline.into())));
+                let at = deadline::after(now, timeout);
+                timer.set(Some(self.inner.deadlines.sleep_until(now, at)));
             }
-            match timer.as_mut().as_pin_mut().map(|sleep| sleep.poll(cx)) {
+            match timer
+                .as_mut()
+                .as_pin_mut()
+                .map(|deadline| deadline.poll(cx))
+            {
                 Some(Poll::Ready(())) => Poll::Ready(None),
                 _ => Poll::Pending,
             }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use crate::backoff::Jitter;
 use crate::classify::{self, Reason};
-use crate::pool::{Pool, PooledConnection};
+use crate::pool::{Pool, PooledConnection, deadline};
 use crate::{Backoff, Error, ErrorKind};
 
 /// How [`Pool::run`] and [`Pool::transaction`] retry.
@@ -193,6 +193,15 @@ impl Attempts {
         self.pool.get_timeout(wait).await
     }
 
+    /// When an attempt starting `now` must end: at the call's deadline, or earlier after
+    /// `attempt_timeout`.
+    fn attempt_deadline(&self, now: Instant) -> Instant {
+        match self.policy().attempt_timeout {
+            Some(limit) => self.deadline.min(deadline::after(now, limit)),
+            None => self.deadline,
+        }
+    }
+
     /// The attempt's time limit.
     fn attempt_limit(&self) -> Duration {
         let remaining = self.remaining();
@@ -298,16 +307,19 @@ impl Pool {
         let mut attempts = Attempts::new(self);
         loop {
             let conn = attempts.checkout().await.map_err(|e| attempts.finish(e))?;
-            let limit = attempts.attempt_limit();
-            let err = match tokio::time::timeout(limit, work(&conn)).await {
-                Ok(Ok(value)) => {
+            // The pool's own timer (see `pool::deadline`): this runs on every call.
+            let now = Instant::now();
+            let at = attempts.attempt_deadline(now);
+            let limit = self.inner.deadlines.sleep_until(now, at);
+            let err = match deadline::timeout(limit, work(&conn)).await {
+                Some(Ok(value)) => {
                     self.record_ok();
                     return Ok(value);
                 }
-                Ok(Err(err)) => err,
-                Err(_) => {
+                Some(Err(err)) => err,
+                None => {
                     conn.discard();
-                    attempt_timed_out(limit)
+                    attempt_timed_out(at.saturating_duration_since(now))
                 }
             };
             let class = classify::query(&err);
