@@ -186,7 +186,13 @@ impl Attempts {
     /// A connection for the next attempt, waiting through outages until the deadline.
     async fn checkout(&mut self) -> Result<PooledConnection, Error> {
         self.count += 1;
-        let wait = self.remaining().min(self.pool.inner.config.acquire_timeout);
+        // The first attempt starts as the call does: its whole deadline is left, no need
+        // to read the clock again (this runs on every call).
+        let remaining = match self.count {
+            1 => self.deadline.saturating_duration_since(self.started),
+            _ => self.remaining(),
+        };
+        let wait = remaining.min(self.pool.inner.config.acquire_timeout);
         if wait.is_zero() {
             return Err(self.out_of_time(None));
         }
