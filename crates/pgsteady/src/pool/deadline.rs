@@ -111,6 +111,37 @@ impl Deadlines {
         }
     }
 
+    /// `future`, or `None` if it is still pending `timeout` after its first poll, and how
+    /// long it waited. The deadline is armed only if the first poll is pending: a future
+    /// ready at once costs no clock read and waits `Duration::ZERO`. Unlike a timeout
+    /// wrapped around a future already polled once, this never polls the future twice in a
+    /// row (for a pool checkout that had just queued, a second poll would take the
+    /// semaphore's lock again while every returning connection contends for it).
+    pub(crate) async fn timeout_when_pending<F: Future>(
+        &self,
+        timeout: Duration,
+        mut future: Pin<&mut F>,
+    ) -> (Option<F::Output>, Duration) {
+        let mut deadline = std::pin::pin!(None::<Deadline<'_>>);
+        let mut started = None;
+        let output = std::future::poll_fn(|cx| {
+            if let Poll::Ready(output) = future.as_mut().poll(cx) {
+                return Poll::Ready(Some(output));
+            }
+            if deadline.is_none() {
+                let now = Instant::now();
+                started = Some(now);
+                deadline.set(Some(self.sleep_until(now, after(now, timeout))));
+            }
+            match deadline.as_mut().as_pin_mut().map(|d| d.poll(cx)) {
+                Some(Poll::Ready(())) => Poll::Ready(None),
+                _ => Poll::Pending,
+            }
+        })
+        .await;
+        (output, started.map_or(Duration::ZERO, |at| at.elapsed()))
+    }
+
     /// Nanoseconds after `epoch`, below `u64::MAX` so that any deadline is earlier than
     /// "no wake-up planned".
     fn nanos(&self, at: Instant) -> u64 {
@@ -339,6 +370,25 @@ mod tests {
             started.elapsed() < Duration::from_secs(1),
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_timeout_is_armed_only_once_the_future_waits() {
+        let deadlines = Deadlines::start();
+        let ready = std::pin::pin!(std::future::ready(7));
+        let ready = deadlines
+            .timeout_when_pending(Duration::from_millis(10), ready)
+            .await;
+        assert_eq!(ready, (Some(7), Duration::ZERO));
+        let never = std::pin::pin!(std::future::pending::<()>());
+        let (output, waited) = deadlines
+            .timeout_when_pending(Duration::from_millis(30), never)
+            .await;
+        assert_eq!(output, None);
+        assert!(
+            waited >= Duration::from_millis(30) && waited < Duration::from_secs(1),
+            "{waited:?}"
         );
     }
 

@@ -17,7 +17,6 @@ mod tests;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, PoolError};
@@ -351,36 +350,14 @@ impl Pool {
         if self.inner.closing.load(Ordering::Relaxed) {
             return Err(pool_closed());
         }
-        let mut get = std::pin::pin!(self.inner.deadpool.get());
-        // The acquire timer, armed only once the checkout has to wait: the common case, an
-        // idle connection ready to go, costs no timer and no clock read (its wait is
-        // recorded as zero). Unlike a timeout around the checkout, this does not poll the
-        // checkout a second time right after it queued, which would take the semaphore's
-        // lock again while every returning connection contends for it; and the timer is
-        // the pool's own (see `deadline`), not a tokio timer.
-        let mut timer = std::pin::pin!(None::<deadline::Deadline<'_>>);
-        let mut started = None;
-        let result = std::future::poll_fn(|cx| {
-            if let Poll::Ready(result) = get.as_mut().poll(cx) {
-                return Poll::Ready(Some(result));
-            }
-            if timer.is_none() {
-                let now = Instant::now();
-                started = Some(now);
-                let at = deadline::after(now, timeout);
-                timer.set(Some(self.inner.deadlines.sleep_until(now, at)));
-            }
-            match timer
-                .as_mut()
-                .as_pin_mut()
-                .map(|deadline| deadline.poll(cx))
-            {
-                Some(Poll::Ready(())) => Poll::Ready(None),
-                _ => Poll::Pending,
-            }
-        })
-        .await;
-        let waited = started.map_or(Duration::ZERO, |at| at.elapsed());
+        // An idle connection ready at once costs no timer and no clock read (its wait is
+        // recorded as zero); a waiting one arms the pool's own timer (see `deadline`).
+        let get = std::pin::pin!(self.inner.deadpool.get());
+        let (result, waited) = self
+            .inner
+            .deadlines
+            .timeout_when_pending(timeout, get)
+            .await;
         let result = match result {
             Some(Ok(obj)) => Ok(PooledConnection { obj }),
             Some(Err(PoolError::Backend(e))) => Err(e),
