@@ -120,7 +120,9 @@ pub(crate) async fn run(args: WaitArgs) -> ExitCode {
     let mut command = args.command.into_iter();
     match command.next() {
         Some(program) => exec(program, command.collect()),
-        None => exit::code(exit::READY),
+        // Nothing to clean up: the probe's connection is closed, the runtime holds no task
+        // of ours.
+        None => exit::now(exit::READY),
     }
 }
 
