@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use tokio_postgres::types::{ToSql, Type};
@@ -13,6 +13,7 @@ use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
 use crate::connect::{CloseReason, ConnectionMonitor};
 use crate::{Error, Reason};
 
+use super::gate::{Spread, closed_by_incident};
 use super::manager::Manager;
 
 /// A connection as the pool keeps it.
@@ -28,6 +29,9 @@ pub(crate) struct Conn {
     /// the socket close yet: a worker that returns it and checks out again at once would get
     /// it back.
     lost: AtomicBool,
+    /// The pool's spread of the first reconnection, told when a statement finds the
+    /// connection gone (the caller may ask for a new one before the watcher has run).
+    spread: Arc<Spread>,
 }
 
 impl fmt::Debug for Conn {
@@ -44,6 +48,7 @@ impl Conn {
         client: Client,
         monitor: ConnectionMonitor,
         expires: Option<Instant>,
+        spread: Arc<Spread>,
     ) -> Self {
         Conn {
             client,
@@ -51,6 +56,7 @@ impl Conn {
             expires,
             statements: Mutex::new(HashMap::new()),
             lost: AtomicBool::new(false),
+            spread,
         }
     }
 
@@ -219,10 +225,14 @@ impl PooledConnection {
         &self,
         result: Result<R, tokio_postgres::Error>,
     ) -> Result<R, tokio_postgres::Error> {
-        if let Err(e) = &result
-            && crate::retry::connection_lost(crate::classify::reason_of(e))
-        {
-            self.obj.lost.store(true, Ordering::Relaxed);
+        if let Err(e) = &result {
+            let reason = crate::classify::reason_of(e);
+            if crate::retry::connection_lost(reason)
+                && !self.obj.lost.swap(true, Ordering::Relaxed)
+                && closed_by_incident(reason)
+            {
+                self.obj.spread.server_closed();
+            }
         }
         result
     }

@@ -57,6 +57,7 @@ impl Open for Opener {
                     connected.client,
                     connected.monitor,
                     self.max_lifetime.map(|max| self.expiry(max)),
+                    self.spread.clone(),
                 ))
             }
             Err(e) => {
