@@ -14,7 +14,7 @@ const POOL_CLOSE: Duration = Duration::from_secs(2);
 
 /// In-use connections plus callers waiting for one, from `/metrics`.
 async fn busy(http: &reqwest::Client, url: &str) -> u64 {
-    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    let text = crate::text(http, url).await;
     let value = |name: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))

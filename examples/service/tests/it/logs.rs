@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use pgsteady_testkit::{BackendFilter, Cluster, StopMode};
 
-use crate::{Service, http, poll_status, status};
+use crate::{Service, http, poll_status, status, text};
 
 const WRONG_PASSWORD: &str = "Wr0ng-Secret-4e1b";
 const URL_PASSWORD: &str = "Url-Secret-9c2d";
@@ -42,14 +42,7 @@ async fn no_password_in_the_logs_under_any_failure() {
     service
         .wait_log(&["readiness", "invalid_password"], Duration::from_secs(2))
         .await;
-    let body = http
-        .get(service.url("/readyz").await)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let body = text(&http, &service.url("/readyz").await).await;
     assert!(body.contains("invalid_password"), "{body}");
     all.push(("wrong password", stop(service).await));
 

@@ -145,6 +145,11 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The body `url` answers now (the request must succeed).
+pub async fn text(http: &reqwest::Client, url: &str) -> String {
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The status `url` answers now (`None`: no answer).
 pub async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
     http.get(url).send().await.ok().map(|r| r.status().as_u16())

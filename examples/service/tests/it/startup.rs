@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use pgsteady_testkit::Cluster;
 
-use crate::{Service, http, no_sessions_within, poll_status, status};
+use crate::{Service, http, no_sessions_within, poll_status, status, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_for_the_database_migrates_then_serves() {
@@ -39,7 +39,7 @@ async fn waits_for_the_database_migrates_then_serves() {
     let notes = service.url("/notes").await;
     let created = http.post(&notes).body("hello").send().await.unwrap();
     assert_eq!(created.status().as_u16(), 201);
-    let listed = http.get(&notes).send().await.unwrap().text().await.unwrap();
+    let listed = text(&http, &notes).await;
     assert!(listed.contains(r#""body":"hello""#), "{listed}");
     // The request timeout middleware: 504 after 500 ms.
     let slow = http
@@ -48,14 +48,7 @@ async fn waits_for_the_database_migrates_then_serves() {
         .await
         .unwrap();
     assert_eq!(slow.status().as_u16(), 504);
-    let metrics = http
-        .get(service.url("/metrics").await)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text(&http, &service.url("/metrics").await).await;
     assert!(
         metrics.contains("pgsteady_readiness_state{state=\"ready\"} 1"),
         "{metrics}"

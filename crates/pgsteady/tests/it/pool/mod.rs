@@ -70,6 +70,14 @@ pub fn load_get(pool: &Pool, workers: usize) -> Workload {
     })
 }
 
+/// The pid of the backend serving `conn`.
+pub async fn backend_pid(conn: &pgsteady::PooledConnection) -> i32 {
+    conn.query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
 /// Lets a workload run for `d`.
 pub async fn run_for(d: Duration) {
     tokio::time::sleep(d).await;

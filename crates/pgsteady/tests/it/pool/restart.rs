@@ -6,7 +6,7 @@ use std::time::Duration;
 use pgsteady::{EvictReason, Reason};
 use pgsteady_testkit::{BackendFilter, Cluster, StopMode};
 
-use super::{load_get, load_run, pool, report, run_for};
+use super::{backend_pid, load_get, load_run, pool, report, run_for};
 
 /// A recovery guard, not the target: the target (first success within 50 ms of the ready
 /// log line, median of 5 runs) is measured by the `pool_faults` benchmark. This only keeps a
@@ -199,11 +199,7 @@ async fn a_connection_whose_statement_saw_it_lost_is_never_handed_out_again() {
     let pool = pool(&cluster, None, |b| b.max_size(1));
     for round in 0..5 {
         let conn = pool.get().await.unwrap();
-        let pid: i32 = conn
-            .query_one("SELECT pg_backend_pid()", &[])
-            .await
-            .unwrap()
-            .get(0);
+        let pid: i32 = backend_pid(&conn).await;
         admin
             .execute("SELECT pg_terminate_backend($1)", &[&pid])
             .await

@@ -4,6 +4,8 @@
 use pgsteady::{Config, Pool, SqlState};
 use pgsteady_testkit::Cluster;
 
+use super::backend_pid;
+
 #[tokio::test]
 async fn statement_timeout_is_returned_and_the_connection_is_kept() {
     let cluster = Cluster::start().await.unwrap();
@@ -14,11 +16,7 @@ async fn statement_timeout_is_returned_and_the_connection_is_kept() {
         .unwrap();
 
     let conn = pool.get().await.unwrap();
-    let pid: i32 = conn
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let pid: i32 = backend_pid(&conn).await;
     let err = conn.simple_query("SELECT pg_sleep(2)").await.unwrap_err();
     assert_eq!(err.code(), Some(&SqlState::QUERY_CANCELED));
     drop(conn);
@@ -35,11 +33,7 @@ async fn statement_timeout_is_returned_and_the_connection_is_kept() {
     assert_eq!(pool.metrics().retries, 0);
 
     let conn = pool.get().await.unwrap();
-    let again: i32 = conn
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let again: i32 = backend_pid(&conn).await;
     assert_eq!(again, pid, "the same connection is still in the pool");
     assert_eq!(pool.metrics().creates, 1);
 }
