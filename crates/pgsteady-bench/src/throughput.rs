@@ -105,8 +105,31 @@ impl ThroughputResults {
         median(&samples.iter().map(|s| s.cpu_us_per_op).collect::<Vec<_>>())
     }
 
+    /// The median over rounds of `kind`'s ops/s divided by `peer`'s in the same round. The
+    /// clients of a round run one after the other within seconds, so a machine that is
+    /// slower for a while slows both sides of a ratio; the ratio of two medians taken over
+    /// minutes does not cancel that drift. Rounds either client lacks are skipped.
+    pub fn paired_ratio(
+        &self,
+        concurrency: usize,
+        kind: ClientKind,
+        peer: ClientKind,
+    ) -> Option<f64> {
+        let by_client = self.samples.get(&concurrency)?;
+        let ours = by_client.get(kind.name())?;
+        let theirs = by_client.get(peer.name())?;
+        let ratios: Vec<f64> = ours
+            .iter()
+            .zip(theirs)
+            .filter(|(_, p)| p.ops_per_sec > 0.0)
+            .map(|(o, p)| o.ops_per_sec / p.ops_per_sec)
+            .collect();
+        median(&ratios)
+    }
+
     /// The markdown report: median ops/s per client and concurrency, and the ratio to the
-    /// fastest peer (deadpool, bb8, sqlx) at that concurrency.
+    /// fastest peer (deadpool, bb8, sqlx) at that concurrency: of the medians, and the median
+    /// of the ratios round by round (see [`ThroughputResults::paired_ratio`]).
     pub fn table(&self, clients: &[ClientKind]) -> Table {
         let mut table = Table::new(&[
             "concurrency",
@@ -114,6 +137,7 @@ impl ThroughputResults {
             "median ops/s",
             "min..max ops/s",
             "vs fastest peer",
+            "paired, per round",
             "client CPU µs/call",
             "errors",
         ]);
@@ -121,9 +145,10 @@ impl ThroughputResults {
             let fastest = clients
                 .iter()
                 .filter(|c| c.is_peer())
-                .filter_map(|&c| self.median(concurrency, c))
-                .fold(None, |best: Option<f64>, m| {
-                    Some(best.map_or(m, |b| b.max(m)))
+                .filter_map(|&c| Some((c, self.median(concurrency, c)?)))
+                .fold(None, |best: Option<(ClientKind, f64)>, (c, m)| match best {
+                    Some((_, b)) if b >= m => best,
+                    _ => Some((c, m)),
                 });
             for &kind in clients {
                 let Some(samples) = by_client.get(kind.name()) else {
@@ -143,7 +168,10 @@ impl ThroughputResults {
                         thousands(min.round() as u64),
                         thousands(max.round() as u64)
                     ),
-                    fastest.map_or("-".to_owned(), |f| format!("{:.2}x", m / f)),
+                    fastest.map_or("-".to_owned(), |(_, f)| format!("{:.2}x", m / f)),
+                    fastest
+                        .and_then(|(peer, _)| self.paired_ratio(concurrency, kind, peer))
+                        .map_or("-".to_owned(), |r| format!("{r:.2}x")),
                     self.median_cpu(concurrency, kind)
                         .map_or("-".to_owned(), |us| format!("{us:.1}")),
                     thousands(errors),
@@ -175,7 +203,7 @@ mod tests {
         for ops in [50.0, 60.0, 55.0] {
             r.add(16, ClientKind::Sqlx, sample(ops));
         }
-        for ops in [200.0, 220.0, 210.0] {
+        for ops in [200.0, 200.0, 230.0] {
             r.add(16, ClientKind::Naive, sample(ops)); // not a peer: no reference
         }
         assert_eq!(r.median(16, ClientKind::Deadpool), Some(110.0));
@@ -184,7 +212,7 @@ mod tests {
             .to_string();
         let lines: Vec<&str> = text.lines().collect();
         assert!(
-            lines[2].contains("naive") && lines[2].contains("1.91x"),
+            lines[2].contains("naive") && lines[2].contains("1.82x"),
             "{text}"
         );
         assert!(
@@ -196,5 +224,11 @@ mod tests {
             "{text}"
         );
         assert!(lines[4].contains("50..60"), "{text}");
+        // Round by round: naive 200/100, 200/120, 230/110 -> 2.00x, 1.67x, 2.09x: median 2.00x.
+        assert!(lines[2].contains("2.00x"), "{text}");
+        assert_eq!(
+            r.paired_ratio(16, ClientKind::Sqlx, ClientKind::Deadpool),
+            Some(0.5)
+        );
     }
 }
