@@ -195,7 +195,7 @@ impl Pool {
     }
 
     /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
-    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &Attempts) -> Resolution {
+    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &Attempts<'_>) -> Resolution {
         let mut last = None;
         loop {
             let remaining = attempts.remaining();
