@@ -1,0 +1,152 @@
+//! [`ClusterBuilder`]: the settings a cluster is created with, and its creation (initdb,
+//! configuration, a free port, the login user and its database).
+
+use std::fs;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::{Cluster, Server, StopMode, free_port, random_password};
+use crate::bin::PgBin;
+use crate::process::RunAs;
+use crate::{Result, sweep};
+
+/// Builds a [`Cluster`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ClusterBuilder {
+    bin: Option<PathBuf>,
+    max_connections: u32,
+    settings: Vec<(String, String)>,
+    user: String,
+    dbname: String,
+    nice: i32,
+}
+
+impl Default for ClusterBuilder {
+    fn default() -> Self {
+        ClusterBuilder {
+            bin: None,
+            max_connections: 100,
+            settings: Vec::new(),
+            user: "app".to_owned(),
+            dbname: "app".to_owned(),
+            nice: 0,
+        }
+    }
+}
+
+impl ClusterBuilder {
+    /// Uses the server binaries in `dir` instead of searching ([`PgBin::find`]).
+    pub fn pg_bin(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.bin = Some(dir.into());
+        self
+    }
+
+    /// `max_connections`. Default: 100.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Any other server setting, written to `postgresql.conf`.
+    pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// The password user's name. Default: `app`.
+    pub fn user(mut self, user: impl Into<String>) -> Self {
+        self.user = user.into();
+        self
+    }
+
+    /// The database created for the password user. Default: `app`.
+    pub fn dbname(mut self, dbname: impl Into<String>) -> Self {
+        self.dbname = dbname.into();
+        self
+    }
+
+    /// Runs the server's processes at this nice value (`setpriority`, inherited by every
+    /// backend). Default: 0. A client measured on the same machine as its server competes
+    /// with the server's processes for the cores; with hundreds of backends busy (a herd
+    /// reconnecting, a shutdown ending 200 sessions) the scheduler leaves the client's few
+    /// threads waiting for tens of milliseconds, and what is measured is the scheduler, not
+    /// the client. A positive value (e.g. 10) gives the client the cores whenever it wants
+    /// them, as if the server ran on another machine, while the server still gets all the
+    /// time the client leaves.
+    pub fn nice(mut self, nice: i32) -> Self {
+        self.nice = nice;
+        self
+    }
+
+    /// Creates the cluster and returns once an authenticated query over TCP succeeds.
+    pub async fn start(self) -> Result<Cluster> {
+        self.create().await
+    }
+
+    /// Creates the cluster (users and database included) and leaves the server stopped, so
+    /// a test can start it later on a port it already knows ("the database comes up late").
+    pub async fn init(self) -> Result<Cluster> {
+        let cluster = self.create().await?;
+        cluster.stop(StopMode::Fast).await?;
+        Ok(cluster)
+    }
+
+    async fn create(self) -> Result<Cluster> {
+        sweep::sweep_stale_clusters();
+        let bin = match self.bin {
+            Some(dir) => PgBin::from_dir(dir)?,
+            None => PgBin::find()?,
+        };
+        let run_as = RunAs::detect()?;
+        let dir = tempfile::Builder::new()
+            .prefix(sweep::DIR_PREFIX)
+            .tempdir_in(sweep::base_dir())?;
+        fs::write(
+            dir.path().join(sweep::OWNER_FILE),
+            std::process::id().to_string(),
+        )?;
+        run_as.chown(dir.path())?;
+        let sock = dir.path().join("sock");
+        fs::create_dir(&sock)?;
+        run_as.chown(&sock)?;
+
+        let mut cluster = Cluster {
+            dir: Some(dir),
+            bin,
+            run_as,
+            port: 0,
+            user: self.user,
+            password: random_password(),
+            dbname: self.dbname,
+            server: Mutex::new(Server::default()),
+            control: tokio::sync::Mutex::new(()),
+            nice: self.nice,
+        };
+        cluster.initdb().await?;
+        cluster.write_config(self.max_connections, &self.settings)?;
+
+        // The port is free when we pick it but another process may take it before the
+        // postmaster binds it: pick again when that happens.
+        let mut last_err = None;
+        for _ in 0..5 {
+            cluster.port = free_port()?;
+            fs::write(
+                cluster.data_dir().join("pgsteady_port.conf"),
+                format!("port = {}\n", cluster.port),
+            )?;
+            match cluster.start_server().await {
+                Ok(()) => {
+                    last_err = None;
+                    break;
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        if let Some(e) = last_err {
+            return Err(e);
+        }
+        cluster.bootstrap().await?;
+        Ok(cluster)
+    }
+}
