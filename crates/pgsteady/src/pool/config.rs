@@ -1,0 +1,229 @@
+//! [`PoolConfig`], how a pool behaves, and [`PoolBuilder`], which validates it and starts
+//! the pool.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::time::{Duration, Instant};
+
+use deadpool::managed;
+use tokio::sync::Notify;
+
+use super::gate::Gate;
+use super::manager::{Manager, Opener};
+use super::{Pool, PoolInner, deadline, maintain};
+use crate::backoff::Jitter;
+use crate::config::Config;
+use crate::connect::Connector;
+use crate::metrics::Metrics;
+use crate::retry::{Budget, RetryPolicy};
+use crate::{Backoff, Error};
+
+/// How a [`Pool`] behaves. Plain data: build one with [`PoolConfig::default`] and change the
+/// fields, or use [`PoolBuilder`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct PoolConfig {
+    /// The most connections open at once. Default: 10.
+    pub max_size: usize,
+    /// Connections kept open even when idle, opened in the background at start and after
+    /// losses. Default: 0.
+    pub min_idle: usize,
+    /// How long [`Pool::get`] waits for a connection, including while the server is briefly
+    /// unreachable. Default: 30 s.
+    pub acquire_timeout: Duration,
+    /// The most connection attempts in flight at once while the server is reachable (herd
+    /// control); while it is not, there is one. Default: 2.
+    pub max_connecting: usize,
+    /// A connection idle at least this long is pinged (an empty query) on checkout; younger
+    /// ones are handed out without a round trip: the pool learns of server-side closes from
+    /// the connection itself, and TCP keepalives catch silent drops. Default: 30 s.
+    pub validate_after_idle: Duration,
+    /// How long that ping may take before the connection is evicted. Default: 3 s.
+    pub validation_timeout: Duration,
+    /// Connections are retired after this long, minus a random part of up to
+    /// `lifetime_jitter` of it so they do not all expire together. Default: 30 min.
+    pub max_lifetime: Option<Duration>,
+    /// See `max_lifetime`. Default: 0.1.
+    pub lifetime_jitter: f64,
+    /// Idle connections beyond `min_idle` are closed after this long. Default: 10 min.
+    pub idle_timeout: Option<Duration>,
+    /// The reconnection back-off while the server is unreachable and callers wait: one
+    /// attempt every 12-60 ms (a fresh random delay each time: 80 % jitter under a 60 ms cap,
+    /// 36 ms on average), so attempts never exceed 28 per second even if they took no time,
+    /// and a recovered server is noticed 21 ms after it is ready on average (60 ms at most),
+    /// however long the outage. The wide jitter matters for a fleet: pools whose attempts all
+    /// failed at the same instant (a postmaster exiting resets them together) would otherwise
+    /// retry in step, round after round; a random delay over most of the period spreads them
+    /// again at the next try. No quicker first retries for the same reason.
+    /// Default: `Backoff::new().with_base(60ms).with_cap(60ms).with_jitter(Percent(80))`.
+    pub reconnect: Backoff,
+    /// The reconnection cadence when nobody waits or the last error was permanent. Default: 1 s.
+    pub idle_recheck: Duration,
+    /// After the server or the network closed one of the pool's connections (a restart, a
+    /// crash, a terminated session, a reset; not a per-session timeout), the next connection
+    /// attempt waits a random delay up to this long, shared by the pool's callers: a restart
+    /// ends the sessions of every client at once, and a fleet of pools reconnecting the
+    /// moment they notice would reach the server as one burst. Costs half of it on average
+    /// once per incident (a terminated session is replaced 20 ms later). `ZERO` disables it.
+    /// Default: 40 ms.
+    pub reconnect_spread: Duration,
+    /// When no round trip has succeeded for this long, the maintenance task pings one idle
+    /// connection (an empty query bounded by `validation_timeout`) and evicts it if the ping
+    /// fails. Keeps [`PoolHealth::last_ok`] fresh while the application is quiet, so readiness
+    /// notices a hung server or a dead connection without waiting for traffic. Skipped while
+    /// the pool is quiet and holds more than `min_idle` connections, so the extra ones still
+    /// reach `idle_timeout`. `None` disables it. Default: 5 s.
+    pub idle_ping: Option<Duration>,
+    /// Retries of [`Pool::run`] and [`Pool::transaction`]. Default: [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_size: 10,
+            min_idle: 0,
+            acquire_timeout: Duration::from_secs(30),
+            max_connecting: 2,
+            validate_after_idle: Duration::from_secs(30),
+            validation_timeout: Duration::from_secs(3),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            lifetime_jitter: 0.1,
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            reconnect: Backoff::new()
+                .with_base(Duration::from_millis(60))
+                .with_cap(Duration::from_millis(60))
+                .with_jitter(Jitter::Percent(80)),
+            idle_recheck: Duration::from_secs(1),
+            reconnect_spread: Duration::from_millis(40),
+            idle_ping: Some(Duration::from_secs(5)),
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+/// Builds a [`Pool`]; every setter changes one [`PoolConfig`] field.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PoolBuilder {
+    pub(super) config: Config,
+    pub(super) pool: PoolConfig,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.pool.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl PoolBuilder {
+    setters! {
+        /// See [`PoolConfig::max_size`].
+        max_size: usize;
+        /// See [`PoolConfig::min_idle`].
+        min_idle: usize;
+        /// See [`PoolConfig::acquire_timeout`].
+        acquire_timeout: Duration;
+        /// See [`PoolConfig::max_connecting`].
+        max_connecting: usize;
+        /// See [`PoolConfig::validate_after_idle`].
+        validate_after_idle: Duration;
+        /// See [`PoolConfig::validation_timeout`].
+        validation_timeout: Duration;
+        /// See [`PoolConfig::max_lifetime`].
+        max_lifetime: Option<Duration>;
+        /// See [`PoolConfig::idle_timeout`].
+        idle_timeout: Option<Duration>;
+        /// See [`PoolConfig::reconnect`].
+        reconnect: Backoff;
+        /// See [`PoolConfig::reconnect_spread`].
+        reconnect_spread: Duration;
+        /// See [`PoolConfig::retry`].
+        retry: RetryPolicy;
+        /// See [`PoolConfig::idle_ping`].
+        idle_ping: Option<Duration>;
+    }
+
+    /// Replaces the whole pool configuration.
+    pub fn pool_config(mut self, pool: PoolConfig) -> Self {
+        self.pool = pool;
+        self
+    }
+
+    /// Validates the configuration and starts the pool (and its background task). Connections
+    /// are opened on demand, and `min_idle` of them in the background right away.
+    ///
+    /// Must be called within a tokio runtime.
+    pub fn build(self) -> Result<Pool, Error> {
+        let PoolBuilder { config, pool } = self;
+        if pool.max_size == 0 {
+            return Err(Error::config("max_size must be at least 1"));
+        }
+        if pool.min_idle > pool.max_size {
+            return Err(Error::config(format!(
+                "min_idle ({}) exceeds max_size ({})",
+                pool.min_idle, pool.max_size
+            )));
+        }
+        if pool.acquire_timeout.is_zero() {
+            return Err(Error::config("acquire_timeout must be more than zero"));
+        }
+        if !(0.0..=1.0).contains(&pool.lifetime_jitter) {
+            return Err(Error::config("lifetime_jitter must be between 0 and 1"));
+        }
+        let connector = Connector::new(config)?;
+        let metrics = Arc::new(Metrics::default());
+        let events = Arc::new(Notify::new());
+        let live = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(Gate::new(
+            pool.max_connecting,
+            pool.reconnect,
+            pool.idle_recheck,
+            pool.reconnect_spread,
+        ));
+        let opener = Arc::new(Opener {
+            connector,
+            metrics: metrics.clone(),
+            max_lifetime: pool.max_lifetime,
+            lifetime_jitter: pool.lifetime_jitter,
+            live: live.clone(),
+            events: events.clone(),
+            spread: gate.spread(),
+        });
+        let manager = Manager {
+            gate: gate.clone(),
+            opener,
+            metrics: metrics.clone(),
+            validate_after_idle: pool.validate_after_idle,
+            validation_timeout: pool.validation_timeout,
+        };
+        let deadpool = managed::Pool::builder(manager)
+            .max_size(pool.max_size)
+            .build()
+            .map_err(|e| Error::config(format!("cannot build the pool: {e}")))?;
+        let inner = Arc::new(PoolInner {
+            deadpool,
+            gate,
+            metrics,
+            events,
+            live,
+            closing: AtomicBool::new(false),
+            filling: AtomicBool::new(false),
+            pinging: AtomicBool::new(false),
+            last_ok: AtomicU64::new(0),
+            epoch: Instant::now(),
+            budget: Budget::new(pool.retry.budget),
+            deadlines: deadline::Deadlines::start(),
+            config: pool,
+        });
+        tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
+        inner.events.notify_one();
+        Ok(Pool { inner })
+    }
+}
