@@ -11,6 +11,9 @@ use tokio::sync::Notify;
 use super::gate::Gate;
 use super::manager::{Manager, Opener};
 use super::{Pool, PoolInner, deadline, maintain};
+// Only named in a doc link.
+#[cfg(doc)]
+use super::PoolHealth;
 use crate::backoff::Jitter;
 use crate::config::Config;
 use crate::connect::Connector;
