@@ -224,9 +224,10 @@ impl fmt::Debug for Migrator {
 }
 
 impl Migrator {
-    /// Reads and validates every migration file in `dir`. Fails with [`ErrorKind::Config`]
-    /// naming each bad file (bad name, duplicate version, unreadable, not UTF-8, unknown
-    /// `pgsteady:` directive), or when `dir` is missing or not a directory.
+    /// Reads and validates every migration file in `dir`. Fails with
+    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming each bad file (bad name,
+    /// duplicate version, unreadable, not UTF-8, unknown `pgsteady:` directive), or when `dir`
+    /// is missing or not a directory.
     ///
     /// # Examples
     ///
@@ -297,7 +298,7 @@ impl Migrator {
     }
 
     /// Bounds the wait for another runner's lock (`None`: unbounded). Running out fails with
-    /// [`ErrorKind::Timeout`].
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
     #[must_use]
     pub fn with_lock_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.lock_timeout = timeout;
