@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use pgsteady_testkit::{Cluster, StopMode};
 use tokio_postgres::error::SqlState;
 
-use crate::{connect, io_kind, with_timeout};
+use crate::{connect, io_kind, scalar, with_timeout};
 
 #[tokio::test]
 async fn start_serves_the_password_user_over_tcp_and_rejects_a_wrong_password() {
@@ -88,11 +88,7 @@ async fn immediate_restart_runs_crash_recovery() {
         cluster.log()
     );
     let (client, _conn) = connect(&cluster.pg_config()).await.unwrap();
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = scalar(&client, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "a committed row survives an immediate shutdown");
 }
 
@@ -137,14 +133,11 @@ async fn max_connections_is_applied_and_exhaustion_is_53300() {
     // Wait for the kit's own start-up sessions to have left.
     let admin = cluster.admin().await.unwrap();
     for _ in 0..200 {
-        let n: i64 = admin
-            .query_one(
-                "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let n: i64 = scalar(
+            &admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'",
+        )
+        .await;
         if n == 1 {
             break;
         }
@@ -200,11 +193,7 @@ fn nice_of(pid: i32) -> i32 {
 async fn nice_applies_to_the_postmaster_and_its_backends_across_restarts() {
     let cluster = Cluster::builder().nice(10).start().await.unwrap();
     let (client, _driver) = connect(&cluster.pg_config()).await.unwrap();
-    let backend: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let backend: i32 = scalar(&client, "SELECT pg_backend_pid()").await;
     assert_eq!(nice_of(cluster.postmaster_pid().unwrap()), 10);
     assert_eq!(nice_of(backend), 10);
     cluster.restart(StopMode::Fast).await.unwrap();

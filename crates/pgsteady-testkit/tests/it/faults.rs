@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use pgsteady_testkit::{BackendFilter, Cluster};
 use tokio_postgres::error::SqlState;
 
-use crate::{connect, io_kind, with_timeout};
+use crate::{connect, io_kind, scalar, with_timeout};
 
 #[tokio::test]
 async fn kill_postmaster_takes_everything_down_and_start_recovers_committed_data() {
@@ -40,11 +40,7 @@ async fn kill_postmaster_takes_everything_down_and_start_recovers_committed_data
     assert_ne!(cluster.postmaster_pid(), Some(postmaster));
     assert!(cluster.log().contains("database system was interrupted"));
     let (client, _conn) = connect(&cluster.pg_config()).await.unwrap();
-    let v: i32 = client
-        .query_one("SELECT v FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let v: i32 = scalar(&client, "SELECT v FROM t").await;
     assert_eq!(v, 7);
 }
 
@@ -68,11 +64,7 @@ async fn kill_backend_makes_the_server_end_every_other_session_with_57p02_and_re
     let cluster = Cluster::start().await.unwrap();
     let (victim, _victim_conn) = connect(&cluster.pg_config()).await.unwrap();
     let (bystander, bystander_conn) = connect(&cluster.pg_config()).await.unwrap();
-    let victim_pid: i32 = victim
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let victim_pid: i32 = scalar(&victim, "SELECT pg_backend_pid()").await;
     bystander.simple_query("SELECT 1").await.unwrap();
     let readies = cluster.ready_times().len();
 

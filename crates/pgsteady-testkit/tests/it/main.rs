@@ -37,6 +37,11 @@ impl Ended {
     }
 }
 
+/// The single value of a one-row, one-column query; panics on any error.
+pub async fn scalar<T: tokio_postgres::types::FromSqlOwned>(client: &Client, sql: &str) -> T {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
 /// Connects and drives the connection on a task that reports how it ended.
 pub async fn connect(config: &Config) -> Result<(Client, tokio::task::JoinHandle<Ended>), Error> {
     let (client, mut connection) = connect_raw(config).await?;

@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use pgsteady_testkit::{Cluster, FaultProxy, ProxyMode};
 
-use crate::{connect, io_kind, with_timeout};
+use crate::{connect, io_kind, scalar, with_timeout};
 
 async fn setup() -> (Cluster, FaultProxy, tokio_postgres::Config) {
     let cluster = Cluster::start().await.unwrap();
@@ -146,11 +146,7 @@ async fn drop_replies_executes_the_commit_but_the_client_never_hears() {
     let (direct, _direct_conn) = connect(&cluster.pg_config()).await.unwrap();
     let mut committed = 0i64;
     for _ in 0..100 {
-        committed = direct
-            .query_one("SELECT count(*) FROM t", &[])
-            .await
-            .unwrap()
-            .get(0);
+        committed = scalar(&direct, "SELECT count(*) FROM t").await;
         if committed == 1 {
             break;
         }
@@ -181,10 +177,6 @@ async fn a_mode_armed_on_commit_switches_exactly_when_commit_is_sent() {
     assert!(commit.is_err(), "the reply to COMMIT is swallowed");
     assert_eq!(proxy.mode(), ProxyMode::DropReplies);
     let (direct, _direct_conn) = connect(&cluster.pg_config()).await.unwrap();
-    let n: i64 = direct
-        .query_one("SELECT count(*) FROM t", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let n: i64 = scalar(&direct, "SELECT count(*) FROM t").await;
     assert_eq!(n, 1, "the server executed the COMMIT");
 }
