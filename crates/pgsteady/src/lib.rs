@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod migrate;
 pub mod pool;
 pub mod retry;
+pub mod text;
 mod tls;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};

@@ -333,7 +333,7 @@ async fn server_layers(client: &Client, want: TargetSessionAttrs) -> Vec<Layer> 
         Err(e) => {
             out.push(Layer::fail(
                 "version",
-                format!("cannot query the server: {e}"),
+                format!("cannot query the server: {}", pgsteady::text::sanitize(&e.to_string())),
                 Reason::Db,
             ));
             return out;
