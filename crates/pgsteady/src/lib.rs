@@ -12,6 +12,7 @@ pub mod classify;
 pub mod config;
 pub mod connect;
 mod error;
+mod fsread;
 pub mod health;
 pub mod metrics;
 pub mod migrate;

@@ -89,6 +89,9 @@ pub struct Config {
     /// The loaded password file, if one exists and passed the permission check. Default:
     /// `~/.pgpass`.
     pub passfile: Option<PassFile>,
+    /// Why no password file was loaded (missing, skipped for its permissions, not a regular
+    /// file...), for the "password required, none found" message. Default: none.
+    pub passfile_note: Option<String>,
     /// Database name. Default: the user name.
     pub dbname: String,
     /// `options`: command-line options sent to the server, e.g. `-c statement_timeout=5s`.
@@ -208,13 +211,19 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from)
                 .or_else(|| home.as_ref().map(|h| h.join(".pgpass")));
-            match path.map(|path| PassFile::load(&path)) {
-                Some(PassFileStatus::Loaded(f)) => Some(f),
-                _ => None,
+            match path.map(|path| (PassFile::load(&path), path)) {
+                Some((PassFileStatus::Loaded(f), _)) => (Some(f), None),
+                Some((PassFileStatus::Ignored(why), _)) => (None, Some(format!("{why}; skipped"))),
+                Some((PassFileStatus::Missing, path)) => (
+                    None,
+                    Some(format!("\"{}\" does not exist", path.display())),
+                ),
+                None => (None, Some("none (no passfile, PGPASSFILE or HOME)".to_owned())),
             }
         } else {
-            None
+            (None, None)
         };
+        let (passfile, passfile_note) = passfile;
 
         let connect_timeout = match p.get("connect_timeout") {
             None | Some("") => None,
@@ -312,6 +321,7 @@ impl Config {
             user,
             password,
             passfile,
+            passfile_note,
             dbname,
             options,
             application_name,

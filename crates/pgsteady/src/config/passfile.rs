@@ -38,6 +38,10 @@ pub enum PassFileStatus {
 impl PassFile {
     /// Loads `path`, applying libpq's permission rule. An ignored file is logged with
     /// `tracing::warn!` and reported in the status.
+    ///
+    /// Only a regular file of at most 1 MiB is read (a FIFO or a device there is skipped, not
+    /// waited on). A line that is not valid UTF-8 is skipped, the others are used, as libpq
+    /// (which reads bytes) would use them.
     pub fn load(path: &Path) -> PassFileStatus {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
@@ -61,10 +65,30 @@ impl PassFile {
                 );
             }
         }
-        match std::fs::read_to_string(path) {
-            Ok(text) => PassFileStatus::Loaded(Self::parse(path, &text)),
-            Err(e) => ignored(path, format!("cannot be read: {e}")),
+        match crate::fsread::read_regular(path, crate::fsread::MAX_PASSFILE) {
+            Ok(bytes) => PassFileStatus::Loaded(Self::parse_bytes(path, &bytes)),
+            Err(e) => ignored(path, e.to_string()),
         }
+    }
+
+    /// Parses the file's bytes line by line; a line that is not UTF-8 is skipped (with a
+    /// warning naming its number, never its content).
+    pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Self {
+        let mut text = String::with_capacity(bytes.len());
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            match std::str::from_utf8(line) {
+                Ok(line) => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                Err(_) => tracing::warn!(
+                    "password file \"{}\": line {} is not valid UTF-8; skipping it",
+                    path.display(),
+                    i + 1
+                ),
+            }
+        }
+        Self::parse(path, &text)
     }
 
     /// Parses the file's text (no permission check).
@@ -155,6 +179,27 @@ short:line
             PassFile::parse(Path::new("/x"), "short:line\n").lookup("short", "line", "", ""),
             None
         );
+    }
+
+    /// Issue 19 item 15: one invalid byte no longer hides the whole file.
+    #[test]
+    fn invalid_utf8_line_is_skipped_not_the_file() {
+        let bytes = b"bad:*:*:*:\xff\xfe\n*:*:*:*:good\n";
+        let f = PassFile::parse_bytes(Path::new("/x"), bytes);
+        assert_eq!(f.lookup("h", "1", "d", "u"), Some("good"));
+        assert_eq!(f.lookup("bad", "1", "d", "u"), Some("good"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        std::fs::write(&path, bytes).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        match PassFile::load(&path) {
+            PassFileStatus::Loaded(f) => assert_eq!(f.lookup("h", "1", "d", "u"), Some("good")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
