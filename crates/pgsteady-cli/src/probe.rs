@@ -31,7 +31,8 @@ impl Failure {
     pub(crate) fn message(&self) -> String {
         match self {
             Failure::Connect(e) => e.to_string(),
-            Failure::Query(e) => format!("query failed: {e}"),
+            // The library's message already says "query failed".
+            Failure::Query(e) => e.to_string(),
             Failure::NotTrue => "the query returned false".to_owned(),
         }
     }
@@ -77,11 +78,15 @@ pub(crate) async fn probe(
         .connect_within(budget)
         .await
         .map_err(Failure::Connect)?;
-    let messages = connected
-        .client
-        .simple_query(query)
-        .await
-        .map_err(|e| Failure::Query(pgsteady::Error::from_pg(e, "query")))?;
+    // At most MAX_OWN_ROWS rows are read: a server streaming rows forever must not fill
+    // memory until the deadline (issue 19 item 8).
+    let messages = pgsteady::connect::bounded_simple_query(
+        &connected.client,
+        query,
+        pgsteady::connect::MAX_OWN_ROWS,
+    )
+    .await
+    .map_err(Failure::Query)?;
     // A single false value means "not ready yet" (e.g. `SELECT count(*) > 0 FROM ...`).
     let last_row = messages.iter().rev().find_map(|m| match m {
         SimpleQueryMessage::Row(r) => Some(r),

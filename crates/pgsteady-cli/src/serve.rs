@@ -92,6 +92,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let pool = match Pool::builder(plan.config.clone())
         .max_size(1)
         .min_idle(1)
+        .max_message_len(exit::MAX_MESSAGE_LEN)
         .build()
     {
         Ok(pool) => pool,

@@ -130,7 +130,9 @@ pub(crate) async fn run(args: WaitArgs) -> ExitCode {
 pub(crate) async fn wait(plan: &Plan) -> u8 {
     let mut reporter = Reporter::new(plan.output, plan.name, plan.config.to_string());
     let mut connector = match Connector::new(plan.config.clone()) {
-        Ok(c) => c.with_attempt_timeout(plan.attempt_timeout),
+        Ok(c) => c
+            .with_attempt_timeout(plan.attempt_timeout)
+            .with_max_message_len(exit::MAX_MESSAGE_LEN),
         Err(e) => {
             let code = exit::for_error(&e);
             reporter.failed(code, e.reason(), &e.to_string());

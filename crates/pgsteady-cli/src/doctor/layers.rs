@@ -34,6 +34,9 @@ pub(crate) struct Layer {
     /// The classification reason, for failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) reason: Option<&'static str>,
+    /// The same reason, for the exit code.
+    #[serde(skip)]
+    pub(crate) cause: Option<Reason>,
 }
 
 impl Layer {
@@ -45,6 +48,7 @@ impl Layer {
             ms: took.map(|d| (d.as_secs_f64() * 1e4).round() / 10.0),
             hints: Vec::new(),
             reason: None,
+            cause: None,
         }
     }
 
@@ -55,10 +59,11 @@ impl Layer {
         }
     }
 
-    fn fail(layer: &'static str, detail: impl Into<String>, reason: Reason) -> Self {
+    pub(crate) fn fail(layer: &'static str, detail: impl Into<String>, reason: Reason) -> Self {
         Layer {
             status: Status::Fail,
             reason: Some(reason.as_str()),
+            cause: Some(reason),
             ..Layer::ok(layer, detail, None)
         }
     }
@@ -196,7 +201,9 @@ pub(crate) async fn check_host(config: &Config, host: &HostSpec, timeout: Durati
     // Session attributes are examined below, not required here.
     single.target_session_attrs = TargetSessionAttrs::Any;
     let connector = match Connector::new(single) {
-        Ok(c) => c.with_attempt_timeout(timeout),
+        Ok(c) => c
+            .with_attempt_timeout(timeout)
+            .with_max_message_len(crate::exit::MAX_MESSAGE_LEN),
         Err(e) => {
             out.push(Layer::fail(
                 "tls",
@@ -240,7 +247,25 @@ pub(crate) async fn check_host(config: &Config, host: &HostSpec, timeout: Durati
         format!("`{}` exists", config.dbname),
         None,
     ));
-    out.extend(server_layers(&connected.client, config.target_session_attrs).await);
+    // Bounded (issue 19 item 7): a server that answers the session check and then stops
+    // answering must not hold doctor past its timeouts.
+    let budget = timeout.saturating_mul(4);
+    match tokio::time::timeout(
+        budget,
+        server_layers(&connected.client, config.target_session_attrs),
+    )
+    .await
+    {
+        Ok(layers) => out.extend(layers),
+        Err(_) => out.push(Layer::fail(
+            "version",
+            format!(
+                "the server accepted the session but did not answer its queries within {:.1}s",
+                budget.as_secs_f64()
+            ),
+            Reason::TimedOut,
+        )),
+    }
     out
 }
 
@@ -325,7 +350,7 @@ async fn server_layers(client: &Client, want: TargetSessionAttrs) -> Vec<Layer> 
                current_setting('max_connections'), \
                current_setting('superuser_reserved_connections'), \
                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::text";
-    let row = match client.simple_query(sql).await {
+    let row = match pgsteady::connect::bounded_simple_query(client, sql, 1).await {
         Ok(msgs) => msgs.into_iter().find_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
@@ -333,8 +358,8 @@ async fn server_layers(client: &Client, want: TargetSessionAttrs) -> Vec<Layer> 
         Err(e) => {
             out.push(Layer::fail(
                 "version",
-                format!("cannot query the server: {}", pgsteady::text::sanitize(&e.to_string())),
-                Reason::Db,
+                format!("cannot query the server: {e}"),
+                e.reason().unwrap_or(Reason::Db),
             ));
             return out;
         }
@@ -395,7 +420,10 @@ async fn server_layers(client: &Client, want: TargetSessionAttrs) -> Vec<Layer> 
     let mut samples = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        if client.simple_query("SELECT 1").await.is_err() {
+        if pgsteady::connect::bounded_simple_query(client, "SELECT 1", 1)
+            .await
+            .is_err()
+        {
             break;
         }
         samples.push(started.elapsed());

@@ -10,6 +10,9 @@ mod listeners;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use pgsteady::{Connector, Reason};
+use tokio::time::Instant;
+
 use serde::Serialize;
 
 use crate::common::{parse_duration, resolve_target};
@@ -17,11 +20,17 @@ use crate::exit;
 use layers::{Layer, Status};
 
 const HELP: &str = "\
-Exit codes:
+Bounds: each step (name lookup, TCP connect, handshake) within --timeout, the server's
+queries within 4x --timeout, the whole run within --max-time: hosts not reached by then are
+reported as not checked.
+
+Exit codes (the same meanings as check, wait and migrate):
   0  every layer works for at least one host
-  1  a transient layer is broken (DNS, TCP, startup, headroom, hung server)
-  2  the configuration is invalid
-  3  a permanent layer is broken (TLS, authentication, database, session type)";
+  1  a transient layer is broken (DNS, TCP, startup, headroom, hung server), or --max-time
+     ran out before a host was found working
+  2  the configuration is invalid (nothing was tried)
+  3  a permanent layer is broken (TLS, authentication or no password found, database,
+     session type, an option the server rejects, not a PostgreSQL server)";
 
 /// Arguments of `pgsteady doctor`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +42,9 @@ pub(crate) struct DoctorArgs {
     /// Bound on each step (name lookup, TCP connect, handshake).
     #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DURATION")]
     timeout: Duration,
+    /// Bound on the whole run, over every host.
+    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    max_time: Duration,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
@@ -50,6 +62,8 @@ struct Broken {
     host: Option<String>,
     detail: String,
     hints: Vec<String>,
+    #[serde(skip)]
+    cause: Option<Reason>,
 }
 
 #[derive(Debug, Serialize)]
@@ -60,13 +74,28 @@ struct Report {
     exit_code: u8,
     broken: Option<Broken>,
     hosts: Vec<HostReport>,
+    /// Hosts not checked because --max-time ran out.
+    #[serde(skip_serializing_if = "is_zero")]
+    not_checked: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+
 
 pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
     // Validate everything before touching the network.
-    let config = match resolve_target(args.target.as_deref()) {
+    // A bad file named by the configuration (a FIFO as sslrootcert) is a usage error too.
+    let config = match resolve_target(args.target.as_deref()).and_then(|c| {
+        Connector::new(c.clone()).map(|_| c).map_err(|e| match e.kind() {
+            pgsteady::ErrorKind::Config if e.reason() == Some(Reason::Config) => e,
+            _ => e.with_kind(pgsteady::ErrorKind::Tls),
+        })
+    }) {
         Ok(c) => c,
-        Err(e) => {
+        Err(e) if e.kind() == pgsteady::ErrorKind::Config => {
             let report = Report {
                 config: String::new(),
                 ok: false,
@@ -76,16 +105,46 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                     host: None,
                     detail: e.to_string(),
                     hints: Vec::new(),
+                    cause: e.reason(),
                 }),
                 hosts: Vec::new(),
+                not_checked: 0,
             };
             print(&report, args.json);
             return exit::code(exit::USAGE);
         }
+        // TLS settings that cannot be loaded: reported per host by the tls layer.
+        Err(_) => match resolve_target(args.target.as_deref()) {
+            Ok(c) => c,
+            Err(_) => return exit::code(exit::USAGE),
+        },
     };
+    // The overall bound (issue 19 item 10): hosts are checked in order until --max-time.
+    let deadline = Instant::now() + args.max_time;
     let mut hosts = Vec::new();
+    let mut not_checked = 0;
     for host in &config.hosts {
-        let layers = layers::check_host(&config, host, args.timeout).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            not_checked += 1;
+            continue;
+        }
+        let layers = match tokio::time::timeout(
+            left,
+            layers::check_host(&config, host, args.timeout),
+        )
+        .await
+        {
+            Ok(layers) => layers,
+            Err(_) => vec![layers::Layer::fail(
+                "deadline",
+                format!(
+                    "not finished when --max-time ({:.1}s) ran out",
+                    args.max_time.as_secs_f64()
+                ),
+                Reason::TimedOut,
+            )],
+        };
         hosts.push(HostReport {
             host: host.to_string(),
             layers,
@@ -106,22 +165,27 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                     host: Some(h.host.clone()),
                     detail: l.detail.clone(),
                     hints: l.hints.clone(),
+                    cause: l.cause,
                 })
         })
     };
+    // The code follows the failure's classification, as for check, wait and migrate: a
+    // non-PostgreSQL server or a rejected option is permanent whichever layer saw it.
     let exit_code = match &broken {
+        None if not_checked > 0 && !healthy => exit::NOT_READY,
         None => exit::READY,
         Some(b) => match b.layer {
             "tls" | "auth" | "database" | "recovery" => exit::PERMANENT,
-            _ => exit::NOT_READY,
+            _ => b.cause.map_or(exit::NOT_READY, exit::for_reason),
         },
     };
     let report = Report {
         config: config.to_string(),
-        ok: broken.is_none(),
+        ok: broken.is_none() && healthy,
         exit_code,
         broken,
         hosts,
+        not_checked,
     };
     print(&report, args.json);
     exit::code(exit_code)
@@ -153,7 +217,15 @@ fn print(report: &Report, json: bool) {
             }
         }
     }
+    if report.not_checked > 0 {
+        println!(
+            "{} more host{} not checked: --max-time ran out",
+            report.not_checked,
+            if report.not_checked == 1 { "" } else { "s" }
+        );
+    }
     match &report.broken {
+        None if !report.ok => println!("no host was found working before --max-time ran out"),
         None => println!("all layers ok"),
         Some(b) if b.layer == "config" => {
             println!("{:<9} {:<4}  {}", "config", "FAIL", b.detail);

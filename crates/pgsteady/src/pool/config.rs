@@ -79,6 +79,10 @@ pub struct PoolConfig {
     pub idle_ping: Option<Duration>,
     /// Retries of [`Pool::run`] and [`Pool::transaction`]. Default: [`RetryPolicy::default`].
     pub retry: RetryPolicy,
+    /// The longest data-carrying message (row, error, notice) a connection accepts from the
+    /// server; see [`Connector::with_max_message_len`]. Default:
+    /// [`DEFAULT_MAX_MESSAGE_LEN`](crate::connect::DEFAULT_MAX_MESSAGE_LEN) (1 GiB - 1).
+    pub max_message_len: usize,
 }
 
 impl Default for PoolConfig {
@@ -101,6 +105,7 @@ impl Default for PoolConfig {
             reconnect_spread: Duration::from_millis(40),
             idle_ping: Some(Duration::from_secs(5)),
             retry: RetryPolicy::default(),
+            max_message_len: crate::connect::DEFAULT_MAX_MESSAGE_LEN,
         }
     }
 }
@@ -151,6 +156,8 @@ impl PoolBuilder {
         retry: RetryPolicy;
         /// See [`PoolConfig::idle_ping`].
         idle_ping: Option<Duration>;
+        /// See [`PoolConfig::max_message_len`].
+        max_message_len: usize;
     }
 
     /// Replaces the whole pool configuration.
@@ -180,7 +187,7 @@ impl PoolBuilder {
         if !(0.0..=1.0).contains(&pool.lifetime_jitter) {
             return Err(Error::config("lifetime_jitter must be between 0 and 1"));
         }
-        let connector = Connector::new(config)?;
+        let connector = Connector::new(config)?.with_max_message_len(pool.max_message_len);
         let metrics = Arc::new(Metrics::default());
         let events = Arc::new(Notify::new());
         let live = Arc::new(AtomicUsize::new(0));
