@@ -41,7 +41,9 @@ Exit codes:
   3  permanent error: authentication failed, database missing, permission denied
   4  a migration failed: it was rolled back; the ones before it stay applied
   5  the history does not match the files (changed or missing applied file, file out of
-     order): nothing was applied; see `pgsteady migrate repair` and --out-of-order";
+     order): nothing was applied; see `pgsteady migrate repair` and --out-of-order
+  130, 143  stopped by SIGINT or SIGTERM: the running statement was cancelled on the server
+     and rolled back, the lock released; the migrations before it stay applied";
 
 /// Arguments of `pgsteady migrate`.
 #[derive(Debug, clap::Args)]
@@ -241,9 +243,19 @@ async fn execute(plan: Plan) -> u8 {
             .clone()
             .on_event(move |e| printer.lock().unwrap().event(e))
     };
+    // SIGINT/SIGTERM cancel the running statement on the server and release the lock before
+    // exiting (issue 19 item 17); the exit code is then 128 + the signal, as a shell reports.
+    let signalled = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let stop = {
+        let signalled = signalled.clone();
+        async move {
+            let n = stop_signal().await;
+            signalled.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let result = match plan.job {
         Job::Apply { dry_run: false } => migrator
-            .run(&connector)
+            .run_until(&connector, stop)
             .await
             .map(|report| printer.lock().unwrap().report(&report)),
         Job::Apply { dry_run: true } => migrator
@@ -261,7 +273,29 @@ async fn execute(plan: Plan) -> u8 {
     };
     match result {
         Ok(code) => code,
-        Err(e) => fail(&printer, &e, &plan.migrator),
+        Err(e) => {
+            let code = fail(&printer, &e, &plan.migrator);
+            match signalled.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => code,
+                signal => 128 + signal,
+            }
+        }
+    }
+}
+
+/// Resolves with the signal number on SIGINT or SIGTERM; never if the handlers cannot be
+/// installed (the default action then still ends the process).
+async fn stop_signal() -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
     }
 }
 

@@ -174,12 +174,18 @@ impl Connector {
         self
     }
 
-    /// Asks the server to cancel what `client`'s session is running (PostgreSQL's
+    /// Asks the server to cancel what the session of `token` is running (PostgreSQL's
     /// CancelRequest on a new connection to `host`, bounded by the attempt timeout). For a
     /// caller giving up on a long statement, e.g. on SIGINT: dropping the client alone leaves
     /// the statement running until the server next writes to the socket.
-    pub async fn cancel(&self, client: &Client, host: &HostSpec) -> Result<(), Error> {
-        let token = client.cancel_token();
+    ///
+    /// Take the token with [`Client::cancel_token`] before handing the client to the work
+    /// that may need cancelling.
+    pub async fn cancel(
+        &self,
+        token: &tokio_postgres::CancelToken,
+        host: &HostSpec,
+    ) -> Result<(), Error> {
         let send = async {
             let socket = match &host.host {
                 Host::Unix(dir) => stream::dial_unix(dir, host.port).await?,

@@ -78,6 +78,88 @@ impl Migrator {
         Ok(report)
     }
 
+    /// [`Migrator::run`] until `stop` resolves (e.g. on SIGINT): then the statement running on
+    /// the server is cancelled (a CancelRequest, as psql sends on Ctrl-C), its transaction
+    /// rolls back, the lock is released on the way out, and this returns an error of kind
+    /// [`ErrorKind::Migration`] saying it was interrupted, whose source is the failure
+    /// (file) when one was running. Without the cancel, the server would run the statement
+    /// (and hold the lock) until it next wrote to the closed socket (issue 19 item 17).
+    pub async fn run_until(
+        &self,
+        connector: &Connector,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Report, Error> {
+        let start = Instant::now();
+        let mut report = Report::default();
+        let mut in_doubt = None;
+        tokio::pin!(stop);
+        loop {
+            let mut connected = tokio::select! {
+                c = connector.connect() => c?,
+                () = &mut stop => {
+                    return Err(Error::new(ErrorKind::Migration, "interrupted before connecting: nothing was applied"));
+                }
+            };
+            let token = connected.client.cancel_token();
+            let host = connected.host.clone();
+            let (result, stopped) = {
+                let work = self.run_locked(&mut connected.client, &mut report, &mut in_doubt);
+                tokio::pin!(work);
+                tokio::select! {
+                    r = &mut work => (r, None),
+                    () = &mut stop => {
+                        let cancelled = connector.cancel(&token, &host).await.is_ok();
+                        // Let the session roll back and release the lock.
+                        let finished =
+                            tokio::time::timeout(connector.attempt_timeout(), &mut work).await;
+                        let confirmed = finished.is_ok();
+                        let r = finished.unwrap_or(Ok(()));
+                        (r, Some((cancelled, confirmed)))
+                    }
+                }
+            };
+            if let Some((cancelled, confirmed)) = stopped {
+                let what = match (cancelled, confirmed) {
+                    (true, true) => "the running statement was cancelled on the server, its \
+                         migration rolled back and the lock released",
+                    (true, false) => "the running statement was cancelled on the server; the \
+                         session was closed before it confirmed the rollback",
+                    (false, _) => "the cancel request failed; the session was closed (the \
+                         server ends the statement when it notices)",
+                };
+                let err = Error::new(
+                    ErrorKind::Migration,
+                    format!(
+                        "interrupted: {what}; the {} migration(s) applied before it stay applied",
+                        report.applied.len()
+                    ),
+                );
+                return Err(match result {
+                    Err(e) if Failure::of(&e).is_some() => err.with_source(e),
+                    _ => err,
+                });
+            }
+            match result {
+                Ok(()) => break,
+                Err(e) if resumable(&e) && report.resumes < self.max_resumes => {
+                    report.resumes += 1;
+                    if e.kind() == ErrorKind::CommitOutcomeUnknown {
+                        in_doubt = Failure::of(&e).map(Failure::version);
+                    }
+                    tracing::warn!(error = %e, "migration connection lost; resuming");
+                    self.emit(Event::Resuming {
+                        attempt: report.resumes,
+                        reason: e.reason(),
+                        error: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+
     /// [`Migrator::status_on`] on a session from `connector` (waiting for the database).
     pub async fn status(&self, connector: &Connector) -> Result<Status, Error> {
         let connected = connector.connect().await?;
