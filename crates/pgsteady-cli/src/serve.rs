@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pgsteady::health::http::{router, serve};
+use pgsteady::health::http::{HttpLimits, router, serve_with_limits};
 use pgsteady::{Config, Pool, Readiness, ReadyState, ShutdownConfig};
 use tokio::net::TcpListener;
 
@@ -23,6 +23,10 @@ Endpoints:
 Readiness turns not_ready once the database has been unreachable for --grace (default 1s),
 at once on a permanent error (wrong password, missing database), and ready again as soon as
 one connection succeeds.
+
+Connections: at most --max-connections open (one more is closed at once: keep it under
+`ulimit -n`); request headers within 5s of connecting or of a request's first byte; a
+kept-alive connection idle at most 30s.
 
 Exit codes:
   0  stopped by SIGTERM/SIGINT, cleanly
@@ -48,6 +52,9 @@ pub(crate) struct ServeArgs {
     /// Print only errors (no start line, no readiness changes).
     #[arg(long, short)]
     quiet: bool,
+    /// The most HTTP connections open at once.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_connections: usize,
 }
 
 /// What `serve` will do, validated before any I/O.
@@ -58,6 +65,7 @@ struct Plan {
     grace: Duration,
     linger: Duration,
     quiet: bool,
+    max_connections: usize,
 }
 
 impl Plan {
@@ -68,6 +76,7 @@ impl Plan {
             grace: args.grace,
             linger: args.linger,
             quiet: args.quiet,
+            max_connections: args.max_connections,
         })
     }
 }
@@ -80,6 +89,10 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             return exit::code(exit::USAGE);
         }
     };
+    if plan.max_connections == 0 {
+        eprintln!("pgsteady serve: --max-connections must be at least 1");
+        return exit::code(exit::USAGE);
+    }
     let listener = match TcpListener::bind(plan.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -114,7 +127,8 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         .with_linger(plan.linger)
         .with_deadline(Duration::from_secs(5))
         .with_pool_close(Duration::from_secs(2));
-    match serve(listener, router(&readiness), &readiness, shutdown).await {
+    let limits = HttpLimits::default().with_max_connections(plan.max_connections);
+    match serve_with_limits(listener, router(&readiness), &readiness, shutdown, limits).await {
         Ok(report) => {
             if !plan.quiet {
                 let by = report.signal.map_or("drain", |s| s.as_str());
