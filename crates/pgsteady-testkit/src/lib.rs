@@ -10,6 +10,9 @@
 //!   swallows replies on command, and counts connections and bytes.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
 //!   TCP keepalive and `tcp_user_timeout`.
+//! - [`fake`]: fake servers on loopback that misbehave as no real server can be made to:
+//!   authenticate then hang, stream rows forever, announce a 2 GB message, send control
+//!   characters, ask for a password, speak HTTP.
 //! - [`workload`]: N workers looping an operation against any client while faults happen,
 //!   every call recorded; per fault: errors surfaced, time from ready to first success, time
 //!   without success, longest call; a histogram for charts.
@@ -28,6 +31,7 @@
 mod bin;
 mod cluster;
 mod error;
+pub mod fake;
 mod log;
 pub mod netns;
 mod process;

@@ -5,6 +5,7 @@ mod check;
 mod doctor;
 mod drill;
 mod exec;
+mod hostile;
 mod migrate;
 mod run;
 mod serve;
