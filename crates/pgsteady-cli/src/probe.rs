@@ -68,6 +68,18 @@ fn is_usage(e: &pgsteady::Error) -> bool {
     )
 }
 
+/// An error and its sources, `: `-separated.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
 /// Connects within `budget` and runs `query`. Returns the host that answered.
 pub(crate) async fn probe(
     connector: &Connector,
@@ -85,8 +97,28 @@ pub(crate) async fn probe(
         query,
         pgsteady::connect::MAX_OWN_ROWS,
     )
-    .await
-    .map_err(Failure::Query)?;
+    .await;
+    let messages = match messages {
+        Ok(m) => m,
+        // The client only sees "connection closed"; the connection task saw why (e.g. a
+        // protocol violation): say that.
+        Err(e) if e.is_closed() => {
+            let closed =
+                tokio::time::timeout(Duration::from_millis(200), connected.monitor.closed()).await;
+            return Err(Failure::Query(match closed {
+                Ok(c) => match (c.error(), c.reason()) {
+                    (Some(cause), reason) => pgsteady::Error::new(
+                        pgsteady::ErrorKind::Closed,
+                        format!("query failed: the connection closed: {}", chain(cause)),
+                    )
+                    .with_reason(reason.unwrap_or(Reason::Closed)),
+                    _ => e,
+                },
+                Err(_) => e,
+            }));
+        }
+        Err(e) => return Err(Failure::Query(e)),
+    };
     // A single false value means "not ready yet" (e.g. `SELECT count(*) > 0 FROM ...`).
     let last_row = messages.iter().rev().find_map(|m| match m {
         SimpleQueryMessage::Row(r) => Some(r),

@@ -451,7 +451,13 @@ async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
         &dir.path().display().to_string(),
     ])
     .spawn();
-    let admin = cluster.admin().await.unwrap();
+    // The migration's own database (the admin connection may use another one).
+    let (admin, connection) = cluster
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let n: i64 = admin
