@@ -512,3 +512,62 @@ async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
         .get(0);
     assert!(fast, "0001 stays applied");
 }
+
+/// Items 1-3 through the real binary: malformed targets holding a password, given as the
+/// target or as DATABASE_URL, to every command, in text and JSON. The exhaustive check is the
+/// in-process property test `a_password_inserted_anywhere_never_leaks`; this is its sample.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_a_malformed_target_never_appears_in_any_output() {
+    const PW: &str = "Zq9pWs3cr3tX";
+    let targets = [
+        format!("postgresql:/app:{PW}@host/db"),
+        format!("host 127.0.0.1 password {PW}"),
+        format!("postgresql://app:{PW}/app"),
+        format!("host=x {PW}"),
+        format!("{PW}=1"),
+        format!("host=h {PW}=1"),
+        format!("postgresql://app:{PW}@h:port/db"),
+        format!("postgresql://app:{PW}@[::1/db"),
+        format!("host=h password='{PW}"),
+        format!("postgresql://app:{PW}@h/db?{PW}"),
+        format!("postgresql://h/db?sslmode={PW}"),
+        format!("{PW}://h/db"),
+        format!("host=h port={PW}"),
+        format!("host=h sslmode={PW}"),
+        format!("host=h connect_timeout={PW}"),
+        format!("postgresql://h/db?password={PW}%zz"),
+    ];
+    let dir = migrations();
+    let d = dir.path().display().to_string();
+    let commands: [&[&str]; 8] = [
+        &["check"],
+        &["check", "--json"],
+        &["wait", "--json"],
+        &["doctor"],
+        &["doctor", "--json"],
+        &["serve", "--listen", "127.0.0.1:0"],
+        &["migrate", "--dir", &d],
+        &["migrate", "--dir", &d, "--json"],
+    ];
+    let mut runs = 0;
+    for target in &targets {
+        for args in commands {
+            for via_env in [false, true] {
+                let mut argv: Vec<&str> = vec![args[0]];
+                if !via_env {
+                    argv.push(target);
+                }
+                argv.extend_from_slice(&args[1..]);
+                let mut cmd = TestCommand::new(&argv);
+                if via_env {
+                    cmd = cmd.env("DATABASE_URL", target);
+                }
+                let f = cmd.run().await;
+                f.assert_exit_code(2).assert_no_secret(PW);
+                assert!(f.elapsed < Duration::from_secs(3), "{argv:?}: {f:#?}");
+                runs += 1;
+            }
+        }
+    }
+    assert_eq!(runs, targets.len() * 16);
+}
