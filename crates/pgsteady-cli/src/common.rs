@@ -83,7 +83,10 @@ mod tests {
             err.to_string()
                 .contains("neither a postgresql:// URL nor key=value")
         );
-        for t in ["postgresql:/app:S3cret@host/db", "host 127.0.0.1 password S3cret"] {
+        for t in [
+            "postgresql:/app:S3cret@host/db",
+            "host 127.0.0.1 password S3cret",
+        ] {
             let err = resolve_target(Some(t)).unwrap_err();
             assert!(!err.to_string().contains("S3cret"), "{err}");
         }

@@ -179,7 +179,9 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
         let mut buf = [0u8; 1024];
         let _ = stream.read(&mut buf).await?;
         stream
-            .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
             .await?;
         return Ok(());
     }
@@ -216,7 +218,8 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
                         row.extend_from_slice(&1000u32.to_be_bytes());
                         row.extend_from_slice(&[b'x'; 1000]);
                         let row = message(b'D', &row);
-                        let batch: Vec<u8> = row.iter().copied().cycle().take(row.len() * 64).collect();
+                        let batch: Vec<u8> =
+                            row.iter().copied().cycle().take(row.len() * 64).collect();
                         loop {
                             stream.write_all(&batch).await?;
                         }
@@ -254,13 +257,12 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
             stream.write_all(&error_response(&code, &message)).await?;
         }
         Behavior::PasswordRequest => {
-            stream.write_all(&message(b'R', &3u32.to_be_bytes())).await?;
+            stream
+                .write_all(&message(b'R', &3u32.to_be_bytes()))
+                .await?;
             if let Ok((b'p', _)) = read_message(&mut stream).await {
                 stream
-                    .write_all(&error_response(
-                        "28P01",
-                        "password authentication failed",
-                    ))
+                    .write_all(&error_response("28P01", "password authentication failed"))
                     .await?;
             }
         }

@@ -81,7 +81,11 @@ fn kind(meta: &std::fs::Metadata) -> &'static str {
             return "a socket";
         }
     }
-    if meta.is_dir() { "a directory" } else { "not a regular file" }
+    if meta.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
 }
 
 #[cfg(test)]

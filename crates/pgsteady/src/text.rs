@@ -33,8 +33,7 @@ pub fn sanitize_to(s: &str, max_chars: usize) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len().min(max_chars + 64));
-    let mut kept = 0usize;
-    for (i, c) in s.char_indices() {
+    for (kept, (i, c)) in s.char_indices().enumerate() {
         if kept >= max_chars {
             let _ = write!(out, "… ({} more bytes not shown)", s.len() - i);
             return Cow::Owned(out);
@@ -48,7 +47,6 @@ pub fn sanitize_to(s: &str, max_chars: usize) -> Cow<'_, str> {
             }
             c => out.push(c),
         }
-        kept += 1;
     }
     Cow::Owned(out)
 }
@@ -82,7 +80,11 @@ mod tests {
         let big = "x".repeat(50_000_000);
         let shown = sanitize(&big);
         assert!(shown.len() < MAX_TEXT_CHARS + 64, "{}", shown.len());
-        assert!(shown.ends_with("(49995904 more bytes not shown)"), "{}", &shown[4000..]);
+        assert!(
+            shown.ends_with("(49995904 more bytes not shown)"),
+            "{}",
+            &shown[4000..]
+        );
         assert!(matches!(sanitize("ok"), Cow::Borrowed(_)));
     }
 }

@@ -83,16 +83,16 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-
-
 pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
     // Validate everything before touching the network.
     // A bad file named by the configuration (a FIFO as sslrootcert) is a usage error too.
     let config = match resolve_target(args.target.as_deref()).and_then(|c| {
-        Connector::new(c.clone()).map(|_| c).map_err(|e| match e.kind() {
-            pgsteady::ErrorKind::Config if e.reason() == Some(Reason::Config) => e,
-            _ => e.with_kind(pgsteady::ErrorKind::Tls),
-        })
+        Connector::new(c.clone())
+            .map(|_| c)
+            .map_err(|e| match e.kind() {
+                pgsteady::ErrorKind::Config if e.reason() == Some(Reason::Config) => e,
+                _ => e.with_kind(pgsteady::ErrorKind::Tls),
+            })
     }) {
         Ok(c) => c,
         Err(e) if e.kind() == pgsteady::ErrorKind::Config => {
@@ -129,22 +129,19 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
             not_checked += 1;
             continue;
         }
-        let layers = match tokio::time::timeout(
-            left,
-            layers::check_host(&config, host, args.timeout),
-        )
-        .await
-        {
-            Ok(layers) => layers,
-            Err(_) => vec![layers::Layer::fail(
-                "deadline",
-                format!(
-                    "not finished when --max-time ({:.1}s) ran out",
-                    args.max_time.as_secs_f64()
-                ),
-                Reason::TimedOut,
-            )],
-        };
+        let layers =
+            match tokio::time::timeout(left, layers::check_host(&config, host, args.timeout)).await
+            {
+                Ok(layers) => layers,
+                Err(_) => vec![layers::Layer::fail(
+                    "deadline",
+                    format!(
+                        "not finished when --max-time ({:.1}s) ran out",
+                        args.max_time.as_secs_f64()
+                    ),
+                    Reason::TimedOut,
+                )],
+            };
         hosts.push(HostReport {
             host: host.to_string(),
             layers,

@@ -23,10 +23,20 @@ fn migrations() -> tempfile::TempDir {
 fn commands(target: &str, dir: &Path) -> Vec<(&'static str, TestCommand)> {
     let d = dir.display().to_string();
     vec![
-        ("check", TestCommand::new(["check", target, "--timeout", "2s"])),
+        (
+            "check",
+            TestCommand::new(["check", target, "--timeout", "2s"]),
+        ),
         (
             "wait",
-            TestCommand::new(["wait", target, "--timeout", "2s", "--attempt-timeout", "500ms"]),
+            TestCommand::new([
+                "wait",
+                target,
+                "--timeout",
+                "2s",
+                "--attempt-timeout",
+                "500ms",
+            ]),
         ),
         (
             "doctor",
@@ -101,14 +111,24 @@ async fn a_server_that_authenticates_then_hangs_is_not_ready_in_bounded_time() {
     let runs = all_exit(&target, 1, Duration::from_secs(8)).await;
     for (name, f) in &runs {
         if *name != "doctor" {
-            assert!(f.stderr.contains("timed out") || f.stdout.contains("timed out"), "{name}: {f:#?}");
+            assert!(
+                f.stderr.contains("timed out") || f.stdout.contains("timed out"),
+                "{name}: {f:#?}"
+            );
         }
     }
     assert!(server.connections() >= 4, "the fake server was reached");
 
     // serve: /readyz never says ready while every session hangs.
-    let mut serve = TestCommand::new(["serve", &target, "--listen", "127.0.0.1:0", "--grace", "200ms"])
-        .spawn();
+    let mut serve = TestCommand::new([
+        "serve",
+        &target,
+        "--listen",
+        "127.0.0.1:0",
+        "--grace",
+        "200ms",
+    ])
+    .spawn();
     let addr = listen_addr(&mut serve).await;
     let deadline = Instant::now() + Duration::from_secs(3);
     let mut seen = Vec::new();
@@ -167,7 +187,12 @@ async fn endless_rows_are_bounded_in_memory_and_time() {
     let server = FakeServer::start(Behavior::EndlessRows).await.unwrap();
     let target = server.url("app", "db");
     let (f, peak) = run_measured(TestCommand::new([
-        "check", &target, "--timeout", "5s", "--query", "SELECT x",
+        "check",
+        &target,
+        "--timeout",
+        "5s",
+        "--query",
+        "SELECT x",
     ]))
     .await;
     f.assert_exit_code(1);
@@ -243,10 +268,17 @@ async fn server_error_text_is_escaped_and_capped() {
             );
             assert!(text.len() < 80_000, "{name}: {} bytes printed", text.len());
         }
-        assert!(f.stderr.contains("boom\\u{1b}") || f.stdout.contains("boom\\u{1b}"), "{name}: {f:#?}");
+        assert!(
+            f.stderr.contains("boom\\u{1b}") || f.stdout.contains("boom\\u{1b}"),
+            "{name}: {f:#?}"
+        );
     }
     let f = TestCommand::new(["check", &target, "--json"]).run().await;
-    assert!(!f.stdout.contains("\\u001b"), "{}", &f.stdout[..200.min(f.stdout.len())]);
+    assert!(
+        !f.stdout.contains("\\u001b"),
+        "{}",
+        &f.stdout[..200.min(f.stdout.len())]
+    );
 }
 
 /// Items 12 and 14: one meaning, one code. 42704 at startup (`options=-c bogus_guc=1`) and a
@@ -274,7 +306,10 @@ async fn a_real_42704_at_startup_is_permanent() {
     let target = format!("{}?options=-c%20bogus_guc%3D1", cluster.url());
     let runs = all_exit(&target, 3, Duration::from_secs(5)).await;
     for (name, f) in runs {
-        assert!(f.stdout.contains("bogus_guc") || f.stderr.contains("bogus_guc"), "{name}: {f:#?}");
+        assert!(
+            f.stdout.contains("bogus_guc") || f.stderr.contains("bogus_guc"),
+            "{name}: {f:#?}"
+        );
     }
 }
 
@@ -292,7 +327,10 @@ async fn no_password_found_is_3_and_says_where_it_looked() {
         let f = cmd.env("HOME", home.path().to_str().unwrap()).run().await;
         f.assert_exit_code(3).assert_no_secret("Pa55word-in-0644");
         let text = format!("{}{}", f.stdout, f.stderr);
-        assert!(text.contains("password required, none found"), "{name}: {f:#?}");
+        assert!(
+            text.contains("password required, none found"),
+            "{name}: {f:#?}"
+        );
         assert!(text.contains("group or world access"), "{name}: {f:#?}");
         assert!(text.contains(".pgpass"), "{name}: {f:#?}");
     }
@@ -390,7 +428,9 @@ async fn serve_bounds_idle_and_partial_connections() {
         let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
         if i % 2 == 0 {
             // Partial headers, never finished.
-            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+            s.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n")
+                .await
+                .unwrap();
         }
         held.push(s);
     }
@@ -429,7 +469,11 @@ async fn doctor_has_an_overall_bound() {
         .await;
     f.assert_exit_code(1);
     assert!(f.elapsed < Duration::from_secs(6), "{:?}", f.elapsed);
-    assert!(f.stdout.contains("not checked: --max-time ran out"), "{}", &f.stdout[f.stdout.len().saturating_sub(500)..]);
+    assert!(
+        f.stdout.contains("not checked: --max-time ran out"),
+        "{}",
+        &f.stdout[f.stdout.len().saturating_sub(500)..]
+    );
 }
 
 /// Item 17: SIGINT during a long migration cancels the statement on the server and releases
@@ -438,7 +482,11 @@ async fn doctor_has_an_overall_bound() {
 async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
     let cluster = Cluster::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("0001_fast.sql"), "CREATE TABLE fast (id int);").unwrap();
+    std::fs::write(
+        dir.path().join("0001_fast.sql"),
+        "CREATE TABLE fast (id int);",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("0002_slow.sql"),
         "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
@@ -472,7 +520,10 @@ async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
         if n > 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "the slow migration never started");
+        assert!(
+            Instant::now() < deadline,
+            "the slow migration never started"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let pid = nix::unistd::Pid::from_raw(running.child.id().unwrap() as i32);
@@ -481,7 +532,11 @@ async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
     let f = running.finish().await;
     f.assert_exit_code(130);
     assert!(f.stderr.contains("interrupted"), "{f:#?}");
-    assert!(signalled.elapsed() < Duration::from_secs(5), "{:?}", signalled.elapsed());
+    assert!(
+        signalled.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        signalled.elapsed()
+    );
     // Right away: no statement left running, no advisory lock held, 0002 rolled back.
     let running: i64 = admin
         .query_one(
@@ -494,7 +549,10 @@ async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
         .get(0);
     assert_eq!(running, 0, "the statement still runs on the server");
     let locks: i64 = admin
-        .query_one("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'", &[])
+        .query_one(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);

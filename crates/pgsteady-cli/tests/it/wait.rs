@@ -253,7 +253,8 @@ async fn usage_errors_exit_2_before_any_io() {
     done.assert_exit_code(2).assert_no_secret("Secr3tX");
     assert!(
         // Issue 19: placed, not shown (a URL missing `@host` puts the password there).
-        done.stderr().contains("DATABASE_URL: invalid port for host 1 of 1"),
+        done.stderr()
+            .contains("DATABASE_URL: invalid port for host 1 of 1"),
         "{}",
         done.stderr()
     );

@@ -124,7 +124,10 @@ mod tests {
     fn errors_name_the_bad_part() {
         let rows = [
             ("host", "missing `=` after `host` (at character 1)"),
-            ("host localhost", "missing `=` after `host` (at character 1)"),
+            (
+                "host localhost",
+                "missing `=` after `host` (at character 1)",
+            ),
             (
                 "hots=h",
                 "unknown connection option at character 1 (did you mean `host`?)",

@@ -214,11 +214,13 @@ impl Config {
             match path.map(|path| (PassFile::load(&path), path)) {
                 Some((PassFileStatus::Loaded(f), _)) => (Some(f), None),
                 Some((PassFileStatus::Ignored(why), _)) => (None, Some(format!("{why}; skipped"))),
-                Some((PassFileStatus::Missing, path)) => (
+                Some((PassFileStatus::Missing, path)) => {
+                    (None, Some(format!("\"{}\" does not exist", path.display())))
+                }
+                None => (
                     None,
-                    Some(format!("\"{}\" does not exist", path.display())),
+                    Some("none (no passfile, PGPASSFILE or HOME)".to_owned()),
                 ),
-                None => (None, Some("none (no passfile, PGPASSFILE or HOME)".to_owned())),
             }
         } else {
             (None, None)
@@ -273,12 +275,7 @@ impl Config {
             &["disable", "prefer", "allow"],
             &["disable", "prefer", "allow", "require"],
         )?;
-        unsupported(
-            &p,
-            "sslnegotiation",
-            &["postgres"],
-            &["postgres", "direct"],
-        )?;
+        unsupported(&p, "sslnegotiation", &["postgres"], &["postgres", "direct"])?;
         if let Some(enc) = p.get("client_encoding")
             && !["", "UTF8", "utf8", "UTF-8", "utf-8", "auto"].contains(&enc)
         {
@@ -314,7 +311,12 @@ impl Config {
             .get("options")
             .filter(|v| !v.is_empty())
             .map(str::to_owned);
-        startup_packet_fits(&user, &dbname, options.as_deref(), application_name.as_deref())?;
+        startup_packet_fits(
+            &user,
+            &dbname,
+            options.as_deref(),
+            application_name.as_deref(),
+        )?;
         Ok(Config {
             hosts,
             load_balance_hosts,
@@ -343,8 +345,18 @@ fn parse_string(s: &str) -> Result<Params, Error> {
     } else if let Some((scheme, _)) = s.split_once("://") {
         // Only a well-known scheme is named: the text before `://` could be anything.
         const KNOWN: &[&str] = &[
-            "mysql", "mariadb", "http", "https", "jdbc:postgresql", "postgis", "pgsql", "psql",
-            "redis", "mongodb", "sqlite", "tcp",
+            "mysql",
+            "mariadb",
+            "http",
+            "https",
+            "jdbc:postgresql",
+            "postgis",
+            "pgsql",
+            "psql",
+            "redis",
+            "mongodb",
+            "sqlite",
+            "tcp",
         ];
         let shown = match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(scheme)) {
             Some(k) => format!(" `{k}`"),
@@ -379,10 +391,12 @@ fn startup_packet_fits(
         ("client_encoding", Some("UTF8")),
     ];
     // Length, protocol version, each `name\0value\0`, the final `\0`.
-    let total = 8 + 1 + fields
-        .iter()
-        .filter_map(|(k, v)| v.map(|v| k.len() + v.len() + 2))
-        .sum::<usize>();
+    let total = 8
+        + 1
+        + fields
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| k.len() + v.len() + 2))
+            .sum::<usize>();
     if total <= MAX_STARTUP_PACKET {
         return Ok(());
     }
@@ -440,7 +454,10 @@ fn unsupported(p: &Params, key: &str, ok: &[&str], known: &[&str]) -> Result<(),
             } else {
                 format!("invalid {key}")
             };
-            Err(Error::config(format!("{what} (supported: {})", ok.join(", "))))
+            Err(Error::config(format!(
+                "{what} (supported: {})",
+                ok.join(", ")
+            )))
         }
         _ => Ok(()),
     }

@@ -167,7 +167,10 @@ fn bad_values_name_the_bad_part() {
             "sslmode=verify",
             "invalid sslmode (expected one of: disable, allow",
         ),
-        ("target_session_attrs=master", "invalid target_session_attrs"),
+        (
+            "target_session_attrs=master",
+            "invalid target_session_attrs",
+        ),
         (
             "channel_binding=require",
             "channel_binding=require is not supported",
@@ -179,17 +182,15 @@ fn bad_values_name_the_bad_part() {
         ),
         ("client_encoding=LATIN1", "unsupported client_encoding"),
         ("bogus=1", "unknown connection option at character 8"),
-        (
-            "load_balance_hosts=sometimes",
-            "invalid load_balance_hosts",
-        ),
+        ("load_balance_hosts=sometimes", "invalid load_balance_hosts"),
     ];
     for (s, want) in rows {
         let err = Config::parse(&format!("user=u {s}")).unwrap_err();
         assert_eq!(err.kind(), crate::ErrorKind::Config, "{s}");
         assert!(err.to_string().contains(want), "{s}: {err}");
         let value = s.rsplit('=').next().unwrap();
-        if value.len() > 1 && !["require", "/a.pem", "1.2.3.4", "1,2,3", "verify"].contains(&value) {
+        if value.len() > 1 && !["require", "/a.pem", "1.2.3.4", "1,2,3", "verify"].contains(&value)
+        {
             assert!(!err.to_string().contains(value), "{s}: {err}");
         }
     }

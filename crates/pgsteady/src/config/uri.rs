@@ -83,7 +83,8 @@ pub(crate) fn parse(uri: &str) -> Result<Params, Error> {
                     "invalid URL: query parameter {which} has no `=value`"
                 ))
             })?;
-            let k = decode(k).map_err(|e| e.context(&format!("the name of query parameter {n}")))?;
+            let k =
+                decode(k).map_err(|e| e.context(&format!("the name of query parameter {n}")))?;
             let v = if k == "password" {
                 decode(v).map_err(|_| {
                     Error::config("invalid URL: bad percent-encoding in the password")
@@ -105,10 +106,12 @@ pub(crate) fn parse(uri: &str) -> Result<Params, Error> {
                     "invalid URL: query parameter `ssl`: only `ssl=true` is accepted (use sslmode)",
                 ));
             }
-            params.set(&k, v, &format!("(URL query parameter {n})")).map_err(|e| {
-                Error::config(format!("invalid URL: {}", e.message()))
-                    .with_reason(crate::Reason::Config)
-            })?;
+            params
+                .set(&k, v, &format!("(URL query parameter {n})"))
+                .map_err(|e| {
+                    Error::config(format!("invalid URL: {}", e.message()))
+                        .with_reason(crate::Reason::Config)
+                })?;
         }
     }
     Ok(params)
@@ -125,9 +128,7 @@ fn parse_hosts(spec: &str, params: &mut Params) -> Result<(), Error> {
         let n = i + 1;
         let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
             let (h, after) = rest.split_once(']').ok_or_else(|| {
-                Error::config(format!(
-                    "invalid URL: missing `]` in IPv6 host entry {n}"
-                ))
+                Error::config(format!("invalid URL: missing `]` in IPv6 host entry {n}"))
             })?;
             let port = match after {
                 "" => "",

@@ -59,9 +59,11 @@ pub(super) async fn check_session(
 ) -> Result<(), Error> {
     if want == TargetSessionAttrs::Any {
         if ready {
-            bounded_simple_query(client, "", 0)
-                .await
-                .map_err(|e| Error::new(e.kind(), "session check failed").with_reason(e.reason().unwrap_or(Reason::Other)).with_source(e))?;
+            bounded_simple_query(client, "", 0).await.map_err(|e| {
+                Error::new(e.kind(), "session check failed")
+                    .with_reason(e.reason().unwrap_or(Reason::Other))
+                    .with_source(e)
+            })?;
         }
         return Ok(());
     }

@@ -55,7 +55,9 @@ impl<S> Guarded<S> {
     pub(crate) fn new(inner: S, max_long: usize, seen: Arc<Seen>) -> Self {
         Guarded {
             inner,
-            max_long: u32::try_from(max_long).unwrap_or(u32::MAX).max(MAX_SHORT_MESSAGE),
+            max_long: u32::try_from(max_long)
+                .unwrap_or(u32::MAX)
+                .max(MAX_SHORT_MESSAGE),
             header: [0; 5],
             have: 0,
             remaining: 0,
@@ -101,7 +103,11 @@ impl<S> Guarded<S> {
                 self.header[4],
             ]);
             let long = matches!(kind, b'T' | b'D' | b'd' | b'V' | b'E' | b'N' | b'A');
-            let limit = if long { self.max_long } else { MAX_SHORT_MESSAGE };
+            let limit = if long {
+                self.max_long
+            } else {
+                MAX_SHORT_MESSAGE
+            };
             if !BACKEND_TYPES.contains(&kind) || len < 4 || len - 4 > limit {
                 return Err(violation(kind, len, limit));
             }
@@ -160,7 +166,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, b)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -191,7 +191,10 @@ impl Connector {
                 Host::Unix(dir) => stream::dial_unix(dir, host.port).await?,
                 Host::Tcp(_) => {
                     let addr = *stream::resolve(host).await?.first().ok_or_else(|| {
-                        Error::new(ErrorKind::Connect, "no address to send the cancel request to")
+                        Error::new(
+                            ErrorKind::Connect,
+                            "no address to send the cancel request to",
+                        )
                     })?;
                     stream::dial_tcp(addr, &self.config).await?
                 }
@@ -580,8 +583,11 @@ fn passfile_key(host: &HostSpec, c: &Config) -> String {
         Host::Tcp(h) => h.clone(),
         Host::Unix(_) => "localhost".to_owned(),
     };
-    crate::text::sanitize_to(&format!("{name}:{}:{}:{}", host.port, c.dbname, c.user), 256)
-        .into_owned()
+    crate::text::sanitize_to(
+        &format!("{name}:{}:{}:{}", host.port, c.dbname, c.user),
+        256,
+    )
+    .into_owned()
 }
 
 #[cfg(test)]

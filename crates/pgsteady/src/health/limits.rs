@@ -166,7 +166,10 @@ impl LimitedIo {
     fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Waiting { since, first: true } => Some(since + self.limits.header_read_timeout),
-            Phase::Waiting { since, first: false } => Some(since + self.limits.idle_timeout),
+            Phase::Waiting {
+                since,
+                first: false,
+            } => Some(since + self.limits.idle_timeout),
             Phase::Headers { since, .. } => Some(since + self.limits.header_read_timeout),
             Phase::Busy => None,
         }
@@ -181,8 +184,7 @@ impl LimitedIo {
         // The end of the headers: an empty line. Scan the last 3 bytes seen and these.
         let mut window: Vec<u8> = tail.to_vec();
         window.extend_from_slice(bytes);
-        if window.windows(4).any(|w| w == b"\r\n\r\n") || window.windows(2).any(|w| w == b"\n\n")
-        {
+        if window.windows(4).any(|w| w == b"\r\n\r\n") || window.windows(2).any(|w| w == b"\n\n") {
             self.phase = Phase::Busy;
             return;
         }
@@ -232,7 +234,11 @@ impl AsyncRead for LimitedIo {
 }
 
 impl AsyncWrite for LimitedIo {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let result = Pin::new(&mut self.inner).poll_write(cx, b);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             self.phase = Phase::Waiting {

@@ -120,12 +120,18 @@ impl Migrator {
             };
             if let Some((cancelled, confirmed)) = stopped {
                 let what = match (cancelled, confirmed) {
-                    (true, true) => "the running statement was cancelled on the server, its \
-                         migration rolled back and the lock released",
-                    (true, false) => "the running statement was cancelled on the server; the \
-                         session was closed before it confirmed the rollback",
-                    (false, _) => "the cancel request failed; the session was closed (the \
-                         server ends the statement when it notices)",
+                    (true, true) => {
+                        "the running statement was cancelled on the server, its \
+                         migration rolled back and the lock released"
+                    }
+                    (true, false) => {
+                        "the running statement was cancelled on the server; the \
+                         session was closed before it confirmed the rollback"
+                    }
+                    (false, _) => {
+                        "the cancel request failed; the session was closed (the \
+                         server ends the statement when it notices)"
+                    }
                 };
                 let err = Error::new(
                     ErrorKind::Migration,

@@ -229,7 +229,10 @@ async fn a_file_dropping_the_history_table_is_blamed_on_the_history_update() {
     assert_eq!(failure.version(), 2);
     assert!(failure.position().is_none(), "{:?}", failure.position());
     let text = err.to_string();
-    assert!(text.contains("pgsteady's own history update failed"), "{text}");
+    assert!(
+        text.contains("pgsteady's own history update failed"),
+        "{text}"
+    );
     assert!(text.contains("0002_drop.sql"), "{text}");
     let after = text.split("0002_drop.sql").nth(1).unwrap_or("");
     assert!(

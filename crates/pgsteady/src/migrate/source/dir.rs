@@ -277,8 +277,14 @@ mod tests {
         let started = std::time::Instant::now();
         let err = read_dir(dir.path()).unwrap_err().to_string();
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
-        assert!(err.contains("0002_fifo.sql`: is a FIFO, not a regular file"), "{err}");
-        assert!(err.contains("0003_zero.sql`: is a device, not a regular file"), "{err}");
+        assert!(
+            err.contains("0002_fifo.sql`: is a FIFO, not a regular file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("0003_zero.sql`: is a device, not a regular file"),
+            "{err}"
+        );
     }
 
     #[test]
