@@ -296,19 +296,22 @@ impl fmt::Display for Raw<'_> {
         let this = self.0;
         f.write_str(&this.0.message)?;
         match this.0.hosts.as_slice() {
+            // Each cause and host failure capped on its own, so one huge server message
+            // cannot crowd out the rest.
             [] => {
                 if let Some(source) = &this.0.source {
-                    write!(f, ": {}", CauseChain(source.as_ref()))?;
+                    let cause = CauseChain(source.as_ref()).to_string();
+                    write!(f, ": {}", crate::text::sanitize(&cause))?;
                 }
             }
-            [one] => write!(f, ": {one}")?,
+            [one] => write!(f, ": {}", crate::text::sanitize(&one.to_string()))?,
             many => {
                 f.write_str(": ")?;
                 for (i, h) in many.iter().enumerate() {
                     if i > 0 {
                         f.write_str("; ")?;
                     }
-                    write!(f, "{h}")?;
+                    write!(f, "{}", crate::text::sanitize_to(&h.to_string(), 1024))?;
                 }
             }
         }

@@ -178,6 +178,9 @@ impl Plan {
         let attempt_timeout = common
             .attempt_timeout
             .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
+        // pgsteady's own history statements: bounded (issue 19), generously.
+        let migrator =
+            migrator.with_own_query_timeout(attempt_timeout.max(Duration::from_secs(10)));
         Ok(Plan {
             config,
             migrator,

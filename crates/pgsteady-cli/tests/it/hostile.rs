@@ -629,3 +629,27 @@ async fn a_password_in_a_malformed_target_never_appears_in_any_output() {
     }
     assert_eq!(runs, targets.len() * 16);
 }
+
+/// Item 7, past the session check: a server that answers the empty query but never a real
+/// one (this fake ignores the extended protocol) holds `migrate` no longer than its bound on
+/// pgsteady's own statements (max(--attempt-timeout, 10 s)).
+#[tokio::test]
+async fn migrate_bounds_its_own_statements() {
+    let server = FakeServer::start(Behavior::EndlessRows).await.unwrap();
+    let dir = migrations();
+    let f = TestCommand::new([
+        "migrate",
+        &server.url("app", "db"),
+        "--dir",
+        &dir.path().display().to_string(),
+        "--timeout",
+        "2s",
+        "--attempt-timeout",
+        "500ms",
+    ])
+    .run()
+    .await;
+    f.assert_exit_code(1);
+    assert!(f.stderr.contains("did not answer pgsteady's"), "{f:#?}");
+    assert!(f.elapsed < Duration::from_secs(15), "{:?}", f.elapsed);
+}

@@ -206,7 +206,12 @@ impl Migrator {
         report: &mut Report,
         in_doubt: &mut Option<i64>,
     ) -> Result<(), Error> {
-        let key = history::session_lock_key(client, &self.table).await?;
+        let key = self
+            .own(
+                "lock key query",
+                history::session_lock_key(client, &self.table),
+            )
+            .await?;
         let waited = history::lock(client, key, self.lock_timeout, |holder_pid| {
             self.emit(Event::LockWait { holder_pid })
         })
@@ -214,7 +219,12 @@ impl Migrator {
         report.lock_wait += waited;
         self.emit(Event::Locked { waited });
         let result = self.apply_pending(client, report, in_doubt).await;
-        history::unlock(client, key).await;
+        let _ = self
+            .own("unlock", async {
+                history::unlock(client, key).await;
+                Ok(())
+            })
+            .await;
         result
     }
 
@@ -224,10 +234,16 @@ impl Migrator {
         report: &mut Report,
         in_doubt: &mut Option<i64>,
     ) -> Result<(), Error> {
-        if !history::exists(client, &self.table).await? {
-            history::create(client, &self.table).await?;
+        if !self
+            .own("history check", history::exists(client, &self.table))
+            .await?
+        {
+            self.own("history creation", history::create(client, &self.table))
+                .await?;
         }
-        let rows = history::read(client, &self.table).await?;
+        let rows = self
+            .own("history read", history::read(client, &self.table))
+            .await?;
         if let Some(version) = in_doubt.take() {
             self.resolve(version, &rows, report);
         }
@@ -285,9 +301,12 @@ impl Migrator {
     /// The state of every version, read without the lock and without writing anything (a
     /// missing history table reads as empty).
     pub async fn status_on(&self, client: &Client) -> Result<Status, Error> {
-        let exists = history::exists(client, &self.table).await?;
+        let exists = self
+            .own("history check", history::exists(client, &self.table))
+            .await?;
         let rows = if exists {
-            history::read(client, &self.table).await?
+            self.own("history read", history::read(client, &self.table))
+                .await?
         } else {
             Vec::new()
         };
