@@ -71,7 +71,10 @@ async fn all_exit(target: &str, code: i32, bound: Duration) -> Vec<(&'static str
     out
 }
 
-/// The peak resident set of a running process (VmHWM), sampled every 20 ms until it exits.
+/// The peak memory of a running process, sampled every 5 ms until it exits: the larger of
+/// its resident high-water mark (VmHWM) and its peak virtual size (VmPeak) beyond a 1 GiB
+/// allowance for thread stacks and allocator arenas, so a 2 GB reservation that was never
+/// touched still counts.
 fn watch_peak_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut peak = 0u64;
@@ -79,16 +82,21 @@ fn watch_peak_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
             let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
                 return peak;
             };
-            let kb = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse::<u64>().ok());
-            match kb {
-                Some(kb) => peak = peak.max(kb * 1024),
-                None => return peak,
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(name))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .map(|kb| kb * 1024)
+            };
+            match (field("VmHWM:"), field("VmPeak:")) {
+                (Some(rss), Some(virt)) => {
+                    peak = peak.max(rss).max(virt.saturating_sub(1 << 30));
+                }
+                _ => return peak,
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
 }
@@ -97,7 +105,21 @@ async fn run_measured(cmd: TestCommand) -> (Finished, u64) {
     let running: Running = cmd.spawn();
     let peak = watch_peak_rss(running.child.id().unwrap());
     let finished = running.finish().await;
-    (finished, peak.await.unwrap())
+    let peak = peak.await.unwrap();
+    // A process that ended before the first sample cannot have waited on a 2 GB message
+    // (before the fix it held one until its timeout), so only such a quick exit may go
+    // unmeasured.
+    assert!(
+        peak > 0 || finished.elapsed < Duration::from_millis(100),
+        "never measured: {finished:#?}"
+    );
+    eprintln!(
+        "peak RSS {:.1} MB, exit {:?} after {:?}",
+        peak as f64 / MB as f64,
+        finished.code,
+        finished.elapsed
+    );
+    (finished, peak)
 }
 
 const MB: u64 = 1 << 20;
