@@ -147,7 +147,7 @@ pub(crate) async fn wait(plan: &Plan) -> u8 {
     let hosts = plan.config.hosts.len().max(1) as u32;
     let start = Instant::now();
     let attempts = std::cell::Cell::new(0u32);
-    let result = backoff::retry(
+    let result = backoff::retry_operation(
         &policy,
         &TokioSleeper,
         plan.attempt_timeout.saturating_mul(hosts),

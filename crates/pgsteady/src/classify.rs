@@ -120,6 +120,40 @@ impl Reason {
         }
     }
 
+    /// Whether this reason means the session is gone, or could not be had (the server or
+    /// the network closed it, refused it, or stopped answering), as opposed to a statement
+    /// failing on a live session: the next attempt needs a new connection. The one
+    /// definition used by the pool, [`crate::Pool::run`] / [`crate::Pool::transaction`] and
+    /// `migrate`.
+    pub const fn is_connection_lost(self) -> bool {
+        matches!(
+            self,
+            Reason::Closed
+                | Reason::Reset
+                | Reason::Refused
+                | Reason::TimedOut
+                | Reason::Unreachable
+                | Reason::AdminShutdown
+                | Reason::CrashShutdown
+                | Reason::CannotConnectNow
+                | Reason::IdleSessionTimeout
+                | Reason::IdleInTransactionTimeout
+                | Reason::ConnectionException
+                | Reason::Io
+        )
+    }
+
+    /// Whether a session that ended for this reason tells that the server may be going away
+    /// (or the network failed), so that every client of it may be reconnecting right now. A
+    /// session ended by a per-session timeout (57P05, 25P03) says nothing of the kind. The
+    /// pool spreads its next connection attempt after such an incident.
+    pub const fn is_incident(self) -> bool {
+        !matches!(
+            self,
+            Reason::IdleSessionTimeout | Reason::IdleInTransactionTimeout
+        )
+    }
+
     /// The fail-fast class a user can opt into retrying (`pgsteady wait --retry-on`), if any.
     pub const fn opt_in_class(self) -> Option<FailFastClass> {
         match self {
@@ -370,6 +404,45 @@ pub fn reason_for_io(kind: io::ErrorKind) -> Reason {
 
 #[cfg(test)]
 mod tests {
+    /// One table for the two "the session is gone" predicates: every reason, both answers.
+    #[test]
+    fn connection_lost_and_incident_table() {
+        use Reason as R;
+        // (reason, is_connection_lost, is_incident)
+        let table = [
+            (R::Refused, true, true),
+            (R::Reset, true, true),
+            (R::TimedOut, true, true),
+            (R::Unreachable, true, true),
+            (R::Dns, false, true),
+            (R::CannotConnectNow, true, true),
+            (R::AdminShutdown, true, true),
+            (R::CrashShutdown, true, true),
+            (R::IdleSessionTimeout, true, false),
+            (R::IdleInTransactionTimeout, true, false),
+            (R::ConnectionException, true, true),
+            (R::TooManyConnections, false, true),
+            (R::Closed, true, true),
+            (R::InvalidPassword, false, true),
+            (R::InvalidAuthorization, false, true),
+            (R::MissingDatabase, false, true),
+            (R::UndefinedObject, false, true),
+            (R::Tls, false, true),
+            (R::Config, false, true),
+            (R::WrongSessionType, false, true),
+            (R::SerializationFailure, false, true),
+            (R::Deadlock, false, true),
+            (R::QueryCanceled, false, true),
+            (R::Db, false, true),
+            (R::Io, true, true),
+            (R::Other, false, true),
+        ];
+        for (reason, lost, incident) in table {
+            assert_eq!(reason.is_connection_lost(), lost, "{reason:?} lost");
+            assert_eq!(reason.is_incident(), incident, "{reason:?} incident");
+        }
+    }
+
     use super::*;
     use Action::{FailFast, Retry};
 

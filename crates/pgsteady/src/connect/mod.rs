@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 
 pub use monitor::{CloseReason, ConnectionMonitor};
+pub use stream::{SslAnswer, request_ssl};
 
 use checks::{Phase, check_session, combine};
 
@@ -214,7 +215,7 @@ impl Connector {
         let start = Instant::now();
         let hosts = self.config.hosts.len().max(1) as u32;
         let pass_timeout = self.attempt_timeout.saturating_mul(hosts);
-        let result = backoff::retry(
+        let result = backoff::retry_operation(
             &self.backoff,
             &*self.sleeper,
             pass_timeout,

@@ -13,7 +13,7 @@ use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
 use crate::connect::{CloseReason, ConnectionMonitor};
 use crate::{Error, Reason};
 
-use super::gate::{Spread, closed_by_incident};
+use super::gate::Spread;
 use super::manager::Manager;
 
 /// A connection as the pool keeps it.
@@ -227,9 +227,9 @@ impl PooledConnection {
     ) -> Result<R, tokio_postgres::Error> {
         if let Err(e) = &result {
             let reason = crate::classify::reason_of(e);
-            if crate::retry::connection_lost(reason)
+            if reason.is_connection_lost()
                 && !self.obj.lost.swap(true, Ordering::Relaxed)
-                && closed_by_incident(reason)
+                && reason.is_incident()
             {
                 self.obj.spread.server_closed();
             }

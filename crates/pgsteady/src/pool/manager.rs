@@ -15,7 +15,7 @@ use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
 
 use super::conn::Conn;
-use super::gate::{Gate, Open, Spread, closed_by_incident};
+use super::gate::{Gate, Open, Spread};
 
 /// Opens connections with the connector and keeps count of them.
 #[derive(Debug)]
@@ -47,7 +47,7 @@ impl Open for Opener {
                 );
                 tokio::spawn(async move {
                     let closed = monitor.closed().await;
-                    if closed.reason().is_some_and(closed_by_incident) {
+                    if closed.reason().is_some_and(Reason::is_incident) {
                         spread.server_closed();
                     }
                     live.fetch_sub(1, Ordering::Relaxed);
@@ -107,7 +107,7 @@ impl managed::Manager for Manager {
             let reason = conn.close_reason().unwrap_or(Reason::Closed);
             // The checkout may learn of the close before the connection's watcher does: the
             // replacement attempt must be spread all the same.
-            if closed_by_incident(reason) {
+            if reason.is_incident() {
                 self.opener.spread.server_closed();
             }
             self.metrics.evicted(EvictReason::Closed, Some(reason));

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_postgres::error::Severity;
 
 use super::resolve::{self, ORIGIN_SQL, Origin, Verdict};
-use super::{Attempts, attempt_timed_out};
+use super::run::{CallAttempts, attempt_timed_out};
 use crate::classify::{self, Reason};
 use crate::pool::{Pool, PooledConnection};
 use crate::{Error, ErrorKind};
@@ -122,7 +122,7 @@ impl Pool {
     where
         F: AsyncFnMut(&Transaction) -> Result<T, Error>,
     {
-        let mut attempts = Attempts::new(self);
+        let mut attempts = CallAttempts::new(self);
         loop {
             let conn = attempts
                 .checkout()
@@ -195,7 +195,7 @@ impl Pool {
     }
 
     /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
-    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &Attempts<'_>) -> Resolution {
+    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &CallAttempts<'_>) -> Resolution {
         let mut last = None;
         loop {
             let remaining = attempts.remaining();

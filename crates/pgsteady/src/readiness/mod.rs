@@ -49,7 +49,7 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::classify::Reason;
-use crate::pool::{HealthState, Pool};
+use crate::pool::{Pool, Reachability};
 
 pub use shutdown::{ShutdownConfig, ShutdownSignal, shutdown_signal};
 
@@ -463,7 +463,7 @@ impl Readiness {
             let pool_failing = health.failing_since.map(|since| Failing {
                 since,
                 reason: health.last_error,
-                permanent: health.state == HealthState::Failing,
+                permanent: health.state == Reachability::Failing,
             });
             failing = match (failing, pool_failing) {
                 (Some(a), Some(b)) => Some(if b.permanent || a.since > b.since {
