@@ -110,7 +110,11 @@ fn graph() -> BTreeMap<String, BTreeSet<String>> {
     let mut graph = BTreeMap::new();
     for module in &modules {
         let file = src().join(format!("{module}.rs"));
-        let path = if file.exists() { file } else { src().join(module) };
+        let path = if file.exists() {
+            file
+        } else {
+            src().join(module)
+        };
         let deps: BTreeSet<String> = crate_paths(&code(&path))
             .into_iter()
             .filter_map(|name| {
@@ -161,7 +165,10 @@ fn no_two_library_modules_depend_on_each_other() {
             }
         }
     }
-    assert!(cycles.is_empty(), "import cycles: {cycles:#?}\ngraph: {graph:#?}");
+    assert!(
+        cycles.is_empty(),
+        "import cycles: {cycles:#?}\ngraph: {graph:#?}"
+    );
 }
 
 #[test]
@@ -173,7 +180,9 @@ fn the_check_sees_a_cycle_when_there_is_one() {
     assert!(graph["error"].contains("classify"), "{graph:#?}");
     assert!(graph["classify"].contains("error"), "{graph:#?}");
     assert_eq!(
-        crate_paths("use crate::{Error, pool::Pool};\nlet x = crate::retry::RetryPolicy::default();"),
+        crate_paths(
+            "use crate::{Error, pool::Pool};\nlet x = crate::retry::RetryPolicy::default();"
+        ),
         ["Error", "pool", "retry"]
     );
 }
