@@ -28,6 +28,8 @@
 mod bin;
 mod cluster;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod log;
 pub mod netns;
 mod process;

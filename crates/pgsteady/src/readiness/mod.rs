@@ -156,7 +156,8 @@ impl ReadinessReport {
     }
 
     /// A small JSON object: `state`, `ready`, `reason`, `error`, `last_success_age_ms`,
-    /// `failing_for_ms`, `last_failure_age_ms`.
+    /// `failing_for_ms`, `last_failure_age_ms`. With the `json` feature (on with `axum`).
+    #[cfg(feature = "json")]
     pub fn to_json(&self) -> String {
         let ms = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         serde_json::json!({
