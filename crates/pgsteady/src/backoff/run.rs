@@ -1,5 +1,5 @@
 //! Running an operation under a [`Backoff`] policy: the injectable [`Sleeper`] and the
-//! deadline-bounded [`retry`] loop.
+//! deadline-bounded [`retry_operation`] loop.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +26,7 @@ impl Sleeper for TokioSleeper {
     }
 }
 
-/// What one attempt of [`retry`] is told.
+/// What one attempt of [`retry_operation`] is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
     /// 1 for the first attempt.
@@ -37,7 +37,7 @@ pub struct Attempt {
     pub elapsed: Duration,
 }
 
-/// What the caller of [`retry`] decides about a failed attempt.
+/// What the caller of [`retry_operation`] decides about a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Try again after the next back-off delay.
@@ -46,7 +46,7 @@ pub enum Decision {
     Stop,
 }
 
-/// Why [`retry`] gave up.
+/// Why [`retry_operation`] gave up.
 #[derive(Debug)]
 pub struct RetryError<E> {
     /// The last error seen; `None` if the last attempt timed out.
