@@ -2,8 +2,9 @@
 //! reconnection gate, the connection opener, deadpool's manager, the shared state) and
 //! starts its maintenance task.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use deadpool::managed;
@@ -14,6 +15,7 @@ use super::gate::Gate;
 use super::manager::{Manager, Opener};
 use super::{Pool, PoolBuilder, PoolInner, deadline, maintain};
 use crate::Error;
+use crate::config::TargetSessionAttrs;
 use crate::connect::Connector;
 use crate::metrics::Metrics;
 
@@ -39,6 +41,7 @@ impl PoolBuilder {
         if !(0.0..=1.0).contains(&pool.lifetime_jitter) {
             return Err(Error::config("lifetime_jitter must be between 0 and 1"));
         }
+        let target_session_attrs = config.target_session_attrs;
         let connector = Connector::new(config)?;
         let metrics = Arc::new(Metrics::default());
         let events = Arc::new(Notify::new());
@@ -57,6 +60,11 @@ impl PoolBuilder {
             live: live.clone(),
             events: events.clone(),
             spread: gate.spread(),
+            wrong_server: matches!(
+                target_session_attrs,
+                TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
+            )
+            .then(|| Mutex::new(HashMap::new())),
         });
         let manager = Manager {
             gate: gate.clone(),
@@ -83,6 +91,7 @@ impl PoolBuilder {
             budget: Budget::new(pool.retry.budget),
             deadlines: deadline::Deadlines::start(),
             config: pool,
+            target_session_attrs,
         });
         tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
         inner.events.notify_one();

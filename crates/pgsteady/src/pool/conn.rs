@@ -32,6 +32,12 @@ pub(crate) struct Conn {
     /// The pool's spread of the first reconnection, told when a statement finds the
     /// connection gone (the caller may ask for a new one before the watcher has run).
     spread: Arc<Spread>,
+    /// Shared by the pool's connections to the same server opened since it last proved to
+    /// be what the configuration asks for: set when one of them learns that it no longer
+    /// is (25006, or a reported `in_hot_standby` / read-only), after which none of them is
+    /// handed out again. `None` when any server will do (`target_session_attrs` neither
+    /// read-write nor primary).
+    wrong_server: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Debug for Conn {
@@ -49,6 +55,7 @@ impl Conn {
         monitor: ConnectionMonitor,
         expires: Option<Instant>,
         spread: Arc<Spread>,
+        wrong_server: Option<Arc<AtomicBool>>,
     ) -> Self {
         Conn {
             client,
@@ -57,6 +64,23 @@ impl Conn {
             statements: Mutex::new(HashMap::new()),
             lost: AtomicBool::new(false),
             spread,
+            wrong_server,
+        }
+    }
+
+    /// Whether this connection's server is known not to be what the configuration asks for
+    /// any more (see [`Conn::mark_wrong_server`]); one atomic load, for every checkout.
+    pub(crate) fn is_wrong_server(&self) -> bool {
+        self.wrong_server
+            .as_ref()
+            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    }
+
+    /// Marks this connection's server as the wrong one: neither this connection nor any
+    /// other to the same server opened before now is handed out again.
+    pub(crate) fn mark_wrong_server(&self) {
+        if let Some(flag) = &self.wrong_server {
+            flag.store(true, Ordering::Relaxed);
         }
     }
 
@@ -220,13 +244,16 @@ impl PooledConnection {
     }
 
     /// Marks the connection lost when `result` says it is gone (by SQLSTATE, I/O error kind
-    /// or `is_closed()`, never by message text).
+    /// or `is_closed()`, never by message text), and its server the wrong one on 25006.
     fn note<R>(
         &self,
         result: Result<R, tokio_postgres::Error>,
     ) -> Result<R, tokio_postgres::Error> {
         if let Err(e) = &result {
             let reason = crate::classify::reason_of(e);
+            if reason == Reason::ReadOnlyTransaction {
+                self.obj.mark_wrong_server();
+            }
             if reason.is_connection_lost()
                 && !self.obj.lost.swap(true, Ordering::Relaxed)
                 && reason.is_incident()

@@ -29,7 +29,7 @@ use deadpool::managed::{self, PoolError};
 use tokio::sync::Notify;
 
 use crate::classify::Reason;
-use crate::config::Config;
+use crate::config::{Config, TargetSessionAttrs};
 use crate::metrics::{EvictReason, Metrics, PoolMetrics};
 use crate::{Error, ErrorKind};
 use budget::Budget;
@@ -81,6 +81,8 @@ pub(crate) struct PoolInner {
     /// Acquire timeouts and `run()` attempt limits.
     pub(crate) deadlines: Arc<deadline::Deadlines>,
     pub(crate) config: PoolConfig,
+    /// What the connection configuration asks of a server.
+    target_session_attrs: TargetSessionAttrs,
 }
 
 impl fmt::Debug for Pool {
@@ -179,6 +181,18 @@ impl Pool {
         )
         .with_reason(Reason::TimedOut);
         if let Some(last) = health.last_error() {
+            // No host was of the wanted type for the whole wait: say so by type, with the
+            // state of each host in the source.
+            if last.reason() == Some(Reason::WrongSessionType) {
+                err = Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no host matched target_session_attrs={} within {timeout:?}",
+                        self.inner.target_session_attrs
+                    ),
+                )
+                .with_reason(Reason::WrongSessionType);
+            }
             err = err.with_source(last.clone());
         }
         err
@@ -308,6 +322,10 @@ fn evict(inner: &PoolInner) {
                 EvictReason::Closed,
                 Some(conn.close_reason().unwrap_or(Reason::Closed)),
             );
+            return false;
+        }
+        if conn.is_wrong_server() {
+            metrics.evicted(EvictReason::WrongServer, None);
             return false;
         }
         if conn.expires.is_some_and(|at| at <= now) {

@@ -88,7 +88,7 @@ impl<'a> CallAttempts<'a> {
             return false;
         }
         self.pool.inner.metrics.retried();
-        if !reason.is_connection_lost() {
+        if !reason.needs_new_connection() {
             let backoff = self.policy().backoff;
             let delays = self
                 .delays

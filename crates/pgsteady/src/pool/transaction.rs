@@ -136,10 +136,7 @@ impl Pool {
                     tx.conn.batch_execute("BEGIN").await?;
                     let value = work(&tx).await?;
                     let row = tx.conn.query_one(ORIGIN_SQL, &[]).await?;
-                    let origin = Origin {
-                        pid: row.get(0),
-                        started: row.get(2),
-                    };
+                    let origin = Origin::from_row(&row);
                     Ok::<_, Error>((value, origin, row.get::<_, Option<i64>>(1)))
                 };
                 match tokio::time::timeout(limit, before_commit).await {
