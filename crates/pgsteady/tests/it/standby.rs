@@ -246,3 +246,90 @@ async fn a_live_connection_to_a_standby_learns_of_its_promotion() {
         Some(true)
     );
 }
+
+/// A proxy in front of `upstream` that drops the server's `in_hot_standby` and
+/// `default_transaction_read_only` ParameterStatus messages, as a server older than 14 (or a
+/// proxy that does not forward them) would. Hand-written: no proxy crate parses the protocol
+/// this little. The client must not ask for TLS (`sslmode=disable`): every byte from the
+/// server is then a message (type, length, body).
+async fn hide_session_parameters(upstream: u16) -> (u16, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((client, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    return;
+                };
+                let (mut client_rd, mut client_wr) = client.into_split();
+                let (mut server_rd, mut server_wr) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut client_rd, &mut server_wr).await;
+                });
+                loop {
+                    let mut head = [0u8; 5];
+                    if server_rd.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let len = u32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+                    // Messages on this test's connections are small; cap what we buffer.
+                    let mut body = vec![0u8; len.saturating_sub(4).min(1 << 20)];
+                    if server_rd.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let hidden = head[0] == b'S'
+                        && (body.starts_with(b"in_hot_standby\0")
+                            || body.starts_with(b"default_transaction_read_only\0"));
+                    if !hidden
+                        && (client_wr.write_all(&head).await.is_err()
+                            || client_wr.write_all(&body).await.is_err())
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, task)
+}
+
+/// Servers that do not report their state: one query per connect decides, as libpq does.
+#[tokio::test]
+async fn without_reported_state_one_query_decides() {
+    let (primary, standby) = pair().await;
+    for c in [&primary, &standby] {
+        c.set("log_statement", "all").await.unwrap();
+    }
+    let (to_standby, p1) = hide_session_parameters(standby.port()).await;
+    let (to_primary, p2) = hide_session_parameters(primary.port()).await;
+    let marks = (primary.log().len(), standby.log().len());
+    for (attrs, port, in_recovery) in [
+        ("read-write", primary.port(), false),
+        ("standby", standby.port(), true),
+    ] {
+        for _ in 0..10 {
+            let c = hosts(
+                &primary,
+                &[to_standby, to_primary],
+                &format!("sslmode=disable&target_session_attrs={attrs}"),
+            )
+            .connect_once()
+            .await
+            .unwrap();
+            assert_eq!(c.monitor.session_state(), SessionState::default());
+            assert_eq!(where_am_i(&c).await, (port, in_recovery), "{attrs}");
+        }
+    }
+    // read-write: the standby is asked and rejected, then the primary asked (2 per connect);
+    // standby: the standby is asked (1 per connect).
+    let checks = |log: Vec<String>| log.iter().filter(|l| l.contains("pg_is_in_recovery()::text")).count();
+    assert_eq!(checks(statements_since(&primary, marks.0)), 10);
+    assert_eq!(checks(statements_since(&standby, marks.1)), 20);
+    p1.abort();
+    p2.abort();
+}
