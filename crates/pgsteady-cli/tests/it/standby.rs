@@ -43,7 +43,10 @@ async fn wait_for_a_primary_exits_0_soon_after_the_standby_is_promoted() {
     );
     // Negative control: `any` takes the standby as it is.
     let any = multi(&primary, &[standby.port(), primary.port()], "");
-    TestCommand::new(["check", &any]).run().await.assert_exit_code(0);
+    TestCommand::new(["check", &any])
+        .run()
+        .await
+        .assert_exit_code(0);
 
     let running = TestCommand::new(["wait", &target, "--timeout", "30s", "--json"]).spawn();
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -54,7 +57,10 @@ async fn wait_for_a_primary_exits_0_soon_after_the_standby_is_promoted() {
         .assert_no_secret(primary.password());
     let promoted = standby.promoted_at().unwrap();
     let late = exited.duration_since(promoted).unwrap_or_default();
-    assert!(late < Duration::from_secs(1), "exited {late:?} after the promotion");
+    assert!(
+        late < Duration::from_secs(1),
+        "exited {late:?} after the promotion"
+    );
     let events = done.events();
     assert!(
         events
@@ -73,7 +79,10 @@ async fn wait_for_a_primary_exits_0_soon_after_the_standby_is_promoted() {
         format!("127.0.0.1:{}", standby.port()),
         "{ready}"
     );
-    TestCommand::new(["check", &target]).run().await.assert_exit_code(0);
+    TestCommand::new(["check", &target])
+        .run()
+        .await
+        .assert_exit_code(0);
 }
 
 #[tokio::test]
@@ -90,7 +99,11 @@ async fn wait_without_a_primary_times_out_with_exit_1() {
     assert_eq!(last["event"], "failed", "{last}");
     assert_eq!(last["reason"], "wrong_session_type", "{last}");
     assert!(
-        events.iter().filter(|e| e["event"] == "attempt_failed").count() > 5,
+        events
+            .iter()
+            .filter(|e| e["event"] == "attempt_failed")
+            .count()
+            > 5,
         "kept trying: {events:?}"
     );
 }

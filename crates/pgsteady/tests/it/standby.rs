@@ -327,7 +327,11 @@ async fn without_reported_state_one_query_decides() {
     }
     // read-write: the standby is asked and rejected, then the primary asked (2 per connect);
     // standby: the standby is asked (1 per connect).
-    let checks = |log: Vec<String>| log.iter().filter(|l| l.contains("pg_is_in_recovery()::text")).count();
+    let checks = |log: Vec<String>| {
+        log.iter()
+            .filter(|l| l.contains("pg_is_in_recovery()::text"))
+            .count()
+    };
     assert_eq!(checks(statements_since(&primary, marks.0)), 10);
     assert_eq!(checks(statements_since(&standby, marks.1)), 20);
     p1.abort();
