@@ -336,3 +336,19 @@ async fn wait_replayed_is_bounded_while_replay_is_paused() {
         1000
     );
 }
+
+#[tokio::test]
+async fn a_panicking_test_cleans_up_its_primary_and_standby() {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(async move {
+        let primary = Cluster::start().await.unwrap();
+        let standby = primary.standby().synchronous().start().await.unwrap();
+        tx.send((primary.dir().to_owned(), standby.dir().to_owned()))
+            .unwrap();
+        panic!("the test fails while both servers stream");
+    });
+    let (primary_dir, standby_dir) = rx.await.unwrap();
+    assert!(task.await.unwrap_err().is_panic());
+    assert_gone(&standby_dir);
+    assert_gone(&primary_dir);
+}
