@@ -5,7 +5,8 @@
 //!
 //! - [`Cluster`]: `initdb` into a temporary directory, a server on a free 127.0.0.1 port,
 //!   then stop / start / restart / crash (SIGKILL) / kill one backend / terminate sessions /
-//!   hang (SIGSTOP) it, change settings, and read from its log when it became ready.
+//!   hang (SIGSTOP) it, change settings, and read from its log when it became ready; make a
+//!   streaming standby of it, promote it, rewind an old primary into a standby, fence it.
 //! - [`FaultProxy`]: a TCP proxy in front of it that refuses, resets, delays, blackholes or
 //!   swallows replies on command, and counts connections and bytes.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
@@ -38,6 +39,6 @@ mod sweep;
 pub mod workload;
 
 pub use bin::PgBin;
-pub use cluster::{BackendFilter, Cluster, ClusterBuilder, StopMode};
+pub use cluster::{BackendFilter, Cluster, ClusterBuilder, Rewind, StandbyBuilder, StopMode};
 pub use error::{Error, Result};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

@@ -9,6 +9,7 @@ mod exec;
 mod migrate;
 mod run;
 mod serve;
+mod standby;
 mod wait;
 
 use std::ffi::OsStr;

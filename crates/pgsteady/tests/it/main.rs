@@ -8,6 +8,7 @@ mod migrate;
 mod monitor;
 mod multihost;
 mod pool;
+mod standby;
 mod startup;
 mod tls;
 
