@@ -72,6 +72,7 @@ impl PoolBuilder {
             metrics: metrics.clone(),
             validate_after_idle: pool.validate_after_idle,
             validation_timeout: pool.validation_timeout,
+            target_session_attrs,
         };
         let deadpool = managed::Pool::builder(manager)
             .max_size(pool.max_size)

@@ -10,6 +10,7 @@ use std::time::Instant;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
 
+use crate::config::TargetSessionAttrs;
 use crate::connect::{CloseReason, ConnectionMonitor};
 use crate::{Error, Reason};
 
@@ -68,12 +69,22 @@ impl Conn {
         }
     }
 
-    /// Whether this connection's server is known not to be what the configuration asks for
-    /// any more (see [`Conn::mark_wrong_server`]); one atomic load, for every checkout.
-    pub(crate) fn is_wrong_server(&self) -> bool {
-        self.wrong_server
-            .as_ref()
-            .is_some_and(|flag| flag.load(Ordering::Relaxed))
+    /// Whether this connection must not be handed out for `want`: its server was marked the
+    /// wrong one, or the server reported (`in_hot_standby`, `default_transaction_read_only`)
+    /// that it no longer is what `want` asks for, in which case the mark is set for every
+    /// connection to it. Two atomic loads; only with a mark (read-write or primary).
+    pub(crate) fn serves_wrong_server(&self, want: TargetSessionAttrs) -> bool {
+        let Some(flag) = &self.wrong_server else {
+            return false;
+        };
+        if flag.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.monitor.session_state().satisfies(want) == Some(false) {
+            flag.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
     }
 
     /// Marks this connection's server as the wrong one: neither this connection nor any

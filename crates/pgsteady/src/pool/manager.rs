@@ -11,6 +11,7 @@ use rand::RngExt;
 use tokio::sync::Notify;
 
 use crate::classify::Action;
+use crate::config::TargetSessionAttrs;
 use crate::connect::Connector;
 use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
@@ -117,6 +118,9 @@ pub(crate) struct Manager {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) validate_after_idle: Duration,
     pub(crate) validation_timeout: Duration,
+    /// What the configuration asks of a server (checked on every checkout from what the
+    /// server reported, without a round trip).
+    pub(crate) target_session_attrs: TargetSessionAttrs,
 }
 
 impl managed::Manager for Manager {
@@ -142,7 +146,7 @@ impl managed::Manager for Manager {
             self.metrics.evicted(EvictReason::Closed, Some(reason));
             return Err(RecycleError::message("closed"));
         }
-        if conn.is_wrong_server() {
+        if conn.serves_wrong_server(self.target_session_attrs) {
             self.metrics.evicted(EvictReason::WrongServer, None);
             return Err(RecycleError::message("wrong server"));
         }

@@ -324,7 +324,7 @@ fn evict(inner: &PoolInner) {
             );
             return false;
         }
-        if conn.is_wrong_server() {
+        if conn.serves_wrong_server(inner.target_session_attrs) {
             metrics.evicted(EvictReason::WrongServer, None);
             return false;
         }
