@@ -92,7 +92,7 @@ async fn promote_under_load(sync: bool, fault: Fault) -> (Seen, SystemTime, Clus
                 let mut i = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     i += 1;
-                    if i % 2 == 0 {
+                    if i.is_multiple_of(2) {
                         let read = pool
                             .run(async move |c| {
                                 Ok(c.query_one("SELECT count(*) FROM writes", &[])
