@@ -483,3 +483,122 @@ async fn an_xid_handed_out_again_after_promotion_is_not_taken_for_our_commit() {
     }
     pool.close(Duration::from_secs(5)).await;
 }
+
+/// The old primary is fenced with the pool's connections open, the standby is promoted, then
+/// the old primary comes back as a standby of the new one. Plain `get()` callers, which are
+/// never retried for, see at most `max_size` 25006 errors in all, and within 1 s of the first
+/// sign no checkout hands out a connection to the old server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_primary_is_not_handed_out_again_and_get_sees_at_most_max_size_25006() {
+    const MAX_SIZE: usize = 4;
+    let old = Cluster::start().await.unwrap();
+    let new = old.standby().synchronous().start().await.unwrap();
+    client(&old)
+        .await
+        .batch_execute("CREATE TABLE writes (id bigserial PRIMARY KEY, key text NOT NULL)")
+        .await
+        .unwrap();
+    new.catch_up(&old, Duration::from_secs(10)).await.unwrap();
+    let url = format!(
+        "postgresql://{}:{}@127.0.0.1:{},127.0.0.1:{}/{}?target_session_attrs=read-write&connect_timeout=2",
+        old.user(),
+        old.password(),
+        old.port(),
+        new.port(),
+        old.dbname()
+    );
+    let pool = Pool::builder(Config::parse(&url).unwrap())
+        .max_size(MAX_SIZE)
+        .build()
+        .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // (when, server port, SQLSTATE of the error if any)
+    type Checkout = (Instant, u16, Option<String>);
+    let workers: Vec<_> = (0..MAX_SIZE)
+        .map(|w| {
+            let (pool, stop) = (pool.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut seen: Vec<Checkout> = Vec::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let conn = pool.get().await.expect("a checkout within its bound");
+                    let at = Instant::now();
+                    let port: i32 = match conn.query_one("SELECT inet_server_port()", &[]).await {
+                        Ok(row) => row.get(0),
+                        Err(e) => panic!("a read failed: {e}"),
+                    };
+                    let key = format!("w{w}-{i}");
+                    let result = conn
+                        .execute("INSERT INTO writes (key) VALUES ($1)", &[&key])
+                        .await;
+                    let code = result.err().map(|e| {
+                        e.code()
+                            .map_or_else(|| e.to_string(), |c| c.code().to_owned())
+                    });
+                    seen.push((at, port as u16, code));
+                    drop(conn);
+                    tokio::time::sleep(PACE).await;
+                }
+                seen
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    old.fence().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    new.promote().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The old primary comes back as a standby of the new one.
+    old.follow(&new).await.unwrap();
+    let back = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all: Vec<Checkout> = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    pool.close(Duration::from_secs(5)).await;
+    all.sort_by_key(|c| c.0);
+
+    let read_only: Vec<&Checkout> = all
+        .iter()
+        .filter(|c| c.2.as_deref() == Some("25006"))
+        .collect();
+    let other: Vec<&Checkout> = all
+        .iter()
+        .filter(|c| c.2.is_some() && c.2.as_deref() != Some("25006"))
+        .collect();
+    let first_sign = read_only.first().map(|c| c.0);
+    let last_on_old = all.iter().filter(|c| c.1 == old.port()).map(|c| c.0).max();
+    eprintln!(
+        "{} checkouts, {} 25006, other errors {other:?}, last checkout on the old server {:?} \
+         after the first 25006",
+        all.len(),
+        read_only.len(),
+        first_sign
+            .zip(last_on_old)
+            .map(|(f, l)| l.saturating_duration_since(f))
+    );
+    assert!(
+        read_only.len() <= MAX_SIZE,
+        "{} 25006 errors",
+        read_only.len()
+    );
+    assert!(other.is_empty(), "{other:?}");
+    if let (Some(first), Some(last)) = (first_sign, last_on_old) {
+        assert!(
+            last.saturating_duration_since(first) < Duration::from_secs(1),
+            "a connection to the old server was handed out {:?} after the first sign",
+            last.saturating_duration_since(first)
+        );
+    }
+    assert!(
+        all.iter().all(|c| c.0 < back || c.1 == new.port()),
+        "a checkout landed on the old server after it came back as a standby"
+    );
+    assert!(
+        all.iter().any(|c| c.1 == new.port() && c.2.is_none()),
+        "writes went on on the new primary"
+    );
+}
