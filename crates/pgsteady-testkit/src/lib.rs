@@ -8,6 +8,9 @@
 //!   hang (SIGSTOP) it, change settings, and read from its log when it became ready.
 //! - [`FaultProxy`]: a TCP proxy in front of it that refuses, resets, delays, blackholes or
 //!   swallows replies on command, and counts connections and bytes.
+//! - [`PatroniCluster`]: a high-availability cluster managed by Patroni (etcd, two nodes,
+//!   optionally HAProxy), with switchover, leader postmaster kill, whole-node kill, node
+//!   restart, and Patroni's own time of each leader change.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
 //!   TCP keepalive and `tcp_user_timeout`.
 //! - [`workload`]: N workers looping an operation against any client while faults happen,
@@ -25,11 +28,13 @@
     rust_2018_idioms
 )]
 
+mod apt;
 mod bin;
 mod cluster;
 mod error;
 mod log;
 pub mod netns;
+mod patroni;
 mod process;
 mod proxy;
 mod sweep;
@@ -38,4 +43,7 @@ pub mod workload;
 pub use bin::PgBin;
 pub use cluster::{BackendFilter, Cluster, ClusterBuilder, StopMode};
 pub use error::{Error, Result};
+pub use patroni::{
+    Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings, Role,
+};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

@@ -52,7 +52,10 @@ fn owner_is_gone(dir: &Path) -> bool {
 }
 
 fn stop_leftover_server(dir: &Path) {
-    // Every server process has the data directory as its working directory; a process that
-    // merely reused a pid does not.
-    let _ = process::signal_server(&dir.join("data"), Signal::SIGKILL);
+    // Every server process has the data directory as its working directory, and every helper
+    // of a Patroni cluster (Patroni, etcd, HAProxy, and the servers Patroni starts) runs in a
+    // directory below `dir`; a process that merely reused a pid does not.
+    for pid in process::processes_under(dir) {
+        let _ = process::signal_pid(pid, Signal::SIGKILL);
+    }
 }
