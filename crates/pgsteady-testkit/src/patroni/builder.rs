@@ -405,6 +405,8 @@ impl PatroniCluster {
                 "bin_dir": self.bin.dir(),
                 "pgpass": node.dir.join("pgpass"),
                 "use_unix_socket": true,
+                // pg_basebackup's default spread checkpoint paces itself over minutes.
+                "basebackup": [{ "checkpoint": "fast" }],
                 "authentication": {
                     "superuser": { "username": "postgres", "password": superuser_password },
                     "replication": { "username": "replicator", "password": replication_password },
