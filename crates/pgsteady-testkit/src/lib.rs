@@ -44,6 +44,7 @@ pub use bin::PgBin;
 pub use cluster::{BackendFilter, Cluster, ClusterBuilder, StopMode};
 pub use error::{Error, Result};
 pub use patroni::{
-    Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings, Role,
+    Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings,
+    Role,
 };
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

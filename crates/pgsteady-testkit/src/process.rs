@@ -84,7 +84,12 @@ impl RunAs {
     /// Like [`RunAs::command`], for a long-running helper (Patroni, etcd, HAProxy): it leads
     /// its own process group, runs in `dir` (so [`processes_under`] finds it and whatever it
     /// forks), and gets `death_signal` if the thread that started it dies.
-    pub(crate) fn daemon_command(&self, program: &Path, dir: &Path, death_signal: Signal) -> Command {
+    pub(crate) fn daemon_command(
+        &self,
+        program: &Path,
+        dir: &Path,
+        death_signal: Signal,
+    ) -> Command {
         let mut cmd = self.command(program);
         cmd.process_group(0).current_dir(dir);
         // SAFETY: the closure runs between fork and exec and makes only the prctl(2) system

@@ -234,12 +234,7 @@ impl PatroniBuilder {
         let superuser_password = random_password();
         let replication_password = random_password();
         for node in &cluster.nodes {
-            cluster.write_node_files(
-                node,
-                &self,
-                &superuser_password,
-                &replication_password,
-            )?;
+            cluster.write_node_files(node, &self, &superuser_password, &replication_password)?;
         }
         // Both at once: one wins the race to initialise the cluster, the other copies it
         // with pg_basebackup once it exists.
@@ -468,9 +463,7 @@ impl PatroniCluster {
         let path = dir.join("haproxy.cfg");
         fs::write(&path, config)?;
         let log = fs::File::create(dir.join("haproxy.log"))?;
-        let mut cmd = self
-            .run_as
-            .daemon_command(program, &dir, Signal::SIGKILL);
+        let mut cmd = self.run_as.daemon_command(program, &dir, Signal::SIGKILL);
         // -db: stay in the foreground, no daemon.
         cmd.arg("-db")
             .arg("-f")
@@ -596,7 +589,10 @@ mod tests {
             ..PatroniTimings::default()
         };
         let err = bad.validate().unwrap_err().to_string();
-        assert!(err.contains("loop_wait + 2 * retry_timeout <= ttl"), "{err}");
+        assert!(
+            err.contains("loop_wait + 2 * retry_timeout <= ttl"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -156,7 +156,13 @@ impl PatroniCluster {
         let mut cmd = self.run_as.command(&self.programs.patronictl);
         cmd.arg("-c")
             .arg(candidate_node.config_path())
-            .args(["switchover", "--leader", &leader.name, "--candidate", candidate])
+            .args([
+                "switchover",
+                "--leader",
+                &leader.name,
+                "--candidate",
+                candidate,
+            ])
             .arg("--force")
             .env("HOME", candidate_node.dir())
             .env("TZ", "UTC");
@@ -224,7 +230,10 @@ impl PatroniCluster {
     pub async fn kill_node(&self, node: &str) -> Result<()> {
         let node = self.node(node)?;
         let Some(patroni) = node.patroni_pid() else {
-            return Err(Error::State(format!("Patroni is not running on {}", node.name)));
+            return Err(Error::State(format!(
+                "Patroni is not running on {}",
+                node.name
+            )));
         };
         // Every pid first, then the signals back to back.
         let servers = process::processes_under(&node.dir);

@@ -125,7 +125,10 @@ impl PatroniCluster {
     /// not one: a fresh cluster has none.
     pub async fn history(&self) -> Result<Vec<LeaderChange>> {
         let lines: Vec<Vec<serde_json::Value>> = self.rest_get("/history").await?;
-        Ok(lines.iter().filter_map(|line| parse_history_line(line)).collect())
+        Ok(lines
+            .iter()
+            .filter_map(|line| parse_history_line(line))
+            .collect())
     }
 
     /// GET `path` from each node's REST API in turn; the first answer wins.
@@ -235,7 +238,10 @@ mod tests {
         let old: Vec<serde_json::Value> =
             serde_json::from_str(r#"[3, 100, "no recovery target specified"]"#).unwrap();
         let change = parse_history_line(&old).unwrap();
-        assert_eq!((change.timeline, change.at, change.new_leader), (4, None, None));
+        assert_eq!(
+            (change.timeline, change.at, change.new_leader),
+            (4, None, None)
+        );
     }
 
     #[test]
