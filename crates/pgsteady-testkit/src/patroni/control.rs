@@ -21,7 +21,8 @@ pub struct Healthy {
     pub replica: String,
     /// The replica's PostgreSQL port.
     pub replica_port: u16,
-    /// The leader's timeline (1 after bootstrap, one more per promotion).
+    /// The leader's timeline as its server reports it (the timeline of its current WAL
+    /// file): 1 after bootstrap, one more per promotion.
     pub timeline: u64,
 }
 
@@ -86,16 +87,16 @@ impl PatroniCluster {
                 "SELECT pg_is_in_recovery(), \
                  (SELECT count(*) FROM pg_stat_replication \
                   WHERE application_name = $1 AND state = 'streaming'), \
-                 (SELECT timeline_id::int8 FROM pg_control_checkpoint())",
+                 ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int8",
                 &[&replica.name],
             )
             .await
             .map_err(|e| format!("leader {}: {e}", leader.name))?;
-        let (in_recovery, streaming, checkpoint_timeline): (bool, i64, i64) =
-            (row.get(0), row.get(1), row.get(2));
+        let in_recovery: bool = row.get(0);
         if in_recovery {
             return Err(format!("leader {} is still in recovery", leader.name));
         }
+        let (streaming, timeline): (i64, i64) = (row.get(1), row.get(2));
         if streaming == 0 {
             return Err(format!(
                 "{} does not stream from leader {} ({})",
@@ -109,7 +110,7 @@ impl PatroniCluster {
             leader_port: self.node(&leader.name).map_err(|e| e.to_string())?.pg_port,
             replica: replica.name.clone(),
             replica_port: self.node(&replica.name).map_err(|e| e.to_string())?.pg_port,
-            timeline: leader.timeline.unwrap_or(checkpoint_timeline as u64),
+            timeline: timeline as u64,
         })
     }
 

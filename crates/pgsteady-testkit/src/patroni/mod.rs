@@ -332,16 +332,22 @@ impl PatroniCluster {
             .map(|_| self.dir().join("haproxy").join("haproxy.cfg"))
     }
 
-    /// A superuser session on one node's server over its Unix socket, its connection driven
-    /// by a spawned task.
+    /// A superuser session in database `postgres` on one node's server over its Unix
+    /// socket, its connection driven by a spawned task.
     pub async fn admin(&self, node: &str) -> Result<Client> {
+        self.admin_in(node, "postgres").await
+    }
+
+    /// Like [`PatroniCluster::admin`], in another database (e.g. [`PatroniCluster::dbname`],
+    /// to read the login user's tables on a replica).
+    pub async fn admin_in(&self, node: &str, dbname: &str) -> Result<Client> {
         let node = self.node(node)?;
         let mut config = Config::new();
         config
             .host_path(node.socket_dir())
             .port(node.pg_port)
             .user("postgres")
-            .dbname("postgres")
+            .dbname(dbname)
             .application_name("pgsteady-testkit")
             .connect_timeout(Duration::from_secs(3));
         let (client, connection) = config.connect(NoTls).await?;

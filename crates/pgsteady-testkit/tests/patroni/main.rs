@@ -83,14 +83,20 @@ pub async fn write_until(config: &Config, value: i32, timeout: Duration) -> (u16
 
 /// The values in table `t` on one node, read as the superuser.
 pub async fn values_on(cluster: &PatroniCluster, node: &str) -> Vec<i32> {
-    let admin = cluster.admin(node).await.unwrap();
-    admin
+    try_values_on(cluster, node).await.unwrap()
+}
+
+async fn try_values_on(
+    cluster: &PatroniCluster,
+    node: &str,
+) -> Result<Vec<i32>, pgsteady_testkit::Error> {
+    let admin = cluster.admin_in(node, cluster.dbname()).await?;
+    Ok(admin
         .query("SELECT v FROM t ORDER BY v", &[])
-        .await
-        .unwrap()
+        .await?
         .iter()
         .map(|row| row.get(0))
-        .collect()
+        .collect())
 }
 
 /// Creates table `t (v int primary key)` owned by the login user, through the leader.
@@ -102,17 +108,18 @@ pub async fn create_table(cluster: &PatroniCluster) {
         .unwrap();
 }
 
-/// Waits until `node` has replayed every value in `expected` (bounded).
+/// Waits until `node` has replayed every value in `expected` (bounded; the table itself
+/// may not have reached it yet).
 pub async fn wait_replicated(cluster: &PatroniCluster, node: &str, expected: &[i32]) {
     let started = Instant::now();
     loop {
-        if values_on(cluster, node).await == expected {
+        let seen = try_values_on(cluster, node).await;
+        if seen.as_ref().is_ok_and(|seen| seen == expected) {
             return;
         }
         assert!(
             started.elapsed() < Duration::from_secs(10),
-            "{node} has {:?}, expected {expected:?}",
-            values_on(cluster, node).await
+            "{node} has {seen:?}, expected {expected:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
