@@ -13,7 +13,7 @@ mod bootstrap;
 mod failover;
 mod switchover;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use pgsteady_testkit::{Error, PatroniBuilder, PatroniCluster};
 use tokio_postgres::{Client, Config, NoTls};
@@ -152,4 +152,95 @@ pub fn assert_gone(dir: &std::path::Path) {
     }
     assert!(processes_in(dir).is_empty(), "processes survived");
     assert!(!dir.exists(), "{} survived", dir.display());
+}
+
+/// One write of a [`Writer`].
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The value inserted.
+    pub value: i32,
+    /// When the attempt started.
+    pub started: Instant,
+    /// When it ended.
+    pub ended: Instant,
+    /// `Some(port)` of the server that acknowledged the commit; `None` when it failed.
+    pub acked_by: Option<u16>,
+}
+
+/// A client writing `INSERT INTO t VALUES (n)`, n = first, first + 1, ..., every 20 ms through one
+/// session, reconnecting (1 s connect timeout) after any error. A failed write is not
+/// retried: the next attempt inserts the next value.
+pub struct Writer {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<Vec<Attempt>>,
+}
+
+impl Writer {
+    pub fn spawn(config: Config, first: i32) -> Writer {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let task = tokio::spawn(async move {
+            let mut attempts = Vec::new();
+            let mut session: Option<(Client, u16)> = None;
+            let mut value = first;
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                if session.is_none()
+                    && let Ok(client) = connect(&config).await
+                {
+                    let port = server_port(&client).await;
+                    session = Some((client, port));
+                }
+                let mut acked_by = None;
+                if let Some((client, port)) = &session {
+                    match client.execute("INSERT INTO t VALUES ($1)", &[&value]).await {
+                        Ok(_) => acked_by = Some(*port),
+                        Err(_) => session = None,
+                    }
+                }
+                attempts.push(Attempt {
+                    value,
+                    started,
+                    ended: Instant::now(),
+                    acked_by,
+                });
+                value += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            attempts
+        });
+        Writer { stop, task }
+    }
+
+    /// Stops the writer and returns every attempt, in order.
+    pub async fn stop(self) -> Vec<Attempt> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// The first write acknowledged by `port` that started after `after`.
+pub fn first_ack_on(attempts: &[Attempt], port: u16, after: Instant) -> Option<&Attempt> {
+    attempts
+        .iter()
+        .find(|a| a.started >= after && a.acked_by == Some(port))
+}
+
+/// The values the writer saw acknowledged.
+pub fn acked(attempts: &[Attempt]) -> Vec<i32> {
+    attempts
+        .iter()
+        .filter(|a| a.acked_by.is_some())
+        .map(|a| a.value)
+        .collect()
+}
+
+/// `at` as an offset from `origin` (a wall-clock instant taken together with an `Instant`).
+pub fn since(origin: SystemTime, at: SystemTime) -> Duration {
+    at.duration_since(origin).unwrap_or_default()
+}
+
+/// The `Instant` matching wall-clock time `at`, given a pair taken together.
+pub fn instant_at(origin: (SystemTime, Instant), at: SystemTime) -> Instant {
+    origin.1 + since(origin.0, at)
 }
