@@ -245,6 +245,9 @@ impl PatroniBuilder {
         cluster.wait_login(healthy.leader_port, deadline).await?;
         if cluster.haproxy.is_some() {
             cluster.start_haproxy()?;
+            cluster
+                .wait_haproxy_routes_to(&healthy.leader, deadline)
+                .await?;
             let port = cluster.haproxy_port().expect("haproxy");
             cluster.wait_login(port, deadline).await?;
         }
@@ -433,45 +436,6 @@ impl PatroniCluster {
         let text = serde_json::to_string_pretty(&config)
             .map_err(|e| Error::State(format!("Patroni configuration: {e}")))?;
         write_private(&node.config_path(), &text, 0o600, &self.run_as)
-    }
-
-    fn start_haproxy(&self) -> Result<()> {
-        let haproxy = self.haproxy.as_ref().expect("haproxy");
-        let program = self.programs.haproxy.as_ref().expect("haproxy found");
-        let dir = self.dir().join("haproxy");
-        fs::create_dir(&dir)?;
-        self.run_as.chown(&dir)?;
-        let inter = haproxy.check_interval.as_millis().max(10);
-        let mut config = format!(
-            "# pgsteady-testkit: Patroni's documented HAProxy setup, with short checks.\n\
-             global\n    maxconn 200\n\n\
-             defaults\n    mode tcp\n    retries 2\n    timeout connect 2s\n    \
-             timeout client 30m\n    timeout server 30m\n    timeout check 2s\n\n\
-             listen primary\n    bind 127.0.0.1:{port}\n    \
-             option httpchk GET /primary\n    http-check expect status 200\n    \
-             default-server inter {inter}ms fall 2 rise 1 on-marked-down shutdown-sessions\n",
-            port = haproxy.port
-        );
-        for node in &self.nodes {
-            config.push_str(&format!(
-                "    server {name} 127.0.0.1:{pg} maxconn 100 check port {rest}\n",
-                name = node.name,
-                pg = node.pg_port,
-                rest = node.rest_port
-            ));
-        }
-        let path = dir.join("haproxy.cfg");
-        fs::write(&path, config)?;
-        let log = fs::File::create(dir.join("haproxy.log"))?;
-        let mut cmd = self.run_as.daemon_command(program, &dir, Signal::SIGKILL);
-        // -db: stay in the foreground, no daemon.
-        cmd.arg("-db")
-            .arg("-f")
-            .arg(&path)
-            .stdout(log.try_clone()?)
-            .stderr(log);
-        *haproxy.child.lock().expect("haproxy state") = Some(cmd.spawn()?);
-        Ok(())
     }
 
     /// Waits until the login user can run a query through `port` on a writable server.

@@ -17,6 +17,7 @@ use crate::{Error, Result, log};
 
 mod builder;
 mod control;
+mod haproxy;
 mod rest;
 
 pub use builder::{PatroniBuilder, PatroniTimings};

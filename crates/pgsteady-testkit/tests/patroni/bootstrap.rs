@@ -115,7 +115,11 @@ async fn bootstrap_gives_a_leader_a_streaming_replica_the_app_user_and_haproxy()
         .unwrap();
     wait_replicated(&cluster, &healthy.replica, &[1]).await;
 
-    // HAProxy routes to the leader.
+    // HAProxy routes to the leader, and only to it.
+    assert_eq!(
+        cluster.haproxy_routes_to().await.unwrap(),
+        vec![healthy.leader.clone()]
+    );
     let haproxy = cluster.pg_config_with_port(cluster.haproxy_port().unwrap());
     let through = connect(&haproxy).await.unwrap();
     assert_eq!(server_port(&through).await, healthy.leader_port);

@@ -21,6 +21,8 @@ async fn leader_postmaster_kill_is_restarted_in_place_by_patroni() {
     create_table(&cluster).await;
     write_until(&cluster.pg_config(), 1, Duration::from_secs(5)).await;
     let leader = cluster.node(&before.leader).unwrap();
+    let err = cluster.haproxy_routes_to().await.unwrap_err();
+    assert!(matches!(err, Error::State(_)), "no HAProxy here: {err}");
     let starts = leader.ready_times().len();
     let patroni = leader.patroni_pid().unwrap();
     let writer = Writer::spawn(cluster.pg_config(), 1000);

@@ -94,6 +94,15 @@ async fn switchover_moves_the_leader_and_haproxy_and_the_multi_host_url_follow()
             before.timeline + 1
         )
     );
+    // HAProxy's checks route to the new leader alone.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.haproxy_routes_to().await.unwrap() != [before.replica.clone()] {
+        assert!(
+            Instant::now() < deadline,
+            "HAProxy does not route to the new leader alone"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let multi = multi.stop().await;
     let haproxy = haproxy.stop().await;
