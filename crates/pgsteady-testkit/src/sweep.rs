@@ -97,12 +97,18 @@ mod tests {
 
         let started = Instant::now();
         while stale_child.try_wait().unwrap().is_none() {
-            assert!(started.elapsed() < Duration::from_secs(5), "helper survived");
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "helper survived"
+            );
             std::thread::sleep(Duration::from_millis(5));
         }
         assert!(!stale.exists(), "stale directory kept");
         assert!(live.exists(), "a live owner's directory removed");
-        assert!(live_child.try_wait().unwrap().is_none(), "a live owner's process killed");
+        assert!(
+            live_child.try_wait().unwrap().is_none(),
+            "a live owner's process killed"
+        );
         live_child.kill().unwrap();
         live_child.wait().unwrap();
     }

@@ -12,6 +12,7 @@ use crate::{Error, Result, log};
 /// A healthy cluster, as [`PatroniCluster::wait_healthy`] found it: a leader whose server is
 /// writable and a replica streaming from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Healthy {
     /// The leader's member name.
     pub leader: String,

@@ -67,7 +67,6 @@ const POLL: Duration = Duration::from_millis(50);
 /// println!("{} took over at {:?}", change.new_leader.unwrap_or_default(), change.at);
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
 pub struct PatroniCluster {
     dir: Option<tempfile::TempDir>,
     bin: PgBin,
@@ -83,6 +82,22 @@ pub struct PatroniCluster {
     password: String,
     dbname: String,
     http: reqwest::Client,
+}
+
+/// Everything but the password, which must not reach a log or a panic message.
+impl std::fmt::Debug for PatroniCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PatroniCluster")
+            .field("dir", &self.dir)
+            .field("scope", &self.scope)
+            .field("timings", &self.timings)
+            .field("etcd_port", &self.etcd_port)
+            .field("haproxy", &self.haproxy)
+            .field("nodes", &self.nodes)
+            .field("user", &self.user)
+            .field("dbname", &self.dbname)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Where the helper programs are.

@@ -27,6 +27,7 @@ pub enum Role {
 /// Patroni's view, stored in etcd: a node that just died is still listed, in the role it
 /// had, until its key expires (`ttl`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Member {
     /// The member name (`node1`, `node2`).
     pub name: String,
@@ -53,6 +54,7 @@ impl Member {
 /// One leader change as Patroni records it in `GET /history`: a promotion, which started a
 /// new timeline.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LeaderChange {
     /// The timeline the promotion started (Patroni's entry names the one it ended, one less).
     pub timeline: u64,

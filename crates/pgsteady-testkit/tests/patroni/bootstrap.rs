@@ -128,6 +128,9 @@ async fn bootstrap_gives_a_leader_a_streaming_replica_the_app_user_and_haproxy()
         Some(Duration::from_millis(500))
     );
 
+    // The password stays out of debug output (and so out of panic messages).
+    assert!(!format!("{cluster:?}").contains(cluster.password()));
+
     // Dropped while a test panics: nothing is left.
     let dir = cluster.dir().to_owned();
     assert!(
