@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use pgsteady_testkit::{Error, PatroniCluster, PatroniTimings};
+use pgsteady_testkit::{Error, PatroniCluster, PatroniTimings, Role};
 
 use crate::switchover::gap;
 use crate::{
@@ -250,5 +250,65 @@ async fn leader_node_kill_fails_over_after_the_ttl_and_the_node_rejoins() {
          restart",
         report.join("; "),
         restart.elapsed()
+    );
+}
+
+#[tokio::test]
+#[ignore = "boots a Patroni cluster: run with --ignored (.ci/run does)"]
+async fn synchronous_mode_node_kill_loses_no_acknowledged_write() {
+    let Some(cluster) = start(PatroniCluster::builder().synchronous_mode(true)).await else {
+        return;
+    };
+    let before = cluster.wait_healthy(Duration::from_secs(10)).await.unwrap();
+    // Patroni names the replica the synchronous standby (bounded: it does so on a loop).
+    let started = Instant::now();
+    loop {
+        let members = cluster.members().await.unwrap();
+        let admin = cluster.admin(&before.leader).await.unwrap();
+        let sync_state: Option<String> = admin
+            .query_opt(
+                "SELECT sync_state FROM pg_stat_replication WHERE application_name = $1",
+                &[&before.replica],
+            )
+            .await
+            .unwrap()
+            .map(|row| row.get(0));
+        let standby = members.iter().find(|m| m.name == before.replica).unwrap();
+        if standby.role == Role::SyncStandby && sync_state.as_deref() == Some("sync") {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no synchronous standby: {members:?}, {sync_state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    create_table(&cluster).await;
+    let writer = Writer::spawn(cluster.pg_config(), 1000);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let origin = (SystemTime::now(), Instant::now());
+    cluster.kill_node(&before.leader).await.unwrap();
+    let change = cluster
+        .wait_leader_change(before.timeline, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(change.new_leader.as_deref(), Some(before.replica.as_str()));
+    let promoted = instant_at(origin, change.at.unwrap());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let attempts = writer.stop().await;
+    first_ack_on(&attempts, before.replica_port, promoted).expect("writes resume");
+    let acked = acked(&attempts);
+    assert!(
+        acked.len() > 10,
+        "the writer wrote before the fault: {acked:?}"
+    );
+    let on_leader = values_on(&cluster, &before.replica).await;
+    let lost: Vec<&i32> = acked.iter().filter(|v| !on_leader.contains(v)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    eprintln!(
+        "patroni node kill (synchronous_mode): promotion +{:?}; {} acknowledged writes, none lost",
+        since(origin.0, change.at.unwrap()),
+        acked.len()
     );
 }
