@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pgsteady::health::http::{router, serve};
+use pgsteady::readiness::http::{router, serve};
 use pgsteady::{Config, Pool, Readiness, ReadyState, ShutdownConfig};
 use tokio::net::TcpListener;
 

@@ -2,7 +2,7 @@
 //!
 //! The README promises that a fresh machine with only Rust and apt runs the drill and the
 //! tests, so the kit installs what it needs (PostgreSQL; Patroni, etcd and HAProxy for
-//! [`crate::PatroniCluster`]) the first time it is missing, saying so on stderr.
+//! `PatroniCluster`) the first time it is missing, saying so on stderr.
 //! `PGSTEADY_NO_INSTALL=1` turns that off.
 
 use std::path::{Path, PathBuf};
@@ -103,6 +103,7 @@ pub(crate) fn install(
 
 /// Finds a program on `$PATH`, then in `/usr/sbin` and `/usr/bin` (HAProxy lives in
 /// `/usr/sbin`, which an unprivileged user's `$PATH` often lacks).
+#[cfg_attr(not(feature = "patroni"), allow(dead_code))]
 pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)

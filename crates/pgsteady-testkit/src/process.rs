@@ -84,6 +84,7 @@ impl RunAs {
     /// Like [`RunAs::command`], for a long-running helper (Patroni, etcd, HAProxy): it leads
     /// its own process group, runs in `dir` (so [`processes_under`] finds it and whatever it
     /// forks), and gets `death_signal` if the thread that started it dies.
+    #[cfg_attr(not(feature = "patroni"), allow(dead_code))]
     pub(crate) fn daemon_command(
         &self,
         program: &Path,

@@ -3,11 +3,13 @@
 
 mod check;
 mod doctor;
+#[cfg(feature = "drill")]
 mod drill;
 mod exec;
 mod migrate;
 mod run;
 mod serve;
+mod standby;
 mod wait;
 
 use std::ffi::OsStr;
