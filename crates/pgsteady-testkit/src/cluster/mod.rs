@@ -572,7 +572,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// A random alphanumeric password, so URLs need no escaping.
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     let mut bytes = [0u8; 18];
     if let Ok(mut urandom) = fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut urandom, &mut bytes);
