@@ -32,6 +32,8 @@ Exit codes:
 /// The exit code for a library error after retries stopped.
 pub(crate) fn for_error(err: &pgsteady::Error) -> u8 {
     match err.kind() {
+        // No host is of the wanted type (target_session_attrs) right now: not ready yet.
+        _ if err.reason() == Some(Reason::WrongSessionType) => NOT_READY,
         // Only our own validation is a usage error: 42704 (`options=-c bogus=1`) is a
         // configuration the server rejected after connecting, permanent (issue 19 item 12).
         ErrorKind::Config if matches!(err.reason(), None | Some(Reason::Config)) => USAGE,

@@ -2,7 +2,7 @@
 //! PostgreSQL.
 //!
 //! This crate is glue: argument parsing (clap), output and exit codes. The logic lives in
-//! the `pgsteady` library and, for `drill`, in `pgsteady-testkit`.
+//! the `pgsteady` library and, for `drill` (the default-on `drill` feature), in `pgsteady-drill`.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -13,7 +13,6 @@ use clap::{Parser, Subcommand};
 mod check;
 mod common;
 mod doctor;
-mod drill;
 mod exit;
 mod migrate;
 mod probe;
@@ -50,7 +49,8 @@ enum Command {
     /// forwarded, and exit with its exit code.
     Run(run::RunArgs),
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
-    Drill(drill::DrillArgs),
+    #[cfg(feature = "drill")]
+    Drill(pgsteady_drill::DrillArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,7 +73,8 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Run(args) => run::run(args).await,
-            Command::Drill(args) => drill::run(args).await,
+            #[cfg(feature = "drill")]
+            Command::Drill(args) => pgsteady_drill::run(args).await,
         }
     })
 }

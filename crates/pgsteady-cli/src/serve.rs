@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pgsteady::health::http::{HttpLimits, router, serve_with_limits};
+use pgsteady::readiness::http::{HttpLimits, router, serve_with_limits};
 use pgsteady::{Config, Pool, Readiness, ReadyState, ShutdownConfig};
 use tokio::net::TcpListener;
 

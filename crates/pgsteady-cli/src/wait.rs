@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use pgsteady::backoff::{self, Backoff, TokioSleeper};
-use pgsteady::{Config, Connector, FailFastClass};
+use pgsteady::{Config, Connector, FailFastClass, TargetSessionAttrs};
 use tokio::time::Instant;
 
 use crate::common::{Output, parse_duration, resolve_target};
@@ -45,6 +45,8 @@ pub(crate) struct WaitOptions {
     query: String,
     /// Also retry these normally permanent failures, comma-separated: auth, missing-db,
     /// undefined-object, tls, session-type (e.g. a database an init script creates later).
+    /// session-type is retried anyway when the target sets target_session_attrs: waiting for
+    /// a primary (or a standby) to exist is what that asks for.
     #[arg(long, value_delimiter = ',', value_parser = parse_class, value_name = "CLASSES")]
     retry_on: Vec<FailFastClass>,
     /// Print only the final error.
@@ -84,12 +86,20 @@ impl Plan {
         let attempt_timeout = options
             .attempt_timeout
             .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
+        let mut retry_on = options.retry_on;
+        // No host of the wanted type yet (a standby being promoted, a failover between two
+        // servers both in recovery) is a state to wait out, not a wrong configuration.
+        if config.target_session_attrs != TargetSessionAttrs::Any
+            && !retry_on.contains(&FailFastClass::SessionType)
+        {
+            retry_on.push(FailFastClass::SessionType);
+        }
         Ok(Plan {
             config,
             timeout: options.timeout,
             attempt_timeout,
             query: options.query,
-            retry_on: options.retry_on,
+            retry_on,
             output: Output::choose(options.quiet, options.json),
             name,
         })
@@ -149,7 +159,7 @@ pub(crate) async fn wait(plan: &Plan) -> u8 {
     let hosts = plan.config.hosts.len().max(1) as u32;
     let start = Instant::now();
     let attempts = std::cell::Cell::new(0u32);
-    let result = backoff::retry(
+    let result = backoff::retry_operation(
         &policy,
         &TokioSleeper,
         plan.attempt_timeout.saturating_mul(hosts),

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pgsteady::config::{Host, HostSpec, SslMode, TargetSessionAttrs};
+use pgsteady::connect::{SslAnswer, request_ssl};
 use pgsteady::{Config, Connector, Reason};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{compose, listeners};
@@ -279,15 +279,7 @@ async fn tls_offer(
         return Ok(Layer::ok("tls", "not used (sslmode=disable)", None));
     }
     let started = Instant::now();
-    let exchange = async {
-        stream
-            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-            .await?;
-        let mut b = [0u8; 1];
-        stream.read_exact(&mut b).await?;
-        Ok::<u8, std::io::Error>(b[0])
-    };
-    match tokio::time::timeout(timeout, exchange).await {
+    match tokio::time::timeout(timeout, request_ssl(&mut stream)).await {
         Err(_) => Err(Layer::fail(
             "startup",
             format!(
@@ -301,12 +293,12 @@ async fn tls_offer(
             format!("the connection failed at the first PostgreSQL message: {e}"),
             pgsteady::classify::reason_for_io(e.kind()),
         )),
-        Ok(Ok(b'S')) => Ok(Layer::ok(
+        Ok(Ok(SslAnswer::Offered)) => Ok(Layer::ok(
             "tls",
             format!("offered (sslmode={mode})"),
             Some(started.elapsed()),
         )),
-        Ok(Ok(b'N')) => match mode {
+        Ok(Ok(SslAnswer::Declined)) => match mode {
             SslMode::Allow | SslMode::Prefer => Ok(Layer::warn(
                 "tls",
                 format!("not offered by the server: plain text (sslmode={mode})"),
@@ -317,7 +309,7 @@ async fn tls_offer(
                 Reason::Tls,
             )),
         },
-        Ok(Ok(other)) => Err(Layer::fail(
+        Ok(Ok(SslAnswer::Other(other))) => Err(Layer::fail(
             "startup",
             format!("not a PostgreSQL server: it answered the TLS request with byte {other:#04x}"),
             Reason::Other,

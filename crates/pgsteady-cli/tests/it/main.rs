@@ -3,12 +3,14 @@
 
 mod check;
 mod doctor;
+#[cfg(feature = "drill")]
 mod drill;
 mod exec;
 mod hostile;
 mod migrate;
 mod run;
 mod serve;
+mod standby;
 mod wait;
 
 use std::ffi::OsStr;

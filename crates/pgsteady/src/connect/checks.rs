@@ -3,6 +3,7 @@
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
+use super::session::{SessionState, describe};
 use crate::classify::{self, Action, Reason};
 use crate::config::TargetSessionAttrs;
 use crate::error::HostFailure;
@@ -49,23 +50,44 @@ pub async fn bounded_simple_query(
     Ok(out)
 }
 
-/// Checks `target_session_attrs` with one query, as libpq does for servers that do not report
-/// `in_hot_standby` / `default_transaction_read_only` at startup. With `ready`, a session for
-/// `any` must still answer an empty query: authenticating is not being able to run one.
+/// Checks `target_session_attrs` as libpq does: from the `in_hot_standby` and
+/// `default_transaction_read_only` values the server reported at startup (PostgreSQL 14+, no
+/// round trip), else with one query. With `ready`, a session for `any` must still answer an
+/// empty query: authenticating is not being able to run one (issue 19 item 7).
 pub(super) async fn check_session(
     client: &Client,
     want: TargetSessionAttrs,
+    reported: SessionState,
     ready: bool,
 ) -> Result<(), Error> {
-    if want == TargetSessionAttrs::Any {
-        if ready {
-            bounded_simple_query(client, "", 0).await.map_err(|e| {
+    // One empty round trip when nothing else would run a query on the new session.
+    let answers = || async {
+        if !ready {
+            return Ok(());
+        }
+        bounded_simple_query(client, "", 0)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
                 Error::new(e.kind(), "session check failed")
                     .with_reason(e.reason().unwrap_or(Reason::Other))
                     .with_source(e)
-            })?;
+            })
+    };
+    if want == TargetSessionAttrs::Any {
+        return answers().await;
+    }
+    if let Some(ok) = reported.satisfies(want) {
+        if ok {
+            answers().await?;
         }
-        return Ok(());
+        return verdict(
+            ok,
+            want,
+            reported.in_hot_standby.unwrap_or(false),
+            reported.default_transaction_read_only.unwrap_or(false)
+                || reported.in_hot_standby.unwrap_or(false),
+        );
     }
     let rows = bounded_simple_query(
         client,
@@ -99,17 +121,24 @@ pub(super) async fn check_session(
         TargetSessionAttrs::Standby | TargetSessionAttrs::PreferStandby => in_recovery,
         _ => true,
     };
+    verdict(ok, want, in_recovery, read_only)
+}
+
+fn verdict(
+    ok: bool,
+    want: TargetSessionAttrs,
+    in_recovery: bool,
+    read_only: bool,
+) -> Result<(), Error> {
     if ok {
         return Ok(());
     }
-    let is = match (in_recovery, read_only) {
-        (true, _) => "a standby (in recovery)",
-        (false, true) => "a primary in read-only mode",
-        (false, false) => "a read-write primary",
-    };
     Err(Error::new(
         ErrorKind::Connect,
-        format!("server is {is}, but target_session_attrs={want}"),
+        format!(
+            "server is {}, but target_session_attrs={want}",
+            describe(in_recovery, read_only)
+        ),
     )
     .with_reason(Reason::WrongSessionType))
 }

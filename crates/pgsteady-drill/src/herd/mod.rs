@@ -29,7 +29,10 @@ use figures::{ms, rate, table, window_rate};
 const FIXED_INTERVAL: Duration = Duration::from_millis(100);
 /// How long all N may take to serve again after the server is ready.
 const ALL_SERVING_WITHIN: Duration = Duration::from_secs(30);
-/// The target for pgsteady: peak attempts per bucket under this many times the mean.
+/// The target for pgsteady: peak attempts per bucket under this many times the mean, over
+/// the time the server is down (from the postmaster's exit to its ready line). The span
+/// figure is reported beside it for information: how fast a 2-core server ends its sessions
+/// decides most of it.
 const PEAK_TO_MEAN_TARGET: f64 = 3.0;
 /// The server's nice value (see `ClusterBuilder::nice`).
 const SERVER_NICE: i32 = 19;
@@ -73,8 +76,9 @@ struct HerdReport {
     /// pgsteady: 0 errors returned to callers, no 53300, all N serving within 30 s of ready
     /// (decides the exit code).
     guarantees_held: bool,
-    /// pgsteady: peak attempts per 10 ms under 3x the mean (a measurement, reported only:
-    /// on a loaded machine the scheduler batches attempts into alternate buckets).
+    /// pgsteady: peak attempts per 10 ms under 3x the mean while the server was down (a
+    /// measurement, reported only: on a loaded machine the scheduler batches attempts into
+    /// alternate buckets).
     peak_target_met: bool,
 }
 
@@ -156,7 +160,7 @@ async fn herds(
     let pg = &herds[0];
     let guarantees_held =
         pg.errors == 0 && pg.too_many_connections == 0 && pg.ready_to_all_serving_ms.is_some();
-    let peak_target_met = pg.peak_to_mean < PEAK_TO_MEAN_TARGET;
+    let peak_target_met = pg.down_peak_to_mean < PEAK_TO_MEAN_TARGET;
     Ok(HerdReport {
         n,
         max_connections,

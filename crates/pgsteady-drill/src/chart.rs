@@ -256,7 +256,7 @@ fn html(report: &Report, svg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::drill::output::tests::sample;
+    use crate::output::tests::sample;
 
     #[test]
     fn the_chart_is_an_svg_with_both_clients_and_the_fault_windows() {

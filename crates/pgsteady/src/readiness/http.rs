@@ -55,10 +55,10 @@ struct Endpoints {
 /// let readiness = Readiness::for_pool(&pool);
 /// let app = axum::Router::new()
 ///     .route("/", axum::routing::get(|| async { "hello" }))
-///     .merge(pgsteady::health::http::router(&readiness));
+///     .merge(pgsteady::readiness::http::router(&readiness));
 /// let listener = tokio::net::TcpListener::bind("0.0.0.0:8080").await?;
 /// // Until SIGTERM/SIGINT, then: draining, in-flight requests finish, the pool closes.
-/// let report = pgsteady::health::http::serve(listener, app, &readiness, ShutdownConfig::default()).await?;
+/// let report = pgsteady::readiness::http::serve(listener, app, &readiness, ShutdownConfig::default()).await?;
 /// std::process::exit(if report.is_clean() { 0 } else { 1 });
 /// # }
 /// ```

@@ -43,7 +43,7 @@ use crate::pool::Pool;
 /// use prometheus_client::registry::Registry;
 ///
 /// let mut registry = Registry::default();
-/// registry.register_collector(Box::new(pgsteady::health::prometheus::PoolCollector::new(pool)));
+/// registry.register_collector(Box::new(pgsteady::readiness::prometheus::PoolCollector::new(pool)));
 /// let mut text = String::new();
 /// prometheus_client::encoding::text::encode(&mut text, &registry)?;
 /// # Ok(()) }

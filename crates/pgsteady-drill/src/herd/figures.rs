@@ -145,7 +145,7 @@ pub(super) fn table(report: &HerdReport) -> String {
     let _ = writeln!(
         out,
         "pgsteady: {} errors returned to callers, {} 53300, all {} serving: {}; peak under {}x \
-         the mean: {}",
+         the mean while the server was down: {} ({:.1}x; over the span {:.1}x, for information)",
         report.herds[0].errors,
         report.herds[0].too_many_connections,
         report.n,
@@ -159,7 +159,9 @@ pub(super) fn table(report: &HerdReport) -> String {
             "met"
         } else {
             "not met"
-        }
+        },
+        report.herds[0].down_peak_to_mean,
+        report.herds[0].peak_to_mean,
     );
     out
 }

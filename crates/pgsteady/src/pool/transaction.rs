@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_postgres::error::Severity;
 
 use super::resolve::{self, ORIGIN_SQL, Origin, Verdict};
-use super::{Attempts, attempt_timed_out};
+use super::run::{CallAttempts, attempt_timed_out};
 use crate::classify::{self, Reason};
 use crate::pool::{Pool, PooledConnection};
 use crate::{Error, ErrorKind};
@@ -122,7 +122,7 @@ impl Pool {
     where
         F: AsyncFnMut(&Transaction) -> Result<T, Error>,
     {
-        let mut attempts = Attempts::new(self);
+        let mut attempts = CallAttempts::new(self);
         loop {
             let conn = attempts
                 .checkout()
@@ -136,10 +136,7 @@ impl Pool {
                     tx.conn.batch_execute("BEGIN").await?;
                     let value = work(&tx).await?;
                     let row = tx.conn.query_one(ORIGIN_SQL, &[]).await?;
-                    let origin = Origin {
-                        pid: row.get(0),
-                        started: row.get(2),
-                    };
+                    let origin = Origin::from_row(&row);
                     Ok::<_, Error>((value, origin, row.get::<_, Option<i64>>(1)))
                 };
                 match tokio::time::timeout(limit, before_commit).await {
@@ -195,7 +192,7 @@ impl Pool {
     }
 
     /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
-    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &Attempts<'_>) -> Resolution {
+    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &CallAttempts<'_>) -> Resolution {
         let mut last = None;
         loop {
             let remaining = attempts.remaining();

@@ -51,7 +51,7 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::classify::Reason;
-use crate::pool::{HealthState, Pool};
+use crate::pool::{Pool, Reachability};
 
 pub use shutdown::{ShutdownConfig, ShutdownSignal, shutdown_signal};
 
@@ -158,7 +158,8 @@ impl ReadinessReport {
     }
 
     /// A small JSON object: `state`, `ready`, `reason`, `error`, `last_success_age_ms`,
-    /// `failing_for_ms`, `last_failure_age_ms`.
+    /// `failing_for_ms`, `last_failure_age_ms`. With the `json` feature (on with `axum`).
+    #[cfg(feature = "json")]
     pub fn to_json(&self) -> String {
         let ms = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         serde_json::json!({
@@ -465,7 +466,7 @@ impl Readiness {
             let pool_failing = health.failing_since.map(|since| Failing {
                 since,
                 reason: health.last_error,
-                permanent: health.state == HealthState::Failing,
+                permanent: health.state == Reachability::Failing,
             });
             failing = match (failing, pool_failing) {
                 (Some(a), Some(b)) => Some(if b.permanent || a.since > b.since {

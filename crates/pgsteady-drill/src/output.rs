@@ -334,7 +334,7 @@ pub(crate) fn summary(report: &Report) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::drill::figures::{FaultFigures, WriteFigures};
+    use crate::figures::{FaultFigures, WriteFigures};
 
     /// A small report: one fault, where the naive client failed and pgsteady did not.
     pub(crate) fn sample() -> Report {

@@ -1,5 +1,11 @@
 //! `pgsteady drill`: a throwaway cluster, a sequence of real faults, and what two clients
 //! side by side saw: tokio-postgres as people write it today, and `pgsteady::Pool`.
+//!
+//! Its own crate so that the production binary need not carry the test kit and the chart
+//! library: `pgsteady-cli` includes it behind its default-on `drill` feature
+//! (`cargo install pgsteady-cli --no-default-features` builds `pgsteady` without it).
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
 
 mod chart;
 mod clients;
@@ -72,10 +78,10 @@ Exit codes:
   3    the drill could not run (no PostgreSQL binaries, the cluster failed)
   130  interrupted: the throwaway cluster was stopped and its directory removed";
 
-/// Arguments of `pgsteady drill`.
+/// Arguments of `pgsteady drill` (a clap `Args` struct for the CLI to embed).
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
-pub(crate) struct DrillArgs {
+pub struct DrillArgs {
     /// Faults to apply, comma-separated (see --list). Default: all of them.
     #[arg(
         long,
@@ -161,7 +167,10 @@ impl Plan {
     }
 }
 
-pub(crate) async fn run(args: DrillArgs) -> ExitCode {
+/// Runs `pgsteady drill` with these arguments and returns its exit code (see the help
+/// text's table: 0 the guarantees held, 1 one was broken, 2 usage, 3 could not run, 130
+/// interrupted).
+pub async fn run(args: DrillArgs) -> ExitCode {
     if args.list {
         for fault in Fault::ALL {
             println!("{:<16} {}", fault.name(), fault.summary());
@@ -217,7 +226,7 @@ pub(crate) async fn run(args: DrillArgs) -> ExitCode {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Starts the throwaway cluster, printing where it lives (stderr).
-pub(super) async fn start_cluster(
+pub(crate) async fn start_cluster(
     builder: ClusterBuilder,
     progress: &Progress,
 ) -> Result<(Cluster, String), BoxError> {
@@ -379,7 +388,7 @@ async fn steps(
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        records.push(Record::new(t0, timeline, ledger.writes(), &rows));
+        records.push(Record::new(t0, timeline, &windows, ledger.writes(), &rows));
     }
     let [naive, pgsteady] = <[Record; 2]>::try_from(records).expect("two clients");
     let totals = Totals {
