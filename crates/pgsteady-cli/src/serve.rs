@@ -106,6 +106,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         .max_size(1)
         .min_idle(1)
         .max_message_len(exit::MAX_MESSAGE_LEN)
+        .ready_check(true)
         .build()
     {
         Ok(pool) => pool,

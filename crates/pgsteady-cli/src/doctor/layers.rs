@@ -203,7 +203,8 @@ pub(crate) async fn check_host(config: &Config, host: &HostSpec, timeout: Durati
     let connector = match Connector::new(single) {
         Ok(c) => c
             .with_attempt_timeout(timeout)
-            .with_max_message_len(crate::exit::MAX_MESSAGE_LEN),
+            .with_max_message_len(crate::exit::MAX_MESSAGE_LEN)
+            .with_ready_check(true),
         Err(e) => {
             out.push(Layer::fail(
                 "tls",

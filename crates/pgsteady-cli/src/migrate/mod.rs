@@ -315,6 +315,7 @@ fn connector(plan: &Plan, printer: &Arc<Mutex<Printer>>) -> Result<Connector, pg
     let mut connector = Connector::new(plan.config.clone())?
         .with_attempt_timeout(plan.attempt_timeout)
         .with_max_message_len(exit::MAX_MESSAGE_LEN)
+        .with_ready_check(true)
         .with_backoff(Backoff::polling().with_max_elapsed(plan.timeout))
         .with_observer(move |event: &ConnectEvent<'_>| {
             let mut printer = printer.lock().unwrap();

@@ -154,7 +154,7 @@ impl Connector {
             observer: None,
             sleeper: Arc::new(TokioSleeper),
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
-            ready_check: true,
+            ready_check: false,
         })
     }
 
@@ -170,9 +170,11 @@ impl Connector {
     }
 
     /// Whether a new session must answer a query (an empty one, one round trip) inside the
-    /// attempt timeout before it counts as connected. A server that authenticates and then
-    /// never answers is then a timed-out attempt, not a connection (issue 19). When
-    /// `target_session_attrs` is not `any`, its check query does this anyway. Default: true.
+    /// attempt timeout before it counts as connected, when nothing else would run one (the
+    /// `target_session_attrs` check reads the server's startup report on PostgreSQL 14+). A
+    /// server that authenticates and then never answers is then a timed-out attempt, not a
+    /// connection (issue 19). Off by default so a connect costs no extra round trip; the CLI
+    /// and `pgsteady serve` turn it on (`PoolConfig::ready_check` for a pool). Default: false.
     #[must_use]
     pub fn with_ready_check(mut self, on: bool) -> Self {
         self.ready_check = on;

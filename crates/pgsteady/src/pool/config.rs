@@ -73,6 +73,10 @@ pub struct PoolConfig {
     /// server; see [`Connector::with_max_message_len`]. Default:
     /// [`DEFAULT_MAX_MESSAGE_LEN`](crate::connect::DEFAULT_MAX_MESSAGE_LEN) (1 GiB - 1).
     pub max_message_len: usize,
+    /// A new connection must answer an empty query before it is handed out or counts as a
+    /// success for readiness; see [`Connector::with_ready_check`]. Turn it on where a server
+    /// that authenticates but cannot run a query must not look healthy. Default: false.
+    pub ready_check: bool,
 }
 
 impl Default for PoolConfig {
@@ -96,6 +100,7 @@ impl Default for PoolConfig {
             idle_ping: Some(Duration::from_secs(5)),
             retry: RetryPolicy::default(),
             max_message_len: crate::connect::DEFAULT_MAX_MESSAGE_LEN,
+            ready_check: false,
         }
     }
 }
@@ -148,6 +153,8 @@ impl PoolBuilder {
         idle_ping: Option<Duration>;
         /// See [`PoolConfig::max_message_len`].
         max_message_len: usize;
+        /// See [`PoolConfig::ready_check`].
+        ready_check: bool;
     }
 
     /// Replaces the whole pool configuration.
