@@ -11,13 +11,9 @@ use pgsteady_testkit::{Cluster, StopMode};
 
 /// A connector for the hosts `ports` (in that order) of `cluster`'s user and database.
 fn hosts(cluster: &Cluster, ports: &[u16], extra: &str) -> Connector {
-    let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let url = format!(
-        "postgresql://{}:{}@{}/{}?connect_timeout=5&{extra}",
-        cluster.user(),
-        cluster.password(),
-        list.join(","),
-        cluster.dbname()
+        "{}?connect_timeout=5&{extra}",
+        cluster.url_with_ports(ports)
     );
     Connector::new(Config::parse(&url).unwrap()).unwrap()
 }
