@@ -150,6 +150,29 @@ impl Cluster {
         )
     }
 
+    /// A multi-host `postgresql://` URL for the login user: `127.0.0.1` on each of `ports`, in
+    /// that order (e.g. a standby's and its primary's), no query string: append
+    /// `?target_session_attrs=...` as needed. The login user is the same on a standby.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pgsteady_testkit::Result<()> {
+    /// let primary = pgsteady_testkit::Cluster::start().await?;
+    /// let standby = primary.standby().start().await?;
+    /// let url = primary.url_with_ports(&[standby.port(), primary.port()]);
+    /// let url = format!("{url}?target_session_attrs=read-write");
+    /// # Ok(()) }
+    /// ```
+    pub fn url_with_ports(&self, ports: &[u16]) -> String {
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!(
+            "postgresql://{}:{}@{}/{}",
+            self.user,
+            self.password,
+            hosts.join(","),
+            self.dbname
+        )
+    }
+
     /// A tokio-postgres configuration for the login user over TCP.
     pub fn pg_config(&self) -> Config {
         self.pg_config_with_port(self.port)
