@@ -17,6 +17,7 @@ pub mod migrate;
 pub mod pool;
 pub mod readiness;
 pub mod retry;
+pub mod slot;
 mod tls;
 
 #[cfg(test)]
