@@ -241,6 +241,9 @@ pub(crate) async fn check_host(config: &Config, host: &HostSpec, timeout: Durati
         None,
     ));
     out.extend(server_layers(&connected.client, config.target_session_attrs).await);
+    if out.iter().all(|l| l.status != Status::Fail) {
+        out.push(super::slots::layer(&connected.client).await);
+    }
     out
 }
 

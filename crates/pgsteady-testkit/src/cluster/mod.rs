@@ -349,7 +349,7 @@ impl Cluster {
         })
     }
 
-    async fn initdb(&self) -> Result<()> {
+    async fn initdb(&self, extra: &[String]) -> Result<()> {
         let mut cmd = self.run_as.command(&self.bin.tool("initdb"));
         cmd.arg("-D")
             .arg(self.data_dir())
@@ -363,6 +363,7 @@ impl Cluster {
                 "--locale=C",
                 "--no-sync",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let out = tokio::process::Command::from(cmd).output().await?;

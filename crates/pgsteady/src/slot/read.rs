@@ -23,9 +23,16 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     if ok {
         return Ok(());
     }
+    const RULE: &str = "PostgreSQL allows 1 to 63 lower-case letters, digits and underscores";
+    // A connection string given where the name belongs may hold a password: never echo it.
+    if name.contains("://") || name.contains('=') || name.contains('@') {
+        return Err(Error::config(format!(
+            "the slot name looks like a connection string (not shown); the name comes first: slot NAME [TARGET]. {RULE}"
+        )));
+    }
     let shown: String = name.chars().take(70).collect();
     Err(Error::config(format!(
-        "`{}` is not a replication slot name: PostgreSQL allows 1 to 63 lower-case letters, digits and underscores",
+        "`{}` is not a replication slot name: {RULE}",
         shown.escape_debug()
     )))
 }
