@@ -9,6 +9,7 @@ mod exec;
 mod migrate;
 mod run;
 mod serve;
+mod slot;
 mod standby;
 mod wait;
 

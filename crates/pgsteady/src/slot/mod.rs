@@ -452,7 +452,7 @@ impl Verdict {
     /// One line per fact that matters, for people: the states with their numbers.
     pub fn details(&self) -> Vec<String> {
         let mut lines = Vec::new();
-        let mb = |b: u64| format!("{b} bytes ({:.1} MiB)", b as f64 / 1048576.0);
+        let mb = human_bytes;
         for state in &self.states {
             let line = match state {
                 SlotState::Missing => {
@@ -501,10 +501,13 @@ impl Verdict {
                         .and_then(|f| f.inactive_since.clone())
                         .map(|s| format!(" since {s}"))
                         .unwrap_or_default();
-                    format!(
-                        "inactive{since}: no consumer attached; it retains {} of WAL",
-                        mb(self.retained_bytes.unwrap_or(0))
-                    )
+                    match self.retained_bytes {
+                        Some(b) => format!(
+                            "inactive{since}: no consumer attached; it retains {} of WAL",
+                            mb(b)
+                        ),
+                        None => format!("inactive{since}: no consumer attached"),
+                    }
                 }
                 SlotState::Ok => format!(
                     "ok: lag {}",
@@ -578,6 +581,19 @@ impl Verdict {
             "details": self.details(),
             "note": self.missing_note(),
         })
+    }
+}
+
+/// `N bytes`, with the size in KiB, MiB or GiB from 1 KiB on: `283272 bytes (276.6 KiB)`.
+fn human_bytes(b: u64) -> String {
+    const UNITS: [(f64, &str); 3] = [
+        (1024.0 * 1024.0 * 1024.0, "GiB"),
+        (1024.0 * 1024.0, "MiB"),
+        (1024.0, "KiB"),
+    ];
+    match UNITS.iter().find(|(size, _)| b as f64 >= *size) {
+        Some((size, unit)) => format!("{b} bytes ({:.1} {unit})", b as f64 / size),
+        None => format!("{b} bytes"),
     }
 }
 

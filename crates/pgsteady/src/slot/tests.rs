@@ -211,3 +211,11 @@ fn states_order_by_severity() {
     assert!(SlotState::ALL.iter().filter(|s| s.is_warning()).count() == 3);
     assert!(SlotState::ALL.iter().filter(|s| s.blocks_offset()).count() == 4);
 }
+
+#[test]
+fn sizes_for_people() {
+    assert_eq!(human_bytes(56), "56 bytes");
+    assert_eq!(human_bytes(283272), "283272 bytes (276.6 KiB)");
+    assert_eq!(human_bytes(16 << 20), "16777216 bytes (16.0 MiB)");
+    assert_eq!(human_bytes(3 << 30), "3221225472 bytes (3.0 GiB)");
+}
