@@ -144,7 +144,7 @@ impl Plan {
 /// What was read.
 #[derive(Debug)]
 enum Found {
-    One(Verdict),
+    One(Box<Verdict>),
     All(Vec<Verdict>),
 }
 
@@ -215,7 +215,7 @@ async fn read(plan: &Plan) -> Result<Found, (u8, Option<pgsteady::Reason>, Strin
                 match &plan.what {
                     What::One { name, offset } => slot::check(client, name, *offset)
                         .await
-                        .map(Found::One)
+                        .map(|v| Found::One(Box::new(v)))
                         .map_err(Failure::Query),
                     What::All => slot::check_all(client)
                         .await
