@@ -404,6 +404,17 @@ async fn every_state_for_real_with_exit_codes_and_json() {
         "{layer}"
     );
 
+    let done = TestCommand::new(["doctor", &url]).run().await;
+    done.assert_exit_code(0)
+        .assert_no_secret(cluster.password());
+    eprintln!("{}", done.stdout);
+    assert!(
+        done.stdout
+            .lines()
+            .any(|l| l.starts_with("  slots     WARN  3 slots")),
+        "{done:#?}"
+    );
+
     serve_exports_slot_metrics(&cluster, &admin).await;
 
     // extended, then unreserved, then lost: a small max_slot_wal_keep_size, pg_switch_wal()
