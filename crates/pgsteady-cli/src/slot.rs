@@ -6,16 +6,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pgsteady::backoff::{self, Backoff, TokioSleeper};
+use pgsteady::FailFastClass;
 use pgsteady::slot::{self, Lsn, SlotState, Verdict};
-use pgsteady::{Config, Connector};
 use serde_json::{Value, json};
-use tokio::time::Instant;
 
 use crate::common::{Output, parse_duration, resolve_target};
 use crate::exit;
 use crate::probe::Failure;
 use crate::report::Reporter;
+use crate::wait::{self, Stopped, parse_class};
 
 /// The slot is missing.
 pub(crate) const MISSING: u8 = 6;
@@ -69,6 +68,10 @@ pub(crate) struct SlotArgs {
     /// Bound on one connection attempt. Default: the target's connect_timeout, else 5s.
     #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
+    /// Also retry these normally permanent failures, comma-separated: auth, missing-db,
+    /// undefined-object, tls, session-type (as `wait --retry-on`).
+    #[arg(long, value_delimiter = ',', value_parser = parse_class, value_name = "CLASSES")]
+    retry_on: Vec<FailFastClass>,
     /// Exit 8 when a warning holds (inactive, extended, unreserved).
     #[arg(long)]
     strict: bool,
@@ -91,9 +94,8 @@ enum What {
 #[derive(Debug)]
 struct Plan {
     what: What,
-    config: Config,
-    timeout: Duration,
-    attempt_timeout: Duration,
+    /// How to wait for the server: `wait`'s plan (target, bounds, retried failures).
+    wait: wait::Plan,
     strict: bool,
     output: Output,
 }
@@ -120,16 +122,25 @@ impl Plan {
             (What::One { name, offset }, args.target)
         };
         let config = resolve_target(target.as_deref())?;
-        let attempt_timeout = args
-            .attempt_timeout
-            .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
+        let output = Output::choose(args.quiet, args.json);
+        // Progress lines as `wait` prints them; none with --json (stdout holds one object).
+        let progress = match output {
+            Output::Json => Output::Quiet,
+            other => other,
+        };
         Ok(Plan {
             what,
-            config,
-            timeout: args.timeout,
-            attempt_timeout,
+            wait: wait::Plan::for_config(
+                config,
+                args.timeout,
+                args.attempt_timeout,
+                args.retry_on,
+                String::new(),
+                progress,
+                "pgsteady slot",
+            ),
             strict: args.strict,
-            output: Output::choose(args.quiet, args.json),
+            output,
         })
     }
 
@@ -169,99 +180,49 @@ pub(crate) async fn run(args: SlotArgs) -> ExitCode {
     };
     match read(&plan).await {
         Ok(found) => exit::code(report(&plan, &found)),
-        Err((code, reason, message)) => {
-            let target = plan.config.to_string();
+        Err(stopped) => {
+            let target = plan.wait.config.to_string();
             fail(
                 plan.output,
                 plan.slot_name(),
                 &target,
-                code,
-                reason,
-                &message,
+                stopped.code,
+                stopped.reason,
+                &stopped.message,
             );
-            exit::code(code)
+            exit::code(stopped.code)
         }
     }
 }
 
 /// Waits for the server as `wait` does (same polling policy, same classification of
-/// failures), then reads. Returns the exit code, reason and message on failure.
-async fn read(plan: &Plan) -> Result<Found, (u8, Option<pgsteady::Reason>, String)> {
-    // Progress lines as `wait` prints them; none with --json (stdout holds one object).
-    let progress = match plan.output {
-        Output::Json => Output::Quiet,
-        other => other,
-    };
-    let mut reporter = Reporter::new(progress, "pgsteady slot", plan.config.to_string());
-    let connector = match Connector::new(plan.config.clone()) {
-        Ok(c) => c.with_attempt_timeout(plan.attempt_timeout),
-        Err(e) => return Err((exit::for_error(&e), e.reason(), e.to_string())),
-    };
-    let policy = Backoff::polling().with_max_elapsed(plan.timeout);
-    let hosts = plan.config.hosts.len().max(1) as u32;
-    let start = Instant::now();
-    let result = backoff::retry(
-        &policy,
-        &TokioSleeper,
-        plan.attempt_timeout.saturating_mul(hosts),
-        |attempt| {
-            let connector = &connector;
-            async move {
-                let connected = connector
-                    .connect_within(attempt.timeout)
+/// failures), then reads the slot(s) on the connection that answered.
+async fn read(plan: &Plan) -> Result<Found, Stopped> {
+    let w = &plan.wait;
+    let mut reporter = Reporter::new(w.output(), w.name, w.config.to_string());
+    let connector = wait::connector(w)?;
+    let read_once = |budget| {
+        let connector = &connector;
+        async move {
+            let connected = connector
+                .connect_within(budget)
+                .await
+                .map_err(Failure::Connect)?;
+            let client = &connected.client;
+            match &plan.what {
+                What::One { name, offset } => slot::check(client, name, *offset)
                     .await
-                    .map_err(Failure::Connect)?;
-                let client = &connected.client;
-                match &plan.what {
-                    What::One { name, offset } => slot::check(client, name, *offset)
-                        .await
-                        .map(|v| Found::One(Box::new(v)))
-                        .map_err(Failure::Query),
-                    What::All => slot::check_all(client)
-                        .await
-                        .map(Found::All)
-                        .map_err(Failure::Query),
-                }
+                    .map(|v| Found::One(Box::new(v)))
+                    .map_err(Failure::Query),
+                What::All => slot::check_all(client)
+                    .await
+                    .map(Found::All)
+                    .map_err(Failure::Query),
             }
-        },
-        |f: &Failure| f.decision(&connector),
-        |attempt, failure, delay| {
-            let (reason, message) = match failure {
-                Some(f) => (f.reason().unwrap_or(pgsteady::Reason::Other), f.message()),
-                None => (
-                    pgsteady::Reason::TimedOut,
-                    format!(
-                        "attempt timed out after {:.1}s",
-                        attempt.timeout.as_secs_f64()
-                    ),
-                ),
-            };
-            reporter.attempt_failed(attempt.number, start.elapsed(), reason, &message, delay);
-        },
-    )
-    .await;
-    result.map_err(|e| {
-        let timed_out = !e.stopped;
-        let (code, reason, message) = match &e.last {
-            Some(f) => (f.exit_code(timed_out), f.reason(), f.message()),
-            None => (
-                exit::NOT_READY,
-                Some(pgsteady::Reason::TimedOut),
-                "the last attempt timed out".to_owned(),
-            ),
-        };
-        let message = if timed_out {
-            format!(
-                "not ready after {:.1}s ({} attempt{}); last error: {message}",
-                e.elapsed.as_secs_f64(),
-                e.attempts,
-                if e.attempts == 1 { "" } else { "s" }
-            )
-        } else {
-            message
-        };
-        (code, reason, message)
-    })
+        }
+    };
+    let (found, _, _) = wait::until_ready(w, &connector, &mut reporter, read_once).await?;
+    Ok(found)
 }
 
 /// The exit code for the worst state.
@@ -276,7 +237,7 @@ pub(crate) fn exit_code(worst: SlotState, strict: bool) -> u8 {
 
 /// Prints what was found; returns the exit code.
 fn report(plan: &Plan, found: &Found) -> u8 {
-    let target = plan.config.to_string();
+    let target = plan.wait.config.to_string();
     match found {
         Found::One(v) => {
             let code = exit_code(v.state, plan.strict);
@@ -522,7 +483,7 @@ mod tests {
         }
         let p = plan(&["--all", "postgresql://h/db"]).unwrap();
         assert!(matches!(p.what, What::All));
-        assert_eq!(p.config.dbname, "db");
+        assert_eq!(p.wait.config.dbname, "db");
         for (bad, needle) in [
             ("16/ZZ", "`16/ZZ` is not an LSN"),
             ("abc", "`abc` is not an LSN"),

@@ -93,19 +93,19 @@ fn summarise(all: &[Verdict]) -> Layer {
 
 #[cfg(test)]
 mod tests {
-    use pgsteady::slot::{ServerPosition, SlotFacts, classify};
-    use serde_json::json;
+    use pgsteady::slot::{ServerPosition, SlotFacts, SlotType, WalStatus, classify};
 
     use super::*;
 
     fn verdict(name: &str, active: bool, wal_status: &str) -> Verdict {
-        let facts = SlotFacts::from_json(&json!({
-            "slot_name": name, "slot_type": "logical", "active": active,
-            "restart_lsn": "0/100000", "confirmed_flush_lsn": "0/100000",
-            "wal_status": wal_status, "safe_wal_size": -5,
-        }));
+        let mut f = SlotFacts::new(name, SlotType::Logical);
+        f.active = active;
+        f.restart_lsn = Some("0/100000".parse().unwrap());
+        f.confirmed_flush_lsn = f.restart_lsn;
+        f.wal_status = WalStatus::parse(wal_status);
+        f.safe_wal_size = Some(-5);
         let at = ServerPosition::new("0/500000".parse().unwrap(), false, 150004, Some(1));
-        classify(name, facts, at, None)
+        classify(name, Some(f), at, None)
     }
 
     #[test]

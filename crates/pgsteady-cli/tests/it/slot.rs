@@ -18,7 +18,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
-use crate::serve::{announced_addr, http, poll_status};
+use pgsteady_testkit::http::{self, poll_status};
+
+use crate::serve::announced_addr;
 use crate::{Finished, TestCommand};
 
 /// A superuser session on the login user's database (logical slots belong to a database).
@@ -551,7 +553,7 @@ async fn serve_exports_slot_metrics(cluster: &Cluster, admin: &Client) {
     let mut stderr = BufReader::new(running.child.stderr.take().unwrap()).lines();
     let mut log = String::new();
     let addr = announced_addr(&mut stderr, &mut log).await;
-    let http = http();
+    let http = http::client();
     let (readyz, metrics) = (
         format!("http://{addr}/readyz"),
         format!("http://{addr}/metrics"),

@@ -23,7 +23,8 @@
 //! Several states can hold at once (`inactive` and `unreserved`); [`Verdict::states`] lists
 //! them all and [`Verdict::state`] is the worst, in the order of the table (`missing` worst).
 //!
-//! Columns are read with `row_to_json`, so whatever the server has is used: `wal_status` and
+//! The columns that only newer servers have are read through `to_jsonb(row) ->> 'column'` on
+//! the server, so whatever the server has is used: `wal_status` and
 //! `safe_wal_size` from PostgreSQL 13, `conflicting` from 16, `inactive_since` and
 //! `invalidation_reason` from 17; on older servers those facts are `None` and the states that
 //! need them are not reported. The server's position is `pg_current_wal_lsn()` on a primary
@@ -51,8 +52,6 @@ mod read;
 mod watch;
 
 use std::fmt;
-
-use serde_json::{Value, json};
 
 pub use lsn::{Lsn, LsnError};
 pub use read::{check, check_all, read, read_all, validate_name};
@@ -153,39 +152,25 @@ pub struct SlotFacts {
 }
 
 impl SlotFacts {
-    /// Reads one `row_to_json(pg_replication_slots)` object. Unknown and missing keys are
-    /// ignored (that is how older and newer servers differ); `None` when `slot_name` or
-    /// `slot_type` is missing.
-    pub fn from_json(row: &Value) -> Option<SlotFacts> {
-        let text = |key: &str| row.get(key).and_then(Value::as_str).map(str::to_owned);
-        let flag = |key: &str| row.get(key).and_then(Value::as_bool);
-        let lsn = |key: &str| {
-            row.get(key)
-                .and_then(Value::as_str)
-                .and_then(|s| s.parse::<Lsn>().ok())
-        };
-        Some(SlotFacts {
-            name: text("slot_name")?,
-            slot_type: match row.get("slot_type")?.as_str()? {
-                "logical" => SlotType::Logical,
-                _ => SlotType::Physical,
-            },
-            plugin: text("plugin"),
-            database: text("database"),
-            temporary: flag("temporary"),
-            active: flag("active").unwrap_or(false),
-            active_pid: row
-                .get("active_pid")
-                .and_then(Value::as_i64)
-                .and_then(|p| i32::try_from(p).ok()),
-            restart_lsn: lsn("restart_lsn"),
-            confirmed_flush_lsn: lsn("confirmed_flush_lsn"),
-            wal_status: text("wal_status").as_deref().and_then(WalStatus::parse),
-            safe_wal_size: row.get("safe_wal_size").and_then(Value::as_i64),
-            conflicting: flag("conflicting"),
-            invalidation_reason: text("invalidation_reason"),
-            inactive_since: text("inactive_since"),
-        })
+    /// A slot with only its name and type known (everything else `None` / inactive): for
+    /// callers that read `pg_replication_slots` themselves, then set the public fields.
+    pub fn new(name: impl Into<String>, slot_type: SlotType) -> SlotFacts {
+        SlotFacts {
+            name: name.into(),
+            slot_type,
+            plugin: None,
+            database: None,
+            temporary: None,
+            active: false,
+            active_pid: None,
+            restart_lsn: None,
+            confirmed_flush_lsn: None,
+            wal_status: None,
+            safe_wal_size: None,
+            conflicting: None,
+            invalidation_reason: None,
+            inactive_since: None,
+        }
     }
 
     /// Whether the slot can no longer be used: `wal_status = 'lost'`, `conflicting`, or an
@@ -542,12 +527,14 @@ impl Verdict {
         }
     }
 
-    /// The verdict as one JSON object: `slot`, `state`, `states`, `offset_usable`, `exists`,
+    /// The verdict as one JSON object (feature `json`): `slot`, `state`, `states`, `offset_usable`, `exists`,
     /// the LSNs as text (`offset`, `position`, `restart_lsn`, `confirmed_flush_lsn`), the byte
     /// counts (`retained_bytes`, `lag_bytes`, `gap_bytes`, `ahead_bytes`, `safe_wal_size`),
     /// the slot's other facts, the server's (`in_recovery`, `server_version_num`,
     /// `timeline`), `details` and `note`. Facts not known are `null`.
-    pub fn to_json(&self) -> Value {
+    #[cfg(feature = "json")]
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
         let text = |l: Option<Lsn>| l.map(|l| l.to_string());
         let f = self.facts.as_ref();
         json!({

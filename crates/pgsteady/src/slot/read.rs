@@ -1,9 +1,8 @@
 //! Reading slots and the server's position: one query, one round trip.
 
-use serde_json::Value;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{Lsn, ServerPosition, SlotFacts, Verdict, classify};
+use super::{Lsn, ServerPosition, SlotFacts, SlotType, Verdict, WalStatus, classify};
 use crate::{Error, ErrorKind};
 
 /// The longest slot name PostgreSQL accepts (`NAMEDATALEN - 1`).
@@ -38,18 +37,52 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
 }
 
 /// The server's position and the slots' rows (all of them, or the one named), in one
-/// statement so that the byte counts compare values of the same moment.
+/// statement so that the byte counts compare values of the same moment: one row per slot,
+/// the position repeated, or one row of position and NULLs when there is no slot. Columns
+/// that older servers lack are read as `to_jsonb(row) ->> 'name'`, NULL where absent.
 fn query(name: Option<&str>) -> String {
     let filter = name
-        .map(|n| format!(" WHERE s.slot_name = '{n}'"))
+        .map(|n| format!(" WHERE x.slot_name = '{n}'"))
         .unwrap_or_default();
     format!(
-        "SELECT pg_is_in_recovery()::text, current_setting('server_version_num'), \
-         (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text, \
-         CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END, \
-         (SELECT coalesce(json_agg(row_to_json(s) ORDER BY s.slot_name), '[]'::json) \
-          FROM pg_replication_slots s{filter})::text"
+        "SELECT p.r::text, current_setting('server_version_num'), p.lsn::text, p.tli, \
+         s.slot_name::text, s.slot_type, s.plugin::text, s.database::text, s.temporary::text, \
+         s.active::text, s.active_pid::text, s.restart_lsn::text, s.confirmed_flush_lsn::text, \
+         s.j->>'wal_status', s.j->>'safe_wal_size', s.j->>'conflicting', \
+         s.j->>'invalidation_reason', s.j->>'inactive_since' \
+         FROM (SELECT pg_is_in_recovery() AS r, \
+               CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END AS lsn, \
+               CASE WHEN pg_is_in_recovery() THEN NULL ELSE substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8) END AS tli) p \
+         LEFT JOIN (SELECT x.*, to_jsonb(x) AS j FROM pg_replication_slots x{filter}) s ON true \
+         ORDER BY s.slot_name"
     )
+}
+
+/// The slot in a row of [`query`] (`None`: the row holds no slot), from its columns as text.
+fn facts_from<'a>(col: impl Fn(usize) -> Option<&'a str>) -> Option<SlotFacts> {
+    let text = |i| col(i).map(str::to_owned);
+    let flag = |i| col(i).map(|v| v == "true" || v == "t");
+    let lsn = |i| col(i).and_then(|v| v.parse::<Lsn>().ok());
+    let mut f = SlotFacts::new(
+        col(4)?,
+        match col(5)? {
+            "logical" => SlotType::Logical,
+            _ => SlotType::Physical,
+        },
+    );
+    f.plugin = text(6);
+    f.database = text(7);
+    f.temporary = flag(8);
+    f.active = flag(9).unwrap_or(false);
+    f.active_pid = col(10).and_then(|p| p.parse().ok());
+    f.restart_lsn = lsn(11);
+    f.confirmed_flush_lsn = lsn(12);
+    f.wal_status = col(13).and_then(WalStatus::parse);
+    f.safe_wal_size = col(14).and_then(|v| v.parse().ok());
+    f.conflicting = flag(15);
+    f.invalidation_reason = text(16);
+    f.inactive_since = text(17);
+    Some(f)
 }
 
 async fn fetch(
@@ -63,19 +96,20 @@ async fn fetch(
         .simple_query(&query(name))
         .await
         .map_err(|e| Error::from_pg(e, "reading pg_replication_slots"))?;
-    let row = messages
+    let rows: Vec<_> = messages
         .into_iter()
-        .find_map(|m| match m {
+        .filter_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
         })
-        .ok_or_else(|| unexpected("no row"))?;
-    let in_recovery = row.get(0) == Some("true");
-    let version_num = row
+        .collect();
+    let first = rows.first().ok_or_else(|| unexpected("no row"))?;
+    let in_recovery = first.get(0) == Some("true");
+    let version_num = first
         .get(1)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| unexpected("no server_version_num"))?;
-    let lsn: Lsn = match row.get(2) {
+    let lsn: Lsn = match first.get(2) {
         Some(text) => text
             .parse()
             .map_err(|_| unexpected("an unreadable WAL position"))?,
@@ -88,13 +122,11 @@ async fn fetch(
             .with_reason(crate::Reason::CannotConnectNow));
         }
     };
-    let timeline = row.get(3).and_then(|t| u32::from_str_radix(t, 16).ok());
-    let slots: Value = serde_json::from_str(row.get(4).unwrap_or("[]"))
-        .map_err(|_| unexpected("unreadable slot rows"))?;
-    let facts = slots
-        .as_array()
-        .map(|rows| rows.iter().filter_map(SlotFacts::from_json).collect())
-        .unwrap_or_default();
+    let timeline = first.get(3).and_then(|t| u32::from_str_radix(t, 16).ok());
+    let facts = rows
+        .iter()
+        .filter_map(|r| facts_from(|i| r.get(i)))
+        .collect();
     Ok((
         ServerPosition {
             lsn,
@@ -184,8 +216,86 @@ mod tests {
     }
 
     #[test]
+    fn rows_of_any_version() {
+        let row15 = [
+            Some("false"),
+            Some("150004"),
+            Some("0/3000"),
+            Some("00000001"),
+            Some("debezium"),
+            Some("logical"),
+            Some("pgoutput"),
+            Some("app"),
+            Some("false"),
+            Some("true"),
+            Some("4242"),
+            Some("0/1000"),
+            Some("0/2000"),
+            Some("reserved"),
+            Some("1048576"),
+            None,
+            None,
+            None,
+        ];
+        let f = facts_from(|i| row15[i]).unwrap();
+        assert_eq!(
+            (f.name.as_str(), f.slot_type),
+            ("debezium", SlotType::Logical)
+        );
+        assert_eq!((f.active, f.active_pid), (true, Some(4242)));
+        assert_eq!(f.restart_lsn, Some("0/1000".parse().unwrap()));
+        assert_eq!(f.confirmed_flush_lsn, Some("0/2000".parse().unwrap()));
+        assert_eq!(
+            (f.wal_status, f.safe_wal_size),
+            (Some(WalStatus::Reserved), Some(1048576))
+        );
+        assert_eq!((f.conflicting, f.invalidation_reason), (None, None));
+        // PostgreSQL 12: no wal_status, no safe_wal_size (NULL from jsonb); a physical slot.
+        let row12 = [
+            Some("false"),
+            Some("120000"),
+            Some("0/3000"),
+            Some("00000001"),
+            Some("standby1"),
+            Some("physical"),
+            None,
+            None,
+            Some("false"),
+            Some("false"),
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+            None,
+        ];
+        let f = facts_from(|i| row12[i]).unwrap();
+        assert_eq!(f.slot_type, SlotType::Physical);
+        assert_eq!(
+            (f.wal_status, f.safe_wal_size, f.restart_lsn),
+            (None, None, None)
+        );
+        assert!(!f.is_lost());
+        // PostgreSQL 17: invalidated.
+        let mut row17 = row15;
+        row17[13] = Some("lost");
+        row17[16] = Some("wal_removed");
+        assert!(facts_from(|i| row17[i]).unwrap().is_lost());
+        // No slot: the position's row alone.
+        let none = [
+            Some("false"),
+            Some("150004"),
+            Some("0/3000"),
+            Some("00000001"),
+        ];
+        assert!(facts_from(|i| none.get(i).copied().flatten()).is_none());
+    }
+
+    #[test]
     fn the_name_is_the_only_thing_interpolated() {
-        assert!(query(Some("debezium")).contains("WHERE s.slot_name = 'debezium'"));
+        assert!(query(Some("debezium")).contains("WHERE x.slot_name = 'debezium'"));
         assert!(!query(None).contains("WHERE"));
     }
 }
