@@ -227,6 +227,29 @@ async fn every_state_for_real_with_exit_codes_and_json() {
     let (code, v) = verdict(&cluster, "idle", &["--strict"]).await;
     assert_eq!((code, v["exit_code"].as_u64()), (8, Some(8)), "{v}");
 
+    // A physical slot: it delivers from restart_lsn, so an offset below that is a gap.
+    scalar(
+        &admin,
+        "SELECT pg_create_physical_replication_slot('standby1', true)::text",
+    )
+    .await;
+    let (code, v) = verdict(&cluster, "standby1", &[]).await;
+    assert_eq!((code, states(&v)), (0, vec!["inactive"]), "{v}");
+    assert_eq!(
+        (v["slot_type"].as_str(), v["plugin"].as_str()),
+        (Some("physical"), None)
+    );
+    let restart = json_lsn(&v, "restart_lsn");
+    assert_eq!(
+        v["lag_bytes"].as_u64(),
+        Some(json_lsn(&v, "position").bytes_after(restart))
+    );
+    let below = Lsn::from_u64(restart.as_u64() - 1);
+    let (code, v) = verdict(&cluster, "standby1", &["--offset", &below.to_string()]).await;
+    assert_eq!((code, states(&v)), (7, vec!["inactive", "gap"]), "{v}");
+    assert_eq!(v["gap_bytes"].as_u64(), Some(1));
+    scalar(&admin, "SELECT pg_drop_replication_slot('standby1')::text").await;
+
     // ok: a consumer attached (pg_recvlogical, then stopped so that it confirms nothing
     // more), rows written after its confirmed position, an offset between the two.
     scalar(&admin, &create("okslot")).await;
