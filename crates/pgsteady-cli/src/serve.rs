@@ -103,7 +103,8 @@ fn validate_slots(mut slots: Vec<String>) -> Result<Vec<String>, pgsteady::Error
         pgsteady::slot::validate_name(name)
             .map_err(|e| pgsteady::Error::config(format!("--slot: {}", e.message())))?;
     }
-    slots.dedup();
+    let mut seen = std::collections::HashSet::new();
+    slots.retain(|name| seen.insert(name.clone()));
     Ok(slots)
 }
 
@@ -155,9 +156,15 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     if plan.slot_ready
         && let Some(watch) = watch.clone()
     {
+        let readiness = readiness.clone();
         app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
-            slot_gate(watch.clone(), req, next)
+            slot_gate(readiness.clone(), watch.clone(), req, next)
         }));
+    }
+    if !plan.quiet
+        && let Some(watch) = watch.clone()
+    {
+        tokio::spawn(log_slot_changes(watch));
     }
     if !plan.quiet {
         let addr = listener.local_addr().unwrap_or(plan.listen);
@@ -195,10 +202,10 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
 }
 
 /// With `--slot-ready`: `/readyz` answers 503 while a watched slot is missing or lost (or
-/// was never read), reading the watch's snapshot (no round trip per probe); otherwise the
-/// database readiness answers.
-async fn slot_gate(watch: SlotWatch, req: Request, next: Next) -> Response {
-    if req.uri().path() != "/readyz" {
+/// was never read), reading the watch's snapshot (no round trip per probe). When the
+/// database readiness itself says no (down, draining), or the slots are fine, it answers.
+async fn slot_gate(readiness: Readiness, watch: SlotWatch, req: Request, next: Next) -> Response {
+    if req.uri().path() != "/readyz" || !readiness.check().is_ready() {
         return next.run(req).await;
     }
     let snapshot = watch.snapshot();
@@ -235,6 +242,29 @@ async fn slot_gate(watch: SlotWatch, req: Request, next: Next) -> Response {
         body,
     )
         .into_response()
+}
+
+/// One line on stderr per change of a watched slot's states (names and states only).
+async fn log_slot_changes(watch: SlotWatch) {
+    let mut last: Vec<(String, Vec<SlotState>)> = Vec::new();
+    loop {
+        let now: Vec<(String, Vec<SlotState>)> = watch
+            .snapshot()
+            .verdicts
+            .iter()
+            .map(|v| (v.slot.clone(), v.states.clone()))
+            .collect();
+        for (slot, states) in &now {
+            if !last.iter().any(|(s, st)| s == slot && st == states) {
+                let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+                eprintln!("pgsteady: slot {slot} {}", names.join(","));
+            }
+        }
+        if !now.is_empty() {
+            last = now;
+        }
+        tokio::time::sleep(watch.interval()).await;
+    }
 }
 
 /// One line on stderr per readiness change (state and reason tokens only: no host, no
@@ -292,6 +322,10 @@ mod tests {
         .unwrap()
         .args;
         assert_eq!(a.slots, ["a", "b"]);
+        assert_eq!(
+            validate_slots(vec!["a".into(), "b".into(), "a".into()]).unwrap(),
+            ["a", "b"]
+        );
         assert_eq!(a.slot_interval, Duration::from_secs(2));
         assert!(Cli::try_parse_from(["serve", "--slot-ready"]).is_err());
         let bad = validate_slots(vec!["Bad".into()]).unwrap_err().to_string();

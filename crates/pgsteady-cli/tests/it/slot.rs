@@ -664,6 +664,16 @@ async fn serve_exports_slot_metrics(cluster: &Cluster, admin: &Client) {
         .await
         .unwrap()
         .unwrap();
+    while let Ok(Some(line)) = stderr.next_line().await {
+        log.push_str(&line);
+        log.push('\n');
+    }
     assert_eq!(status.code(), Some(0), "{log}");
+    for line in [
+        "pgsteady: slot idle inactive",
+        "pgsteady: slot later missing",
+    ] {
+        assert!(log.lines().any(|l| l == line), "{line} in {log}");
+    }
     assert!(!log.contains(cluster.password()));
 }
