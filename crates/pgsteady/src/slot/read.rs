@@ -1,5 +1,6 @@
 //! Reading slots and the server's position: one query, one round trip.
 
+use futures_util::TryStreamExt;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{Lsn, ServerPosition, SlotFacts, SlotType, Verdict, WalStatus, classify};
@@ -7,6 +8,10 @@ use crate::{Error, ErrorKind};
 
 /// The longest slot name PostgreSQL accepts (`NAMEDATALEN - 1`).
 const MAX_NAME: usize = 63;
+
+/// The most rows [`read_all`] reads (one per slot; `max_replication_slots` is rarely above
+/// a few dozen). More is an error, not a truncated list.
+const MAX_ROWS: usize = 10_000;
 
 /// Checks `name` the way PostgreSQL does (`ReplicationSlotValidateName`): 1 to 63 lower-case
 /// letters, digits and underscores. A [`ErrorKind::Config`] error naming it otherwise.
@@ -92,17 +97,23 @@ async fn fetch(
     if let Some(n) = name {
         validate_name(n)?;
     }
-    let messages = client
-        .simple_query(&query(name))
+    let failed = |e| Error::from_pg(e, "reading pg_replication_slots");
+    // One row per slot: read at most MAX_ROWS, so that a server streaming rows forever
+    // cannot fill memory.
+    let stream = client
+        .simple_query_raw(&query(name))
         .await
-        .map_err(|e| Error::from_pg(e, "reading pg_replication_slots"))?;
-    let rows: Vec<_> = messages
-        .into_iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(r) => Some(r),
-            _ => None,
-        })
-        .collect();
+        .map_err(failed)?;
+    let mut stream = std::pin::pin!(stream);
+    let mut rows = Vec::new();
+    while let Some(message) = stream.try_next().await.map_err(failed)? {
+        if let SimpleQueryMessage::Row(row) = message {
+            if rows.len() == MAX_ROWS {
+                return Err(unexpected(&format!("more than {MAX_ROWS} rows")));
+            }
+            rows.push(row);
+        }
+    }
     let first = rows.first().ok_or_else(|| unexpected("no row"))?;
     let in_recovery = first.get(0) == Some("true");
     let version_num = first
