@@ -17,6 +17,7 @@ pub struct ClusterBuilder {
     user: String,
     dbname: String,
     nice: i32,
+    tls: Option<(String, String)>,
 }
 
 impl Default for ClusterBuilder {
@@ -28,6 +29,7 @@ impl Default for ClusterBuilder {
             user: "app".to_owned(),
             dbname: "app".to_owned(),
             nice: 0,
+            tls: None,
         }
     }
 }
@@ -76,6 +78,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves TLS with this certificate chain and private key (PEM): `ssl = on`, the files
+    /// written into the data directory as `server.crt` / `server.key` (mode 0600, owned by the
+    /// server's user). Default: no TLS (`ssl = off`: the server answers the SSLRequest with
+    /// `N`). rcgen makes such certificates in a test.
+    pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Creates the cluster and returns once an authenticated query over TCP succeeds.
     pub async fn start(self) -> Result<Cluster> {
         self.create().await
@@ -97,7 +108,12 @@ impl ClusterBuilder {
         let mut cluster =
             Cluster::blank(bin, self.user, random_password(), self.dbname, self.nice)?;
         cluster.initdb().await?;
-        cluster.write_config(self.max_connections, &self.settings)?;
+        let mut settings = self.settings;
+        if let Some((cert, key)) = &self.tls {
+            cluster.write_tls_files(cert, key)?;
+            settings.push(("ssl".to_owned(), "on".to_owned()));
+        }
+        cluster.write_config(self.max_connections, &settings)?;
 
         cluster.start_on_free_port().await?;
         cluster.bootstrap().await?;
