@@ -1,7 +1,10 @@
 //! Where PostgreSQL's Unix sockets really are, and who may use one.
 //!
 //! Sources, read-only: the bound Unix sockets the kernel lists in `/proc/net/unix` (every
-//! server on this machine, wherever its `unix_socket_directories` points), then the usual
+//! server on this machine, wherever its `unix_socket_directories` points), the
+//! `postmaster.pid` of each running server this user may inspect (the postmaster's working
+//! directory is its data directory; lines 4 and 5 are its port and first socket directory;
+//! some sandboxes, e.g. gVisor, list no paths in `/proc/net/unix`), then the usual
 //! directories (`/var/run/postgresql`, `/run/postgresql`, `/tmp`) and the directories named in
 //! the configuration or `PGHOST`.
 
@@ -27,6 +30,10 @@ pub(crate) fn find(extra_dirs: &[PathBuf]) -> Vec<(PathBuf, u16)> {
             }
         }
     }
+    for (dir, port) in running_servers() {
+        let path = dir.join(format!(".s.PGSQL.{port}"));
+        found.insert((path, port));
+    }
     let dirs = USUAL_DIRS
         .iter()
         .map(PathBuf::from)
@@ -49,6 +56,40 @@ pub(crate) fn find(extra_dirs: &[PathBuf]) -> Vec<(PathBuf, u16)> {
         .filter(|(p, _)| seen.insert(std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())))
         .filter(|(p, _)| p.exists())
         .collect()
+}
+
+/// (socket directory, port) of each running postmaster whose working directory is readable.
+fn running_servers() -> Vec<(PathBuf, u16)> {
+    let mut out = Vec::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for entry in procs.flatten().take(100_000) {
+        let pid = entry.file_name();
+        let Some(pid) = pid
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if !matches!(comm.trim(), "postgres" | "postmaster") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/cwd/postmaster.pid")) else {
+            continue;
+        };
+        let lines: Vec<&str> = text.lines().take(6).collect();
+        if let (Some(port), Some(dir)) = (lines.get(3), lines.get(4))
+            && let Ok(port) = port.trim().parse()
+            && dir.starts_with('/')
+        {
+            out.push((PathBuf::from(dir.trim()), port));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// `.s.PGSQL.5432` -> 5432 (not the `.lock` file next to it).
