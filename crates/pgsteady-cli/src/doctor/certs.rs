@@ -150,13 +150,13 @@ pub(crate) fn verification_fix(
             )
         }
         CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-            let names = match (cert_err, leaf) {
-                (CertificateError::NotValidForNameContext { presented, .. }, _)
+            let names = match (leaf, cert_err) {
+                (Some(f), _) => f.names_text(),
+                (None, CertificateError::NotValidForNameContext { presented, .. })
                     if !presented.is_empty() =>
                 {
                     presented.join(", ")
                 }
-                (_, Some(f)) => f.names_text(),
                 _ => "other names".to_owned(),
             };
             format!(

@@ -241,7 +241,7 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
     };
     if !search.found() {
         let detail = format!(
-            "the server asks for a password ({}) and none was found; looked in {search}",
+            "the server asks for a password ({}) and none was found; looked in: {search}",
             req.method()
         );
         let fix = match &search.passfile {

@@ -64,7 +64,7 @@ impl AuthRequest {
         match self {
             AuthRequest::Cleartext => "password (cleartext)".to_owned(),
             AuthRequest::Md5 => "md5".to_owned(),
-            AuthRequest::Sasl(m) => format!("scram-sha-256 (SASL: {})", m.join(", ")),
+            AuthRequest::Sasl(m) => format!("scram-sha-256, SASL {}", m.join(" or ")),
             AuthRequest::Other(n) => format!("authentication request type {n}"),
         }
     }

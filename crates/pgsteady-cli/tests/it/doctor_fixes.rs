@@ -70,12 +70,15 @@ async fn doctor_in(
     timeout: &str,
     secrets: &[&str],
 ) -> Doctor {
+    // One HOME for both runs, so both name the same ~/.pgpass.
+    let home = tempfile::tempdir().unwrap();
+    let home = home.path().display().to_string();
     let run = |json: bool| {
         let mut args = vec!["doctor", target, "--timeout", timeout];
         if json {
             args.push("--json");
         }
-        let mut cmd = TestCommand::new(&args);
+        let mut cmd = TestCommand::new(&args).env("HOME", &home);
         for (k, v) in env {
             cmd = cmd.env(k, v);
         }
@@ -316,7 +319,7 @@ async fn wrong_and_missing_password() {
     let detail = d.json["broken"]["detail"].as_str().unwrap();
     assert!(
         detail.contains(
-            "none was found; looked in the connection string: no password; PGPASSWORD: not set; "
+            "none was found; looked in: the connection string: no password; PGPASSWORD: not set; "
         ) && detail.contains(".pgpass: does not exist"),
         "{detail}"
     );
