@@ -120,7 +120,17 @@ pub(crate) async fn check_host(
         (Host::Unix(dir), _) => {
             let path = dir.join(format!(".s.PGSQL.{}", host.port));
             let extra = session::socket_dirs(config);
-            if !path.exists() {
+            let exists = match path.try_exists() {
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    out.push(
+                        Layer::fail("socket", format!("{}: {e}", path.display()), Reason::Io)
+                            .with_fix(sockets::permission_fix(&path)),
+                    );
+                    return (out, None);
+                }
+                other => other.unwrap_or(false),
+            };
+            if !exists {
                 let fix = sockets::missing_fix(dir, host.port, &extra).await;
                 out.push(
                     Layer::fail(

@@ -171,29 +171,45 @@ pub(crate) async fn missing_fix(dir: &Path, port: u16, extra_dirs: &[PathBuf]) -
     )
 }
 
-/// The fix when connecting to `path` is refused with EACCES: who may.
+/// The fix when the socket cannot be reached for lack of permission (EACCES on connect, or a
+/// directory on the way that this user may not search): who may.
 pub(crate) fn permission_fix(path: &Path) -> String {
-    let describe = |p: &Path| match std::fs::metadata(p) {
-        Ok(m) => format!(
-            "{} is {}:{} mode {:04o}",
-            p.display(),
-            user_name(m.uid()),
-            group_name(m.gid()),
-            m.permissions().mode() & 0o7777
-        ),
-        Err(e) => format!("{}: {e}", p.display()),
-    };
-    let dir = path.parent().unwrap_or(Path::new("/"));
     let me = user_name(nix::unistd::geteuid().as_raw());
-    let group = std::fs::metadata(path)
-        .map(|m| group_name(m.gid()))
-        .unwrap_or_else(|_| "postgres".into());
+    // The socket and every directory above it that others may not enter, as far as this
+    // user can see them.
+    let mut blocking = Vec::new();
+    for p in path.ancestors() {
+        let Ok(m) = std::fs::metadata(p) else {
+            continue;
+        };
+        let mode = m.permissions().mode() & 0o7777;
+        let closed = if p == path {
+            mode & 0o002 == 0
+        } else {
+            mode & 0o001 == 0
+        };
+        if closed {
+            blocking.push((p.to_owned(), user_name(m.uid()), group_name(m.gid()), mode));
+        }
+    }
+    let Some((_, owner, group, _)) = blocking.last().cloned() else {
+        return format!(
+            "{} refuses `{me}` (permission denied): run as the server's user or a member of \
+             its group, or have the server set unix_socket_permissions (e.g. 0777)",
+            path.display()
+        );
+    };
+    let list = blocking
+        .iter()
+        .rev()
+        .map(|(p, u, g, m)| format!("{} is {u}:{g} mode {m:04o}", p.display()))
+        .collect::<Vec<_>>()
+        .join("; ");
     format!(
-        "{}; {}; this process runs as `{me}`: run as the owner or a member of group `{group}` \
-         (usermod -aG {group} {me}, then log in again), or have the server set \
-         unix_socket_group / unix_socket_permissions (e.g. 0777)",
-        describe(path),
-        describe(dir)
+        "{list}; this process runs as `{me}`: run as `{owner}` or a member of group `{group}` \
+         (usermod -aG {group} {me}, then log in again), or open the socket to others on the \
+         server (unix_socket_permissions = 0777, unix_socket_group, and a socket directory \
+         others may enter)"
     )
 }
 

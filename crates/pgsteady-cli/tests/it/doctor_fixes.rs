@@ -285,6 +285,56 @@ async fn missing_or_wrong_socket_directory_names_the_real_one() {
 }
 
 #[tokio::test]
+async fn socket_permission_denied_names_owner_and_group() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to run doctor as `nobody`");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let cluster = Cluster::builder()
+        .setting("unix_socket_permissions", "0770")
+        .start()
+        .await
+        .unwrap();
+    let target = format!(
+        "host={} port={} user=app dbname=app",
+        cluster.socket_dir().display(),
+        cluster.port()
+    );
+    let home = tempfile::tempdir().unwrap();
+    let home_path = home.path().display().to_string();
+    let run = |json: bool| {
+        let mut args = vec!["doctor", target.as_str(), "--timeout", "5s"];
+        if json {
+            args.push("--json");
+        }
+        TestCommand::new(&args)
+            .env("HOME", &home_path)
+            .current_dir(Path::new("/"))
+            .uid(nobody.uid.as_raw(), nobody.gid.as_raw())
+            .run()
+    };
+    let done = run(true).await;
+    let text = run(false).await;
+    let d = Doctor {
+        code: done.code,
+        json: serde_json::from_str(done.stdout()).unwrap_or_else(|e| panic!("{e}: {done:#?}")),
+        text: text.stdout().to_owned(),
+        elapsed: Duration::ZERO,
+    };
+    // The kit's cluster directory is postgres's, mode 0700: nobody cannot even see the socket.
+    let fix = d.assert(
+        1,
+        "socket",
+        &[
+            "is postgres:postgres mode 0700",
+            "this process runs as `nobody`: run as `postgres` or a member of group `postgres`",
+        ],
+    );
+    assert!(fix.contains(&cluster.dir().display().to_string()), "{fix}");
+}
+
+#[tokio::test]
 async fn wrong_and_missing_password() {
     let cluster = Cluster::start().await.unwrap();
     let d = doctor(
@@ -623,4 +673,37 @@ async fn misspelled_host_offers_close_names() {
             "host=127.0.0.1 port=5433 (published)",
         ],
     );
+}
+
+/// A SCRAM/MD5 mismatch: the role's password is stored as MD5, pg_hba.conf says
+/// scram-sha-256, so even the right password fails (28P01 after a SASL request).
+#[tokio::test]
+async fn md5_stored_password_under_scram_pg_hba() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster
+        .admin()
+        .await
+        .unwrap()
+        .batch_execute(&format!(
+            "SET password_encryption = 'md5'; ALTER ROLE app PASSWORD '{}'",
+            cluster.password()
+        ))
+        .await
+        .unwrap();
+    let d = doctor(&cluster.url(), &[cluster.password()]).await;
+    d.assert(
+        3,
+        "auth",
+        &[
+            "the server asked for SCRAM-SHA-256: if role `app`'s password was stored as an MD5 hash",
+            "or use md5 in pg_hba.conf",
+        ],
+    );
+    // Negative control: as the fix says, md5 in pg_hba.conf takes the same password.
+    cluster
+        .set_hba(&["host all all 127.0.0.1/32 md5"])
+        .await
+        .unwrap();
+    let d = doctor(&cluster.url(), &[cluster.password()]).await;
+    assert_eq!(d.code, Some(0), "{:#}", d.json);
 }
