@@ -347,7 +347,7 @@ pub(crate) async fn check_host(
     let connector = match Connector::new(single) {
         Ok(c) => c.with_attempt_timeout(timeout),
         Err(e) => {
-            out.push(session::diagnose(&e, &ctx).await);
+            push_replacing(&mut out, session::diagnose(&e, &ctx).await);
             return (out, None);
         }
     };
@@ -355,7 +355,7 @@ pub(crate) async fn check_host(
     let connected = match connector.connect_once().await {
         Ok(c) => c,
         Err(e) => {
-            out.push(session::diagnose(&e, &ctx).await);
+            push_replacing(&mut out, session::diagnose(&e, &ctx).await);
             return (out, None);
         }
     };
@@ -388,6 +388,15 @@ pub(crate) async fn check_host(
     let (layers, state) = server_layers(&connected.client, config.target_session_attrs).await;
     out.extend(layers);
     (out, state)
+}
+
+/// Adds a failed layer; when the layer before is the same one (a `tls` that looked fine
+/// until the session showed otherwise), the failure replaces it.
+fn push_replacing(out: &mut Vec<Layer>, layer: Layer) {
+    if out.last().is_some_and(|l| l.layer == layer.layer) {
+        out.pop();
+    }
+    out.push(layer);
 }
 
 fn dns_fix(name: &str) -> String {

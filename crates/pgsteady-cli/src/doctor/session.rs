@@ -339,12 +339,14 @@ async fn refusal_failure(
                  also check the server's identity; sslmode=prefer works too)"
                     .to_owned()
             };
+            let refused = if ctx.tls {
+                "over TLS; it accepts this user and database without TLS"
+            } else {
+                "without TLS; it accepts this user and database over TLS"
+            };
             return Layer::fail(
                 "tls",
-                format!(
-                    "{detail} ({} encryption refused)",
-                    if ctx.tls { "with" } else { "without" }
-                ),
+                format!("{detail} (the server refuses this {refused})"),
                 Reason::Tls,
             )
             .with_fix(fix);
