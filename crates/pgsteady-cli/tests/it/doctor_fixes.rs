@@ -164,6 +164,25 @@ async fn tls_only_pg_hba_with_sslmode_disable_says_use_require() {
     )
     .await;
     assert_eq!(d.code, Some(0), "{:#}", d.json);
+    // The "no encryption" reject (a `hostnossl ... reject` line before the `hostssl` one):
+    // the same fix.
+    cluster
+        .set_hba(&[
+            "hostnossl all all 127.0.0.1/32 reject",
+            "hostssl all all 127.0.0.1/32 scram-sha-256",
+        ])
+        .await
+        .unwrap();
+    let d = doctor(
+        &with_query(&cluster, "sslmode=disable"),
+        &[cluster.password()],
+    )
+    .await;
+    d.assert(
+        3,
+        "tls",
+        &["only over TLS (pg_hba.conf `hostssl`): use sslmode=require"],
+    );
 }
 
 #[tokio::test]
