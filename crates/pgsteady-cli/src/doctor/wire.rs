@@ -10,14 +10,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use pgsteady::connect::SslAnswer;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// The SSLRequest packet: length 8, code 80877103.
-pub(crate) const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 /// Largest message read; a startup answer is far smaller.
 const MAX_MESSAGE: usize = 64 * 1024;
 /// Messages read after AuthenticationOk before giving up on ReadyForQuery.
@@ -114,10 +113,7 @@ pub(crate) async fn startup(
             Dial::Unix(p) => Box::new(tokio::net::UnixStream::connect(p).await?),
         };
         if let Some(server_name) = tls {
-            stream.write_all(&SSL_REQUEST).await?;
-            let mut b = [0u8; 1];
-            stream.read_exact(&mut b).await?;
-            if b[0] != b'S' {
+            if pgsteady::connect::request_ssl(&mut stream).await? != SslAnswer::Offered {
                 return Ok(Probe {
                     answer: Answer::NoTls,
                     certs,

@@ -585,50 +585,63 @@ async fn slots_held_by_a_named_application() {
 }
 
 #[tokio::test]
-async fn read_only_server_names_the_writable_host_in_the_list_or_says_none_is() {
-    let read_only = Cluster::start().await.unwrap();
+async fn standby_names_the_primary_in_the_host_list_or_says_none_is() {
     let primary = Cluster::start().await.unwrap();
-    // One password for both, so one URL lists both hosts.
-    primary
-        .admin()
-        .await
-        .unwrap()
-        .batch_execute(&format!(
-            "ALTER ROLE app PASSWORD '{}'",
-            read_only.password()
-        ))
-        .await
-        .unwrap();
-    read_only
-        .set("default_transaction_read_only", "on")
-        .await
-        .unwrap();
+    let standby = primary.standby().start().await.unwrap();
+    // The standby is a copy: the same role and password.
     let target = format!(
         "postgresql://app:{}@127.0.0.1:{},127.0.0.1:{}/app?target_session_attrs=read-write",
-        read_only.password(),
-        read_only.port(),
+        primary.password(),
+        standby.port(),
         primary.port()
     );
-    let d = doctor(&target, &[read_only.password()]).await;
-    // The list as a whole works; the read-only host's layer carries the fix.
+    let d = doctor(&target, &[primary.password()]).await;
+    // The list as a whole works; the standby's layer carries the fix.
     assert_eq!(d.code, Some(0), "{:#}", d.json);
-    let layer = &d.json["hosts"][0]["layers"]
+    let layer = d.json["hosts"][0]["layers"]
         .as_array()
         .unwrap()
         .iter()
         .find(|l| l["layer"] == "recovery")
         .unwrap()
         .clone();
-    assert_eq!(layer["status"], "fail");
+    assert_eq!(layer["status"], "fail", "{layer:#}");
     let want = format!(
-        "127.0.0.1:{p} in the host list is primary, read-write and satisfies target_session_attrs=read-write",
-        p = primary.port()
+        "127.0.0.1:{p} in the host list is primary, read-write and satisfies \
+         target_session_attrs=read-write: a connect skips 127.0.0.1:{s} and uses 127.0.0.1:{p}",
+        p = primary.port(),
+        s = standby.port()
     );
     assert!(layer["fix"].as_str().unwrap().contains(&want), "{layer:#}");
     assert!(d.text.contains(&format!("fix: {want}")), "{}", d.text);
 
-    let alone = format!("{}?target_session_attrs=read-write", read_only.url());
-    let d = doctor(&alone, &[read_only.password()]).await;
+    // The standby alone: no host is the primary.
+    let alone = format!(
+        "postgresql://app:{}@127.0.0.1:{}/app?target_session_attrs=read-write",
+        primary.password(),
+        standby.port()
+    );
+    let d = doctor(&alone, &[primary.password()]).await;
+    d.assert(
+        3,
+        "recovery",
+        &[&format!(
+            "no host in the list satisfies target_session_attrs=read-write (127.0.0.1:{} is in \
+             recovery (a standby): read-only): add the primary to the host list",
+            standby.port()
+        )],
+    );
+
+    // A primary made read-only (default_transaction_read_only): how to end that.
+    primary
+        .set("default_transaction_read_only", "on")
+        .await
+        .unwrap();
+    let d = doctor(
+        &format!("{}?target_session_attrs=read-write", primary.url()),
+        &[primary.password()],
+    )
+    .await;
     d.assert(
         3,
         "recovery",
