@@ -385,7 +385,8 @@ pub(crate) async fn check_host(
         format!("`{}` exists", config.dbname),
         None,
     ));
-    let (layers, state) = server_layers(&connected.client, config.target_session_attrs).await;
+    let (layers, state) =
+        server_layers(&connected.client, config.target_session_attrs, timeout).await;
     out.extend(layers);
     (out, state)
 }
@@ -462,6 +463,7 @@ async fn tls_offer(
 async fn server_layers(
     client: &Client,
     want: TargetSessionAttrs,
+    timeout: Duration,
 ) -> (Vec<Layer>, Option<SessionState>) {
     let mut out = Vec::new();
     let sql = "SELECT current_setting('server_version'), pg_is_in_recovery()::text, \
@@ -469,26 +471,43 @@ async fn server_layers(
                current_setting('max_connections'), \
                current_setting('superuser_reserved_connections'), \
                (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::text";
-    let row = match client.simple_query(sql).await {
-        Ok(msgs) => msgs.into_iter().find_map(|m| match m {
+    let query_fix = "the session started but a query failed: read the server log at this time \
+                     (a statement_timeout or a terminated backend), then run doctor again";
+    let row = match tokio::time::timeout(timeout, client.simple_query(sql)).await {
+        Ok(Ok(msgs)) => msgs.into_iter().find_map(|m| match m {
             SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
         }),
-        Err(e) => {
-            out.push(Layer::fail(
-                "version",
-                format!("cannot query the server: {e}"),
-                Reason::Db,
-            ));
+        Ok(Err(e)) => {
+            out.push(
+                Layer::fail(
+                    "version",
+                    format!("cannot query the server: {e}"),
+                    Reason::Db,
+                )
+                .with_fix(query_fix),
+            );
+            return (out, None);
+        }
+        Err(_) => {
+            out.push(
+                Layer::fail(
+                    "version",
+                    format!(
+                        "the server did not answer a query within {:.1}s",
+                        timeout.as_secs_f64()
+                    ),
+                    Reason::TimedOut,
+                )
+                .with_fix(session::hung_fix(timeout)),
+            );
             return (out, None);
         }
     };
     let Some(row) = row else {
-        out.push(Layer::fail(
-            "version",
-            "the server returned no row",
-            Reason::Other,
-        ));
+        out.push(
+            Layer::fail("version", "the server returned no row", Reason::Other).with_fix(query_fix),
+        );
         return (out, None);
     };
     let col = |i: usize| row.get(i).unwrap_or("").to_owned();
@@ -521,7 +540,7 @@ async fn server_layers(
         max - reserved
     );
     out.push(if free <= 0 {
-        let fix = slot_holders(client, max, reserved).await;
+        let fix = slot_holders(client, max, reserved, timeout).await;
         Layer::fail("headroom", detail, Reason::TooManyConnections).with_fix(fix)
     } else if free * 10 < max {
         Layer::warn("headroom", detail)
@@ -532,8 +551,9 @@ async fn server_layers(
     let mut samples = Vec::new();
     for _ in 0..5 {
         let started = Instant::now();
-        if client.simple_query("SELECT 1").await.is_err() {
-            break;
+        match tokio::time::timeout(timeout, client.simple_query("SELECT 1")).await {
+            Ok(Ok(_)) => {}
+            _ => break,
         }
         samples.push(started.elapsed());
     }
@@ -544,22 +564,29 @@ async fn server_layers(
             format!("median of {} round trips", samples.len()),
             Some(*median),
         )),
-        None => out.push(Layer::fail("rtt", "SELECT 1 failed", Reason::Other)),
+        None => out.push(
+            Layer::fail(
+                "rtt",
+                "SELECT 1 failed or took longer than --timeout",
+                Reason::Other,
+            )
+            .with_fix(query_fix),
+        ),
     }
     (out, Some(session))
 }
 
 /// Who holds the connection slots: sessions grouped by user, application and client address
 /// (pg_stat_activity; other roles' details show as unknown without pg_read_all_stats).
-async fn slot_holders(client: &Client, max: i64, reserved: i64) -> String {
+async fn slot_holders(client: &Client, max: i64, reserved: i64, timeout: Duration) -> String {
     let sql = "SELECT coalesce(usename, '?'), coalesce(nullif(application_name, ''), '(none)'), \
                coalesce(host(client_addr), 'local socket'), count(*)::text \
                FROM pg_stat_activity \
                WHERE usesysid IS NOT NULL AND coalesce(backend_type, 'client backend') = 'client backend' \
                AND pid <> pg_backend_pid() \
                GROUP BY 1, 2, 3 ORDER BY count(*) DESC, 1, 2, 3 LIMIT 10";
-    let rows = match client.simple_query(sql).await {
-        Ok(msgs) => msgs
+    let rows = match tokio::time::timeout(timeout, client.simple_query(sql)).await {
+        Ok(Ok(msgs)) => msgs
             .into_iter()
             .filter_map(|m| match m {
                 SimpleQueryMessage::Row(r) => Some(format!(
@@ -572,7 +599,7 @@ async fn slot_holders(client: &Client, max: i64, reserved: i64) -> String {
                 _ => None,
             })
             .collect::<Vec<_>>(),
-        Err(_) => Vec::new(),
+        _ => Vec::new(),
     };
     let holders = if rows.is_empty() {
         "doctor cannot see the other sessions".to_owned()

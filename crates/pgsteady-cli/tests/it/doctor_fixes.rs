@@ -668,6 +668,23 @@ async fn stopped_server_explains_the_pattern_within_the_bound() {
         ],
     );
     assert!(d.elapsed < Duration::from_secs(3), "{:?}", d.elapsed);
+    // Without the TLS request the startup packet itself goes unanswered: the same fix.
+    cluster.pause().unwrap();
+    let d = doctor_in(
+        &with_query(&cluster, "sslmode=disable"),
+        &[],
+        None,
+        "1s",
+        &[cluster.password()],
+    )
+    .await;
+    cluster.resume().unwrap();
+    d.assert(
+        1,
+        "startup",
+        &["doctor's client-side bound (1.0s, --timeout) was hit"],
+    );
+    assert!(d.elapsed < Duration::from_secs(3), "{:?}", d.elapsed);
 }
 
 #[tokio::test]
