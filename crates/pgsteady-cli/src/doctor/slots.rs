@@ -27,6 +27,7 @@ fn layer_of(status: Status, detail: String, hints: Vec<String>) -> Layer {
         ms: None,
         hints,
         reason: None,
+        fix: None,
     }
 }
 

@@ -242,5 +242,13 @@ async fn headroom_layer_when_connections_are_exhausted() {
         report["broken"]["host"],
         format!("127.0.0.1:{}", cluster.port())
     );
+    // #18: refused before login, so who holds the slots is not visible: say how to find out.
+    let fix = report["broken"]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains(
+            "SELECT usename, application_name, client_addr, count(*) FROM pg_stat_activity"
+        ) && fix.contains("PgBouncer"),
+        "{fix}"
+    );
     drop(held);
 }

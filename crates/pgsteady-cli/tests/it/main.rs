@@ -3,6 +3,7 @@
 
 mod check;
 mod doctor;
+mod doctor_fixes;
 #[cfg(feature = "drill")]
 mod drill;
 mod exec;

@@ -18,6 +18,7 @@ pub struct ClusterBuilder {
     dbname: String,
     nice: i32,
     initdb_args: Vec<String>,
+    tls: Option<(String, String)>,
 }
 
 impl Default for ClusterBuilder {
@@ -30,6 +31,7 @@ impl Default for ClusterBuilder {
             dbname: "app".to_owned(),
             nice: 0,
             initdb_args: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -85,6 +87,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves TLS with this certificate chain and private key (PEM): `ssl = on`, the files
+    /// written into the data directory as `server.crt` / `server.key` (mode 0600, owned by the
+    /// server's user). Default: no TLS (`ssl = off`: the server answers the SSLRequest with
+    /// `N`). rcgen makes such certificates in a test.
+    pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Creates the cluster and returns once an authenticated query over TCP succeeds.
     pub async fn start(self) -> Result<Cluster> {
         self.create().await
@@ -106,7 +117,12 @@ impl ClusterBuilder {
         let mut cluster =
             Cluster::blank(bin, self.user, random_password(), self.dbname, self.nice)?;
         cluster.initdb(&self.initdb_args).await?;
-        cluster.write_config(self.max_connections, &self.settings)?;
+        let mut settings = self.settings;
+        if let Some((cert, key)) = &self.tls {
+            cluster.write_tls_files(cert, key)?;
+            settings.push(("ssl".to_owned(), "on".to_owned()));
+        }
+        cluster.write_config(self.max_connections, &settings)?;
 
         cluster.start_on_free_port().await?;
         cluster.bootstrap().await?;
