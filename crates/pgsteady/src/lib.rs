@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod pool;
 pub mod readiness;
 pub mod retry;
+pub mod slot;
 pub mod text;
 mod tls;
 

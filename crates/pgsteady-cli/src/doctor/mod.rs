@@ -1,11 +1,19 @@
 //! `pgsteady doctor`: walk the layers between this process and the database and name the first
 //! broken one: config, DNS, TCP (with the likely cause of a refused port), TLS, startup,
 //! authentication, database, server version, recovery / read-only, connection headroom,
-//! round-trip time.
+//! round-trip time, replication slots (a warning for inactive, at-risk and lost ones). Every
+//! failed layer carries a `fix`: the concrete change, found by bounded, read-only probing
+//! (docs/doctor.md lists them).
 
+mod certs;
 mod compose;
 mod layers;
 mod listeners;
+mod names;
+mod session;
+mod slots;
+mod sockets;
+mod wire;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -17,7 +25,8 @@ use serde::Serialize;
 
 use crate::common::{parse_duration, resolve_target};
 use crate::exit;
-use layers::{Layer, Status};
+use layers::{Layer, SessionState, Status};
+use pgsteady::TargetSessionAttrs;
 
 const HELP: &str = "\
 Bounds: each step (name lookup, TCP connect, handshake) within --timeout, the server's
@@ -54,6 +63,8 @@ pub(crate) struct DoctorArgs {
 struct HostReport {
     host: String,
     layers: Vec<Layer>,
+    #[serde(skip)]
+    state: Option<SessionState>,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +73,8 @@ struct Broken {
     host: Option<String>,
     detail: String,
     hints: Vec<String>,
+    /// The concrete change that repairs the broken layer.
+    fix: Option<String>,
     #[serde(skip)]
     cause: Option<Reason>,
 }
@@ -105,6 +118,11 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                     host: None,
                     detail: e.to_string(),
                     hints: Vec::new(),
+                    fix: Some(
+                        "correct the part of the connection string named above (see `pgsteady \
+                         doctor --help` for the forms accepted)"
+                            .to_owned(),
+                    ),
                     cause: e.reason(),
                 }),
                 hosts: Vec::new(),
@@ -129,11 +147,15 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
             not_checked += 1;
             continue;
         }
-        let layers =
-            match tokio::time::timeout(left, layers::check_host(&config, host, args.timeout)).await
-            {
-                Ok(layers) => layers,
-                Err(_) => vec![layers::Layer::fail(
+        let (layers, state) = match tokio::time::timeout(
+            left,
+            layers::check_host(&config, args.target.as_deref(), host, args.timeout),
+        )
+        .await
+        {
+            Ok(pair) => pair,
+            Err(_) => (
+                vec![layers::Layer::fail(
                     "deadline",
                     format!(
                         "not finished when --max-time ({:.1}s) ran out",
@@ -141,12 +163,16 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                     ),
                     Reason::TimedOut,
                 )],
-            };
+                None,
+            ),
+        };
         hosts.push(HostReport {
             host: host.to_string(),
             layers,
+            state,
         });
     }
+    session_type_fixes(&mut hosts, config.target_session_attrs);
     let healthy = hosts
         .iter()
         .any(|h| h.layers.iter().all(|l| l.status != Status::Fail));
@@ -162,6 +188,7 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                     host: Some(h.host.clone()),
                     detail: l.detail.clone(),
                     hints: l.hints.clone(),
+                    fix: l.fix.clone(),
                     cause: l.cause,
                 })
         })
@@ -212,6 +239,9 @@ fn print(report: &Report, json: bool) {
             for hint in &l.hints {
                 println!("  {:<9} {:<4}  hint: {hint}", "", "");
             }
+            if let Some(fix) = &l.fix {
+                println!("  {:<9} {:<4}  fix: {fix}", "", "");
+            }
         }
     }
     if report.not_checked > 0 {
@@ -227,13 +257,56 @@ fn print(report: &Report, json: bool) {
         Some(b) if b.layer == "config" => {
             println!("{:<9} {:<4}  {}", "config", "FAIL", b.detail);
             println!("first broken layer: config");
+            if let Some(fix) = &b.fix {
+                println!("fix: {fix}");
+            }
         }
         Some(b) => {
             let host = b.host.as_deref().unwrap_or("");
             println!("first broken layer: {} ({host}): {}", b.layer, b.detail);
-            if let Some(fix) = b.hints.first() {
+            if let Some(fix) = &b.fix {
                 println!("fix: {fix}");
             }
         }
+    }
+}
+
+/// A host that is not the session type asked for: name the host in the list that is, or say
+/// that none is.
+fn session_type_fixes(hosts: &mut [HostReport], want: TargetSessionAttrs) {
+    let matching: Vec<(String, &'static str)> = hosts
+        .iter()
+        .filter_map(|h| Some((h.host.clone(), h.state.filter(|s| s.satisfies(want))?)))
+        .map(|(h, s)| (h, s.describe()))
+        .collect();
+    for h in hosts.iter_mut() {
+        let Some(state) = h.state else { continue };
+        let Some(layer) = h
+            .layers
+            .iter_mut()
+            .find(|l| l.layer == "recovery" && l.status == Status::Fail)
+        else {
+            continue;
+        };
+        let unlock = if state.read_only && !state.in_recovery {
+            " (if this server should take writes, end the read-only default: ALTER SYSTEM RESET \
+             default_transaction_read_only; SELECT pg_reload_conf())"
+        } else {
+            ""
+        };
+        layer.fix = Some(match matching.first() {
+            Some((other, desc)) => format!(
+                "{other} in the host list is {desc} and satisfies \
+                 target_session_attrs={want}: a connect skips {} and uses {other}; list \
+                 {other} first to save an attempt{unlock}",
+                h.host
+            ),
+            None => format!(
+                "no host in the list satisfies target_session_attrs={want} ({} is {}): add the \
+                 primary to the host list (host=a,b,...), or relax target_session_attrs{unlock}",
+                h.host,
+                state.describe()
+            ),
+        });
     }
 }

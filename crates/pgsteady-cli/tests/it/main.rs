@@ -3,6 +3,7 @@
 
 mod check;
 mod doctor;
+mod doctor_fixes;
 #[cfg(feature = "drill")]
 mod drill;
 mod exec;
@@ -10,6 +11,7 @@ mod hostile;
 mod migrate;
 mod run;
 mod serve;
+mod slot;
 mod standby;
 mod wait;
 

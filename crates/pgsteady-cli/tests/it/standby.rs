@@ -9,14 +9,7 @@ use pgsteady_testkit::{Cluster, StopMode};
 use crate::TestCommand;
 
 fn multi(cluster: &Cluster, ports: &[u16], extra: &str) -> String {
-    let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    format!(
-        "postgresql://{}:{}@{}/{}?{extra}",
-        cluster.user(),
-        cluster.password(),
-        list.join(","),
-        cluster.dbname()
-    )
+    format!("{}?{extra}", cluster.url_with_ports(ports))
 }
 
 #[tokio::test]

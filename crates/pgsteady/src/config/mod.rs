@@ -7,7 +7,8 @@
 //! 3. built-in defaults.
 //!
 //! The password comes from the string, then `PGPASSWORD`, then the password file (`passfile`,
-//! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time.
+//! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time; [`password_search`] tells
+//! where it was looked for and why a password file line did not match.
 //!
 //! `DATABASE_URL` is not a libpq variable; [`Config::resolve`] uses it as the connection
 //! string when no target is given, so a tool can be pointed at a database the way most
@@ -23,6 +24,7 @@
 
 mod env;
 mod keyvalue;
+mod lookup;
 mod params;
 mod passfile;
 mod types;
@@ -35,7 +37,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use env::{Env, ProcessEnv};
-pub use passfile::{PassFile, PassFileStatus};
+pub use lookup::{PassFileSearch, PasswordSearch, password_search};
+pub use passfile::{LineMatch, PassFile, PassFileStatus};
 pub use types::{Host, HostSpec, Password, RootCert, SslMode, TargetSessionAttrs, TlsSettings};
 
 use params::Params;

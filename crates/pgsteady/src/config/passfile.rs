@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PassFile {
     path: PathBuf,
-    entries: Vec<[String; 5]>,
+    /// (1-based line number, the five fields).
+    entries: Vec<(usize, [String; 5])>,
 }
 
 impl fmt::Debug for PassFile {
@@ -95,8 +96,9 @@ impl PassFile {
     pub fn parse(path: &Path, text: &str) -> Self {
         let entries = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(parse_line)
+            .enumerate()
+            .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|(i, l)| Some((i + 1, parse_line(l)?)))
             .collect();
         PassFile {
             path: path.to_owned(),
@@ -114,13 +116,62 @@ impl PassFile {
         let wanted = [host, port, dbname, user];
         self.entries
             .iter()
-            .find(|e| {
-                e[..4]
-                    .iter()
-                    .zip(wanted)
-                    .all(|(field, want)| field == "*" || field == want)
-            })
-            .map(|e| e[4].as_str())
+            .find(|(_, e)| mismatch(e, wanted).is_none())
+            .map(|(_, e)| e[4].as_str())
+    }
+
+    /// Why each line does or does not match, in file order, up to the first match: for
+    /// telling a user why no password was found. Never shows a password.
+    pub fn explain(&self, host: &str, port: &str, dbname: &str, user: &str) -> Vec<LineMatch> {
+        let wanted = [host, port, dbname, user];
+        let mut out = Vec::new();
+        for (line, e) in &self.entries {
+            let mismatch = mismatch(e, wanted).map(|i| {
+                let field = ["hostname", "port", "database", "username"][i];
+                format!("{field} `{}` is not `{}`", e[i], wanted[i])
+            });
+            let matched = mismatch.is_none();
+            out.push(LineMatch {
+                line: *line,
+                key: e[..4].join(":"),
+                mismatch,
+            });
+            if matched {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// One password-file line checked against a connection ([`PassFile::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineMatch {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// The line's first four fields, `hostname:port:database:username` (not the password).
+    pub key: String,
+    /// Why it does not match (the first field that differs), or `None` when it matches.
+    pub mismatch: Option<String>,
+}
+
+/// The index of the first of host, port, database, user that `entry` does not match.
+fn mismatch(entry: &[String; 5], wanted: [&str; 4]) -> Option<usize> {
+    entry[..4]
+        .iter()
+        .zip(wanted)
+        .position(|(field, want)| field != "*" && field != want)
+}
+
+impl PassFile {
+    /// The number of usable lines (five fields).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the file holds no usable line.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
