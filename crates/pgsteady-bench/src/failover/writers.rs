@@ -94,7 +94,7 @@ impl WriteClient {
                         .await?,
                 )
             }
-            WriteClient::Naive => Writer::Naive(pg_config()?),
+            WriteClient::Naive => Writer::Naive(Box::new(pg_config()?)),
             #[cfg(not(feature = "peers"))]
             _ => unreachable!("checked by unavailable()"),
         })
@@ -155,7 +155,8 @@ pub(crate) enum Writer {
     Deadpool(deadpool_postgres::Pool),
     #[cfg(feature = "peers")]
     Bb8(bb8::Pool<bb8_postgres::PostgresConnectionManager<NoTls>>),
-    Naive(tokio_postgres::Config),
+    // Boxed: a Config is ten times the size of the other variants.
+    Naive(Box<tokio_postgres::Config>),
 }
 
 /// `BEGIN; INSERT; COMMIT` through a tokio-postgres transaction (rolled back on drop).
