@@ -4,6 +4,12 @@
 //! read-only with its sessions open, and the standby is promoted. Per client: the errors its
 //! callers saw, promotion (from the server log) to the first acknowledged write, the longest
 //! time without one, and where every write ended up on the new primary.
+//!
+//! Error classes are SQLSTATEs or [`ErrorClass`] names. One needs a word: tokio-postgres
+//! (so deadpool-postgres, bb8-postgres and the naive loop) reports "no host in the list is
+//! read-write" as an `io::Error` of kind `PermissionDenied` (its `connect.rs`, after
+//! `SHOW transaction_read_only` answered `on` on the last host), shown as
+//! `io:PermissionDenied`.
 
 mod writers;
 
