@@ -481,7 +481,14 @@ async fn server_layers(
                current_setting('transaction_read_only'), \
                current_setting('max_connections'), \
                current_setting('superuser_reserved_connections'), \
-               (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::text";
+               (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')::text, \
+               CASE WHEN pg_is_in_recovery() \
+                 THEN coalesce((SELECT received_tli FROM pg_stat_wal_receiver), \
+                               (SELECT timeline_id FROM pg_control_checkpoint())) \
+                 ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int \
+               END::text, \
+               pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint::text, \
+               round(extract(epoch FROM now() - pg_last_xact_replay_timestamp())::numeric, 1)::text";
     let query_fix = "the session started but a query failed: read the server log at this time \
                      (a statement_timeout or a terminated backend), then run doctor again";
     let row = match tokio::time::timeout(
@@ -534,7 +541,18 @@ async fn server_layers(
         read_only: col(2) == "on",
     };
     let read_only = session.read_only;
-    let state = session.describe();
+    // Timeline and, on a standby, how far replay is behind what it received.
+    let mut state = format!("{}; timeline {}", session.describe(), col(6));
+    if session.in_recovery {
+        match (row.get(7), row.get(8)) {
+            (Some(bytes), Some(age)) => state.push_str(&format!(
+                "; replay lag {bytes} bytes behind what it received, last replayed transaction \
+                 {age} s ago"
+            )),
+            (Some(bytes), None) => state.push_str(&format!("; replay lag {bytes} bytes")),
+            _ => state.push_str("; not streaming (no WAL received)"),
+        }
+    }
     out.push(if !session.satisfies(want) {
         Layer::fail(
             "recovery",

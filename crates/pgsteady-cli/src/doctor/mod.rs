@@ -87,6 +87,11 @@ struct Report {
     exit_code: u8,
     broken: Option<Broken>,
     hosts: Vec<HostReport>,
+    /// The host a libpq client with this configuration would connect to now (issue 14):
+    /// the first in the list whose layers all work and whose session matches
+    /// `target_session_attrs` (`prefer-standby`: a standby first, else any); `None` when
+    /// none would.
+    libpq_pick: Option<String>,
     /// Hosts not checked because --max-time ran out.
     #[serde(skip_serializing_if = "is_zero")]
     not_checked: usize,
@@ -127,6 +132,7 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                 }),
                 hosts: Vec::new(),
                 not_checked: 0,
+                libpq_pick: None,
             };
             print(&report, args.json);
             return exit::code(exit::USAGE);
@@ -173,6 +179,11 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
         });
     }
     session_type_fixes(&mut hosts, config.target_session_attrs);
+    let libpq_pick = libpq_pick(
+        &hosts,
+        config.target_session_attrs,
+        config.load_balance_hosts,
+    );
     let healthy = hosts
         .iter()
         .any(|h| h.layers.iter().all(|l| l.status != Status::Fail));
@@ -210,6 +221,7 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
         broken,
         hosts,
         not_checked,
+        libpq_pick,
     };
     print(&report, args.json);
     exit::code(exit_code)
@@ -251,6 +263,14 @@ fn print(report: &Report, json: bool) {
             if report.not_checked == 1 { "" } else { "s" }
         );
     }
+    if !report.hosts.is_empty() {
+        match &report.libpq_pick {
+            Some(pick) => {
+                println!("a libpq client with this configuration would connect to {pick}")
+            }
+            None => println!("a libpq client with this configuration would connect to no host now"),
+        }
+    }
     match &report.broken {
         None if !report.ok => println!("no host was found working before --max-time ran out"),
         None => println!("all layers ok"),
@@ -268,6 +288,48 @@ fn print(report: &Report, json: bool) {
                 println!("fix: {fix}");
             }
         }
+    }
+}
+
+/// Which host libpq's host selection (`fe-connect.c`) would end on, from what doctor saw of
+/// each: hosts in order, the first that connects and matches `want`; for `prefer-standby`
+/// a standby first, then any host. With `load_balance_hosts=random` the order is random, so
+/// every matching host is named.
+fn libpq_pick(
+    hosts: &[HostReport],
+    want: pgsteady::TargetSessionAttrs,
+    random: bool,
+) -> Option<String> {
+    let works = |h: &&HostReport| h.layers.iter().all(|l| l.status != Status::Fail);
+    let matching: Vec<&HostReport> = match want {
+        pgsteady::TargetSessionAttrs::PreferStandby => {
+            let standbys: Vec<&HostReport> = hosts
+                .iter()
+                .filter(works)
+                .filter(|h| h.state.is_some_and(|s| s.in_recovery))
+                .collect();
+            if standbys.is_empty() {
+                hosts.iter().filter(works).collect()
+            } else {
+                standbys
+            }
+        }
+        _ => hosts
+            .iter()
+            .filter(works)
+            .filter(|h| h.state.is_none_or(|s| s.satisfies(want)))
+            .collect(),
+    };
+    match (random, matching.as_slice()) {
+        (_, []) => None,
+        (false, [first, ..]) | (true, [first]) => Some(first.host.clone()),
+        (true, all) => Some(format!(
+            "one of {} (load_balance_hosts=random)",
+            all.iter()
+                .map(|h| h.host.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
     }
 }
 
