@@ -5,6 +5,8 @@ mod check;
 mod doctor;
 mod drill;
 mod exec;
+mod generate;
+mod installed;
 mod migrate;
 mod run;
 mod serve;
