@@ -55,11 +55,12 @@ pub(crate) fn completions(args: CompletionsArgs) -> ExitCode {
 }
 
 pub(crate) fn man(args: ManArgs) -> ExitCode {
-    let cmd = crate::help::command();
+    // No `help` subcommand: it has no page of its own to point to.
+    let cmd = crate::help::command().disable_help_subcommand(true);
     match args.out {
         None => {
             let mut page = Vec::new();
-            match clap_mangen::Man::new(cmd).render(&mut page) {
+            match page_of(cmd).render(&mut page) {
                 Ok(()) => write_stdout(&page, "man"),
                 Err(e) => {
                     eprintln!("pgsteady man: cannot render the page: {e}");
@@ -93,7 +94,7 @@ fn write_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>, (PathBuf,
         for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()).cloned() {
             walk(sub, dir, written)?;
         }
-        let man = clap_mangen::Man::new(cmd);
+        let man = page_of(cmd);
         let path = dir.join(man.get_filename());
         let mut page = Vec::new();
         man.render(&mut page)
@@ -103,13 +104,19 @@ fn write_pages(cmd: clap::Command, dir: &Path) -> Result<Vec<PathBuf>, (PathBuf,
         Ok(())
     }
     std::fs::create_dir_all(dir).map_err(|e| (dir.to_owned(), e))?;
-    let mut cmd = cmd.disable_help_subcommand(true);
+    let mut cmd = cmd;
     // Gives the subcommands their display names (pgsteady-wait), hence their file names.
     cmd.build();
     let mut written = Vec::new();
     walk(cmd, dir, &mut written)?;
     written.reverse();
     Ok(written)
+}
+
+/// The page of one command. Its footer names the release only: the full version string (with
+/// the commit) does not fit there.
+fn page_of(cmd: clap::Command) -> clap_mangen::Man {
+    clap_mangen::Man::new(cmd).source(concat!("pgsteady ", env!("CARGO_PKG_VERSION")))
 }
 
 fn write_stdout(bytes: &[u8], what: &str) -> ExitCode {

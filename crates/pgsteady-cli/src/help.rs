@@ -9,108 +9,168 @@ use clap::{Command, CommandFactory};
 
 use crate::Cli;
 
-/// `(command path, examples)`: each example is a `# comment` line followed by one
-/// `pgsteady ...` line (no line continuations: the tests parse every `pgsteady` line).
-const EXAMPLES: &[(&str, &str)] = &[
+/// `(command path, [(what it does, the command)])`: one `pgsteady ...` line per example, no
+/// line continuations or shell syntax other than a trailing `> FILE` or `| CMD` (the tests
+/// parse every example).
+type Examples = &'static [(&'static str, &'static str)];
+
+const EXAMPLES: &[(&str, Examples)] = &[
     (
         "",
-        "\
-  # Wait until the database accepts this application, then exec the server
-  pgsteady wait postgresql://app@db:5432/app --timeout 60s -- ./start.sh
-  # Name the first broken layer between this process and the database
-  pgsteady doctor
-  # Start a throwaway cluster, break it on purpose, show what a client saw
-  pgsteady drill",
+        &[
+            (
+                "Wait until the database accepts this application, then exec the server",
+                "pgsteady wait postgresql://app@db:5432/app --timeout 60s -- ./start.sh",
+            ),
+            (
+                "Name the first broken layer between this process and the database",
+                "pgsteady doctor",
+            ),
+            (
+                "Start a throwaway cluster, break it on purpose, show what a client saw",
+                "pgsteady drill",
+            ),
+        ],
     ),
     (
         "wait",
-        "\
-  # Wait up to 60 s (the default), then exec the command after --
-  pgsteady wait postgresql://app@db:5432/app -- ./start.sh
-  # Target from DATABASE_URL / PG* variables; keep waiting through a wrong password
-  pgsteady wait --timeout 5m --retry-on auth,missing-db
-  # In a script: one JSON object per event, then the exit code
-  pgsteady wait \"host=db user=app dbname=app\" --timeout 30s --json",
+        &[
+            (
+                "Wait up to 60 s (the default), then exec the command after --",
+                "pgsteady wait postgresql://app@db:5432/app -- ./start.sh",
+            ),
+            (
+                "Target from DATABASE_URL / PG* variables; keep waiting through a wrong password",
+                "pgsteady wait --timeout 5m --retry-on auth,missing-db",
+            ),
+            (
+                "In a script: one JSON object per event, then the exit code",
+                "pgsteady wait \"host=db user=app dbname=app\" --timeout 30s --json",
+            ),
+        ],
     ),
     (
         "check",
-        "\
-  # One bounded probe, for a health check or a script
-  pgsteady check postgresql://app@db:5432/app --timeout 5s
-  # Ready means this query returns a row that is not false
-  pgsteady check --query \"SELECT NOT pg_is_in_recovery()\" --quiet",
+        &[
+            (
+                "One bounded probe, for a health check or a script",
+                "pgsteady check postgresql://app@db:5432/app --timeout 5s",
+            ),
+            (
+                "Ready means this query returns a row that is not false",
+                "pgsteady check --query \"SELECT NOT pg_is_in_recovery()\" --quiet",
+            ),
+        ],
     ),
     (
         "doctor",
-        "\
-  # Walk config, DNS, TCP, TLS, authentication, ... and name the first broken layer
-  pgsteady doctor postgresql://app@localhost:5432/app
-  # The same, as JSON, with a longer bound per layer
-  pgsteady doctor --json --timeout 10s",
+        &[
+            (
+                "Walk config, DNS, TCP, TLS, authentication, ... and name the first broken layer",
+                "pgsteady doctor postgresql://app@localhost:5432/app",
+            ),
+            (
+                "The same, as JSON, with a longer bound per layer",
+                "pgsteady doctor --json --timeout 10s",
+            ),
+        ],
     ),
     (
         "migrate",
-        "\
-  # Wait for the database, then apply what is pending in ./migrations
-  pgsteady migrate postgresql://app@db:5432/app --dir migrations
-  # List what would run and apply nothing
-  pgsteady migrate --dir migrations --dry-run",
+        &[
+            (
+                "Wait for the database, then apply what is pending in ./migrations",
+                "pgsteady migrate postgresql://app@db:5432/app --dir migrations",
+            ),
+            (
+                "List what would run and apply nothing",
+                "pgsteady migrate --dir migrations --dry-run",
+            ),
+        ],
     ),
     (
         "migrate status",
-        "\
-  # Applied / pending / modified / missing, compared with the files
-  pgsteady migrate status --dir migrations",
+        &[(
+            "Applied / pending / modified / missing, compared with the files",
+            "pgsteady migrate status --dir migrations",
+        )],
     ),
     (
         "migrate repair",
-        "\
-  # Show what an explicit repair would record, without changing anything
-  pgsteady migrate repair --dir migrations --dry-run",
+        &[(
+            "Show what an explicit repair would record, without changing anything",
+            "pgsteady migrate repair --dir migrations --dry-run",
+        )],
     ),
     (
         "serve",
-        "\
-  # A readiness sidecar: /livez, /readyz and /metrics on port 8080
-  pgsteady serve postgresql://app@db:5432/app --listen 0.0.0.0:8080
-  # Keep /readyz at 200 through restarts shorter than 5 s
-  pgsteady serve --listen 0.0.0.0:8080 --grace 5s",
+        &[
+            (
+                "A readiness sidecar: /livez, /readyz and /metrics on port 8080",
+                "pgsteady serve postgresql://app@db:5432/app --listen 0.0.0.0:8080",
+            ),
+            (
+                "Keep /readyz at 200 through restarts shorter than 5 s",
+                "pgsteady serve --listen 0.0.0.0:8080 --grace 5s",
+            ),
+        ],
     ),
     (
         "run",
-        "\
-  # Wait, migrate, then run the server with signals forwarded
-  pgsteady run postgresql://app@db:5432/app --migrate migrations -- ./my-server --port 3000
-  # The same, serving /livez /readyz /metrics meanwhile
-  pgsteady run --health-listen 0.0.0.0:8080 -- ./my-server",
+        &[
+            (
+                "Wait, migrate, then run the server with signals forwarded",
+                "pgsteady run postgresql://app@db:5432/app --migrate migrations -- ./my-server --port 3000",
+            ),
+            (
+                "The same, serving /livez /readyz /metrics meanwhile",
+                "pgsteady run --health-listen 0.0.0.0:8080 -- ./my-server",
+            ),
+        ],
     ),
     (
         "drill",
-        "\
-  # Every fault, ~30 s, the table
-  pgsteady drill
-  # Two faults and a timeline chart
-  pgsteady drill --faults crash,silent-drop --report drill.html
-  # 200 pools reconnecting after one restart
-  pgsteady drill --herd 200",
+        &[
+            ("Every fault, ~30 s, the table", "pgsteady drill"),
+            (
+                "Two faults and a timeline chart",
+                "pgsteady drill --faults crash,silent-drop --report drill.html",
+            ),
+            (
+                "200 pools reconnecting after one restart",
+                "pgsteady drill --herd 200",
+            ),
+        ],
     ),
     (
         "completions",
-        "\
-  # Bash, for the current user
-  pgsteady completions bash > ~/.local/share/bash-completion/completions/pgsteady
-  # Zsh: a directory on $fpath
-  pgsteady completions zsh > ~/.zfunc/_pgsteady
-  # Fish
-  pgsteady completions fish > ~/.config/fish/completions/pgsteady.fish",
+        &[
+            (
+                "Bash, for the current user",
+                "pgsteady completions bash > ~/.local/share/bash-completion/completions/pgsteady",
+            ),
+            (
+                "Zsh: a directory on $fpath",
+                "pgsteady completions zsh > ~/.zfunc/_pgsteady",
+            ),
+            (
+                "Fish",
+                "pgsteady completions fish > ~/.config/fish/completions/pgsteady.fish",
+            ),
+        ],
     ),
     (
         "man",
-        "\
-  # Read the main page without installing it
-  pgsteady man | man -l -
-  # Write pgsteady.1 and one page per command
-  pgsteady man --out ~/.local/share/man/man1",
+        &[
+            (
+                "Read the main page without installing it",
+                "pgsteady man | man -l -",
+            ),
+            (
+                "Write pgsteady.1 and one page per command",
+                "pgsteady man --out ~/.local/share/man/man1",
+            ),
+        ],
     ),
 ];
 
@@ -142,11 +202,14 @@ fn with_examples(mut cmd: Command, path: &str) -> Command {
     cmd.after_help(after)
 }
 
-fn examples(path: &str) -> Option<&'static str> {
-    EXAMPLES
+/// The examples of `path` as help text: a `# comment` line, then the command, indented.
+fn examples(path: &str) -> Option<String> {
+    let (_, examples) = EXAMPLES.iter().find(|(p, _)| *p == path)?;
+    let lines: Vec<String> = examples
         .iter()
-        .find(|(p, _)| *p == path)
-        .map(|(_, examples)| *examples)
+        .map(|(what, example)| format!("  # {what}\n  {example}"))
+        .collect();
+    Some(lines.join("\n"))
 }
 
 #[cfg(test)]
@@ -205,10 +268,7 @@ mod tests {
     fn every_example_parses() {
         let mut parsed = 0;
         for (path, examples) in EXAMPLES {
-            for line in examples.lines().map(str::trim) {
-                if line.starts_with('#') {
-                    continue;
-                }
+            for (_, line) in examples.iter() {
                 assert!(line.starts_with("pgsteady "), "{path:?}: {line:?}");
                 // Shell redirections and pipes are not arguments.
                 let line = line.split(['>', '|']).next().unwrap();

@@ -33,12 +33,24 @@ async fn bash_completion_passes_bash_n_and_completes_every_command() {
     let script = done.stdout();
     let (ok, stderr) = bash_n(script);
     assert!(ok, "bash -n rejects the completion: {stderr}");
-    for sub in ["wait", "check", "doctor", "migrate", "serve", "run", "completions", "man"] {
+    for sub in [
+        "wait",
+        "check",
+        "doctor",
+        "migrate",
+        "serve",
+        "run",
+        "completions",
+        "man",
+    ] {
         assert!(script.contains(sub), "no {sub} in the completion");
     }
     // Negative control: bash -n does reject a broken script.
     let broken = script.replacen("esac", "", 1);
-    assert!(!bash_n(&broken).0, "bash -n accepted a script missing an esac");
+    assert!(
+        !bash_n(&broken).0,
+        "bash -n accepted a script missing an esac"
+    );
 }
 
 #[tokio::test]
@@ -81,7 +93,10 @@ async fn man_pages_render_with_man_l() {
     std::fs::write(&main_page, done.stdout()).unwrap();
     let (text, warnings) = man_l(&main_page);
     assert!(text.contains("pgsteady-wait(1)"), "{text}");
-    assert!(text.contains("EXAMPLES") || text.contains("Examples:"), "{text}");
+    assert!(
+        text.contains("EXAMPLES") || text.contains("Examples:"),
+        "{text}"
+    );
     assert_eq!(warnings, "", "man --warnings");
 
     // --out DIR: one page per command, each renders.
@@ -102,12 +117,18 @@ async fn man_pages_render_with_man_l() {
         "pgsteady-migrate-status.1",
         "pgsteady-completions.1",
     ] {
-        assert!(pages.iter().any(|p| p == expected), "{expected} not in {pages:?}");
+        assert!(
+            pages.iter().any(|p| p == expected),
+            "{expected} not in {pages:?}"
+        );
         assert!(done.stderr().contains(expected), "{done:?}");
     }
     let (text, warnings) = man_l(&out.join("pgsteady-wait.1"));
     assert!(text.contains("--timeout"), "{text}");
-    assert!(text.contains("pgsteady wait postgresql://"), "no example: {text}");
+    assert!(
+        text.contains("pgsteady wait postgresql://"),
+        "no example: {text}"
+    );
     assert_eq!(warnings, "", "man --warnings");
 }
 

@@ -81,7 +81,10 @@ async fn wait_reaches_a_throwaway_cluster_and_times_out_once_it_is_gone() {
     .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert!(took < Duration::from_secs(10), "ready server, wait took {took:?}");
+    assert!(
+        took < Duration::from_secs(10),
+        "ready server, wait took {took:?}"
+    );
     assert!(!stderr.contains(cluster.password()), "{stderr}");
 
     // Negative control: with the server stopped the same command waits out its timeout and
