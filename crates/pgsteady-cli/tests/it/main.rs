@@ -3,6 +3,7 @@
 
 mod check;
 mod doctor;
+#[cfg(feature = "drill")]
 mod drill;
 mod exec;
 mod generate;
