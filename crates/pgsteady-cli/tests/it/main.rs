@@ -11,6 +11,7 @@ mod installed;
 mod migrate;
 mod run;
 mod serve;
+mod version;
 mod wait;
 
 use std::ffi::OsStr;
