@@ -24,6 +24,8 @@ Exit codes:
 /// The exit code for a library error after retries stopped.
 pub(crate) fn for_error(err: &pgsteady::Error) -> u8 {
     match err.kind() {
+        // No host is of the wanted type (target_session_attrs) right now: not ready yet.
+        _ if err.reason() == Some(Reason::WrongSessionType) => NOT_READY,
         ErrorKind::Config if err.reason() != Some(Reason::Tls) => USAGE,
         ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Closed => {
             if err.is_transient() {

@@ -129,6 +129,19 @@ const EXAMPLES: &[(&str, Examples)] = &[
         ],
     ),
     (
+        "slot",
+        &[
+            (
+                "Can the CDC consumer resume from its stored offset on slot debezium?",
+                "pgsteady slot debezium postgresql://app@db:5432/app --offset 16/B374D848",
+            ),
+            (
+                "Every slot, a table; warnings (inactive, ...) exit 8 with --strict",
+                "pgsteady slot --all --strict",
+            ),
+        ],
+    ),
+    (
         "drill",
         &[
             ("Every fault, ~30 s, the table", "pgsteady drill"),

@@ -2,7 +2,7 @@
 //! PostgreSQL.
 //!
 //! This crate is glue: argument parsing (clap), output and exit codes. The logic lives in
-//! the `pgsteady` library and, for `drill`, in `pgsteady-testkit`.
+//! the `pgsteady` library and, for `drill` (the default-on `drill` feature), in `pgsteady-drill`.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -13,8 +13,6 @@ use clap::{FromArgMatches, Parser, Subcommand};
 mod check;
 mod common;
 mod doctor;
-#[cfg(feature = "drill")]
-mod drill;
 mod exit;
 mod generate;
 mod help;
@@ -23,10 +21,9 @@ mod probe;
 mod report;
 mod run;
 mod serve;
+mod slot;
 mod wait;
 
-/// Keep applications connected to PostgreSQL through start-up, restarts, crashes and
-/// silent network drops.
 /// What `pgsteady --version` prints after the name: the crate version, the git commit it was
 /// built from (`unknown` from a packaged crate or outside a checkout: see `build.rs`) and
 /// whether `pgsteady drill` (the default-on cargo feature `drill`) is included.
@@ -50,6 +47,8 @@ macro_rules! version {
 }
 use version;
 
+/// Keep applications connected to PostgreSQL through start-up, restarts, crashes and
+/// silent network drops.
 #[derive(Debug, Parser)]
 #[command(name = "pgsteady", version = VERSION, about, long_about = None)]
 struct Cli {
@@ -75,9 +74,12 @@ enum Command {
     /// Wait for PostgreSQL, optionally migrate, then run a command with SIGTERM/SIGINT/SIGHUP
     /// forwarded, and exit with its exit code.
     Run(run::RunArgs),
+    /// Check a replication slot and a consumer's stored offset (CDC): missing, lost, gap,
+    /// ahead, at risk, inactive or ok; or list every slot with --all.
+    Slot(slot::SlotArgs),
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
     #[cfg(feature = "drill")]
-    Drill(drill::DrillArgs),
+    Drill(pgsteady_drill::DrillArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(generate::CompletionsArgs),
     /// Print the man page to stdout, or write one page per command into a directory.
@@ -105,8 +107,9 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Slot(args) => slot::run(args).await,
             #[cfg(feature = "drill")]
-            Command::Drill(args) => drill::run(args).await,
+            Command::Drill(args) => pgsteady_drill::run(args).await,
             Command::Completions(args) => generate::completions(args),
             Command::Man(args) => generate::man(args),
         }

@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgsteady::health::http::router;
 use pgsteady::migrate::{HistoryTable, Migrator};
+use pgsteady::readiness::http::router;
 use pgsteady::{Pool, Readiness};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};

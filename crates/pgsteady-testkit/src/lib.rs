@@ -5,9 +5,13 @@
 //!
 //! - [`Cluster`]: `initdb` into a temporary directory, a server on a free 127.0.0.1 port,
 //!   then stop / start / restart / crash (SIGKILL) / kill one backend / terminate sessions /
-//!   hang (SIGSTOP) it, change settings, and read from its log when it became ready.
+//!   hang (SIGSTOP) it, change settings, and read from its log when it became ready; make a
+//!   streaming standby of it, promote it, rewind an old primary into a standby, fence it.
 //! - [`FaultProxy`]: a TCP proxy in front of it that refuses, resets, delays, blackholes or
 //!   swallows replies on command, and counts connections and bytes.
+//! - `PatroniCluster` (feature `patroni`): a high-availability cluster managed by Patroni
+//!   (etcd, two nodes, optionally HAProxy), with switchover, leader postmaster kill,
+//!   whole-node kill, node restart, and Patroni's own time of each leader change.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
 //!   TCP keepalive and `tcp_user_timeout`.
 //! - [`workload`]: N workers looping an operation against any client while faults happen,
@@ -25,17 +29,27 @@
     rust_2018_idioms
 )]
 
+mod apt;
 mod bin;
 mod cluster;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod log;
 pub mod netns;
+#[cfg(feature = "patroni")]
+mod patroni;
 mod process;
 mod proxy;
 mod sweep;
 pub mod workload;
 
 pub use bin::PgBin;
-pub use cluster::{BackendFilter, Cluster, ClusterBuilder, StopMode};
+pub use cluster::{BackendFilter, Cluster, ClusterBuilder, Rewind, StandbyBuilder, StopMode};
 pub use error::{Error, Result};
+#[cfg(feature = "patroni")]
+pub use patroni::{
+    Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings,
+    Role,
+};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

@@ -20,6 +20,25 @@ pub(crate) fn ready_times(log: &str) -> Vec<SystemTime> {
         .collect()
 }
 
+const PROMOTE_REQUEST: &str = "received promote request";
+
+/// Every instant a promotion completed, oldest first: the first "ready to accept
+/// connections" line after each "received promote request" (the postmaster logs it once the
+/// startup process has left recovery, on the new timeline).
+pub(crate) fn promoted_times(log: &str) -> Vec<SystemTime> {
+    let mut pending = false;
+    let mut times = Vec::new();
+    for line in log.lines() {
+        if line.contains(PROMOTE_REQUEST) {
+            pending = true;
+        } else if pending && line.contains(READY) {
+            pending = false;
+            times.extend(line_time(line));
+        }
+    }
+    times
+}
+
 /// The timestamp of one log line written with [`LOG_LINE_PREFIX`].
 pub(crate) fn line_time(line: &str) -> Option<SystemTime> {
     // "2026-11-23 10:00:00.123 UTC 1763892000.123 [4242] LOG:  ..."
@@ -53,6 +72,24 @@ mod tests {
                 UNIX_EPOCH + Duration::from_millis(1_763_892_000_456),
                 UNIX_EPOCH + Duration::from_millis(1_763_892_005_007),
             ]
+        );
+    }
+
+    #[test]
+    fn a_promotion_is_the_first_ready_line_after_the_promote_request() {
+        let log = "2026-11-23 10:00:00.100 UTC 1763892000.100 [1] LOG:  database system is ready to accept read-only connections\n\
+                   2026-11-23 10:00:01.000 UTC 1763892001.000 [2] LOG:  received promote request\n\
+                   2026-11-23 10:00:01.010 UTC 1763892001.010 [2] LOG:  selected new timeline ID: 2\n\
+                   2026-11-23 10:00:01.020 UTC 1763892001.020 [1] LOG:  database system is ready to accept connections\n\
+                   2026-11-23 10:00:09.000 UTC 1763892009.000 [1] LOG:  database system is ready to accept connections\n";
+        assert_eq!(
+            promoted_times(log),
+            vec![UNIX_EPOCH + Duration::from_millis(1_763_892_001_020)]
+        );
+        assert_eq!(
+            ready_times(log).len(),
+            2,
+            "read-only readiness is not readiness"
         );
     }
 

@@ -79,6 +79,12 @@ pub enum Reason {
     Deadlock,
     /// 57014 query_canceled (statement_timeout or a cancel request): not a connection problem.
     QueryCanceled,
+    /// 25006 read_only_sql_transaction: a write reached a server that is read-only now (a
+    /// standby, a demoted or fenced primary). The statement did not run: a "wrong server"
+    /// error, retried on a connection to another server by [`crate::Pool::run`] and
+    /// [`crate::Pool::transaction`], which evict the connection and every other one to the
+    /// same server.
+    ReadOnlyTransaction,
     /// Any other server error.
     Db,
     /// Any other I/O error.
@@ -114,10 +120,53 @@ impl Reason {
             Reason::SerializationFailure => "serialization_failure",
             Reason::Deadlock => "deadlock",
             Reason::QueryCanceled => "query_canceled",
+            Reason::ReadOnlyTransaction => "read_only_transaction",
             Reason::Db => "db",
             Reason::Io => "io",
             Reason::Other => "other",
         }
+    }
+
+    /// Whether this reason means the session is gone, or could not be had (the server or
+    /// the network closed it, refused it, or stopped answering), as opposed to a statement
+    /// failing on a live session: the next attempt needs a new connection. The one
+    /// definition used by the pool, [`crate::Pool::run`] / [`crate::Pool::transaction`] and
+    /// `migrate`.
+    pub const fn is_connection_lost(self) -> bool {
+        matches!(
+            self,
+            Reason::Closed
+                | Reason::Reset
+                | Reason::Refused
+                | Reason::TimedOut
+                | Reason::Unreachable
+                | Reason::AdminShutdown
+                | Reason::CrashShutdown
+                | Reason::CannotConnectNow
+                | Reason::IdleSessionTimeout
+                | Reason::IdleInTransactionTimeout
+                | Reason::ConnectionException
+                | Reason::Io
+        )
+    }
+
+    /// Whether a retry after this reason must run on another connection, at once: the
+    /// connection is gone ([`Reason::is_connection_lost`]), or its server is the wrong one
+    /// now (25006: read-only). The retry's checkout then waits for the pool to reconnect, at
+    /// the pool's own bounded pace, instead of sleeping a back-off first.
+    pub const fn needs_new_connection(self) -> bool {
+        self.is_connection_lost() || matches!(self, Reason::ReadOnlyTransaction)
+    }
+
+    /// Whether a session that ended for this reason tells that the server may be going away
+    /// (or the network failed), so that every client of it may be reconnecting right now. A
+    /// session ended by a per-session timeout (57P05, 25P03) says nothing of the kind. The
+    /// pool spreads its next connection attempt after such an incident.
+    pub const fn is_incident(self) -> bool {
+        !matches!(
+            self,
+            Reason::IdleSessionTimeout | Reason::IdleInTransactionTimeout
+        )
     }
 
     /// The fail-fast class a user can opt into retrying (`pgsteady wait --retry-on`), if any.
@@ -253,12 +302,14 @@ pub fn connect(err: &(dyn StdError + 'static)) -> Classification {
 /// work is idempotent (the caller must never retry a write whose outcome is unknown).
 ///
 /// Retry: connection lost (closed, reset, 57P01, 57P02, 57P03, 57P05, 25P03, class 08),
-/// 53300, 40001, 40P01. Fail fast: 57014 (a statement timeout is not a connection problem) and
+/// 53300, 40001, 40P01, 25006 (a read-only server: the statement did not run). Fail fast: 57014 (a statement timeout is not a connection problem) and
 /// every other server error.
 pub fn query(err: &(dyn StdError + 'static)) -> Classification {
     let reason = reason_of(err);
     match reason {
-        Reason::SerializationFailure | Reason::Deadlock => Classification::retry(reason),
+        Reason::SerializationFailure | Reason::Deadlock | Reason::ReadOnlyTransaction => {
+            Classification::retry(reason)
+        }
         Reason::QueryCanceled | Reason::Db | Reason::Other => Classification::fail(reason),
         _ => connect(err),
     }
@@ -345,6 +396,7 @@ pub fn reason_for_code(code: &SqlState) -> Reason {
         SqlState::T_R_SERIALIZATION_FAILURE => Reason::SerializationFailure,
         SqlState::T_R_DEADLOCK_DETECTED => Reason::Deadlock,
         SqlState::QUERY_CANCELED => Reason::QueryCanceled,
+        SqlState::READ_ONLY_SQL_TRANSACTION => Reason::ReadOnlyTransaction,
         _ if code.code().starts_with("08") => Reason::ConnectionException,
         _ => Reason::Db,
     }
@@ -370,6 +422,46 @@ pub fn reason_for_io(kind: io::ErrorKind) -> Reason {
 
 #[cfg(test)]
 mod tests {
+    /// One table for the two "the session is gone" predicates: every reason, both answers.
+    #[test]
+    fn connection_lost_and_incident_table() {
+        use Reason as R;
+        // (reason, is_connection_lost, is_incident)
+        let table = [
+            (R::Refused, true, true),
+            (R::Reset, true, true),
+            (R::TimedOut, true, true),
+            (R::Unreachable, true, true),
+            (R::Dns, false, true),
+            (R::CannotConnectNow, true, true),
+            (R::AdminShutdown, true, true),
+            (R::CrashShutdown, true, true),
+            (R::IdleSessionTimeout, true, false),
+            (R::IdleInTransactionTimeout, true, false),
+            (R::ConnectionException, true, true),
+            (R::TooManyConnections, false, true),
+            (R::Closed, true, true),
+            (R::InvalidPassword, false, true),
+            (R::InvalidAuthorization, false, true),
+            (R::MissingDatabase, false, true),
+            (R::UndefinedObject, false, true),
+            (R::Tls, false, true),
+            (R::Config, false, true),
+            (R::WrongSessionType, false, true),
+            (R::SerializationFailure, false, true),
+            (R::Deadlock, false, true),
+            (R::QueryCanceled, false, true),
+            (R::ReadOnlyTransaction, false, true),
+            (R::Db, false, true),
+            (R::Io, true, true),
+            (R::Other, false, true),
+        ];
+        for (reason, lost, incident) in table {
+            assert_eq!(reason.is_connection_lost(), lost, "{reason:?} lost");
+            assert_eq!(reason.is_incident(), incident, "{reason:?} incident");
+        }
+    }
+
     use super::*;
     use Action::{FailFast, Retry};
 
@@ -400,6 +492,7 @@ mod tests {
         ("40001", FailFast, Retry, Reason::SerializationFailure),
         ("40P01", FailFast, Retry, Reason::Deadlock),
         ("57014", FailFast, FailFast, Reason::QueryCanceled),
+        ("25006", FailFast, Retry, Reason::ReadOnlyTransaction),
         ("23505", FailFast, FailFast, Reason::Db),
         ("42P01", FailFast, FailFast, Reason::Db),
     ];

@@ -12,25 +12,32 @@ pub mod classify;
 pub mod config;
 pub mod connect;
 mod error;
-pub mod health;
 pub mod metrics;
 pub mod migrate;
 pub mod pool;
+pub mod readiness;
 pub mod retry;
+pub mod slot;
 mod tls;
+
+#[cfg(test)]
+mod module_graph;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{Config, Host, HostSpec, Password, SslMode, TargetSessionAttrs};
-pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector};
+pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
-pub use health::{
+pub use metrics::{EvictReason, PoolMetrics};
+pub use pool::{
+    CommitOutcomeUnknown, Pool, PoolBuilder, PoolConfig, PoolHealth, PooledConnection,
+    Reachability, Transaction, TransactionError,
+};
+pub use readiness::{
     Readiness, ReadinessBuilder, ReadinessConfig, ReadinessReport, ReadyState, ShutdownConfig,
     ShutdownSignal, shutdown_signal,
 };
-pub use metrics::{EvictReason, PoolMetrics};
-pub use pool::{HealthState, Pool, PoolBuilder, PoolConfig, PoolHealth, PooledConnection};
-pub use retry::{CommitOutcomeUnknown, RetryBudget, RetryPolicy, Transaction, TransactionError};
+pub use retry::{RetryBudget, RetryPolicy};
 pub use tokio_postgres::error::SqlState;
 
 /// `Result<T, pgsteady::Error>`.

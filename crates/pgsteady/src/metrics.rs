@@ -37,17 +37,24 @@ pub enum EvictReason {
     Timeout,
     /// The pool was closed.
     PoolClosed,
+    /// Its server no longer is what the configuration asks for (`target_session_attrs`
+    /// read-write or primary): a statement on it, or on another connection to the same
+    /// server, failed with 25006, or the server reported `in_hot_standby` /
+    /// `default_transaction_read_only` turning on (a promotion elsewhere, a demotion, a
+    /// fence).
+    WrongServer,
 }
 
 impl EvictReason {
     /// Every reason, in index order.
-    pub const ALL: [EvictReason; 6] = [
+    pub const ALL: [EvictReason; 7] = [
         EvictReason::Closed,
         EvictReason::Validation,
         EvictReason::Lifetime,
         EvictReason::Idle,
         EvictReason::Timeout,
         EvictReason::PoolClosed,
+        EvictReason::WrongServer,
     ];
 
     /// A stable snake_case name, for logs and metric labels.
@@ -59,6 +66,7 @@ impl EvictReason {
             EvictReason::Idle => "idle",
             EvictReason::Timeout => "timeout",
             EvictReason::PoolClosed => "pool_closed",
+            EvictReason::WrongServer => "wrong_server",
         }
     }
 
@@ -68,7 +76,7 @@ impl EvictReason {
 }
 
 /// Reasons counted per class, for create failures and server-side closes.
-const REASONS: [Reason; 16] = [
+const REASONS: [Reason; 18] = [
     Reason::Refused,
     Reason::Reset,
     Reason::TimedOut,
@@ -85,6 +93,8 @@ const REASONS: [Reason; 16] = [
     Reason::InvalidPassword,
     Reason::MissingDatabase,
     Reason::Io,
+    Reason::ReadOnlyTransaction,
+    Reason::WrongSessionType,
 ];
 const OTHER: usize = REASONS.len();
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use pgsteady::connect::{AttemptOutcome, ConnectEvent};
-use pgsteady::health::http::{router, serve};
 use pgsteady::migrate::Migrator;
+use pgsteady::readiness::http::{router, serve};
 use pgsteady::{Backoff, Connector, ErrorKind, Pool, Readiness, ReadyState};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;

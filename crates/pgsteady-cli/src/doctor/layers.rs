@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use pgsteady::config::{Host, HostSpec, SslMode, TargetSessionAttrs};
+use pgsteady::connect::{SslAnswer, request_ssl};
 use pgsteady::{Config, Connector, Reason};
 use serde::Serialize;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{compose, listeners};
@@ -241,6 +241,9 @@ pub(crate) async fn check_host(config: &Config, host: &HostSpec, timeout: Durati
         None,
     ));
     out.extend(server_layers(&connected.client, config.target_session_attrs).await);
+    if out.iter().all(|l| l.status != Status::Fail) {
+        out.push(super::slots::layer(&connected.client).await);
+    }
     out
 }
 
@@ -254,15 +257,7 @@ async fn tls_offer(
         return Ok(Layer::ok("tls", "not used (sslmode=disable)", None));
     }
     let started = Instant::now();
-    let exchange = async {
-        stream
-            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-            .await?;
-        let mut b = [0u8; 1];
-        stream.read_exact(&mut b).await?;
-        Ok::<u8, std::io::Error>(b[0])
-    };
-    match tokio::time::timeout(timeout, exchange).await {
+    match tokio::time::timeout(timeout, request_ssl(&mut stream)).await {
         Err(_) => Err(Layer::fail(
             "startup",
             format!(
@@ -276,12 +271,12 @@ async fn tls_offer(
             format!("the connection failed at the first PostgreSQL message: {e}"),
             pgsteady::classify::reason_for_io(e.kind()),
         )),
-        Ok(Ok(b'S')) => Ok(Layer::ok(
+        Ok(Ok(SslAnswer::Offered)) => Ok(Layer::ok(
             "tls",
             format!("offered (sslmode={mode})"),
             Some(started.elapsed()),
         )),
-        Ok(Ok(b'N')) => match mode {
+        Ok(Ok(SslAnswer::Declined)) => match mode {
             SslMode::Allow | SslMode::Prefer => Ok(Layer::warn(
                 "tls",
                 format!("not offered by the server: plain text (sslmode={mode})"),
@@ -292,7 +287,7 @@ async fn tls_offer(
                 Reason::Tls,
             )),
         },
-        Ok(Ok(other)) => Err(Layer::fail(
+        Ok(Ok(SslAnswer::Other(other))) => Err(Layer::fail(
             "startup",
             format!("not a PostgreSQL server: it answered the TLS request with byte {other:#04x}"),
             Reason::Other,

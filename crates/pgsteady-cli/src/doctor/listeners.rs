@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use pgsteady::connect::{SslAnswer, request_ssl};
 
 /// A listening socket: where to dial it and its inode (to find the owning process).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -128,12 +128,8 @@ fn parse_v6(hex: &str) -> Option<IpAddr> {
 pub(crate) async fn looks_like_postgres(addr: SocketAddr, timeout: Duration) -> bool {
     let probe = async {
         let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
-        s.write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
-            .await
-            .ok()?;
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.ok()?;
-        Some(matches!(b[0], b'S' | b'N'))
+        let answer = request_ssl(&mut s).await.ok()?;
+        Some(matches!(answer, SslAnswer::Offered | SslAnswer::Declined))
     };
     tokio::time::timeout(timeout, probe)
         .await

@@ -1,11 +1,12 @@
 //! `pgsteady doctor`: walk the layers between this process and the database and name the first
 //! broken one: config, DNS, TCP (with the likely cause of a refused port), TLS, startup,
 //! authentication, database, server version, recovery / read-only, connection headroom,
-//! round-trip time.
+//! round-trip time, replication slots (a warning for inactive, at-risk and lost ones).
 
 mod compose;
 mod layers;
 mod listeners;
+mod slots;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -45,8 +45,14 @@ async fn healthy_server_passes_every_layer() {
         layers,
         [
             "dns", "tcp", "tls", "startup", "auth", "database", "version", "recovery", "headroom",
-            "rtt"
+            "rtt", "slots"
         ]
+    );
+    let slots = &report["hosts"][0]["layers"][10];
+    assert_eq!(
+        (slots["status"].as_str(), slots["detail"].as_str()),
+        (Some("ok"), Some("no replication slots")),
+        "{slots}"
     );
     // The human report too.
     let done = TestCommand::new(["doctor", &cluster.url()]).run().await;

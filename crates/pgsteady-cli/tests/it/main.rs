@@ -11,6 +11,8 @@ mod installed;
 mod migrate;
 mod run;
 mod serve;
+mod slot;
+mod standby;
 mod version;
 mod wait;
 

@@ -6,47 +6,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgsteady_testkit::{BackendFilter, Cluster, StopMode};
+use pgsteady_testkit::{Cluster, StopMode};
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::ChildStderr;
 
+pub use pgsteady_testkit::http::{client as http, poll_status, status};
+
 use crate::{Running, TestCommand};
-
-/// A plain HTTP client (no proxy from the environment, bounded requests, no pooled
-/// connections so that a refused connection shows).
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-/// The status `url` answers now (`None`: no answer).
-pub async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
-    http.get(url).send().await.ok().map(|r| r.status().as_u16())
-}
-
-/// Polls `url` every 10 ms until it answers `want`; returns when it did.
-pub async fn poll_status(
-    http: &reqwest::Client,
-    url: &str,
-    want: u16,
-    within: Duration,
-) -> Instant {
-    let deadline = Instant::now() + within;
-    loop {
-        if status(http, url).await == Some(want) {
-            return Instant::now();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not answer {want} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 /// Reads stderr lines until one holds `http://ADDR`; returns ADDR. Keeps the rest of the
 /// lines for the caller.
@@ -66,15 +32,6 @@ pub async fn announced_addr(
             return rest.split_whitespace().next().unwrap().to_owned();
         }
     }
-}
-
-/// Polls the server until it holds no client session, for at most `within`.
-pub async fn no_sessions_within(cluster: &Cluster, within: Duration) {
-    let left = cluster
-        .sessions_left_after(BackendFilter::ClientBackends, within)
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "sessions left on the server: {left:?}");
 }
 
 fn start(cluster: &Cluster) -> Running {
@@ -167,7 +124,9 @@ async fn readyz_follows_a_stop_and_a_start_and_sigterm_stops_cleanly() {
     assert!(log.contains("readiness not_ready"), "{log}");
     assert!(log.contains("stopped on SIGTERM"), "{log}");
     assert!(!log.contains(cluster.password()), "{log}");
-    no_sessions_within(&cluster, Duration::from_secs(1)).await;
+    cluster
+        .assert_no_client_sessions_within(Duration::from_secs(1))
+        .await;
 }
 
 #[tokio::test]

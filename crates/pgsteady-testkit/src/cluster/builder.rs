@@ -1,14 +1,11 @@
 //! [`ClusterBuilder`]: the settings a cluster is created with, and its creation (initdb,
 //! configuration, a free port, the login user and its database).
 
-use std::fs;
 use std::path::PathBuf;
-use std::sync::Mutex;
 
-use super::{Cluster, Server, StopMode, free_port, random_password};
+use super::{Cluster, StopMode, random_password};
+use crate::Result;
 use crate::bin::PgBin;
-use crate::process::RunAs;
-use crate::{Result, sweep};
 
 /// Builds a [`Cluster`].
 #[derive(Debug, Clone)]
@@ -20,6 +17,7 @@ pub struct ClusterBuilder {
     user: String,
     dbname: String,
     nice: i32,
+    initdb_args: Vec<String>,
 }
 
 impl Default for ClusterBuilder {
@@ -31,6 +29,7 @@ impl Default for ClusterBuilder {
             user: "app".to_owned(),
             dbname: "app".to_owned(),
             nice: 0,
+            initdb_args: Vec::new(),
         }
     }
 }
@@ -51,6 +50,13 @@ impl ClusterBuilder {
     /// Any other server setting, written to `postgresql.conf`.
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// An extra `initdb` argument, e.g. `--wal-segsize=1` (1 MB WAL segments: a test that
+    /// fills, switches and removes WAL segments does so 16 times faster). Repeatable.
+    pub fn initdb_arg(mut self, arg: impl Into<String>) -> Self {
+        self.initdb_args.push(arg.into());
         self
     }
 
@@ -93,59 +99,16 @@ impl ClusterBuilder {
     }
 
     async fn create(self) -> Result<Cluster> {
-        sweep::sweep_stale_clusters();
         let bin = match self.bin {
             Some(dir) => PgBin::from_dir(dir)?,
             None => PgBin::find()?,
         };
-        let run_as = RunAs::detect()?;
-        let dir = tempfile::Builder::new()
-            .prefix(sweep::DIR_PREFIX)
-            .tempdir_in(sweep::base_dir())?;
-        fs::write(
-            dir.path().join(sweep::OWNER_FILE),
-            std::process::id().to_string(),
-        )?;
-        run_as.chown(dir.path())?;
-        let sock = dir.path().join("sock");
-        fs::create_dir(&sock)?;
-        run_as.chown(&sock)?;
-
-        let mut cluster = Cluster {
-            dir: Some(dir),
-            bin,
-            run_as,
-            port: 0,
-            user: self.user,
-            password: random_password(),
-            dbname: self.dbname,
-            server: Mutex::new(Server::default()),
-            control: tokio::sync::Mutex::new(()),
-            nice: self.nice,
-        };
-        cluster.initdb().await?;
+        let mut cluster =
+            Cluster::blank(bin, self.user, random_password(), self.dbname, self.nice)?;
+        cluster.initdb(&self.initdb_args).await?;
         cluster.write_config(self.max_connections, &self.settings)?;
 
-        // The port is free when we pick it but another process may take it before the
-        // postmaster binds it: pick again when that happens.
-        let mut last_err = None;
-        for _ in 0..5 {
-            cluster.port = free_port()?;
-            fs::write(
-                cluster.data_dir().join("pgsteady_port.conf"),
-                format!("port = {}\n", cluster.port),
-            )?;
-            match cluster.start_server().await {
-                Ok(()) => {
-                    last_err = None;
-                    break;
-                }
-                Err(e) => last_err = Some(e),
-            }
-        }
-        if let Some(e) = last_err {
-            return Err(e);
-        }
+        cluster.start_on_free_port().await?;
         cluster.bootstrap().await?;
         Ok(cluster)
     }

@@ -183,6 +183,21 @@ impl Cluster {
         }
     }
 
+    /// Asserts that the server holds no client session within `within` (polling every 10 ms):
+    /// what a test checks after closing a pool or stopping a process that held connections.
+    ///
+    /// # Panics
+    ///
+    /// When sessions are left at the deadline (their pids are named), or the server cannot
+    /// be asked.
+    pub async fn assert_no_client_sessions_within(&self, within: Duration) {
+        let left = self
+            .sessions_left_after(BackendFilter::ClientBackends, within)
+            .await
+            .expect("the server answers pg_stat_activity");
+        assert!(left.is_empty(), "sessions left on the server: {left:?}");
+    }
+
     /// SIGSTOPs every server process: the server hangs, TCP connections stay open, nothing
     /// answers (the kernel still completes new TCP handshakes).
     pub fn pause(&self) -> Result<()> {

@@ -14,13 +14,15 @@ use tokio_postgres::{Client, Config, NoTls};
 use crate::bin::PgBin;
 use crate::log::{self, LOG_LINE_PREFIX};
 use crate::process::{self, RunAs};
-use crate::{Error, Result};
+use crate::{Error, Result, sweep};
 
 mod builder;
 mod faults;
+mod replication;
 
 pub use builder::ClusterBuilder;
 pub use faults::{BackendFilter, StopMode};
+pub use replication::{Rewind, StandbyBuilder};
 
 /// How long a start may take (initdb excluded) before we give up.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -145,6 +147,29 @@ impl Cluster {
         format!(
             "postgresql://{}:{}@127.0.0.1:{port}/{}",
             self.user, self.password, self.dbname
+        )
+    }
+
+    /// A multi-host `postgresql://` URL for the login user: `127.0.0.1` on each of `ports`, in
+    /// that order (e.g. a standby's and its primary's), no query string: append
+    /// `?target_session_attrs=...` as needed. The login user is the same on a standby.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pgsteady_testkit::Result<()> {
+    /// let primary = pgsteady_testkit::Cluster::start().await?;
+    /// let standby = primary.standby().start().await?;
+    /// let url = primary.url_with_ports(&[standby.port(), primary.port()]);
+    /// let url = format!("{url}?target_session_attrs=read-write");
+    /// # Ok(()) }
+    /// ```
+    pub fn url_with_ports(&self, ports: &[u16]) -> String {
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!(
+            "postgresql://{}:{}@{}/{}",
+            self.user,
+            self.password,
+            hosts.join(","),
+            self.dbname
         )
     }
 
@@ -288,7 +313,43 @@ impl Cluster {
         }
     }
 
-    async fn initdb(&self) -> Result<()> {
+    /// A cluster value with its temporary directory (owner file, socket directory) and no data
+    /// directory yet; dropping it removes the directory.
+    fn blank(
+        bin: PgBin,
+        user: String,
+        password: String,
+        dbname: String,
+        nice: i32,
+    ) -> Result<Cluster> {
+        sweep::sweep_stale_clusters();
+        let run_as = RunAs::detect()?;
+        let dir = tempfile::Builder::new()
+            .prefix(sweep::DIR_PREFIX)
+            .tempdir_in(sweep::base_dir())?;
+        fs::write(
+            dir.path().join(sweep::OWNER_FILE),
+            std::process::id().to_string(),
+        )?;
+        run_as.chown(dir.path())?;
+        let sock = dir.path().join("sock");
+        fs::create_dir(&sock)?;
+        run_as.chown(&sock)?;
+        Ok(Cluster {
+            dir: Some(dir),
+            bin,
+            run_as,
+            port: 0,
+            user,
+            password,
+            dbname,
+            server: Mutex::new(Server::default()),
+            control: tokio::sync::Mutex::new(()),
+            nice,
+        })
+    }
+
+    async fn initdb(&self, extra: &[String]) -> Result<()> {
         let mut cmd = self.run_as.command(&self.bin.tool("initdb"));
         cmd.arg("-D")
             .arg(self.data_dir())
@@ -302,6 +363,7 @@ impl Cluster {
                 "--locale=C",
                 "--no-sync",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let out = tokio::process::Command::from(cmd).output().await?;
@@ -335,15 +397,56 @@ impl Cluster {
         writeln!(conf, "log_line_prefix = '{LOG_LINE_PREFIX}'")?;
         writeln!(conf, "log_timezone = 'UTC'")?;
         writeln!(conf, "logging_collector = off")?;
+        // pg_rewind needs hint-bit changes in the WAL (or data checksums). Any cluster may
+        // become an old primary that is rewound onto a promoted standby; the cost is a few
+        // more full-page images after each checkpoint.
+        writeln!(conf, "wal_log_hints = on")?;
+        // ... and the target's WAL back to the last checkpoint the two servers share, which a
+        // checkpoint on the old primary would otherwise recycle.
+        writeln!(conf, "wal_keep_size = '64MB'")?;
         for (name, value) in settings {
             writeln!(conf, "{name} = '{}'", value.replace('\'', "''"))?;
         }
         writeln!(conf, "include_if_exists = 'pgsteady_port.conf'")?;
+        // `all` does not match replication connections: standbys, pg_basebackup and pg_rewind
+        // (which uses a normal connection) come over the Unix socket as the superuser.
         fs::write(
             data.join("pg_hba.conf"),
-            "local all all trust\nhost all all 127.0.0.1/32 scram-sha-256\n",
+            "local all all trust\nlocal replication all trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n",
         )?;
         Ok(())
+    }
+
+    /// Writes the settings that belong to this copy of the data and not to the data itself
+    /// (port, socket directory): included last by `postgresql.conf`, rewritten after
+    /// `pg_basebackup` or `pg_rewind` copied another server's version of the file.
+    fn write_local_conf(&self) -> Result<()> {
+        let path = self.data_dir().join("pgsteady_port.conf");
+        fs::write(
+            &path,
+            format!(
+                "port = {}\nunix_socket_directories = '{}'\n",
+                self.port,
+                self.socket_dir().display()
+            ),
+        )?;
+        self.run_as.chown(&path)
+    }
+
+    /// Picks a free port, writes it and starts the server; picks again when another process
+    /// took the port between the pick and the postmaster binding it.
+    async fn start_on_free_port(&mut self) -> Result<()> {
+        let mut last_err = None;
+        for _ in 0..5 {
+            self.port = free_port()?;
+            self.write_local_conf()?;
+            match self.start_server().await {
+                Ok(()) => return Ok(()),
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Err(last_err.expect("five attempts"))
     }
 
     fn spawn_postmaster(&self) -> Result<()> {
@@ -493,7 +596,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// A random alphanumeric password, so URLs need no escaping.
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     let mut bytes = [0u8; 18];
     if let Ok(mut urandom) = fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut urandom, &mut bytes);

@@ -6,6 +6,7 @@ mod cleanup;
 mod cluster;
 mod faults;
 mod proxy;
+mod replication;
 mod workload;
 
 use std::time::Duration;

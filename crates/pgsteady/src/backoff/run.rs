@@ -1,5 +1,5 @@
 //! Running an operation under a [`Backoff`] policy: the injectable [`Sleeper`] and the
-//! deadline-bounded [`retry`] loop.
+//! deadline-bounded [`retry_operation`] loop.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +26,7 @@ impl Sleeper for TokioSleeper {
     }
 }
 
-/// What one attempt of [`retry`] is told.
+/// What one attempt of [`retry_operation`] is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
     /// 1 for the first attempt.
@@ -37,7 +37,7 @@ pub struct Attempt {
     pub elapsed: Duration,
 }
 
-/// What the caller of [`retry`] decides about a failed attempt.
+/// What the caller of [`retry_operation`] decides about a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Try again after the next back-off delay.
@@ -46,7 +46,7 @@ pub enum Decision {
     Stop,
 }
 
-/// Why [`retry`] gave up.
+/// Why [`retry_operation`] gave up.
 #[derive(Debug)]
 pub struct RetryError<E> {
     /// The last error seen; `None` if the last attempt timed out.
@@ -62,7 +62,10 @@ pub struct RetryError<E> {
     pub elapsed: Duration,
 }
 
-/// Runs `op` under `policy`, retrying failures that `decide` allows.
+/// Runs one operation (for pgsteady: one connection attempt, in `Connector::connect` and
+/// `pgsteady wait`) under `policy`, retrying failures that `decide` allows. Not to be confused
+/// with the pool's two loops: `Pool::run` / `Pool::transaction` retrying a caller's work
+/// (`pool/run.rs`) and the pool's reconnection (`reconnect_until_open` in `pool/gate.rs`).
 ///
 /// Every attempt runs under `attempt_timeout` clamped to the time left before `max_elapsed`
 /// (when the policy has one), and no delay is slept that would end past the deadline. A timed
@@ -74,11 +77,11 @@ pub struct RetryError<E> {
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::time::Duration;
-/// use pgsteady::backoff::{retry, Backoff, Decision, Jitter, TokioSleeper};
+/// use pgsteady::backoff::{retry_operation, Backoff, Decision, Jitter, TokioSleeper};
 ///
 /// let policy = Backoff::new().with_base(Duration::from_millis(1)).with_jitter(Jitter::None);
 /// let mut calls = 0;
-/// let out = retry(
+/// let out = retry_operation(
 ///     &policy,
 ///     &TokioSleeper,
 ///     Duration::from_secs(1),
@@ -89,7 +92,7 @@ pub struct RetryError<E> {
 /// assert_eq!(out.unwrap(), 3);
 /// # }
 /// ```
-pub async fn retry<T, E, Fut>(
+pub async fn retry_operation<T, E, Fut>(
     policy: &Backoff,
     sleeper: &dyn Sleeper,
     attempt_timeout: Duration,
@@ -182,7 +185,7 @@ mod tests {
             .with_jitter(Jitter::None)
             .with_max_attempts(4);
         let mut logged = Vec::new();
-        let out: Result<(), _> = retry(
+        let out: Result<(), _> = retry_operation(
             &policy,
             &rec,
             MS(100),
@@ -202,7 +205,7 @@ mod tests {
     #[tokio::test]
     async fn retry_stops_on_permanent_error_without_sleeping() {
         let rec = Recorder::default();
-        let out: Result<(), _> = retry(
+        let out: Result<(), _> = retry_operation(
             &Backoff::new(),
             &rec,
             MS(100),
@@ -227,7 +230,7 @@ mod tests {
             .with_max_elapsed(Duration::from_secs(1));
         let start = tokio::time::Instant::now();
         let mut timeouts = Vec::new();
-        let out: Result<(), RetryError<()>> = retry(
+        let out: Result<(), RetryError<()>> = retry_operation(
             &policy,
             &TokioSleeper,
             MS(300),
@@ -261,7 +264,7 @@ mod tests {
         let mut slept = Vec::new();
         let started = std::time::Instant::now();
         let mut starts = Vec::new();
-        let out: Result<(), _> = retry(
+        let out: Result<(), _> = retry_operation(
             &policy,
             &TokioSleeper,
             Duration::from_secs(1),

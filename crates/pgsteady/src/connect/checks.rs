@@ -3,16 +3,28 @@
 
 use tokio_postgres::Client;
 
+use super::session::{SessionState, describe};
 use crate::classify::{self, Action, Reason};
 use crate::config::TargetSessionAttrs;
 use crate::error::HostFailure;
 use crate::{Error, ErrorKind};
 
-/// Checks `target_session_attrs` with one query, as libpq does for servers that do not report
-/// `in_hot_standby` / `default_transaction_read_only` at startup.
-pub(super) async fn check_session(client: &Client, want: TargetSessionAttrs) -> Result<(), Error> {
-    if want == TargetSessionAttrs::Any {
-        return Ok(());
+/// Checks `target_session_attrs` as libpq does: from the `in_hot_standby` and
+/// `default_transaction_read_only` values the server reported at startup (PostgreSQL 14+, no
+/// round trip), else with one query.
+pub(super) async fn check_session(
+    client: &Client,
+    want: TargetSessionAttrs,
+    reported: SessionState,
+) -> Result<(), Error> {
+    if let Some(ok) = reported.satisfies(want) {
+        return verdict(
+            ok,
+            want,
+            reported.in_hot_standby.unwrap_or(false),
+            reported.default_transaction_read_only.unwrap_or(false)
+                || reported.in_hot_standby.unwrap_or(false),
+        );
     }
     let rows = client
         .simple_query(
@@ -41,17 +53,24 @@ pub(super) async fn check_session(client: &Client, want: TargetSessionAttrs) -> 
         TargetSessionAttrs::Standby | TargetSessionAttrs::PreferStandby => in_recovery,
         _ => true,
     };
+    verdict(ok, want, in_recovery, read_only)
+}
+
+fn verdict(
+    ok: bool,
+    want: TargetSessionAttrs,
+    in_recovery: bool,
+    read_only: bool,
+) -> Result<(), Error> {
     if ok {
         return Ok(());
     }
-    let is = match (in_recovery, read_only) {
-        (true, _) => "a standby (in recovery)",
-        (false, true) => "a primary in read-only mode",
-        (false, false) => "a read-write primary",
-    };
     Err(Error::new(
         ErrorKind::Connect,
-        format!("server is {is}, but target_session_attrs={want}"),
+        format!(
+            "server is {}, but target_session_attrs={want}",
+            describe(in_recovery, read_only)
+        ),
     )
     .with_reason(Reason::WrongSessionType))
 }

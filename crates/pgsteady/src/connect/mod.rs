@@ -1,9 +1,12 @@
 //! A resilient connect: every host tried in order under one timeout per host that covers the
-//! whole handshake, `target_session_attrs` checked by query, an error that lists every host,
-//! per-attempt events, back-off between passes, and a monitor on the connection's task.
+//! whole handshake, `target_session_attrs` checked from what the server reported at startup
+//! (PostgreSQL 14+) or else by query, an error that lists every host, per-attempt events,
+//! back-off between passes, and a monitor on the connection's task that also follows the
+//! server's `in_hot_standby` / `default_transaction_read_only` during the session.
 
 mod checks;
 mod monitor;
+mod session;
 mod stream;
 
 use std::fmt;
@@ -15,6 +18,8 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 
 pub use monitor::{CloseReason, ConnectionMonitor};
+pub use session::SessionState;
+pub use stream::{SslAnswer, request_ssl};
 
 use checks::{Phase, check_session, combine};
 
@@ -214,7 +219,7 @@ impl Connector {
         let start = Instant::now();
         let hosts = self.config.hosts.len().max(1) as u32;
         let pass_timeout = self.attempt_timeout.saturating_mul(hosts);
-        let result = backoff::retry(
+        let result = backoff::retry_operation(
             &self.backoff,
             &*self.sleeper,
             pass_timeout,
@@ -446,7 +451,7 @@ impl Connector {
             .map_err(|e| Error::from_pg(e, "startup failed"))?;
         let monitor = ConnectionMonitor::spawn(connection);
         set(Phase::SessionCheck);
-        check_session(&client, want).await?;
+        check_session(&client, want, monitor.session_state()).await?;
         Ok(Connected {
             client,
             monitor,

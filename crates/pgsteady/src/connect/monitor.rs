@@ -8,10 +8,16 @@
 //! A session ended by a crash of another backend (57P02) or by an immediate shutdown is told
 //! so by a WARNING notice, after which the socket just closes: the monitor keeps the last
 //! notice's SQLSTATE and uses it when the closing error carries none.
+//!
+//! The monitor also follows the session attributes the server reports (PostgreSQL 14+):
+//! tokio-postgres keeps every ParameterStatus value in the `Connection`, which only the task
+//! driving it can read; the task publishes `in_hot_standby` and
+//! `default_transaction_read_only` after each poll, and [`ConnectionMonitor::session_state`]
+//! reads them with one atomic load.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use std::task::Poll;
 
@@ -20,6 +26,7 @@ use tokio::sync::watch;
 use tokio_postgres::AsyncMessage;
 use tokio_postgres::error::SqlState;
 
+use super::session::SessionState;
 use crate::classify::{self, Reason};
 
 /// Why a connection closed.
@@ -114,12 +121,17 @@ pub struct ConnectionMonitor {
     /// pool checkout: a load here is cheaper than the channel's read lock, an atomic
     /// read-modify-write on a line the previous holder's core last wrote.
     closed: Arc<AtomicBool>,
+    /// The latest reported [`SessionState`], packed; written only by the connection's task.
+    session: Arc<AtomicU8>,
+    /// The same, for waiters.
+    session_rx: watch::Receiver<SessionState>,
 }
 
 impl fmt::Debug for ConnectionMonitor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionMonitor")
             .field("closed", &*self.rx.borrow())
+            .field("session", &self.session_state())
             .finish()
     }
 }
@@ -134,11 +146,27 @@ impl ConnectionMonitor {
         let (tx, rx) = watch::channel(None);
         let closed = Arc::new(AtomicBool::new(false));
         let flag = closed.clone();
+        let initial = SessionState::from_parameters(|name| connection.parameter(name));
+        let session = Arc::new(AtomicU8::new(initial.pack()));
+        let (session_tx, session_rx) = watch::channel(initial);
+        let published = session.clone();
         tokio::spawn(async move {
             let mut notice = None;
+            let mut last = initial.pack();
             let result = std::future::poll_fn(|cx| {
                 loop {
-                    match connection.poll_message(cx) {
+                    let polled = connection.poll_message(cx);
+                    // ParameterStatus messages are absorbed by the poll above (into the
+                    // connection's parameter map): publish a change before anything else
+                    // happens. Two map lookups per poll.
+                    let now = SessionState::from_parameters(|name| connection.parameter(name));
+                    if now.pack() != last {
+                        last = now.pack();
+                        tracing::debug!(?now, "server reported new session attributes");
+                        published.store(last, Ordering::Release);
+                        session_tx.send_replace(now);
+                    }
+                    match polled {
                         Poll::Ready(Some(Ok(AsyncMessage::Notice(n)))) => {
                             tracing::debug!(
                                 code = n.code().code(),
@@ -163,7 +191,48 @@ impl ConnectionMonitor {
             // After the reason: whoever sees the flag finds the reason too.
             flag.store(true, Ordering::Release);
         });
-        ConnectionMonitor { rx, closed }
+        ConnectionMonitor {
+            rx,
+            closed,
+            session,
+            session_rx,
+        }
+    }
+
+    /// The `in_hot_standby` / `default_transaction_read_only` values the server last reported
+    /// (one atomic load, cheap enough for every pool checkout): at startup, then after each
+    /// change it reported. Fields are `None` when the server does not report them (before
+    /// PostgreSQL 14, or through a proxy that does not forward them).
+    ///
+    /// A server reports a change just before its next ReadyForQuery: an idle session learns
+    /// of a promotion or a reload only once it runs a statement. The value is published by
+    /// the connection's task right after it processed the message, so a caller that has just
+    /// received a query's result may, for a moment, still see the previous value; use
+    /// [`ConnectionMonitor::session_state_changed`] to wait for it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(connected: pgsteady::Connected) {
+    /// use pgsteady::TargetSessionAttrs;
+    ///
+    /// if connected.monitor.session_state().satisfies(TargetSessionAttrs::ReadWrite) == Some(false) {
+    ///     // promoted away from, fenced read-only: do not hand this connection out for writes
+    /// }
+    /// # }
+    /// ```
+    pub fn session_state(&self) -> SessionState {
+        SessionState::unpack(self.session.load(Ordering::Acquire))
+    }
+
+    /// Waits until the server reports a state other than `seen` and returns it, or returns
+    /// the current state at once if it already differs. When the connection closes first,
+    /// returns the last state reported (equal to `seen` if nothing changed): check
+    /// [`ConnectionMonitor::is_closed`]. Not bounded: wrap it in a timeout.
+    pub async fn session_state_changed(&self, seen: SessionState) -> SessionState {
+        let mut rx = self.session_rx.clone();
+        let changed = rx.wait_for(|now| *now != seen).await.map(|now| *now);
+        changed.unwrap_or_else(|_| *rx.borrow())
     }
 
     /// Whether the background task has ended (the connection is unusable).

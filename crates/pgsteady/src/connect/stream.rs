@@ -161,6 +161,34 @@ pub(crate) async fn dial_unix(dir: &std::path::Path, port: u16) -> Result<Socket
 /// The 8-byte SSLRequest packet: length 8, code 80877103.
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
+/// A server's one-byte answer to PostgreSQL's SSLRequest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslAnswer {
+    /// `S`: the server will do a TLS handshake next.
+    Offered,
+    /// `N`: the server does not offer TLS on this connection; plain startup may follow.
+    Declined,
+    /// Any other byte: not a PostgreSQL server (or not one speaking this protocol).
+    Other(u8),
+}
+
+/// Sends PostgreSQL's SSLRequest on a fresh connection and reads the one-byte answer. The one
+/// place pgsteady writes that packet: the connect path, `doctor`'s TLS layer and its search
+/// for PostgreSQL listeners all use it. Unbounded: wrap it in a timeout.
+pub async fn request_ssl<S>(stream: &mut S) -> std::io::Result<SslAnswer>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    stream.write_all(&SSL_REQUEST).await?;
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await?;
+    Ok(match answer[0] {
+        b'S' => SslAnswer::Offered,
+        b'N' => SslAnswer::Declined,
+        other => SslAnswer::Other(other),
+    })
+}
+
 /// Negotiates TLS on `socket` per the mode. `try_tls` is false for the plain first try of
 /// `allow` (and for Unix sockets, where libpq never uses TLS).
 pub(crate) async fn negotiate(
@@ -174,15 +202,12 @@ pub(crate) async fn negotiate(
         _ => return Ok(Stream::Plain(socket)),
     };
     let io_err = |e| Error::from_io(e, "tls negotiation failed");
-    socket.write_all(&SSL_REQUEST).await.map_err(io_err)?;
-    let mut answer = [0u8; 1];
-    socket.read_exact(&mut answer).await.map_err(io_err)?;
-    match answer[0] {
-        b'S' => {}
-        b'N' if matches!(tls.mode, SslMode::Prefer | SslMode::Allow) => {
+    match request_ssl(&mut socket).await.map_err(io_err)? {
+        SslAnswer::Offered => {}
+        SslAnswer::Declined if matches!(tls.mode, SslMode::Prefer | SslMode::Allow) => {
             return Ok(Stream::Plain(socket));
         }
-        b'N' => {
+        SslAnswer::Declined => {
             return Err(Error::new(
                 ErrorKind::Tls,
                 format!(
@@ -192,7 +217,7 @@ pub(crate) async fn negotiate(
             )
             .with_reason(Reason::Tls));
         }
-        other => {
+        SslAnswer::Other(other) => {
             return Err(Error::new(
                 ErrorKind::Connect,
                 format!("unexpected answer to the TLS request (byte {other:#04x}): is this a PostgreSQL server?"),

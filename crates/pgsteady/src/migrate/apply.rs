@@ -10,7 +10,7 @@ use tokio_postgres::{Client, Transaction};
 use super::history::HistoryTable;
 use super::position::{Position, position_in};
 use super::source::{Migration, NO_TRANSACTION};
-use crate::classify::{self, Reason};
+use crate::classify;
 use crate::{Error, ErrorKind};
 
 /// Where and how a migration failed. Found in the `source()` of an [`Error`] returned by a
@@ -82,25 +82,6 @@ impl StdError for Failure {
     }
 }
 
-/// Whether `reason` means the session is gone (as opposed to a statement failing on a live
-/// session).
-pub(crate) fn connection_lost(reason: Reason) -> bool {
-    matches!(
-        reason,
-        Reason::Closed
-            | Reason::Reset
-            | Reason::TimedOut
-            | Reason::Unreachable
-            | Reason::AdminShutdown
-            | Reason::CrashShutdown
-            | Reason::CannotConnectNow
-            | Reason::IdleSessionTimeout
-            | Reason::IdleInTransactionTimeout
-            | Reason::ConnectionException
-            | Reason::Io
-    )
-}
-
 /// Builds the error for `m` failing with `err`, with the kind chosen by what is known about
 /// the outcome.
 fn failure(m: &Migration, err: tokio_postgres::Error, kind: ErrorKind, message: String) -> Error {
@@ -150,7 +131,7 @@ async fn apply_in_transaction(
 ) -> Result<Duration, Error> {
     let lost = |e: tokio_postgres::Error| {
         let reason = classify::reason_of(&e);
-        if connection_lost(reason) {
+        if reason.is_connection_lost() {
             failure(
                 m,
                 e,
@@ -221,7 +202,7 @@ async fn apply_in_transaction(
     .map_err(lost)?;
     tx.commit().await.map_err(|e| {
         let reason = classify::reason_of(&e);
-        if connection_lost(reason) {
+        if reason.is_connection_lost() {
             failure(
                 m,
                 e,
@@ -255,7 +236,7 @@ async fn apply_alone(
     let start = Instant::now();
     if let Err(e) = client.batch_execute(m.sql()).await {
         let reason = classify::reason_of(&e);
-        let message = if connection_lost(reason) {
+        let message = if reason.is_connection_lost() {
             "connection lost while running a migration outside a transaction: it may be \
              partly applied (e.g. an INVALID index); check, then run again"
         } else {

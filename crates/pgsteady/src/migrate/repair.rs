@@ -2,7 +2,7 @@
 
 use tokio_postgres::Client;
 
-use super::{Checksum, Event, Migrator, apply, history, plan};
+use super::{Checksum, Event, Migrator, history, plan};
 use crate::{Connector, Error, ErrorKind};
 
 impl Migrator {
@@ -76,9 +76,7 @@ impl Migrator {
         tx.commit().await.map_err(|e| {
             let err = Error::from_pg(e, "committing the repaired migration history");
             match err.reason() {
-                Some(r) if apply::connection_lost(r) => {
-                    err.with_kind(ErrorKind::CommitOutcomeUnknown)
-                }
+                Some(r) if r.is_connection_lost() => err.with_kind(ErrorKind::CommitOutcomeUnknown),
                 _ => err,
             }
         })?;

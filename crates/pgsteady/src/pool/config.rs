@@ -1,25 +1,15 @@
-//! [`PoolConfig`], how a pool behaves, and [`PoolBuilder`], which validates it and starts
-//! the pool.
+//! [`PoolConfig`], how a pool behaves, and [`PoolBuilder`], which collects it. The builder's
+//! `build()`, which wires the pool together, is in `build.rs`.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use deadpool::managed;
-use tokio::sync::Notify;
-
-use super::gate::Gate;
-use super::manager::{Manager, Opener};
-use super::{Pool, PoolInner, deadline, maintain};
-// Only named in a doc link.
+// Only named in doc links.
 #[cfg(doc)]
-use super::PoolHealth;
+use super::{Pool, PoolHealth};
+use crate::Backoff;
 use crate::backoff::Jitter;
 use crate::config::Config;
-use crate::connect::Connector;
-use crate::metrics::Metrics;
-use crate::retry::{Budget, RetryPolicy};
-use crate::{Backoff, Error};
+use crate::retry::RetryPolicy;
 
 /// How a [`Pool`] behaves. Plain data: build one with [`PoolConfig::default`] and change the
 /// fields, or use [`PoolBuilder`].
@@ -157,76 +147,5 @@ impl PoolBuilder {
     pub fn pool_config(mut self, pool: PoolConfig) -> Self {
         self.pool = pool;
         self
-    }
-
-    /// Validates the configuration and starts the pool (and its background task). Connections
-    /// are opened on demand, and `min_idle` of them in the background right away.
-    ///
-    /// Must be called within a tokio runtime.
-    pub fn build(self) -> Result<Pool, Error> {
-        let PoolBuilder { config, pool } = self;
-        if pool.max_size == 0 {
-            return Err(Error::config("max_size must be at least 1"));
-        }
-        if pool.min_idle > pool.max_size {
-            return Err(Error::config(format!(
-                "min_idle ({}) exceeds max_size ({})",
-                pool.min_idle, pool.max_size
-            )));
-        }
-        if pool.acquire_timeout.is_zero() {
-            return Err(Error::config("acquire_timeout must be more than zero"));
-        }
-        if !(0.0..=1.0).contains(&pool.lifetime_jitter) {
-            return Err(Error::config("lifetime_jitter must be between 0 and 1"));
-        }
-        let connector = Connector::new(config)?;
-        let metrics = Arc::new(Metrics::default());
-        let events = Arc::new(Notify::new());
-        let live = Arc::new(AtomicUsize::new(0));
-        let gate = Arc::new(Gate::new(
-            pool.max_connecting,
-            pool.reconnect,
-            pool.idle_recheck,
-            pool.reconnect_spread,
-        ));
-        let opener = Arc::new(Opener {
-            connector,
-            metrics: metrics.clone(),
-            max_lifetime: pool.max_lifetime,
-            lifetime_jitter: pool.lifetime_jitter,
-            live: live.clone(),
-            events: events.clone(),
-            spread: gate.spread(),
-        });
-        let manager = Manager {
-            gate: gate.clone(),
-            opener,
-            metrics: metrics.clone(),
-            validate_after_idle: pool.validate_after_idle,
-            validation_timeout: pool.validation_timeout,
-        };
-        let deadpool = managed::Pool::builder(manager)
-            .max_size(pool.max_size)
-            .build()
-            .map_err(|e| Error::config(format!("cannot build the pool: {e}")))?;
-        let inner = Arc::new(PoolInner {
-            deadpool,
-            gate,
-            metrics,
-            events,
-            live,
-            closing: AtomicBool::new(false),
-            filling: AtomicBool::new(false),
-            pinging: AtomicBool::new(false),
-            last_ok: AtomicU64::new(0),
-            epoch: Instant::now(),
-            budget: Budget::new(pool.retry.budget),
-            deadlines: deadline::Deadlines::start(),
-            config: pool,
-        });
-        tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
-        inner.events.notify_one();
-        Ok(Pool { inner })
     }
 }

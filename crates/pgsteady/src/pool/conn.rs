@@ -10,10 +10,11 @@ use std::time::Instant;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
 
+use crate::config::TargetSessionAttrs;
 use crate::connect::{CloseReason, ConnectionMonitor};
 use crate::{Error, Reason};
 
-use super::gate::{Spread, closed_by_incident};
+use super::gate::Spread;
 use super::manager::Manager;
 
 /// A connection as the pool keeps it.
@@ -32,6 +33,12 @@ pub(crate) struct Conn {
     /// The pool's spread of the first reconnection, told when a statement finds the
     /// connection gone (the caller may ask for a new one before the watcher has run).
     spread: Arc<Spread>,
+    /// Shared by the pool's connections to the same server opened since it last proved to
+    /// be what the configuration asks for: set when one of them learns that it no longer
+    /// is (25006, or a reported `in_hot_standby` / read-only), after which none of them is
+    /// handed out again. `None` when any server will do (`target_session_attrs` neither
+    /// read-write nor primary).
+    wrong_server: Option<Arc<AtomicBool>>,
 }
 
 impl fmt::Debug for Conn {
@@ -49,6 +56,7 @@ impl Conn {
         monitor: ConnectionMonitor,
         expires: Option<Instant>,
         spread: Arc<Spread>,
+        wrong_server: Option<Arc<AtomicBool>>,
     ) -> Self {
         Conn {
             client,
@@ -57,6 +65,33 @@ impl Conn {
             statements: Mutex::new(HashMap::new()),
             lost: AtomicBool::new(false),
             spread,
+            wrong_server,
+        }
+    }
+
+    /// Whether this connection must not be handed out for `want`: its server was marked the
+    /// wrong one, or the server reported (`in_hot_standby`, `default_transaction_read_only`)
+    /// that it no longer is what `want` asks for, in which case the mark is set for every
+    /// connection to it. Two atomic loads; only with a mark (read-write or primary).
+    pub(crate) fn serves_wrong_server(&self, want: TargetSessionAttrs) -> bool {
+        let Some(flag) = &self.wrong_server else {
+            return false;
+        };
+        if flag.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.monitor.session_state().satisfies(want) == Some(false) {
+            flag.store(true, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Marks this connection's server as the wrong one: neither this connection nor any
+    /// other to the same server opened before now is handed out again.
+    pub(crate) fn mark_wrong_server(&self) {
+        if let Some(flag) = &self.wrong_server {
+            flag.store(true, Ordering::Relaxed);
         }
     }
 
@@ -220,16 +255,19 @@ impl PooledConnection {
     }
 
     /// Marks the connection lost when `result` says it is gone (by SQLSTATE, I/O error kind
-    /// or `is_closed()`, never by message text).
+    /// or `is_closed()`, never by message text), and its server the wrong one on 25006.
     fn note<R>(
         &self,
         result: Result<R, tokio_postgres::Error>,
     ) -> Result<R, tokio_postgres::Error> {
         if let Err(e) = &result {
             let reason = crate::classify::reason_of(e);
-            if crate::retry::connection_lost(reason)
+            if reason == Reason::ReadOnlyTransaction {
+                self.obj.mark_wrong_server();
+            }
+            if reason.is_connection_lost()
                 && !self.obj.lost.swap(true, Ordering::Relaxed)
-                && closed_by_incident(reason)
+                && reason.is_incident()
             {
                 self.obj.spread.server_closed();
             }

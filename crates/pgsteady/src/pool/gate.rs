@@ -26,7 +26,7 @@ use super::conn::Conn;
 
 /// What the gate knows about the server's reachability.
 #[derive(Debug, Clone)]
-pub(crate) enum Health {
+pub(crate) enum GateState {
     /// Connection attempts succeed (or nothing says otherwise).
     Open,
     /// Attempts fail with a transient error; the healer is retrying.
@@ -36,11 +36,11 @@ pub(crate) enum Health {
     Failed { since: Instant, last: Error },
 }
 
-impl Health {
+impl GateState {
     pub(crate) fn last_error(&self) -> Option<&Error> {
         match self {
-            Health::Open => None,
-            Health::Down { last, .. } | Health::Failed { last, .. } => Some(last),
+            GateState::Open => None,
+            GateState::Down { last, .. } | GateState::Failed { last, .. } => Some(last),
         }
     }
 }
@@ -62,7 +62,7 @@ struct Shared {
 /// The reconnection gate of one pool.
 #[derive(Debug)]
 pub(crate) struct Gate {
-    health: watch::Sender<Health>,
+    state: watch::Sender<GateState>,
     shared: Mutex<Shared>,
     /// Caps concurrent connection attempts while the server is reachable (herd control).
     attempts: Semaphore,
@@ -116,16 +116,6 @@ impl Spread {
     }
 }
 
-/// Whether a connection closed for this reason tells that the server may be going away (or
-/// the network failed), so that every client of it may be reconnecting right now. A session
-/// ended by a per-session timeout (57P05, 25P03) says nothing of the kind.
-pub(crate) fn closed_by_incident(reason: Reason) -> bool {
-    !matches!(
-        reason,
-        Reason::IdleSessionTimeout | Reason::IdleInTransactionTimeout
-    )
-}
-
 impl Gate {
     pub(crate) fn new(
         max_connecting: usize,
@@ -134,7 +124,7 @@ impl Gate {
         spread: Duration,
     ) -> Self {
         Gate {
-            health: watch::channel(Health::Open).0,
+            state: watch::channel(GateState::Open).0,
             shared: Mutex::new(Shared {
                 healer_running: false,
                 spare: None,
@@ -153,12 +143,12 @@ impl Gate {
         self.spread.clone()
     }
 
-    pub(crate) fn health(&self) -> Health {
-        self.health.borrow().clone()
+    pub(crate) fn state(&self) -> GateState {
+        self.state.borrow().clone()
     }
 
-    pub(crate) fn subscribe(&self) -> watch::Receiver<Health> {
-        self.health.subscribe()
+    pub(crate) fn subscribe(&self) -> watch::Receiver<GateState> {
+        self.state.subscribe()
     }
 
     pub(crate) fn waiters(&self) -> usize {
@@ -171,7 +161,7 @@ impl Gate {
         self.lock().spare = None;
         // Dropping every receiver's sender is not possible while we hold it; instead wake
         // everyone, and they see the closed semaphore.
-        self.health.send_modify(|_| {});
+        self.state.send_modify(|_| {});
     }
 
     fn is_closed(&self) -> bool {
@@ -186,7 +176,7 @@ impl Gate {
     /// Waits while the server is down (the caller bounds the wait); fails fast on a permanent
     /// error.
     pub(crate) async fn connect<O: Open>(self: &Arc<Self>, opener: &Arc<O>) -> Result<Conn, Error> {
-        let mut health = self.subscribe();
+        let mut state = self.subscribe();
         loop {
             if self.is_closed() {
                 return Err(pool_closed());
@@ -194,9 +184,9 @@ impl Gate {
             if let Some(conn) = self.take_spare() {
                 return Ok(conn);
             }
-            let current = health.borrow_and_update().clone();
+            let current = state.borrow_and_update().clone();
             match current {
-                Health::Open => {
+                GateState::Open => {
                     if let Some(wait) = self.spread.remaining() {
                         tokio::time::sleep(wait).await;
                         continue;
@@ -204,7 +194,7 @@ impl Gate {
                     let Ok(_permit) = self.attempts.acquire().await else {
                         return Err(pool_closed());
                     };
-                    if !matches!(*self.health.borrow(), Health::Open) {
+                    if !matches!(*self.state.borrow(), GateState::Open) {
                         continue;
                     }
                     match opener.open().await {
@@ -217,14 +207,14 @@ impl Gate {
                         }
                     }
                 }
-                Health::Down { .. } => {
+                GateState::Down { .. } => {
                     let _waiting = self.wait_guard();
                     self.ensure_healer(opener);
-                    if health.changed().await.is_err() {
+                    if state.changed().await.is_err() {
                         return Err(pool_closed());
                     }
                 }
-                Health::Failed { last, .. } => {
+                GateState::Failed { last, .. } => {
                     self.ensure_healer(opener);
                     return Err(last);
                 }
@@ -234,14 +224,14 @@ impl Gate {
 
     /// Records a failed attempt made outside the healer and hands over to it.
     fn report_failure<O: Open>(self: &Arc<Self>, err: Error, action: Action, opener: &Arc<O>) {
-        self.health.send_modify(|h| {
+        self.state.send_modify(|h| {
             let since = match h {
-                Health::Down { since, .. } | Health::Failed { since, .. } => *since,
-                Health::Open => Instant::now(),
+                GateState::Down { since, .. } | GateState::Failed { since, .. } => *since,
+                GateState::Open => Instant::now(),
             };
             *h = match action {
-                Action::Retry => Health::Down { since, last: err },
-                Action::FailFast => Health::Failed { since, last: err },
+                Action::Retry => GateState::Down { since, last: err },
+                Action::FailFast => GateState::Failed { since, last: err },
             }
         });
         self.ensure_healer(opener);
@@ -266,7 +256,7 @@ impl Gate {
             }
             shared.healer_running = true;
         }
-        tokio::spawn(heal(Arc::downgrade(self), opener.clone()));
+        tokio::spawn(reconnect_until_open(Arc::downgrade(self), opener.clone()));
     }
 }
 
@@ -281,7 +271,7 @@ impl Drop for WaitGuard {
 
 /// The healer: attempts with the reconnect back-off while callers wait, slowly otherwise,
 /// until one succeeds.
-async fn heal<O: Open>(gate: Weak<Gate>, opener: Arc<O>) {
+async fn reconnect_until_open<O: Open>(gate: Weak<Gate>, opener: Arc<O>) {
     let Some(reconnect) = gate.upgrade().map(|g| g.reconnect) else {
         return;
     };
@@ -293,7 +283,7 @@ async fn heal<O: Open>(gate: Weak<Gate>, opener: Arc<O>) {
         .build();
     loop {
         let Some(g) = gate.upgrade() else { return };
-        let failed = matches!(*g.health.borrow(), Health::Failed { .. });
+        let failed = matches!(*g.state.borrow(), GateState::Failed { .. });
         let delay = if g.waiters() > 0 && !failed {
             delays.next().unwrap_or(reconnect.cap())
         } else {
@@ -322,19 +312,19 @@ async fn heal<O: Open>(gate: Weak<Gate>, opener: Arc<O>) {
                     // gate opens must be able to start a new healer.
                     shared.healer_running = false;
                 }
-                g.health.send_replace(Health::Open);
+                g.state.send_replace(GateState::Open);
                 return;
             }
             Err(e) => {
                 let action = opener.classify(&e);
-                let since = match &*g.health.borrow() {
-                    Health::Down { since, .. } | Health::Failed { since, .. } => *since,
-                    Health::Open => Instant::now(),
+                let since = match &*g.state.borrow() {
+                    GateState::Down { since, .. } | GateState::Failed { since, .. } => *since,
+                    GateState::Open => Instant::now(),
                 };
                 let last = e;
-                g.health.send_replace(match action {
-                    Action::Retry => Health::Down { since, last },
-                    Action::FailFast => Health::Failed { since, last },
+                g.state.send_replace(match action {
+                    Action::Retry => GateState::Down { since, last },
+                    Action::FailFast => GateState::Failed { since, last },
                 });
             }
         }
@@ -394,19 +384,5 @@ mod tests {
         let spread = Spread::new(Duration::ZERO);
         spread.server_closed();
         assert_eq!(spread.remaining(), None);
-    }
-
-    #[test]
-    fn per_session_timeouts_are_not_incidents() {
-        assert!(!closed_by_incident(Reason::IdleSessionTimeout));
-        assert!(!closed_by_incident(Reason::IdleInTransactionTimeout));
-        for reason in [
-            Reason::AdminShutdown,
-            Reason::CrashShutdown,
-            Reason::Reset,
-            Reason::Closed,
-        ] {
-            assert!(closed_by_incident(reason), "{reason:?}");
-        }
     }
 }

@@ -1,8 +1,9 @@
 //! The deadpool [`Manager`](deadpool::managed::Manager): creates connections through the
 //! reconnection gate and checks them on checkout without a round trip unless they sat idle.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use deadpool::managed::{self, RecycleError, RecycleResult};
@@ -10,12 +11,13 @@ use rand::RngExt;
 use tokio::sync::Notify;
 
 use crate::classify::Action;
+use crate::config::TargetSessionAttrs;
 use crate::connect::Connector;
 use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
 
 use super::conn::Conn;
-use super::gate::{Gate, Open, Spread, closed_by_incident};
+use super::gate::{Gate, Open, Spread};
 
 /// Opens connections with the connector and keeps count of them.
 #[derive(Debug)]
@@ -31,6 +33,9 @@ pub(crate) struct Opener {
     pub(crate) events: Arc<Notify>,
     /// Told when the server or the network closes a connection.
     pub(crate) spread: Arc<Spread>,
+    /// Per server (`host:port`), the wrong-server mark its connections share (see
+    /// `Conn::mark_wrong_server`); `None` when `target_session_attrs` accepts any server.
+    pub(crate) wrong_server: Option<Mutex<HashMap<String, Arc<AtomicBool>>>>,
 }
 
 impl Open for Opener {
@@ -47,17 +52,19 @@ impl Open for Opener {
                 );
                 tokio::spawn(async move {
                     let closed = monitor.closed().await;
-                    if closed.reason().is_some_and(closed_by_incident) {
+                    if closed.reason().is_some_and(Reason::is_incident) {
                         spread.server_closed();
                     }
                     live.fetch_sub(1, Ordering::Relaxed);
                     events.notify_one();
                 });
+                let wrong_server = self.wrong_server_mark(&connected.host.to_string());
                 Ok(Conn::new(
                     connected.client,
                     connected.monitor,
                     self.max_lifetime.map(|max| self.expiry(max)),
                     self.spread.clone(),
+                    wrong_server,
                 ))
             }
             Err(e) => {
@@ -69,11 +76,34 @@ impl Open for Opener {
     }
 
     fn classify(&self, err: &Error) -> Action {
-        self.connector.classify(err).action
+        let class = self.connector.classify(err);
+        // No host is of the wanted type right now (during a failover both servers may be in
+        // recovery for a few seconds): an outage to wait out within the callers' bounds,
+        // not a wrong configuration.
+        if class.reason == Reason::WrongSessionType {
+            return Action::Retry;
+        }
+        class.action
     }
 }
 
 impl Opener {
+    /// The mark shared by connections to `server` opened from now on. A connection that
+    /// just connected proved the server is what the configuration asks for (the connect
+    /// checked `target_session_attrs`), so a mark already set belongs to older connections:
+    /// they keep it, the new ones get a fresh one.
+    fn wrong_server_mark(&self, server: &str) -> Option<Arc<AtomicBool>> {
+        let marks = self.wrong_server.as_ref()?;
+        let mut marks = marks.lock().unwrap_or_else(|e| e.into_inner());
+        let mark = marks
+            .entry(server.to_owned())
+            .or_insert_with(|| Arc::new(AtomicBool::new(false)));
+        if mark.load(Ordering::Relaxed) {
+            *mark = Arc::new(AtomicBool::new(false));
+        }
+        Some(mark.clone())
+    }
+
     fn expiry(&self, max: Duration) -> Instant {
         let cut = rand::rng().random_range(0.0..=self.lifetime_jitter.clamp(0.0, 1.0));
         Instant::now() + max.mul_f64(1.0 - cut)
@@ -88,6 +118,9 @@ pub(crate) struct Manager {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) validate_after_idle: Duration,
     pub(crate) validation_timeout: Duration,
+    /// What the configuration asks of a server (checked on every checkout from what the
+    /// server reported, without a round trip).
+    pub(crate) target_session_attrs: TargetSessionAttrs,
 }
 
 impl managed::Manager for Manager {
@@ -107,11 +140,15 @@ impl managed::Manager for Manager {
             let reason = conn.close_reason().unwrap_or(Reason::Closed);
             // The checkout may learn of the close before the connection's watcher does: the
             // replacement attempt must be spread all the same.
-            if closed_by_incident(reason) {
+            if reason.is_incident() {
                 self.opener.spread.server_closed();
             }
             self.metrics.evicted(EvictReason::Closed, Some(reason));
             return Err(RecycleError::message("closed"));
+        }
+        if conn.serves_wrong_server(self.target_session_attrs) {
+            self.metrics.evicted(EvictReason::WrongServer, None);
+            return Err(RecycleError::message("wrong server"));
         }
         // One clock read for both checks (this runs on every checkout).
         let now = Instant::now();

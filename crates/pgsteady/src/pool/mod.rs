@@ -6,14 +6,19 @@
 //! accounting and queueing; pgsteady adds the reconnection gate, connection monitoring,
 //! validation after idle, lifetimes with jitter, a warm minimum, and draining close.
 
+mod budget;
+mod build;
 mod config;
 mod conn;
 pub(crate) mod deadline;
 mod gate;
 mod manager;
 mod ping;
+mod resolve;
+mod run;
 #[cfg(test)]
 mod tests;
+mod transaction;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -24,14 +29,15 @@ use deadpool::managed::{self, PoolError};
 use tokio::sync::Notify;
 
 use crate::classify::Reason;
-use crate::config::Config;
+use crate::config::{Config, TargetSessionAttrs};
 use crate::metrics::{EvictReason, Metrics, PoolMetrics};
-use crate::retry::Budget;
 use crate::{Error, ErrorKind};
+use budget::Budget;
 
 pub use config::{PoolBuilder, PoolConfig};
 pub use conn::PooledConnection;
-pub(crate) use gate::Health;
+pub(crate) use gate::GateState;
+pub use transaction::{CommitOutcomeUnknown, Transaction, TransactionError};
 
 use gate::Gate;
 use manager::Manager;
@@ -75,6 +81,8 @@ pub(crate) struct PoolInner {
     /// Acquire timeouts and `run()` attempt limits.
     pub(crate) deadlines: Arc<deadline::Deadlines>,
     pub(crate) config: PoolConfig,
+    /// What the connection configuration asks of a server.
+    target_session_attrs: TargetSessionAttrs,
 }
 
 impl fmt::Debug for Pool {
@@ -92,7 +100,7 @@ impl fmt::Debug for Pool {
 #[non_exhaustive]
 pub struct PoolHealth {
     /// The reconnection state.
-    pub state: HealthState,
+    pub state: Reachability,
     /// Since when the pool has been in a failing state (`None` when reachable).
     pub failing_since: Option<Instant>,
     /// The reason of the last failed connection attempt while failing.
@@ -108,7 +116,7 @@ pub struct PoolHealth {
 /// The reconnection state in [`PoolHealth`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum HealthState {
+pub enum Reachability {
     /// Connection attempts succeed.
     Reachable,
     /// Attempts fail with a transient error; the pool keeps trying.
@@ -166,13 +174,25 @@ impl Pool {
     }
 
     fn acquire_timed_out(&self, timeout: Duration) -> Error {
-        let health = self.inner.gate.health();
+        let health = self.inner.gate.state();
         let mut err = Error::new(
             ErrorKind::Timeout,
             format!("no connection within {timeout:?}"),
         )
         .with_reason(Reason::TimedOut);
         if let Some(last) = health.last_error() {
+            // No host was of the wanted type for the whole wait: say so by type, with the
+            // state of each host in the source.
+            if last.reason() == Some(Reason::WrongSessionType) {
+                err = Error::new(
+                    ErrorKind::Timeout,
+                    format!(
+                        "no host matched target_session_attrs={} within {timeout:?}",
+                        self.inner.target_session_attrs
+                    ),
+                )
+                .with_reason(Reason::WrongSessionType);
+            }
             err = err.with_source(last.clone());
         }
         err
@@ -185,11 +205,11 @@ impl Pool {
 
     /// What the pool knows of the server's reachability; costs no round trip.
     pub fn health(&self) -> PoolHealth {
-        let health = self.inner.gate.health();
+        let health = self.inner.gate.state();
         let (state, failing_since) = match &health {
-            Health::Open => (HealthState::Reachable, None),
-            Health::Down { since, .. } => (HealthState::Unreachable, Some(*since)),
-            Health::Failed { since, .. } => (HealthState::Failing, Some(*since)),
+            GateState::Open => (Reachability::Reachable, None),
+            GateState::Down { since, .. } => (Reachability::Unreachable, Some(*since)),
+            GateState::Failed { since, .. } => (Reachability::Failing, Some(*since)),
         };
         PoolHealth {
             state,
@@ -302,6 +322,10 @@ fn evict(inner: &PoolInner) {
                 EvictReason::Closed,
                 Some(conn.close_reason().unwrap_or(Reason::Closed)),
             );
+            return false;
+        }
+        if conn.serves_wrong_server(inner.target_session_attrs) {
+            metrics.evicted(EvictReason::WrongServer, None);
             return false;
         }
         if conn.expires.is_some_and(|at| at <= now) {

@@ -1,6 +1,7 @@
 //! The resilient connect against real PostgreSQL servers, one module per failure mode.
 
 mod auth;
+mod failover;
 mod health;
 mod hung;
 mod keepalive;
@@ -8,6 +9,7 @@ mod migrate;
 mod monitor;
 mod multihost;
 mod pool;
+mod standby;
 mod startup;
 mod tls;
 

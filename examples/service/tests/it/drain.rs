@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use pgsteady_testkit::Cluster;
 
-use crate::{Service, http, no_sessions_within, poll_status};
+use crate::{Service, http, poll_status};
 
 const DEADLINE: Duration = Duration::from_secs(5);
 const POOL_CLOSE: Duration = Duration::from_secs(2);
@@ -114,7 +114,9 @@ async fn sigterm_during_fifty_slow_requests_finishes_them_all() {
         .expect("a stopped line");
     assert!(stopped.contains("\"requests_cut\":0"), "{stopped}");
     assert!(stopped.contains("\"signal\":\"SIGTERM\""), "{stopped}");
-    no_sessions_within(&cluster, Duration::from_secs(1)).await;
+    cluster
+        .assert_no_client_sessions_within(Duration::from_secs(1))
+        .await;
     assert!(!logs.contains(cluster.password()));
 }
 
@@ -173,5 +175,7 @@ async fn sigterm_flips_readyz_to_draining_at_once_and_lingers() {
         refused >= linger,
         "refused after {refused:?}, before the linger ended"
     );
-    no_sessions_within(&cluster, Duration::from_secs(1)).await;
+    cluster
+        .assert_no_client_sessions_within(Duration::from_secs(1))
+        .await;
 }

@@ -5,13 +5,14 @@ mod drain;
 mod logs;
 mod startup;
 
+pub use pgsteady_testkit::http::{client as http, poll_status, status, text};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgsteady_testkit::{BackendFilter, Cluster};
+
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 
 /// A running `pgsteady-example-service`, its stdout and stderr collected line by line.
@@ -136,57 +137,17 @@ fn collect(
     })
 }
 
-/// A plain HTTP client: no proxy, bounded requests.
-pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// The body `url` answers now (the request must succeed).
-pub async fn text(http: &reqwest::Client, url: &str) -> String {
-    http.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-/// The status `url` answers now (`None`: no answer).
-pub async fn status(http: &reqwest::Client, url: &str) -> Option<u16> {
-    http.get(url).send().await.ok().map(|r| r.status().as_u16())
-}
-
-/// Polls `url` every 10 ms until it answers `want`.
-pub async fn poll_status(http: &reqwest::Client, url: &str, want: u16, within: Duration) {
-    let deadline = Instant::now() + within;
-    while status(http, url).await != Some(want) {
-        assert!(
-            Instant::now() < deadline,
-            "{url} did not answer {want} within {within:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Polls the server until it holds no client session, for at most `within`.
-pub async fn no_sessions_within(cluster: &Cluster, within: Duration) {
-    let left = cluster
-        .sessions_left_after(BackendFilter::ClientBackends, within)
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "sessions left on the server: {left:?}");
-}
-
-/// The README shows the compose file and the Deployment exactly as they are in this directory.
+/// docs/example-service.md shows the compose file and the Deployment exactly as they are in this directory.
 #[test]
 fn readme_shows_the_deployment_files_verbatim() {
-    let readme = include_str!("../../../../README.md");
+    let readme = include_str!("../../../../docs/example-service.md");
     for (name, text) in [
         ("compose.yaml", include_str!("../../compose.yaml")),
         ("deployment.yaml", include_str!("../../deployment.yaml")),
     ] {
         assert!(
             readme.contains(&format!("```yaml\n{text}```")),
-            "README.md does not show examples/service/{name} as it is"
+            "docs/example-service.md does not show examples/service/{name} as it is"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use pgsteady_testkit::Cluster;
 
-use crate::{Service, http, no_sessions_within, poll_status, status, text};
+use crate::{Service, http, poll_status, status, text};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waits_for_the_database_migrates_then_serves() {
@@ -72,5 +72,7 @@ async fn waits_for_the_database_migrates_then_serves() {
     );
     assert!(logs.contains(&redacted), "{logs}");
     assert!(!logs.contains(cluster.password()), "{logs}");
-    no_sessions_within(&cluster, Duration::from_secs(1)).await;
+    cluster
+        .assert_no_client_sessions_within(Duration::from_secs(1))
+        .await;
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::routing::get;
 use pgsteady::{Pool, Readiness, ReadyState, ShutdownConfig};
-use pgsteady_testkit::{BackendFilter, Cluster};
+use pgsteady_testkit::Cluster;
 
 use super::{Server, client, wait_status};
 use crate::pool::pool;
@@ -84,14 +84,7 @@ async fn draining_finishes_requests_in_flight_then_closes_the_pool() {
     assert_eq!(report.signal, None);
     assert!(pool.is_closed());
     // Our side closed every socket; the server needs a moment to notice and end the backends.
-    no_sessions_within(&cluster, Duration::from_secs(1)).await;
-}
-
-/// Polls the server until it holds no client session, for at most `within`.
-pub async fn no_sessions_within(cluster: &Cluster, within: Duration) {
-    let left = cluster
-        .sessions_left_after(BackendFilter::ClientBackends, within)
-        .await
-        .unwrap();
-    assert!(left.is_empty(), "sessions left on the server: {left:?}");
+    cluster
+        .assert_no_client_sessions_within(Duration::from_secs(1))
+        .await;
 }

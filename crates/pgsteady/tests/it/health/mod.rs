@@ -9,7 +9,7 @@ mod timeline;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use pgsteady::health::http::{ShutdownReport, router, serve};
+use pgsteady::readiness::http::{ShutdownReport, router, serve};
 use pgsteady::{Readiness, ShutdownConfig};
 use tokio::task::JoinHandle;
 

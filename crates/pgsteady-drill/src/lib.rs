@@ -1,0 +1,527 @@
+//! `pgsteady drill`: a throwaway cluster, a sequence of real faults, and what two clients
+//! side by side saw: tokio-postgres as people write it today, and `pgsteady::Pool`.
+//!
+//! Its own crate so that the production binary need not carry the test kit and the chart
+//! library: `pgsteady-cli` includes it behind its default-on `drill` feature
+//! (`cargo install pgsteady-cli --no-default-features` builds `pgsteady` without it).
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations, rust_2018_idioms)]
+
+mod chart;
+mod clients;
+mod faults;
+mod figures;
+mod herd;
+mod output;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pgsteady::{Config, Pool, PoolConfig, RetryPolicy};
+use pgsteady_testkit::workload::{Clock, Workload};
+use pgsteady_testkit::{Cluster, ClusterBuilder, FaultProxy, StopMode};
+use tokio_postgres::NoTls;
+
+use chart::Format;
+use clients::{Ledger, NaiveWorker, PoolWorker, Side, TrafficControl};
+use faults::{Fault, Target, Window};
+use figures::Record;
+use output::{Guarantees, Mode, Progress, Report, Totals};
+
+/// Exit codes of `pgsteady drill`.
+const HELD: u8 = 0;
+const BROKEN: u8 = 1;
+const USAGE: u8 = 2;
+const FAILED: u8 = 3;
+const INTERRUPTED: u8 = 130;
+
+/// Workers per client.
+const DEFAULT_WORKERS: u16 = 4;
+/// Each worker makes at most one call per this interval.
+const PACE: Duration = Duration::from_millis(10);
+/// Steady traffic before the first fault, between faults and after the last.
+const WARMUP: Duration = Duration::from_millis(1000);
+const SETTLE: Duration = Duration::from_millis(1500);
+/// How long to wait for the naive client after a silent fault before cutting its hung calls.
+const NAIVE_CUT_AFTER: Duration = Duration::from_millis(1000);
+/// How long stopping the clients may take; calls still running are recorded as unfinished.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// The drill cluster's `max_connections` (the hog of `slots-exhausted` fills it).
+const MAX_CONNECTIONS: u32 = 40;
+
+/// The pool's settings for the drill.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+const RETRY_DEADLINE: Duration = Duration::from_secs(15);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(1);
+
+const AFTER_HELP: &str = "\
+Faults (run in this order; --faults picks some, --list shows them):
+  late-start, fast-restart, crash, terminate, idle-timeout, slots-exhausted, hung,
+  silent-drop, lost-commit
+
+pgsteady's guarantees (exit 0 when all hold, 1 otherwise):
+  - 0 errors surfaced through run / transaction (an unknown commit outcome counts as one)
+  - every acknowledged write is in the table
+  - no write is in the table twice
+  - no write reported not committed is in the table
+
+Exit codes:
+  0    pgsteady's guarantees held (or --list); --herd: pgsteady's callers saw no error
+       and no 53300, and all N were serving again within 30 s
+  1    a guarantee was broken (each one is named)
+  2    usage error (nothing was started)
+  3    the drill could not run (no PostgreSQL binaries, the cluster failed)
+  130  interrupted: the throwaway cluster was stopped and its directory removed";
+
+/// Arguments of `pgsteady drill` (a clap `Args` struct for the CLI to embed).
+#[derive(Debug, clap::Args)]
+#[command(after_help = AFTER_HELP)]
+pub struct DrillArgs {
+    /// Faults to apply, comma-separated (see --list). Default: all of them.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "FAULT,...",
+        conflicts_with = "herd"
+    )]
+    faults: Vec<Fault>,
+    /// List the faults and exit.
+    #[arg(long)]
+    list: bool,
+    /// Workers per client.
+    #[arg(long, default_value_t = DEFAULT_WORKERS, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=32))]
+    workers: u16,
+    /// Write a timeline chart to FILE.svg, or FILE.html (chart, table and verdict).
+    #[arg(long, value_name = "FILE", conflicts_with = "herd")]
+    report: Option<PathBuf>,
+    /// Print the raw figures as one JSON object on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Herd mode: N single-connection clients, each making one call per 100 ms, reconnect
+    /// after one fast restart: N pgsteady pools (jittered reconnection), then N loops
+    /// retrying every 100 ms; connection attempts per 10 ms at the server, time until all N
+    /// serve again, errors and 53300s. The cluster gets max_connections max(N + 50, 250).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    herd: Option<u32>,
+    /// Directory holding the PostgreSQL server binaries (initdb, postgres). Default: found
+    /// through $PGSTEADY_PG_BIN, `pg_config --bindir`, then /usr/lib/postgresql/*/bin.
+    #[arg(long, value_name = "DIR")]
+    pg_bin: Option<PathBuf>,
+}
+
+/// A validated drill.
+#[derive(Debug)]
+struct Plan {
+    faults: Vec<Fault>,
+    workers: usize,
+    report: Option<(PathBuf, Format)>,
+    json: bool,
+    pg_bin: Option<PathBuf>,
+}
+
+impl Plan {
+    fn new(args: DrillArgs) -> Result<Plan, String> {
+        let mut faults = if args.faults.is_empty() {
+            Fault::ALL.to_vec()
+        } else {
+            args.faults
+        };
+        faults.sort();
+        faults.dedup();
+        let report = match args.report {
+            None => None,
+            Some(path) => {
+                let format = Format::of(&path).ok_or_else(|| {
+                    format!(
+                        "--report {}: the file name must end in .svg or .html",
+                        path.display()
+                    )
+                })?;
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(std::path::Path::new("."));
+                if !dir.is_dir() {
+                    return Err(format!(
+                        "--report {}: directory {} does not exist",
+                        path.display(),
+                        dir.display()
+                    ));
+                }
+                Some((path, format))
+            }
+        };
+        Ok(Plan {
+            faults,
+            workers: usize::from(args.workers),
+            report,
+            json: args.json,
+            pg_bin: args.pg_bin,
+        })
+    }
+}
+
+/// Runs `pgsteady drill` with these arguments and returns its exit code (see the help
+/// text's table: 0 the guarantees held, 1 one was broken, 2 usage, 3 could not run, 130
+/// interrupted).
+pub async fn run(args: DrillArgs) -> ExitCode {
+    if args.list {
+        for fault in Fault::ALL {
+            println!("{:<16} {}", fault.name(), fault.summary());
+        }
+        return ExitCode::from(HELD);
+    }
+    let mode = Mode::detect();
+    let work = async {
+        if let Some(dir) = args.pg_bin.as_deref().filter(|d| !d.is_dir()) {
+            eprintln!(
+                "pgsteady drill: --pg-bin {}: no such directory",
+                dir.display()
+            );
+            return USAGE;
+        }
+        if let Some(n) = args.herd {
+            return herd::run(n as usize, args.pg_bin, args.json, mode).await;
+        }
+        match Plan::new(args) {
+            Ok(plan) => drill(plan, mode).await,
+            Err(message) => {
+                eprintln!("pgsteady drill: {message}");
+                USAGE
+            }
+        }
+    };
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let sigterm = async {
+        match terminate.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    // Everything the drill started lives inside `work`: when a signal wins, dropping it stops
+    // the clients, the proxies and the server, and removes the cluster's directory.
+    let code = tokio::select! {
+        code = work => code,
+        _ = tokio::signal::ctrl_c() => INTERRUPTED,
+        _ = sigterm => INTERRUPTED,
+    };
+    if code == INTERRUPTED {
+        let clear = if mode == Mode::Tty { "\r\x1b[2K" } else { "" };
+        eprintln!(
+            "{clear}interrupted: the throwaway cluster was stopped and its directory removed"
+        );
+    }
+    ExitCode::from(code)
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Starts the throwaway cluster, printing where it lives (stderr).
+pub(crate) async fn start_cluster(
+    builder: ClusterBuilder,
+    progress: &Progress,
+) -> Result<(Cluster, String), BoxError> {
+    let started = Instant::now();
+    let cluster = builder.start().await?;
+    let (client, connection) = cluster.pg_config().connect(NoTls).await?;
+    tokio::spawn(connection);
+    let version: String = client.query_one("SHOW server_version", &[]).await?.get(0);
+    progress.note(&format!(
+        "cluster: {} in {} (PostgreSQL {version} from {}, started in {} ms)",
+        cluster.addr(),
+        cluster.dir().display(),
+        cluster.bin().dir().display(),
+        started.elapsed().as_millis()
+    ));
+    Ok((cluster, version))
+}
+
+fn pool_settings(workers: usize) -> (PoolConfig, RetryPolicy, Vec<String>) {
+    let mut retry = RetryPolicy::default();
+    retry.deadline = RETRY_DEADLINE;
+    retry.attempt_timeout = Some(ATTEMPT_TIMEOUT);
+    retry.commit_timeout = COMMIT_TIMEOUT;
+    let pool = PoolConfig::default();
+    let defaults = Config::parse("host=127.0.0.1 user=app").expect("a valid config");
+    let words = vec![
+        format!("pgsteady::Pool max_size {workers}"),
+        format!("acquire_timeout {ACQUIRE_TIMEOUT:?}"),
+        format!("connect_timeout {CONNECT_TIMEOUT:?}"),
+        format!(
+            "single-flight reconnect with jittered back-off capped at {:?}",
+            pool.reconnect.cap()
+        ),
+        format!(
+            "run/transaction deadline {:?}, attempt_timeout {ATTEMPT_TIMEOUT:?}, max_attempts {}",
+            retry.deadline, retry.max_attempts
+        ),
+        format!("commit_timeout {COMMIT_TIMEOUT:?} (then resolved with txid_status)"),
+        format!(
+            "TCP keepalives {:?}/{:?}x{}, tcp_user_timeout {:?}",
+            defaults.keepalives_idle,
+            defaults.keepalives_interval,
+            defaults.keepalives_count,
+            defaults.tcp_user_timeout.unwrap_or_default()
+        ),
+    ];
+    (pool, retry, words)
+}
+
+async fn drill(plan: Plan, mode: Mode) -> u8 {
+    let ledgers = [Arc::new(Ledger::default()), Arc::new(Ledger::default())];
+    let progress = Progress::new(mode, ledgers.clone());
+    match steps(&plan, &progress, ledgers).await {
+        Ok(report) => finish(&plan, &report),
+        Err(e) => {
+            progress.note(&format!("pgsteady drill: {e}"));
+            FAILED
+        }
+    }
+}
+
+async fn steps(
+    plan: &Plan,
+    progress: &Arc<Progress>,
+    ledgers: [Arc<Ledger>; 2],
+) -> Result<Report, BoxError> {
+    let mut builder = Cluster::builder().max_connections(MAX_CONNECTIONS);
+    if let Some(dir) = &plan.pg_bin {
+        builder = builder.pg_bin(dir);
+    }
+    let (cluster, version) = start_cluster(builder, progress).await?;
+    let (setup, connection) = cluster.pg_config().connect(NoTls).await?;
+    let setup_task = tokio::spawn(connection);
+    setup.batch_execute(clients::SCHEMA).await?;
+    drop(setup);
+    let _ = setup_task.await;
+
+    let naive_proxy = FaultProxy::start(cluster.addr()).await?;
+    let pool_proxy = FaultProxy::start(cluster.addr()).await?;
+    let mut naive_config = cluster.pg_config_with_port(naive_proxy.port());
+    naive_config.application_name(Side::Naive.application_name());
+    let (pool_config, retry, pool_words) = pool_settings(plan.workers);
+    let mut config = Config::parse(&cluster.url_with_port(pool_proxy.port()))?;
+    config.connect_timeout = Some(CONNECT_TIMEOUT);
+    config.application_name = Some(Side::Pgsteady.application_name().to_owned());
+    let pool = Pool::builder(config)
+        .pool_config(pool_config)
+        .max_size(plan.workers)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .retry(retry)
+        .build()?;
+
+    if plan.faults.contains(&Fault::LateStart) {
+        cluster.stop(StopMode::Fast).await?;
+    }
+    let control = TrafficControl::new(PACE);
+    let clock = Clock::now();
+    let t0 = clock.instant;
+    let naive = Workload::start(plan.workers, |w| {
+        NaiveWorker::new(w, naive_config.clone(), &control, ledgers[0].clone())
+    });
+    let pgsteady = Workload::start(plan.workers, |w| {
+        PoolWorker::new(w, pool.clone(), &control, ledgers[1].clone())
+    });
+    let ticker = progress.ticker();
+    let target = Target {
+        cluster: &cluster,
+        proxies: [&naive_proxy, &pool_proxy],
+        traffic: &control,
+        clock,
+    };
+    let mut windows: Vec<Window> = Vec::new();
+    let n = plan.faults.len();
+    for (i, &fault) in plan.faults.iter().enumerate() {
+        if fault != Fault::LateStart {
+            progress.stage(if i == 0 { "warming up" } else { "steady" });
+            tokio::time::sleep(if i == 0 { WARMUP } else { SETTLE }).await;
+        }
+        progress.stage(format!(
+            "{} ({}/{n}): {}",
+            fault.name(),
+            i + 1,
+            fault.summary()
+        ));
+        let mut window = target.apply(fault, t0).await?;
+        progress.stage(format!("{} lifted", fault.name()));
+        if fault.may_hang_naive()
+            && let Some(note) = cut_hung_naive(&naive_proxy, &ledgers[0]).await
+        {
+            progress.stage(format!("{}: {note}", fault.name()));
+            window.notes.push(note);
+        }
+        windows.push(window);
+    }
+    progress.stage("steady");
+    tokio::time::sleep(SETTLE).await;
+    progress.stage("stopping the clients and checking every write");
+    let (naive, pgsteady) = tokio::join!(
+        naive.stop_within(STOP_GRACE),
+        pgsteady.stop_within(STOP_GRACE)
+    );
+    drop(ticker);
+    let duration = t0.elapsed();
+    pool.close(Duration::from_secs(1)).await;
+
+    let (check, connection) = cluster.pg_config().connect(NoTls).await?;
+    tokio::spawn(connection);
+    let mut records = Vec::new();
+    for (side, timeline, ledger) in [
+        (Side::Naive, &naive, &ledgers[0]),
+        (Side::Pgsteady, &pgsteady, &ledgers[1]),
+    ] {
+        let rows: HashMap<i64, i64> = check
+            .query(
+                "SELECT key, count(*) FROM drill_writes WHERE client = $1 GROUP BY key",
+                &[&side.name()],
+            )
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        records.push(Record::new(t0, timeline, &windows, ledger.writes(), &rows));
+    }
+    let [naive, pgsteady] = <[Record; 2]>::try_from(records).expect("two clients");
+    let totals = Totals {
+        naive: figures::totals(&naive),
+        pgsteady: figures::totals(&pgsteady),
+    };
+    let violations = figures::violations(&totals.pgsteady);
+    let bucket = Duration::from_millis(100);
+    Ok(Report {
+        cluster_dir: cluster.dir().display().to_string(),
+        server_version: version,
+        duration_ms: duration.as_secs_f64() * 1000.0,
+        workers_per_client: plan.workers,
+        pace_ms: PACE.as_secs_f64() * 1000.0,
+        pgsteady_config: pool_words,
+        faults: figures::per_fault(t0, &windows, &naive, &pgsteady),
+        guarantees: Guarantees {
+            held: violations.is_empty(),
+            checked: output::GUARANTEES.to_vec(),
+            violations,
+        },
+        totals,
+        timeline: output::Timeline {
+            bucket_ms: bucket.as_millis() as u64,
+            naive: figures::histogram(&naive, bucket, duration),
+            pgsteady: figures::histogram(&pgsteady, bucket, duration),
+        },
+    })
+}
+
+/// The naive client has no timeouts: after a silent fault its calls may wait for a reply
+/// that never comes (on a real network until TCP gives up, ~15 min by default; here, behind
+/// a proxy whose kernel acknowledges everything, forever). When none of its calls succeeds
+/// within a second of the network coming back, the drill resets its connections so the
+/// rest of the drill can go on, and says so.
+async fn cut_hung_naive(proxy: &FaultProxy, ledger: &Ledger) -> Option<String> {
+    let (ok_before, _) = ledger.progress();
+    let deadline = Instant::now() + NAIVE_CUT_AFTER;
+    while Instant::now() < deadline {
+        if ledger.progress().0 > ok_before {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    proxy.reset_all();
+    Some(format!(
+        "naive calls still hung {NAIVE_CUT_AFTER:?} after the network came back (no timeouts: \
+         on a real network they wait until TCP gives up, ~15 min); the drill reset them"
+    ))
+}
+
+/// Prints the result, writes the report file, and picks the exit code.
+fn finish(plan: &Plan, report: &Report) -> u8 {
+    if plan.json {
+        match serde_json::to_string(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("pgsteady drill: cannot encode the figures: {e}");
+                return FAILED;
+            }
+        }
+    } else {
+        print!("{}", output::summary(report));
+    }
+    if let Some((path, format)) = &plan.report {
+        match chart::write(path, *format, report) {
+            Ok(()) => eprintln!("report written to {}", path.display()),
+            Err(e) => {
+                eprintln!("pgsteady drill: cannot write {}: {e}", path.display());
+                return FAILED;
+            }
+        }
+    }
+    if report.guarantees.held { HELD } else { BROKEN }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DrillArgs,
+    }
+
+    fn plan(args: &[&str]) -> Result<Plan, String> {
+        let cli = Cli::try_parse_from(std::iter::once("drill").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Plan::new(cli.args)
+    }
+
+    #[test]
+    fn faults_run_in_the_listed_order_once_each() {
+        let p = plan(&["--faults", "terminate,fast-restart,terminate"]).unwrap();
+        assert_eq!(p.faults, [Fault::FastRestart, Fault::Terminate]);
+        assert_eq!(plan(&[]).unwrap().faults, Fault::ALL);
+    }
+
+    #[test]
+    fn an_unknown_fault_is_named() {
+        let err = plan(&["--faults", "fast-restart,meteor"]).unwrap_err();
+        assert!(err.contains("meteor"), "{err}");
+        assert!(
+            err.contains("silent-drop"),
+            "lists the possible values: {err}"
+        );
+    }
+
+    #[test]
+    fn the_report_must_be_svg_or_html_in_an_existing_directory() {
+        assert!(plan(&["--report", "out.svg"]).is_ok());
+        assert!(plan(&["--report", "out.HTML"]).is_ok());
+        let err = plan(&["--report", "out.png"]).unwrap_err();
+        assert!(err.contains(".svg or .html"), "{err}");
+        let err = plan(&["--report", "/no/such/dir/out.svg"]).unwrap_err();
+        assert!(err.contains("/no/such/dir"), "{err}");
+    }
+
+    #[test]
+    fn herd_excludes_faults_and_report() {
+        assert!(plan(&["--herd", "10", "--faults", "crash"]).is_err());
+        assert!(plan(&["--herd", "0"]).is_err());
+    }
+
+    #[test]
+    fn every_fault_has_a_name_clap_accepts() {
+        use clap::ValueEnum;
+        for fault in Fault::ALL {
+            let parsed = Fault::from_str(fault.name(), false).unwrap();
+            assert_eq!(parsed, fault);
+            assert!(AFTER_HELP.contains(fault.name()));
+        }
+    }
+}

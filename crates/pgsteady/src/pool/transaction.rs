@@ -1,0 +1,326 @@
+//! [`Pool::transaction`]: writes replayed only when they certainly did not commit, and a
+//! COMMIT lost in flight resolved with `txid_status()` instead of guessed.
+
+use std::fmt;
+use std::ops::Deref;
+use std::time::Duration;
+
+use tokio_postgres::error::Severity;
+
+use super::resolve::{self, ORIGIN_SQL, Origin, Verdict};
+use super::run::{CallAttempts, attempt_timed_out};
+use crate::classify::{self, Reason};
+use crate::pool::{Pool, PooledConnection};
+use crate::{Error, ErrorKind};
+
+/// Why [`Pool::transaction`] failed, telling apart "nothing happened" from "it may have
+/// happened": match on it rather than retrying a write yourself.
+#[derive(Debug)]
+pub enum TransactionError {
+    /// The transaction did not commit: nothing it did is in the database. The error is the
+    /// last one seen (the closure's own, a permanent server error, or running out of
+    /// attempts or time).
+    NotCommitted(Error),
+    /// The connection was lost while COMMIT was in flight, and whether it committed could not
+    /// be learned before the deadline. Do not replay it blindly: check its effects, or its
+    /// transaction id with `txid_status()`.
+    OutcomeUnknown(CommitOutcomeUnknown),
+}
+
+/// The transaction whose COMMIT outcome is unknown.
+#[derive(Debug, Clone)]
+pub struct CommitOutcomeUnknown {
+    /// Its transaction id (as `txid_current()` returns it).
+    pub xid: i64,
+    /// Why it could not be resolved.
+    pub error: Error,
+}
+
+impl fmt::Display for TransactionError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TransactionError::NotCommitted(e) => write!(f, "transaction not committed: {e}"),
+            TransactionError::OutcomeUnknown(u) => write!(
+                f,
+                "commit outcome unknown for transaction {}: {}",
+                u.xid, u.error
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TransactionError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            TransactionError::NotCommitted(e) => Some(e),
+            TransactionError::OutcomeUnknown(u) => Some(&u.error),
+        }
+    }
+}
+
+impl From<TransactionError> for Error {
+    fn from(err: TransactionError) -> Self {
+        match err {
+            TransactionError::NotCommitted(e) => e,
+            TransactionError::OutcomeUnknown(u) => Error::new(
+                ErrorKind::CommitOutcomeUnknown,
+                format!("commit outcome unknown for transaction {}", u.xid),
+            )
+            .with_source(u.error),
+        }
+    }
+}
+
+/// What resolving a transaction id found.
+enum Resolution {
+    Committed,
+    Aborted,
+    Unknown(Error),
+}
+
+impl Pool {
+    /// Runs a transaction: `BEGIN`, the closure, `COMMIT`, replaying the whole transaction
+    /// when it certainly did not commit and may succeed if replayed: serialization failure
+    /// (40001), deadlock (40P01), or a connection lost before COMMIT was sent.
+    ///
+    /// When the connection is lost while COMMIT is in flight, the outcome is resolved on a
+    /// new connection with `txid_status()` (terminating the old backend first if it still
+    /// holds the transaction open): committed means success, aborted means replay. After a
+    /// crash the server may have handed the transaction id out again; the server's start
+    /// time and its restart checkpoint tell whether the status is still about this
+    /// transaction. Only if that cannot be learned before the deadline is the result
+    /// [`TransactionError::OutcomeUnknown`]. A transaction is never replayed when it may
+    /// have committed.
+    ///
+    /// Write the closure as `async move |tx| { ... }`: it then owns what it captures, and
+    /// its future is `Send`. A plain `async |tx|` closure that borrows variables from its
+    /// surroundings across an `.await` makes the call's future fail to prove `Send` (a
+    /// limitation of the compiler as of Rust 1.95), which `tokio::spawn` requires.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
+    /// use pgsteady::TransactionError;
+    ///
+    /// let order_id = 7i64;
+    /// match pool
+    ///     .transaction(async move |tx| {
+    ///         tx.execute("INSERT INTO payments (order_id) VALUES ($1)", &[&order_id]).await?;
+    ///         tx.execute("UPDATE orders SET paid = true WHERE id = $1", &[&order_id]).await?;
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// {
+    ///     Ok(()) => println!("paid"),
+    ///     Err(TransactionError::NotCommitted(e)) => eprintln!("not paid: {e}"),
+    ///     Err(TransactionError::OutcomeUnknown(u)) => eprintln!("check transaction {}", u.xid),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<T, F>(&self, mut work: F) -> Result<T, TransactionError>
+    where
+        F: AsyncFnMut(&Transaction) -> Result<T, Error>,
+    {
+        let mut attempts = CallAttempts::new(self);
+        loop {
+            let conn = attempts
+                .checkout()
+                .await
+                .map_err(|e| TransactionError::NotCommitted(attempts.finish(e)))?;
+            let limit = attempts.attempt_limit();
+            let commit_timeout = self.inner.config.retry.commit_timeout;
+            let tx = Transaction { conn };
+            let outcome = {
+                let before_commit = async {
+                    tx.conn.batch_execute("BEGIN").await?;
+                    let value = work(&tx).await?;
+                    let row = tx.conn.query_one(ORIGIN_SQL, &[]).await?;
+                    let origin = Origin::from_row(&row);
+                    Ok::<_, Error>((value, origin, row.get::<_, Option<i64>>(1)))
+                };
+                match tokio::time::timeout(limit, before_commit).await {
+                    Ok(Ok((value, origin, xid))) => {
+                        commit(&tx, value, origin, xid, commit_timeout).await
+                    }
+                    Ok(Err(e)) => {
+                        rollback(&tx, limit).await;
+                        Attempt::NotCommitted(e)
+                    }
+                    Err(_) => Attempt::NotCommitted(attempt_timed_out(limit)),
+                }
+            };
+            let conn = tx.conn;
+            let err = match outcome {
+                Attempt::Committed(value) => {
+                    self.record_ok();
+                    return Ok(value);
+                }
+                Attempt::NotCommitted(err) => {
+                    if conn.is_closed() || err.is_timeout() {
+                        conn.discard();
+                    }
+                    err
+                }
+                Attempt::InDoubt {
+                    value,
+                    xid,
+                    origin,
+                    err,
+                } => {
+                    conn.discard();
+                    match self.resolve(xid, &origin, &attempts).await {
+                        Resolution::Committed => {
+                            self.record_ok();
+                            return Ok(value);
+                        }
+                        Resolution::Aborted => err,
+                        Resolution::Unknown(why) => {
+                            return Err(TransactionError::OutcomeUnknown(CommitOutcomeUnknown {
+                                xid,
+                                error: attempts.finish(why),
+                            }));
+                        }
+                    }
+                }
+            };
+            let class = classify::query(&err);
+            if !class.is_retry() || !attempts.retry_after(class.reason).await {
+                return Err(TransactionError::NotCommitted(attempts.finish(err)));
+            }
+        }
+    }
+
+    /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
+    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &CallAttempts<'_>) -> Resolution {
+        let mut last = None;
+        loop {
+            let remaining = attempts.remaining();
+            if remaining.is_zero() {
+                return Resolution::Unknown(attempts.out_of_time(last));
+            }
+            // Checkouts wait through the outage; keep asking until the deadline.
+            let conn = match self.get_timeout(remaining).await {
+                Ok(conn) => conn,
+                Err(e) if !e.is_transient() => return Resolution::Unknown(e),
+                Err(e) => {
+                    last = Some(e);
+                    continue;
+                }
+            };
+            let verdict = tokio::time::timeout(
+                remaining.min(self.inner.config.validation_timeout),
+                resolve::verdict(&conn, xid, origin),
+            )
+            .await;
+            match verdict {
+                Ok(Ok(Verdict::Committed)) => return Resolution::Committed,
+                Ok(Ok(Verdict::Aborted)) => return Resolution::Aborted,
+                Ok(Ok(Verdict::InProgress)) => {
+                    // Same server, still open: its backend never got (or never finished) the
+                    // COMMIT. End it, so the answer becomes final.
+                    let _ = conn
+                        .query_one("SELECT pg_terminate_backend($1)", &[&origin.pid])
+                        .await;
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Ok(Ok(Verdict::Unknown(why))) => return Resolution::Unknown(resolve::unknown(why)),
+                Ok(Err(e)) => {
+                    last = Some(e);
+                    conn.discard();
+                }
+                Err(_) => {
+                    last = Some(attempt_timed_out(self.inner.config.validation_timeout));
+                    conn.discard();
+                }
+            }
+        }
+    }
+}
+
+/// The result of one transaction attempt.
+enum Attempt<T> {
+    Committed(T),
+    /// Certainly not committed (rolled back, or never reached COMMIT).
+    NotCommitted(Error),
+    /// COMMIT was sent and its outcome is unknown.
+    InDoubt {
+        value: T,
+        xid: i64,
+        origin: Origin,
+        err: Error,
+    },
+}
+
+/// A transaction run by [`Pool::transaction`]: derefs to its [`PooledConnection`] (and so to
+/// a tokio-postgres client, with [`PooledConnection::prepare_cached`]). The pool sends
+/// `BEGIN` before the closure and `COMMIT` after it; do not send them yourself. Set the
+/// isolation level with `SET TRANSACTION ISOLATION LEVEL ...` as the first statement.
+pub struct Transaction {
+    conn: PooledConnection,
+}
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("conn", &self.conn)
+            .finish()
+    }
+}
+
+impl Deref for Transaction {
+    type Target = PooledConnection;
+
+    fn deref(&self) -> &PooledConnection {
+        &self.conn
+    }
+}
+
+/// Rolls back after an error, leaving the connection clean for the pool; a failing
+/// ROLLBACK means it is dead, and the pool will see that.
+async fn rollback(tx: &Transaction, limit: Duration) {
+    if !tx.conn.is_closed() {
+        let _ = tokio::time::timeout(limit, tx.conn.batch_execute("ROLLBACK")).await;
+    }
+}
+
+/// Sends COMMIT, bounded by `commit_timeout`, after which the outcome is in doubt.
+async fn commit<T>(
+    tx: &Transaction,
+    value: T,
+    origin: Origin,
+    xid: Option<i64>,
+    commit_timeout: Duration,
+) -> Attempt<T> {
+    let err: Error =
+        match tokio::time::timeout(commit_timeout, tx.conn.batch_execute("COMMIT")).await {
+            Ok(Ok(())) => return Attempt::Committed(value),
+            Ok(Err(e)) if rejected_commit(&e) && !tx.conn.is_closed() => {
+                return Attempt::NotCommitted(e.into());
+            }
+            Ok(Err(e)) => e.into(),
+            Err(_) => Error::new(
+                ErrorKind::Timeout,
+                format!("no reply to COMMIT within {commit_timeout:?}"),
+            )
+            .with_reason(Reason::TimedOut),
+        };
+    match xid {
+        // No transaction id: it wrote nothing, so losing its COMMIT lost nothing.
+        None => Attempt::Committed(value),
+        Some(xid) => Attempt::InDoubt {
+            value,
+            xid,
+            origin,
+            err,
+        },
+    }
+}
+
+/// A COMMIT the server answered with an ordinary error (serialization failure, deferred
+/// constraint...): the session is alive and the transaction was rolled back. A FATAL error
+/// or a lost connection says nothing about whether the commit happened.
+fn rejected_commit(err: &tokio_postgres::Error) -> bool {
+    err.as_db_error()
+        .is_some_and(|db| db.parsed_severity() == Some(Severity::Error))
+}
