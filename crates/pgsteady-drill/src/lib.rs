@@ -115,6 +115,12 @@ pub struct DrillArgs {
     /// it in place.
     #[arg(long, value_name = "SECONDS", default_value_t = 0, requires = "ha")]
     primary_start_timeout: u32,
+    /// With --ha: HAProxy's health-check interval (`inter`; a node is up after one good
+    /// check, down after two failed ones). It bounds how late HAProxy follows a new leader.
+    /// Patroni's example configuration uses 3s.
+    #[arg(long, value_name = "DURATION", default_value = "250ms",
+          value_parser = parse_duration, requires = "ha")]
+    haproxy_check_interval: Duration,
     /// Workers per client.
     #[arg(long, default_value_t = DEFAULT_WORKERS, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=32))]

@@ -103,6 +103,7 @@ pub(crate) struct HaPlan {
     workers: usize,
     deadline: Duration,
     primary_start_timeout: u32,
+    haproxy_check_interval: Duration,
     json: bool,
     pg_bin: Option<std::path::PathBuf>,
 }
@@ -123,6 +124,7 @@ impl HaPlan {
             workers: usize::from(args.workers),
             deadline: args.deadline,
             primary_start_timeout: args.primary_start_timeout,
+            haproxy_check_interval: args.haproxy_check_interval,
             json: args.json,
             pg_bin: args.pg_bin,
         })
@@ -192,7 +194,10 @@ async fn drill(plan: &HaPlan, mode: Mode, progress: &Arc<Progress>) -> Result<Ha
         ..PatroniTimings::default()
     };
     let haproxy = plan.paths.contains(&HaPath::Haproxy);
-    let mut builder = PatroniCluster::builder().timings(timings).haproxy(haproxy);
+    let mut builder = PatroniCluster::builder()
+        .timings(timings)
+        .haproxy(haproxy)
+        .haproxy_check_interval(plan.haproxy_check_interval);
     if let Some(dir) = &plan.pg_bin {
         builder = builder.pg_bin(dir);
     }
