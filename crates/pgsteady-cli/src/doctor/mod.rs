@@ -6,6 +6,7 @@
 mod compose;
 mod layers;
 mod listeners;
+mod patroni;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -19,7 +20,8 @@ use layers::{Layer, Status};
 const HELP: &str = "\
 Exit codes:
   0  every layer works for at least one host
-  1  a transient layer is broken (DNS, TCP, startup, headroom, hung server)
+  1  a transient layer is broken (DNS, TCP, startup, headroom, hung server), or
+     Patroni's view disagrees with a server's (--patroni)
   2  the configuration is invalid
   3  a permanent layer is broken (TLS, authentication, database, session type)";
 
@@ -36,6 +38,10 @@ pub(crate) struct DoctorArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// A Patroni REST API address (http://HOST:PORT, repeatable): check that Patroni's view
+    /// (GET /patroni, GET /cluster) agrees with each member's own pg_is_in_recovery().
+    #[arg(long, value_name = "URL", value_parser = patroni::parse_url)]
+    patroni: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +97,9 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
             layers,
         });
     }
+    if !args.patroni.is_empty() {
+        patroni::check(&config, &args.patroni, args.timeout, &mut hosts).await;
+    }
     let healthy = hosts
         .iter()
         .any(|h| h.layers.iter().all(|l| l.status != Status::Fail));
@@ -109,6 +118,15 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                 })
         })
     };
+    // A disagreement between Patroni and a server fails the run even when a host works.
+    let broken = broken.or_else(|| {
+        patroni::first_failure(&hosts).map(|(host, l)| Broken {
+            layer: l.layer,
+            host: Some(host.to_owned()),
+            detail: l.detail.clone(),
+            hints: l.hints.clone(),
+        })
+    });
     let exit_code = match &broken {
         None => exit::READY,
         Some(b) => match b.layer {

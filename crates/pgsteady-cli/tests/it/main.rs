@@ -3,6 +3,7 @@
 
 mod check;
 mod doctor;
+mod doctor_patroni;
 #[cfg(feature = "drill")]
 mod drill;
 #[cfg(feature = "drill")]
