@@ -177,3 +177,76 @@ async fn ha_drill_a_failover_longer_than_the_deadline_is_a_typed_bounded_error()
         "{violations:?}"
     );
 }
+
+/// Ctrl-C while the leader's node is dead and Patroni waits out its ttl: the drill exits
+/// 130, no process of the cluster (etcd, Patroni, PostgreSQL, HAProxy) is left, and its
+/// directory is gone.
+#[tokio::test]
+#[ignore = "boots a Patroni cluster: run in .ci/run's Patroni step"]
+async fn ha_drill_ctrl_c_stops_every_process_and_removes_the_directory() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let mut running = TestCommand::new([
+        "drill",
+        "--ha",
+        "--faults",
+        "leader-lost",
+        "--paths",
+        "multi-host",
+    ])
+    .spawn();
+    let stderr = running.child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let mut dir = None;
+    let mut seen = Vec::new();
+    let found = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            seen.push(line.clone());
+            if line.contains("cannot run a Patroni cluster here") {
+                return None;
+            }
+            if let Some(rest) = line.strip_prefix("cluster: Patroni in ") {
+                dir = rest
+                    .split_once(' ')
+                    .map(|(d, _)| std::path::PathBuf::from(d));
+            }
+            if line.contains("] leader-lost (1/1)") {
+                return Some(true);
+            }
+        }
+        Some(false)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no fault within 120 s: {seen:#?}"));
+    let Some(found) = found else {
+        eprintln!("skipped: {}", seen.last().unwrap());
+        return;
+    };
+    assert!(found, "{seen:#?}");
+    let dir = dir.unwrap_or_else(|| panic!("no cluster line: {seen:#?}"));
+    assert!(
+        !crate::drill::processes_using(&dir).is_empty(),
+        "no process seen for {}",
+        dir.display()
+    );
+    // Into the ttl wait: the node is dead, the replica not yet promoted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let pid = running.child.id().unwrap() as i32;
+    kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), running.child.wait())
+        .await
+        .expect("the drill exits within 20 s of SIGINT")
+        .unwrap();
+    let mut rest = Vec::new();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(Duration::from_secs(1), lines.next_line()).await
+    {
+        rest.push(line);
+    }
+    assert_eq!(status.code(), Some(130), "{rest:#?}");
+    assert!(rest.iter().any(|l| l.contains("interrupted")), "{rest:#?}");
+    assert_eq!(crate::drill::processes_using(&dir), Vec::<String>::new());
+    assert!(!dir.exists(), "{} still exists", dir.display());
+}
