@@ -625,6 +625,45 @@ mod tests {
         assert!(err.contains("/no/such/dir"), "{err}");
     }
 
+    fn ha_plan(args: &[&str]) -> Result<ha::HaPlan, String> {
+        let cli = Cli::try_parse_from(std::iter::once("drill").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        ha::HaPlan::new(cli.args)
+    }
+
+    #[test]
+    fn ha_takes_its_own_faults_paths_and_deadline() {
+        let p = ha_plan(&["--ha", "--faults", "leader-lost,switchover,leader-lost"]).unwrap();
+        assert_eq!(
+            format!("{p:?}"),
+            format!(
+                "{:?}",
+                ha_plan(&["--ha", "--faults", "switchover,leader-lost"]).unwrap()
+            )
+        );
+        assert!(format!("{p:?}").contains("faults: [Switchover, LeaderLost]"), "{p:?}");
+        assert!(format!("{p:?}").contains("paths: [MultiHost, Haproxy]"), "{p:?}");
+        assert!(format!("{p:?}").contains("deadline: 30s"), "{p:?}");
+        let err = ha_plan(&["--ha", "--faults", "crash"]).unwrap_err();
+        assert!(err.contains("crash") && err.contains("leader-crash"), "{err}");
+        // A single-server fault name is not an HA one and the other way round.
+        assert!(plan(&["--faults", "switchover"]).unwrap_err().contains("switchover"));
+        let p = ha_plan(&["--ha", "--paths", "haproxy", "--deadline", "3s"]).unwrap();
+        assert!(format!("{p:?}").contains("paths: [Haproxy]"), "{p:?}");
+        assert!(format!("{p:?}").contains("deadline: 3s"), "{p:?}");
+        for bad in [
+            &["--paths", "haproxy"][..],
+            &["--deadline", "3s"],
+            &["--ha", "--deadline", "0s"],
+            &["--ha", "--deadline", "soon"],
+            &["--ha", "--paths", "pgbouncer"],
+            &["--ha", "--herd", "10"],
+            &["--ha", "--report", "x.svg"],
+        ] {
+            assert!(ha_plan(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
     #[test]
     fn herd_excludes_faults_and_report() {
         assert!(plan(&["--herd", "10", "--faults", "crash"]).is_err());
