@@ -641,13 +641,26 @@ mod tests {
                 ha_plan(&["--ha", "--faults", "switchover,leader-lost"]).unwrap()
             )
         );
-        assert!(format!("{p:?}").contains("faults: [Switchover, LeaderLost]"), "{p:?}");
-        assert!(format!("{p:?}").contains("paths: [MultiHost, Haproxy]"), "{p:?}");
+        assert!(
+            format!("{p:?}").contains("faults: [Switchover, LeaderLost]"),
+            "{p:?}"
+        );
+        assert!(
+            format!("{p:?}").contains("paths: [MultiHost, Haproxy]"),
+            "{p:?}"
+        );
         assert!(format!("{p:?}").contains("deadline: 30s"), "{p:?}");
         let err = ha_plan(&["--ha", "--faults", "crash"]).unwrap_err();
-        assert!(err.contains("crash") && err.contains("leader-crash"), "{err}");
+        assert!(
+            err.contains("crash") && err.contains("leader-crash"),
+            "{err}"
+        );
         // A single-server fault name is not an HA one and the other way round.
-        assert!(plan(&["--faults", "switchover"]).unwrap_err().contains("switchover"));
+        assert!(
+            plan(&["--faults", "switchover"])
+                .unwrap_err()
+                .contains("switchover")
+        );
         let p = ha_plan(&["--ha", "--paths", "haproxy", "--deadline", "3s"]).unwrap();
         assert!(format!("{p:?}").contains("paths: [Haproxy]"), "{p:?}");
         assert!(format!("{p:?}").contains("deadline: 3s"), "{p:?}");

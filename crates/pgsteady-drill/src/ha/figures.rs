@@ -190,6 +190,11 @@ pub(super) fn summary(report: &HaReport) -> String {
         out.push_str(&output::summary(&pass.report));
         let _ = writeln!(out);
         out.push_str(&engine_table(&pass.engine));
+        for (client, examples) in &pass.error_examples {
+            for (class, message) in examples {
+                let _ = writeln!(out, "first {class} error of {client}: {message}");
+            }
+        }
     }
     let _ = writeln!(out);
     let _ = writeln!(

@@ -10,6 +10,7 @@
 
 mod figures;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -167,6 +168,8 @@ struct Pass {
     report: Report,
     /// Per fault: what Patroni did and when, and each client's write gap.
     engine: Vec<EngineFigures>,
+    /// The first error message per class, per client (`naive`, `pgsteady`).
+    error_examples: BTreeMap<&'static str, BTreeMap<String, String>>,
 }
 
 /// Runs `drill --ha` and returns the exit code (0 the guarantees held on every path, 1 one
@@ -256,11 +259,21 @@ fn target(
 ) -> Result<(String, tokio_postgres::Config), BoxError> {
     match path {
         HaPath::MultiHost => Ok((cluster.url(), cluster.pg_config())),
+        // Through HAProxy too, both clients ask for a read-write session: HAProxy may route
+        // a new connection to a node that is not (or not yet) a primary for a moment (its
+        // check passes on the REST API's word, up to one interval late), and a write there
+        // fails with 25006. Without this, a run saw 12 such errors surface from pgsteady
+        // after a leader-lost (docs/drill-ha.md).
         HaPath::Haproxy => {
             let port = cluster.haproxy_port().ok_or("HAProxy is not running")?;
+            let mut config = cluster.pg_config_with_port(port);
+            config.target_session_attrs(tokio_postgres::config::TargetSessionAttrs::ReadWrite);
             Ok((
-                cluster.url_with_port(port),
-                cluster.pg_config_with_port(port),
+                format!(
+                    "{}?target_session_attrs=read-write",
+                    cluster.url_with_port(port)
+                ),
+                config,
             ))
         }
     }
@@ -369,6 +382,11 @@ async fn pass(
         target: redacted,
         report,
         engine,
+        error_examples: Side::BOTH
+            .into_iter()
+            .zip(&ledgers)
+            .map(|(side, ledger)| (side.name(), ledger.examples()))
+            .collect(),
     })
 }
 
