@@ -308,7 +308,11 @@ impl Operation for NaiveWorker {
                 // As most code does: forget the connection, connect again on the next call.
                 self.naive.reset();
                 let class = ErrorClass::of(&e);
-                self.ledger.example(&class, || e.to_string());
+                self.ledger
+                    .example(&class, || match std::error::Error::source(&e) {
+                        Some(source) => format!("{e}: {source}"),
+                        None => e.to_string(),
+                    });
                 Err(class)
             }
         }

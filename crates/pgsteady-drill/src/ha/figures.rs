@@ -40,6 +40,9 @@ pub(crate) struct WriteGap {
     pub(crate) after_writable_ms: Option<f64>,
     /// The longest call in the window, in ms (bounded by pgsteady's deadline).
     pub(crate) longest_call_ms: f64,
+    /// Acknowledged writes of the window missing from the table: when the first and the
+    /// last of them returned, from the clients' start, in ms (`None` when none is missing).
+    pub(crate) lost_between_ms: Option<(f64, f64)>,
 }
 
 /// One fault as `--ha` reports it.
@@ -151,7 +154,21 @@ fn write_gap(
         .map(|c| c.end - c.start)
         .max()
         .unwrap_or_default();
+    let lost: Vec<Instant> = record
+        .writes
+        .iter()
+        .filter(|(w, rows)| w.told == Told::Acknowledged && *rows == 0 && in_window(&w.end))
+        .map(|(w, _)| w.end)
+        .collect();
+    let lost_between_ms = match (lost.iter().min(), lost.iter().max()) {
+        (Some(a), Some(b)) => Some((
+            ms(a.saturating_duration_since(t0)),
+            ms(b.saturating_duration_since(t0)),
+        )),
+        _ => None,
+    };
     WriteGap {
+        lost_between_ms,
         write_gap_ms: longest.map(ms),
         after_change_ms: engine.change_at.and_then(first_after),
         after_writable_ms: first_after(engine.writable_at),
