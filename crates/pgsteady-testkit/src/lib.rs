@@ -14,6 +14,9 @@
 //!   whole-node kill, node restart, and Patroni's own time of each leader change.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
 //!   TCP keepalive and `tcp_user_timeout`.
+//! - [`fake`]: fake servers on loopback that misbehave as no real server can be made to:
+//!   authenticate then hang, stream rows forever, announce a 2 GB message, send control
+//!   characters, ask for a password, speak HTTP.
 //! - [`workload`]: N workers looping an operation against any client while faults happen,
 //!   every call recorded; per fault: errors surfaced, time from ready to first success, time
 //!   without success, longest call; a histogram for charts.
@@ -33,6 +36,7 @@ mod apt;
 mod bin;
 mod cluster;
 mod error;
+pub mod fake;
 #[cfg(feature = "http")]
 pub mod http;
 mod log;

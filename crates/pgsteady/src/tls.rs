@@ -43,8 +43,20 @@ impl fmt::Debug for Tls {
     }
 }
 
+/// The *ring* provider, chosen over aws-lc-rs on purpose: it builds with nothing but a C
+/// compiler (no cmake, no Go), which keeps `cargo install`, the wheel and the container image
+/// simple and the binary small.
+///
+/// rustls 0.23.48 deprecated `ring::default_provider` ("no support for post-quantum
+/// algorithms") and offers no other way to build a *ring* provider in 0.23 (its signature
+/// algorithms and random source are private); 0.24 moves it into the `rustls-ring` crate.
+/// A PostgreSQL server negotiates the classical key exchanges ring offers (X25519, P-256,
+/// P-384), so the warning is silenced here, once; `.ci/fresh-deps` builds against the newest
+/// rustls with `-D warnings` and shows when this needs revisiting.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
 fn tls_error(message: String) -> Error {
@@ -88,12 +100,14 @@ impl Tls {
             .with_custom_certificate_verifier(verifier);
         let config = match (&settings.client_cert, &settings.client_key) {
             (Some(cert), Some(key)) => {
-                let certs = CertificateDer::pem_file_iter(cert)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                let cert_pem = read_file(cert, "sslcert")?;
+                let certs = CertificateDer::pem_slice_iter(&cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
                         tls_error(format!("cannot read sslcert \"{}\": {e}", cert.display()))
                     })?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                let key_pem = read_file(key, "sslkey")?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
                     tls_error(format!("cannot read sslkey \"{}\": {e}", key.display()))
                 })?;
                 builder
@@ -115,13 +129,25 @@ impl Tls {
     }
 }
 
+/// Reads a certificate or key file: a FIFO, a device (or a link to one) or a file over 4 MiB
+/// is a configuration error naming the file (exit 2), never waited on or read whole (issue
+/// 19 item 5). A missing or unreadable file stays a TLS error, as before.
+fn read_file(path: &std::path::Path, key: &str) -> Result<Vec<u8>, Error> {
+    use crate::fsread::{MAX_CERT_FILE, ReadError, read_regular};
+    read_regular(path, MAX_CERT_FILE).map_err(|e| match e {
+        ReadError::Io(io) => tls_error(format!("cannot read {key} \"{}\": {io}", path.display())),
+        other => Error::config(format!("{key} \"{}\" {other}", path.display())),
+    })
+}
+
 fn load_roots(settings: &TlsSettings) -> Result<RootCertStore, Error> {
     let mut store = RootCertStore::empty();
     match &settings.root_cert {
         Some(RootCert::System) => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(RootCert::File(path)) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            let pem = read_file(path, "sslrootcert")?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
                     tls_error(format!(
                         "cannot read root certificate file \"{}\" (sslrootcert): {e}",

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use pgsteady::config::{Host, HostSpec, TargetSessionAttrs};
-use pgsteady::{Config, Connector, Reason};
+use pgsteady::{Config, Connector};
 use serde::Deserialize;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -268,17 +268,18 @@ fn ok(detail: String) -> Layer {
         ms: None,
         hints: Vec::new(),
         reason: None,
+        cause: None,
+        fix: None,
     }
 }
 
-fn fail(detail: String, hints: Vec<String>) -> Layer {
+/// A failing `patroni` layer; `fixes[0]` is its fix. No classification reason: the exit
+/// code is 1 (doctor's "transient" code), as for any layer without one.
+fn fail(detail: String, fixes: Vec<String>) -> Layer {
     Layer {
-        layer: "patroni",
         status: Status::Fail,
-        detail,
-        ms: None,
-        hints,
-        reason: Some(Reason::WrongSessionType.as_str()),
+        fix: fixes.into_iter().next(),
+        ..ok(detail)
     }
 }
 
@@ -297,6 +298,7 @@ fn push(hosts: &mut Vec<HostReport>, host: &str, layer: Layer) {
         None => hosts.push(HostReport {
             host: host.to_owned(),
             layers: vec![layer],
+            state: None,
         }),
     }
 }
@@ -338,7 +340,7 @@ mod tests {
         let split = c("replica", Ok(false));
         assert_eq!(split.status, Status::Fail);
         assert!(split.detail.contains("split brain"), "{}", split.detail);
-        assert!(split.hints[0].contains("patronictl reinit"));
+        assert!(split.fix.as_deref().unwrap().contains("patronictl reinit"));
         let behind = c("leader", Ok(true));
         assert_eq!(behind.status, Status::Fail);
         assert_eq!(c("leader", Err("refused".into())).status, Status::Fail);

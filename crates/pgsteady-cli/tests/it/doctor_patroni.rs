@@ -112,7 +112,7 @@ async fn patroni_agreeing_with_the_server_passes_and_a_split_brain_fails_with_a_
     let detail = report["broken"]["detail"].as_str().unwrap();
     assert!(detail.contains("split brain"), "{detail}");
     assert!(detail.contains("node1"), "{detail}");
-    let fix = report["broken"]["hints"][0].as_str().unwrap();
+    let fix = report["broken"]["fix"].as_str().unwrap();
     assert!(fix.contains("patronictl reinit"), "{fix}");
     // The human report names the layer and the fix.
     let done = TestCommand::new(["doctor", &cluster.url(), "--patroni", &rest.url])

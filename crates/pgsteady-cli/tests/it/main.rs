@@ -3,16 +3,22 @@
 
 mod check;
 mod doctor;
+mod doctor_fixes;
 mod doctor_patroni;
 #[cfg(feature = "drill")]
 mod drill;
 #[cfg(feature = "drill")]
 mod drill_ha;
 mod exec;
+mod generate;
+mod hostile;
+mod installed;
 mod migrate;
 mod run;
 mod serve;
+mod slot;
 mod standby;
+mod version;
 mod wait;
 
 use std::ffi::OsStr;

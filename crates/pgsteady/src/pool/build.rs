@@ -42,7 +42,9 @@ impl PoolBuilder {
             return Err(Error::config("lifetime_jitter must be between 0 and 1"));
         }
         let target_session_attrs = config.target_session_attrs;
-        let connector = Connector::new(config)?;
+        let connector = Connector::new(config)?
+            .with_max_message_len(pool.max_message_len)
+            .with_ready_check(pool.ready_check);
         let metrics = Arc::new(Metrics::default());
         let events = Arc::new(Notify::new());
         let live = Arc::new(AtomicUsize::new(0));
