@@ -1,6 +1,7 @@
 //! The two clients the drill compares, each looping reads and writes with unique keys:
 //! tokio-postgres as people write it today, and `pgsteady::Pool`.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -78,9 +79,30 @@ pub(crate) struct Ledger {
     writes: Mutex<Vec<Write>>,
     ok: AtomicU64,
     err: AtomicU64,
+    /// The first message seen per error class (at most [`EXAMPLES`] classes).
+    examples: Mutex<BTreeMap<String, String>>,
 }
 
+/// How many error classes keep an example message.
+const EXAMPLES: usize = 32;
+
 impl Ledger {
+    /// Keeps `message` as the example of `class` if it is the first of its class.
+    fn example(&self, class: &ErrorClass, message: impl FnOnce() -> String) {
+        let mut examples = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+        if examples.len() < EXAMPLES && !examples.contains_key(class.as_str()) {
+            examples.insert(class.as_str().to_owned(), message());
+        }
+    }
+
+    /// The first message seen per error class.
+    pub(crate) fn examples(&self) -> BTreeMap<String, String> {
+        self.examples
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     fn record_write(&self, key: i64, told: Told) {
         let write = Write {
             key,
@@ -285,7 +307,13 @@ impl Operation for NaiveWorker {
             Some(e) => {
                 // As most code does: forget the connection, connect again on the next call.
                 self.naive.reset();
-                Err(ErrorClass::of(&e))
+                let class = ErrorClass::of(&e);
+                self.ledger
+                    .example(&class, || match std::error::Error::source(&e) {
+                        Some(source) => format!("{e}: {source}"),
+                        None => e.to_string(),
+                    });
+                Err(class)
             }
         }
     }
@@ -356,18 +384,24 @@ impl Operation for PoolWorker {
 
     async fn call(&mut self) -> Result<(), ErrorClass> {
         self.traffic.before_call().await;
+        let ledger = self.ledger.clone();
+        let seen = |e: &pgsteady::Error| {
+            let class = class_of(e);
+            ledger.example(&class, || e.to_string());
+            class
+        };
         let result = match self.keys.next() {
             None => read(self.pool.clone(), self.keys.last())
                 .await
-                .map_err(|e| class_of(&e)),
+                .map_err(|e| seen(&e)),
             Some(key) => {
                 let (told, class) = match write(self.pool.clone(), key).await {
                     Ok(()) => (Told::Acknowledged, None),
-                    Err(TransactionError::NotCommitted(e)) => {
-                        (Told::NotCommitted, Some(class_of(&e)))
-                    }
-                    Err(TransactionError::OutcomeUnknown(_)) => {
-                        (Told::Unknown, Some(ErrorClass::new("outcome-unknown")))
+                    Err(TransactionError::NotCommitted(e)) => (Told::NotCommitted, Some(seen(&e))),
+                    Err(TransactionError::OutcomeUnknown(e)) => {
+                        let class = ErrorClass::new("outcome-unknown");
+                        self.ledger.example(&class, || format!("{e:?}"));
+                        (Told::Unknown, Some(class))
                     }
                 };
                 self.ledger.record_write(key, told);

@@ -109,7 +109,9 @@ impl Fault {
 /// One applied fault on the drill's clock.
 #[derive(Debug, Clone)]
 pub(crate) struct Window {
-    pub(crate) fault: Fault,
+    /// The fault's name (`--faults`) and what it does.
+    pub(crate) name: &'static str,
+    pub(crate) summary: &'static str,
     /// When the fault began.
     pub(crate) start: Instant,
     /// When it was over (the server started, the network came back...).
@@ -231,7 +233,8 @@ impl Target<'_> {
             }
         };
         Ok(Window {
-            fault,
+            name: fault.name(),
+            summary: fault.summary(),
             start,
             end,
             ready,

@@ -53,7 +53,7 @@ impl Record {
             faults: windows
                 .iter()
                 .map(|w| FaultWindow {
-                    name: w.fault.name().to_owned(),
+                    name: w.name.to_owned(),
                     start: at(w.start),
                     end: at(w.end),
                     ready: Some(at(w.ready)),
@@ -171,8 +171,8 @@ pub(crate) fn per_fault(
                 traffic_from: at(w.traffic_from),
             };
             FaultFigures {
-                name: w.fault.name(),
-                summary: w.fault.summary(),
+                name: w.name,
+                summary: w.summary,
                 start_ms: ms(span.start),
                 end_ms: ms(at(w.end)),
                 ready_ms: ms(at(w.ready)),

@@ -11,6 +11,7 @@ mod chart;
 mod clients;
 mod faults;
 mod figures;
+mod ha;
 mod herd;
 mod output;
 
@@ -63,6 +64,7 @@ const AFTER_HELP: &str = "\
 Faults (run in this order; --faults picks some, --list shows them):
   late-start, fast-restart, crash, terminate, idle-timeout, slots-exhausted, hung,
   silent-drop, lost-commit
+  with --ha (a Patroni cluster): switchover, leader-crash, leader-lost
 
 pgsteady's guarantees (exit 0 when all hold, 1 otherwise):
   - 0 errors surfaced through run / transaction (an unknown commit outcome counts as one)
@@ -75,24 +77,50 @@ Exit codes:
        and no 53300, and all N were serving again within 30 s
   1    a guarantee was broken (each one is named)
   2    usage error (nothing was started)
-  3    the drill could not run (no PostgreSQL binaries, the cluster failed)
+  3    the drill could not run (no PostgreSQL binaries, no Patroni, the cluster failed)
   130  interrupted: the throwaway cluster was stopped and its directory removed";
 
 /// Arguments of `pgsteady drill` (a clap `Args` struct for the CLI to embed).
 #[derive(Debug, clap::Args)]
 #[command(after_help = AFTER_HELP)]
 pub struct DrillArgs {
-    /// Faults to apply, comma-separated (see --list). Default: all of them.
+    /// Faults to apply, comma-separated (see --list; with --ha: switchover, leader-crash,
+    /// leader-lost). Default: all of them.
     #[arg(
         long,
         value_delimiter = ',',
         value_name = "FAULT,...",
         conflicts_with = "herd"
     )]
-    faults: Vec<Fault>,
+    faults: Vec<String>,
     /// List the faults and exit.
     #[arg(long)]
     list: bool,
+    /// HA mode: a throwaway Patroni cluster (etcd, two PostgreSQL nodes, HAProxy) and the
+    /// faults switchover, leader-crash, leader-lost, applied once with the clients on the
+    /// multi-host string (target_session_attrs=read-write) and once through HAProxy. Per
+    /// fault, Patroni's own leader-change time beside each client's write gap.
+    #[arg(long, conflicts_with_all = ["herd", "report"])]
+    ha: bool,
+    /// With --ha: the connection paths, comma-separated: multi-host, haproxy. Default: both.
+    #[arg(long, value_delimiter = ',', value_name = "PATH,...", requires = "ha")]
+    paths: Vec<ha::HaPath>,
+    /// With --ha: pgsteady's run / transaction deadline (and acquire timeout). A failover
+    /// that takes longer surfaces as a typed timeout error after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = parse_duration, requires = "ha")]
+    deadline: Duration,
+    /// With --ha: Patroni's primary_start_timeout in seconds. 0 (the default here): a
+    /// leader whose postmaster died is failed over at once; Patroni's default 300 restarts
+    /// it in place.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0, requires = "ha")]
+    primary_start_timeout: u32,
+    /// With --ha: HAProxy's health-check interval (`inter`; a node is up after one good
+    /// check, down after two failed ones). It bounds how late HAProxy follows a new leader.
+    /// Patroni's example configuration uses 3s.
+    #[arg(long, value_name = "DURATION", default_value = "250ms",
+          value_parser = parse_duration, requires = "ha")]
+    haproxy_check_interval: Duration,
     /// Workers per client.
     #[arg(long, default_value_t = DEFAULT_WORKERS, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=32))]
@@ -125,15 +153,45 @@ struct Plan {
     pg_bin: Option<PathBuf>,
 }
 
+/// `--deadline`: a humantime duration (`30s`, `1m`, `1500ms`).
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 1500ms)"))?;
+    if d.is_zero() {
+        return Err("must be more than 0".to_owned());
+    }
+    Ok(d)
+}
+
+/// Parses `--faults` names against `all`: an unknown one is named with the possible values.
+pub(crate) fn parse_faults<F: Copy + Ord>(
+    names: &[String],
+    all: &[F],
+    name: impl Fn(F) -> &'static str,
+) -> Result<Vec<F>, String> {
+    let mut faults = Vec::new();
+    for given in names {
+        match all.iter().find(|f| name(**f) == given.trim()) {
+            Some(f) => faults.push(*f),
+            None => {
+                let possible: Vec<&str> = all.iter().map(|f| name(*f)).collect();
+                return Err(format!(
+                    "--faults {given}: no such fault (possible values: {})",
+                    possible.join(", ")
+                ));
+            }
+        }
+    }
+    if faults.is_empty() {
+        faults = all.to_vec();
+    }
+    faults.sort();
+    faults.dedup();
+    Ok(faults)
+}
+
 impl Plan {
     fn new(args: DrillArgs) -> Result<Plan, String> {
-        let mut faults = if args.faults.is_empty() {
-            Fault::ALL.to_vec()
-        } else {
-            args.faults
-        };
-        faults.sort();
-        faults.dedup();
+        let faults = parse_faults(&args.faults, &Fault::ALL, Fault::name)?;
         let report = match args.report {
             None => None,
             Some(path) => {
@@ -172,8 +230,14 @@ impl Plan {
 /// interrupted).
 pub async fn run(args: DrillArgs) -> ExitCode {
     if args.list {
-        for fault in Fault::ALL {
-            println!("{:<16} {}", fault.name(), fault.summary());
+        if args.ha {
+            for fault in ha::HaFault::ALL {
+                println!("{:<16} {}", fault.name(), fault.summary());
+            }
+        } else {
+            for fault in Fault::ALL {
+                println!("{:<16} {}", fault.name(), fault.summary());
+            }
         }
         return ExitCode::from(HELD);
     }
@@ -188,6 +252,15 @@ pub async fn run(args: DrillArgs) -> ExitCode {
         }
         if let Some(n) = args.herd {
             return herd::run(n as usize, args.pg_bin, args.json, mode).await;
+        }
+        if args.ha {
+            return match ha::HaPlan::new(args) {
+                Ok(plan) => ha::run(plan, mode).await,
+                Err(message) => {
+                    eprintln!("pgsteady drill: {message}");
+                    USAGE
+                }
+            };
         }
         match Plan::new(args) {
             Ok(plan) => drill(plan, mode).await,
@@ -246,15 +319,25 @@ pub(crate) async fn start_cluster(
 }
 
 fn pool_settings(workers: usize) -> (PoolConfig, RetryPolicy, Vec<String>) {
+    pool_settings_with(workers, RETRY_DEADLINE, ACQUIRE_TIMEOUT)
+}
+
+/// The pool's settings with this run / transaction deadline and acquire timeout, and the
+/// same in words for the report.
+pub(crate) fn pool_settings_with(
+    workers: usize,
+    deadline: Duration,
+    acquire_timeout: Duration,
+) -> (PoolConfig, RetryPolicy, Vec<String>) {
     let mut retry = RetryPolicy::default();
-    retry.deadline = RETRY_DEADLINE;
+    retry.deadline = deadline;
     retry.attempt_timeout = Some(ATTEMPT_TIMEOUT);
     retry.commit_timeout = COMMIT_TIMEOUT;
     let pool = PoolConfig::default();
     let defaults = Config::parse("host=127.0.0.1 user=app").expect("a valid config");
     let words = vec![
         format!("pgsteady::Pool max_size {workers}"),
-        format!("acquire_timeout {ACQUIRE_TIMEOUT:?}"),
+        format!("acquire_timeout {acquire_timeout:?}"),
         format!("connect_timeout {CONNECT_TIMEOUT:?}"),
         format!(
             "single-flight reconnect with jittered back-off capped at {:?}",
@@ -374,11 +457,30 @@ async fn steps(
 
     let (check, connection) = cluster.pg_config().connect(NoTls).await?;
     tokio::spawn(connection);
+    let records = records(&check, t0, &windows, [&naive, &pgsteady], &ledgers).await?;
+    Ok(assemble(
+        cluster.dir().display().to_string(),
+        version,
+        duration,
+        plan.workers,
+        pool_words,
+        t0,
+        &windows,
+        records,
+    ))
+}
+
+/// Both clients' records: their timelines on the drill's clock and each write with how many
+/// rows its key has in the table (read through `check`).
+pub(crate) async fn records(
+    check: &tokio_postgres::Client,
+    t0: Instant,
+    windows: &[Window],
+    timelines: [&pgsteady_testkit::workload::Timeline; 2],
+    ledgers: &[Arc<Ledger>; 2],
+) -> Result<[Record; 2], BoxError> {
     let mut records = Vec::new();
-    for (side, timeline, ledger) in [
-        (Side::Naive, &naive, &ledgers[0]),
-        (Side::Pgsteady, &pgsteady, &ledgers[1]),
-    ] {
+    for ((side, timeline), ledger) in Side::BOTH.into_iter().zip(timelines).zip(ledgers) {
         let rows: HashMap<i64, i64> = check
             .query(
                 "SELECT key, count(*) FROM drill_writes WHERE client = $1 GROUP BY key",
@@ -388,23 +490,37 @@ async fn steps(
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        records.push(Record::new(t0, timeline, &windows, ledger.writes(), &rows));
+        records.push(Record::new(t0, timeline, windows, ledger.writes(), &rows));
     }
-    let [naive, pgsteady] = <[Record; 2]>::try_from(records).expect("two clients");
+    Ok(<[Record; 2]>::try_from(records).expect("two clients"))
+}
+
+/// The report of one drill run from its records.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assemble(
+    cluster_dir: String,
+    server_version: String,
+    duration: Duration,
+    workers: usize,
+    pool_words: Vec<String>,
+    t0: Instant,
+    windows: &[Window],
+    [naive, pgsteady]: [Record; 2],
+) -> Report {
     let totals = Totals {
         naive: figures::totals(&naive),
         pgsteady: figures::totals(&pgsteady),
     };
     let violations = figures::violations(&totals.pgsteady);
     let bucket = Duration::from_millis(100);
-    Ok(Report {
-        cluster_dir: cluster.dir().display().to_string(),
-        server_version: version,
+    Report {
+        cluster_dir,
+        server_version,
         duration_ms: duration.as_secs_f64() * 1000.0,
-        workers_per_client: plan.workers,
+        workers_per_client: workers,
         pace_ms: PACE.as_secs_f64() * 1000.0,
         pgsteady_config: pool_words,
-        faults: figures::per_fault(t0, &windows, &naive, &pgsteady),
+        faults: figures::per_fault(t0, windows, &naive, &pgsteady),
         guarantees: Guarantees {
             held: violations.is_empty(),
             checked: output::GUARANTEES.to_vec(),
@@ -416,7 +532,7 @@ async fn steps(
             naive: figures::histogram(&naive, bucket, duration),
             pgsteady: figures::histogram(&pgsteady, bucket, duration),
         },
-    })
+    }
 }
 
 /// The naive client has no timeouts: after a silent fault its calls may wait for a reply
@@ -507,6 +623,58 @@ mod tests {
         assert!(err.contains(".svg or .html"), "{err}");
         let err = plan(&["--report", "/no/such/dir/out.svg"]).unwrap_err();
         assert!(err.contains("/no/such/dir"), "{err}");
+    }
+
+    fn ha_plan(args: &[&str]) -> Result<ha::HaPlan, String> {
+        let cli = Cli::try_parse_from(std::iter::once("drill").chain(args.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        ha::HaPlan::new(cli.args)
+    }
+
+    #[test]
+    fn ha_takes_its_own_faults_paths_and_deadline() {
+        let p = ha_plan(&["--ha", "--faults", "leader-lost,switchover,leader-lost"]).unwrap();
+        assert_eq!(
+            format!("{p:?}"),
+            format!(
+                "{:?}",
+                ha_plan(&["--ha", "--faults", "switchover,leader-lost"]).unwrap()
+            )
+        );
+        assert!(
+            format!("{p:?}").contains("faults: [Switchover, LeaderLost]"),
+            "{p:?}"
+        );
+        assert!(
+            format!("{p:?}").contains("paths: [MultiHost, Haproxy]"),
+            "{p:?}"
+        );
+        assert!(format!("{p:?}").contains("deadline: 30s"), "{p:?}");
+        let err = ha_plan(&["--ha", "--faults", "crash"]).unwrap_err();
+        assert!(
+            err.contains("crash") && err.contains("leader-crash"),
+            "{err}"
+        );
+        // A single-server fault name is not an HA one and the other way round.
+        assert!(
+            plan(&["--faults", "switchover"])
+                .unwrap_err()
+                .contains("switchover")
+        );
+        let p = ha_plan(&["--ha", "--paths", "haproxy", "--deadline", "3s"]).unwrap();
+        assert!(format!("{p:?}").contains("paths: [Haproxy]"), "{p:?}");
+        assert!(format!("{p:?}").contains("deadline: 3s"), "{p:?}");
+        for bad in [
+            &["--paths", "haproxy"][..],
+            &["--deadline", "3s"],
+            &["--ha", "--deadline", "0s"],
+            &["--ha", "--deadline", "soon"],
+            &["--ha", "--paths", "pgbouncer"],
+            &["--ha", "--herd", "10"],
+            &["--ha", "--report", "x.svg"],
+        ] {
+            assert!(ha_plan(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod compose;
 mod layers;
 mod listeners;
 mod names;
+mod patroni;
 mod session;
 mod slots;
 mod sockets;
@@ -36,7 +37,8 @@ reported as not checked.
 Exit codes (the same meanings as check, wait and migrate):
   0  every layer works for at least one host
   1  a transient layer is broken (DNS, TCP, startup, headroom, hung server), or --max-time
-     ran out before a host was found working
+     ran out before a host was found working, or Patroni's view disagrees with a
+     server's (--patroni)
   2  the configuration is invalid (nothing was tried)
   3  a permanent layer is broken (TLS, authentication or no password found, database,
      session type, an option the server rejects, not a PostgreSQL server)";
@@ -57,6 +59,10 @@ pub(crate) struct DoctorArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// A Patroni REST API address (http://HOST:PORT, repeatable): check that Patroni's view
+    /// (GET /patroni, GET /cluster) agrees with each member's own pg_is_in_recovery().
+    #[arg(long, value_name = "URL", value_parser = patroni::parse_url)]
+    patroni: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -184,6 +190,10 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
         config.target_session_attrs,
         config.load_balance_hosts,
     );
+    // After libpq's pick: the Patroni layers add no host a client would try.
+    if !args.patroni.is_empty() {
+        patroni::check(&config, &args.patroni, args.timeout, &mut hosts).await;
+    }
     let healthy = hosts
         .iter()
         .any(|h| h.layers.iter().all(|l| l.status != Status::Fail));
@@ -206,6 +216,17 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
     };
     // The code follows the failure's classification, as for check, wait and migrate: a
     // non-PostgreSQL server or a rejected option is permanent whichever layer saw it.
+    // A disagreement between Patroni and a server fails the run even when a host works.
+    let broken = broken.or_else(|| {
+        patroni::first_failure(&hosts).map(|(host, l)| Broken {
+            layer: l.layer,
+            host: Some(host.to_owned()),
+            detail: l.detail.clone(),
+            hints: l.hints.clone(),
+            fix: l.fix.clone(),
+            cause: l.cause,
+        })
+    });
     let exit_code = match &broken {
         None if not_checked > 0 && !healthy => exit::NOT_READY,
         None => exit::READY,

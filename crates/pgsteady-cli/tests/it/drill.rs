@@ -149,7 +149,7 @@ fn cluster_dir(line: &str) -> Option<PathBuf> {
 }
 
 /// Live (non-zombie) processes whose command line or working directory names `dir`.
-fn processes_using(dir: &Path) -> Vec<String> {
+pub(crate) fn processes_using(dir: &Path) -> Vec<String> {
     let dir = dir.to_str().unwrap();
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

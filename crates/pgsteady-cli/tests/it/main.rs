@@ -4,8 +4,11 @@
 mod check;
 mod doctor;
 mod doctor_fixes;
+mod doctor_patroni;
 #[cfg(feature = "drill")]
 mod drill;
+#[cfg(feature = "drill")]
+mod drill_ha;
 mod exec;
 mod generate;
 mod hostile;
@@ -105,10 +108,15 @@ pub struct Running {
 
 impl Running {
     pub async fn finish(self) -> Finished {
+        self.finish_within(Duration::from_secs(60)).await
+    }
+
+    /// Waits at most `limit` for the command to finish (the HA drill takes minutes).
+    pub async fn finish_within(self, limit: Duration) -> Finished {
         let started = self.started;
-        let out = tokio::time::timeout(Duration::from_secs(60), self.child.wait_with_output())
+        let out = tokio::time::timeout(limit, self.child.wait_with_output())
             .await
-            .expect("pgsteady finishes within 60 s")
+            .unwrap_or_else(|_| panic!("pgsteady finishes within {limit:?}"))
             .unwrap();
         Finished {
             code: out.status.code(),

@@ -8,6 +8,7 @@ mod keepalive;
 mod migrate;
 mod monitor;
 mod multihost;
+mod patroni;
 mod pool;
 mod standby;
 mod startup;
