@@ -40,7 +40,7 @@ impl PgBin {
                     return Ok(bin);
                 }
                 let allowed = std::env::var_os("PGSTEADY_NO_INSTALL").is_none_or(|v| v == "0");
-                let installed = install_with_apt(allowed);
+                let installed = install_with_apt(allowed, "postgresql", POSTGRESQL_BY_HAND);
                 Self::search().map_err(|searched_again| Error::NoBinaries {
                     searched: match installed {
                         Ok(()) => format!("{searched_again} (after apt-get install postgresql)"),
@@ -118,18 +118,23 @@ impl PgBin {
     }
 }
 
-/// Installs the `postgresql` package with apt-get; the error says why it was not done or what
-/// failed, with the command to run by hand.
-fn install_with_apt(allowed: bool) -> std::result::Result<(), String> {
-    const BY_HAND: &str = "install PostgreSQL (e.g. `apt-get install -y postgresql`) or set \
-                           PGSTEADY_PG_BIN to its bin directory";
+const POSTGRESQL_BY_HAND: &str = "install PostgreSQL (e.g. `apt-get install -y postgresql`) \
+                                  or set PGSTEADY_PG_BIN to its bin directory";
+
+/// Installs a Debian `package` with apt-get; the error says why it was not done or what
+/// failed, with `by_hand`, what to do instead.
+pub(crate) fn install_with_apt(
+    allowed: bool,
+    package: &str,
+    by_hand: &str,
+) -> std::result::Result<(), String> {
     if !allowed {
         return Err(format!(
-            "not installing (PGSTEADY_NO_INSTALL is set): {BY_HAND}"
+            "not installing (PGSTEADY_NO_INSTALL is set): {by_hand}"
         ));
     }
     if !Path::new("/usr/bin/apt-get").is_file() {
-        return Err(format!("no apt-get on this machine: {BY_HAND}"));
+        return Err(format!("no apt-get on this machine: {by_hand}"));
     }
     let root = Command::new("id")
         .arg("-u")
@@ -144,7 +149,7 @@ fn install_with_apt(allowed: bool) -> std::result::Result<(), String> {
             .status()
             .is_ok_and(|s| s.success());
     if !root && !sudo {
-        return Err(format!("not root and no password-less sudo: {BY_HAND}"));
+        return Err(format!("not root and no password-less sudo: {by_hand}"));
     }
     let apt = |args: &[&str]| -> std::result::Result<(), String> {
         let mut cmd = if root {
@@ -163,22 +168,22 @@ fn install_with_apt(allowed: bool) -> std::result::Result<(), String> {
             .stdin(Stdio::null())
             .stdout(Stdio::from(std::io::stderr()))
             .status()
-            .map_err(|e| format!("apt-get could not run ({e}): {BY_HAND}"))?;
+            .map_err(|e| format!("apt-get could not run ({e}): {by_hand}"))?;
         if status.success() {
             Ok(())
         } else {
             Err(format!(
-                "apt-get {} failed ({status}): {BY_HAND}",
+                "apt-get {} failed ({status}): {by_hand}",
                 args.join(" ")
             ))
         }
     };
     eprintln!(
-        "pgsteady-testkit: no PostgreSQL server binaries found; installing the `postgresql` \
-         package with apt-get (set PGSTEADY_NO_INSTALL=1 to prevent this)"
+        "pgsteady-testkit: `{package}` is missing; installing the `{package}` package with \
+         apt-get (set PGSTEADY_NO_INSTALL=1 to prevent this)"
     );
     apt(&["update"])?;
-    apt(&["install", "--no-install-recommends", "postgresql"])
+    apt(&["install", "--no-install-recommends", package])
 }
 
 fn has_server(dir: &Path) -> bool {
@@ -197,7 +202,7 @@ mod tests {
 
     #[test]
     fn install_opt_out_says_what_to_do_by_hand() {
-        let why = install_with_apt(false).unwrap_err();
+        let why = install_with_apt(false, "postgresql", POSTGRESQL_BY_HAND).unwrap_err();
         assert!(why.contains("PGSTEADY_NO_INSTALL"), "{why}");
         assert!(why.contains("apt-get install -y postgresql"), "{why}");
         assert!(why.contains("PGSTEADY_PG_BIN"), "{why}");

@@ -9,6 +9,8 @@
 //!   streaming standby of it, promote it, rewind an old primary into a standby, fence it.
 //! - [`FaultProxy`]: a TCP proxy in front of it that refuses, resets, delays, blackholes or
 //!   swallows replies on command, and counts connections and bytes.
+//! - [`PgBouncer`]: a real PgBouncer (session or transaction pooling) in front of a cluster,
+//!   with its admin console (`PAUSE`, `RESUME`, `SHOW POOLS`, ...) and restarts.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
 //!   TCP keepalive and `tcp_user_timeout`.
 //! - [`workload`]: N workers looping an operation against any client while faults happen,
@@ -33,6 +35,7 @@ mod error;
 pub mod http;
 mod log;
 pub mod netns;
+mod pgbouncer;
 mod process;
 mod proxy;
 mod sweep;
@@ -41,4 +44,5 @@ pub mod workload;
 pub use bin::PgBin;
 pub use cluster::{BackendFilter, Cluster, ClusterBuilder, Rewind, StandbyBuilder, StopMode};
 pub use error::{Error, Result};
+pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};
