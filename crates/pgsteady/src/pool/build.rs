@@ -15,7 +15,8 @@ use super::gate::Gate;
 use super::manager::{Manager, Opener};
 use super::{Pool, PoolBuilder, PoolInner, deadline, maintain};
 use crate::Error;
-use crate::config::TargetSessionAttrs;
+use super::conn::TypeCache;
+use crate::config::{StatementCache, TargetSessionAttrs};
 use crate::connect::Connector;
 use crate::metrics::Metrics;
 
@@ -42,6 +43,8 @@ impl PoolBuilder {
             return Err(Error::config("lifetime_jitter must be between 0 and 1"));
         }
         let target_session_attrs = config.target_session_attrs;
+        let unnamed = (config.statement_cache == StatementCache::Off)
+            .then(|| Arc::new(TypeCache::default()));
         let connector = Connector::new(config)?;
         let metrics = Arc::new(Metrics::default());
         let events = Arc::new(Notify::new());
@@ -65,6 +68,7 @@ impl PoolBuilder {
                 TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
             )
             .then(|| Mutex::new(HashMap::new())),
+            unnamed,
         });
         let manager = Manager {
             gate: gate.clone(),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Pool, PoolHealth};
 use crate::Backoff;
 use crate::backoff::Jitter;
-use crate::config::Config;
+use crate::config::{Config, StatementCache};
 use crate::retry::RetryPolicy;
 
 /// How a [`Pool`] behaves. Plain data: build one with [`PoolConfig::default`] and change the
@@ -141,6 +141,13 @@ impl PoolBuilder {
         retry: RetryPolicy;
         /// See [`PoolConfig::idle_ping`].
         idle_ping: Option<Duration>;
+    }
+
+    /// Sets the connection configuration's `statement_cache`: [`StatementCache::Off`] is the
+    /// pooler-safe mode for PgBouncer in transaction pooling (`docs/pgbouncer.md`).
+    pub fn statement_cache(mut self, mode: StatementCache) -> Self {
+        self.config.statement_cache = mode;
+        self
     }
 
     /// Replaces the whole pool configuration.

@@ -16,7 +16,7 @@ use crate::connect::Connector;
 use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
 
-use super::conn::Conn;
+use super::conn::{Conn, TypeCache};
 use super::gate::{Gate, Open, Spread};
 
 /// Opens connections with the connector and keeps count of them.
@@ -36,6 +36,8 @@ pub(crate) struct Opener {
     /// Per server (`host:port`), the wrong-server mark its connections share (see
     /// `Conn::mark_wrong_server`); `None` when `target_session_attrs` accepts any server.
     pub(crate) wrong_server: Option<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// With `statement_cache=off`, the parameter types shared by the pool's connections.
+    pub(crate) unnamed: Option<Arc<TypeCache>>,
 }
 
 impl Open for Opener {
@@ -65,6 +67,7 @@ impl Open for Opener {
                     self.max_lifetime.map(|max| self.expiry(max)),
                     self.spread.clone(),
                     wrong_server,
+                    self.unnamed.clone(),
                 ))
             }
             Err(e) => {
