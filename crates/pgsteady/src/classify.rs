@@ -383,7 +383,10 @@ fn next_link<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 
 pub fn db_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a DbError> {
     let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
     while let Some(e) = cur {
-        if let Some(db) = e.downcast_ref::<tokio_postgres::Error>().and_then(|pg| pg.as_db_error()) {
+        if let Some(db) = e
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|pg| pg.as_db_error())
+        {
             return Some(db);
         }
         if let Some(db) = e.downcast_ref::<DbError>() {
@@ -564,12 +567,18 @@ mod tests {
         use crate::error::test_support::pooler_error;
         let table = [
             ("server conn crashed?", Reason::PoolerServerLost),
-            ("server closed the connection unexpectedly", Reason::PoolerServerLost),
+            (
+                "server closed the connection unexpectedly",
+                Reason::PoolerServerLost,
+            ),
             (
                 "server login has been failing, try again later (server_login_retry)",
                 Reason::PoolerLoginFailing,
             ),
-            ("client_login_timeout (server down)", Reason::PoolerLoginFailing),
+            (
+                "client_login_timeout (server down)",
+                Reason::PoolerLoginFailing,
+            ),
             ("query_wait_timeout", Reason::PoolerQueryWait),
         ];
         for (text, want) in table {

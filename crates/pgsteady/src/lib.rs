@@ -24,9 +24,7 @@ mod module_graph;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use classify::{Action, Classification, FailFastClass, Reason};
-pub use config::{
-    Config, Host, HostSpec, Password, SslMode, StatementCache, TargetSessionAttrs,
-};
+pub use config::{Config, Host, HostSpec, Password, SslMode, StatementCache, TargetSessionAttrs};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
 pub use metrics::{EvictReason, PoolMetrics};
