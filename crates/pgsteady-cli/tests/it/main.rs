@@ -7,6 +7,7 @@ mod doctor;
 mod drill;
 mod exec;
 mod migrate;
+mod pgbouncer;
 mod run;
 mod serve;
 mod standby;
