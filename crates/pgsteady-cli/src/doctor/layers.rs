@@ -9,7 +9,7 @@ use pgsteady::{Config, Connector, Reason};
 use serde::Serialize;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{compose, listeners};
+use super::{compose, listeners, pooler};
 
 /// Outcome of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,7 +37,11 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
-    fn ok(layer: &'static str, detail: impl Into<String>, took: Option<Duration>) -> Self {
+    pub(crate) fn ok(
+        layer: &'static str,
+        detail: impl Into<String>,
+        took: Option<Duration>,
+    ) -> Self {
         Layer {
             layer,
             status: Status::Ok,
@@ -48,14 +52,14 @@ impl Layer {
         }
     }
 
-    fn warn(layer: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn warn(layer: &'static str, detail: impl Into<String>) -> Self {
         Layer {
             status: Status::Warn,
             ..Layer::ok(layer, detail, None)
         }
     }
 
-    fn fail(layer: &'static str, detail: impl Into<String>, reason: Reason) -> Self {
+    pub(crate) fn fail(layer: &'static str, detail: impl Into<String>, reason: Reason) -> Self {
         Layer {
             status: Status::Fail,
             reason: Some(reason.as_str()),
@@ -240,7 +244,27 @@ pub(crate) async fn check_host(config: &Config, host: &HostSpec, timeout: Durati
         format!("`{}` exists", config.dbname),
         None,
     ));
-    out.extend(server_layers(&connected.client, config.target_session_attrs).await);
+    // Bounded: through a pooler (PgBouncer) whose server is down, a query waits in the
+    // pooler's queue (up to its query_wait_timeout, 120 s by default).
+    let bound = timeout * 2;
+    match tokio::time::timeout(
+        bound,
+        server_layers(&connected.client, config.target_session_attrs),
+    )
+    .await
+    {
+        Ok(layers) => out.extend(layers),
+        Err(_) => {
+            out.push(pooler::unanswered(&connector, bound).await);
+            return out;
+        }
+    }
+    if !out.iter().any(|l| l.status == Status::Fail)
+        && let Some(layer) =
+            pooler::transaction_pooling(&connector, &connected.client, timeout).await
+    {
+        out.push(layer);
+    }
     out
 }
 
@@ -294,6 +318,9 @@ async fn tls_offer(
 
 /// Names the layer a session error belongs to.
 fn session_failure(e: &pgsteady::Error, config: &Config, host: &HostSpec) -> Layer {
+    if let Some(layer) = pooler::pooler_failure(e) {
+        return layer;
+    }
     let reason = e.reason().unwrap_or(Reason::Other);
     let layer = match reason {
         Reason::Tls => "tls",
@@ -323,11 +350,13 @@ async fn server_layers(client: &Client, want: TargetSessionAttrs) -> Vec<Layer> 
             _ => None,
         }),
         Err(e) => {
-            out.push(Layer::fail(
-                "version",
-                format!("cannot query the server: {e}"),
-                Reason::Db,
-            ));
+            out.push(pooler::pooler_failure(&e).unwrap_or_else(|| {
+                Layer::fail(
+                    "version",
+                    format!("cannot query the server: {e}"),
+                    Reason::Db,
+                )
+            }));
             return out;
         }
     };

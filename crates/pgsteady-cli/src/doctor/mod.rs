@@ -6,6 +6,7 @@
 mod compose;
 mod layers;
 mod listeners;
+mod pooler;
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -162,3 +162,62 @@ async fn a_no_transaction_file_through_transaction_pooling_is_refused_with_exit_
     assert!(!t, "0001 was applied before the refusal");
     assert_eq!(advisory_locks(&cluster).await, 0);
 }
+
+async fn doctor(target: &str) -> (crate::Finished, serde_json::Value) {
+    let done = TestCommand::new(["doctor", target, "--json", "--timeout", "2s"])
+        .run()
+        .await;
+    let report = serde_json::from_str(done.stdout()).unwrap_or_else(|e| panic!("{e}: {done:#?}"));
+    (done, report)
+}
+
+fn layer<'a>(report: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    report["hosts"][0]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == name)
+}
+
+/// `doctor` through PgBouncer in transaction mode notices the pooler (a warning, exit 0);
+/// directly it does not (the negative control); with the server behind it stopped it says
+/// "PgBouncer answers; the server behind it does not" and exits 1.
+#[tokio::test]
+async fn doctor_notices_pgbouncer_and_the_server_behind_it_being_down() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster).await else {
+        return;
+    };
+    let (done, report) = doctor(&cluster.url()).await;
+    done.assert_exit_code(0);
+    assert!(layer(&report, "pooler").is_none(), "{report:#}");
+
+    let (done, report) = doctor(&bouncer.url()).await;
+    done.assert_exit_code(0)
+        .assert_no_secret(cluster.password());
+    let pooler = layer(&report, "pooler").unwrap_or_else(|| panic!("{report:#}"));
+    assert_eq!(pooler["status"], "warn", "{pooler}");
+    assert!(
+        pooler["detail"]
+            .as_str()
+            .unwrap()
+            .contains("transaction pooler"),
+        "{pooler}"
+    );
+
+    cluster
+        .stop(pgsteady_testkit::StopMode::Fast)
+        .await
+        .unwrap();
+    let (done, report) = doctor(&bouncer.url()).await;
+    done.assert_exit_code(1)
+        .assert_no_secret(cluster.password());
+    assert_eq!(report["broken"]["layer"], "pooler", "{report:#}");
+    assert!(
+        report["broken"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("PgBouncer answers; the server behind it does not"),
+        "{report:#}"
+    );
+}
