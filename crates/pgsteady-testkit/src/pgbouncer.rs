@@ -104,6 +104,12 @@ impl PgBouncerBuilder {
         self
     }
 
+    /// Whether PgBouncer can run here (its program found, or installed now): the reason
+    /// when not, for a test to print as it skips.
+    pub fn check_available(&self) -> std::result::Result<(), String> {
+        find_program().map(drop).map_err(|e| e.to_string())
+    }
+
     /// Writes the configuration and starts PgBouncer in front of `cluster`, which must be
     /// running (its login user's SCRAM secret is read from `pg_authid`).
     ///
