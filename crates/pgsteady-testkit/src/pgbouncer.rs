@@ -569,13 +569,13 @@ fn search() -> std::result::Result<PathBuf, String> {
         }
         searched.push(format!("$PGSTEADY_PGBOUNCER={}", path.display()));
     }
-    let on_path = std::env::var_os("PATH")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| {
             std::env::split_paths(&p)
                 .map(|d| d.join("pgbouncer"))
                 .collect()
         })
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     for candidate in on_path
         .into_iter()
         .chain([Path::new("/usr/sbin/pgbouncer").to_owned()])
