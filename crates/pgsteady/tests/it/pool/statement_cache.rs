@@ -75,7 +75,7 @@ async fn the_type_look_up_inside_a_transaction_leaves_it_intact() {
                 .await?
                 .get(0);
             assert_eq!(n, 1, "the insert is visible inside its transaction");
-            Err(pgsteady::Error::new(pgsteady::ErrorKind::Db, "roll back").into())
+            Err(pgsteady::Error::new(pgsteady::ErrorKind::Db, "roll back"))
         })
         .await;
     assert!(result.is_err());
