@@ -2,7 +2,7 @@
 //! (deadpool-postgres, bb8, sqlx) and the naive tokio-postgres loop, against a real server
 //! that the benchmark breaks on purpose.
 //!
-//! Two binaries, built only with the non-default `peers` feature (so the workspace's tests
+//! Three binaries, built only with the non-default `peers` feature (so the workspace's tests
 //! and lints never build sqlx or bb8):
 //!
 //! - `pool_throughput`: checkout + `SELECT 1` per second at several concurrencies, every
@@ -13,9 +13,16 @@
 //!   success, the longest time without success, the longest call and the connection attempt
 //!   rate during the outage.
 //!
+//! - `failover`: a primary and its streaming standby, 8 workers writing unique keys through
+//!   each client given the same multi-host URL (`target_session_attrs=read-write`); the
+//!   primary is stopped (fast, immediate) or fenced read-only and the standby promoted; per
+//!   client the errors callers saw, promotion to the first acknowledged write, the longest
+//!   write gap, and acknowledged writes lost or duplicated on the new primary.
+//!
 //! ```sh
 //! cargo run --release -p pgsteady-bench --features peers --bin pool_throughput
 //! cargo run --release -p pgsteady-bench --features peers --bin pool_faults
+//! cargo run --release -p pgsteady-bench --features peers --bin failover
 //! ```
 //!
 //! Results and how they were measured: `BENCHMARKS.md` at the workspace root.
@@ -28,6 +35,7 @@
 )]
 
 pub mod attempts;
+pub mod failover;
 pub mod faults;
 mod ours;
 #[cfg(feature = "peers")]

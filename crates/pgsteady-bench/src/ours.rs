@@ -42,7 +42,7 @@ pub(crate) fn build(
 
 /// pgsteady's error as a class: its SQLSTATE, else its kind and reason (a timeout is a
 /// timeout even when it carries the last connection error as its source).
-fn class(err: &Error) -> ErrorClass {
+pub(crate) fn class(err: &Error) -> ErrorClass {
     if let Some(code) = err.code() {
         return ErrorClass::sqlstate(code.code());
     }

@@ -70,9 +70,10 @@ pub(crate) async fn run(args: CheckArgs) -> ExitCode {
     };
     let mut reporter = Reporter::new(plan.output, "pgsteady check", plan.config.to_string());
     let connector = match Connector::new(plan.config.clone()) {
-        Ok(c) => {
-            c.with_attempt_timeout(plan.config.attempt_timeout(plan.timeout).min(plan.timeout))
-        }
+        Ok(c) => c
+            .with_attempt_timeout(plan.config.attempt_timeout(plan.timeout).min(plan.timeout))
+            .with_max_message_len(exit::MAX_MESSAGE_LEN)
+            .with_ready_check(true),
         Err(e) => {
             let code = exit::for_error(&e);
             reporter.failed(code, e.reason(), &e.to_string());

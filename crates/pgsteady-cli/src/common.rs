@@ -51,9 +51,12 @@ pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, pgsteady::E
         && !t.contains('=')
         && !t.contains("://")
     {
+        // Not shown (issue 19): `postgresql:/app:PW@host/db` (one slash) or `host h password
+        // PW` land here, password included.
         return Err(pgsteady::Error::config(format!(
-            "target `{}` is neither a postgresql:// URL nor key=value pairs",
-            t.chars().take(64).collect::<String>()
+            "the target ({} characters, not shown: it may hold a password) is neither a \
+             postgresql:// URL nor key=value pairs",
+            t.chars().count()
         )));
     }
     Config::resolve(target)
@@ -80,5 +83,12 @@ mod tests {
             err.to_string()
                 .contains("neither a postgresql:// URL nor key=value")
         );
+        for t in [
+            "postgresql:/app:S3cret@host/db",
+            "host 127.0.0.1 password S3cret",
+        ] {
+            let err = resolve_target(Some(t)).unwrap_err();
+            assert!(!err.to_string().contains("S3cret"), "{err}");
+        }
     }
 }

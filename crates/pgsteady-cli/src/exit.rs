@@ -1,4 +1,5 @@
-//! Exit codes shared by `wait`, `check` and `doctor` (documented in `--help` and the README).
+//! Exit codes shared by every command (documented in `--help` and docs/exit-codes.md): one
+//! meaning, one code, whichever command saw it.
 
 use std::process::ExitCode;
 
@@ -10,8 +11,14 @@ pub(crate) const READY: u8 = 0;
 pub(crate) const NOT_READY: u8 = 1;
 /// Usage or configuration error: nothing was tried.
 pub(crate) const USAGE: u8 = 2;
-/// Permanent error (wrong password, missing database, TLS): retrying will not help.
+/// Permanent error (wrong password or none found, missing database, TLS, an option the server
+/// rejects, not a PostgreSQL server): retrying will not help.
 pub(crate) const PERMANENT: u8 = 3;
+
+/// The longest data-carrying message the CLI accepts from a server: its own queries read a
+/// row or two, and a migration's notices are small. A longer one is a protocol violation
+/// (issue 19: a server announcing 2 GB made `check` reserve it).
+pub(crate) const MAX_MESSAGE_LEN: usize = 16 << 20;
 
 /// The help text's exit-code table.
 pub(crate) const EXIT_CODES_HELP: &str = "\
@@ -19,14 +26,17 @@ Exit codes:
   0  ready
   1  not ready before the timeout (the last reason is printed)
   2  usage or configuration error (nothing was tried)
-  3  permanent error: authentication failed, database missing, TLS refused (no retry storm)";
+  3  permanent error: authentication failed or no password found, database missing, TLS
+     refused, an option the server rejects, not a PostgreSQL server (no retry storm)";
 
 /// The exit code for a library error after retries stopped.
 pub(crate) fn for_error(err: &pgsteady::Error) -> u8 {
     match err.kind() {
         // No host is of the wanted type (target_session_attrs) right now: not ready yet.
         _ if err.reason() == Some(Reason::WrongSessionType) => NOT_READY,
-        ErrorKind::Config if err.reason() != Some(Reason::Tls) => USAGE,
+        // Only our own validation is a usage error: 42704 (`options=-c bogus=1`) is a
+        // configuration the server rejected after connecting, permanent (issue 19 item 12).
+        ErrorKind::Config if matches!(err.reason(), None | Some(Reason::Config)) => USAGE,
         ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Closed => {
             if err.is_transient() {
                 NOT_READY
@@ -36,6 +46,16 @@ pub(crate) fn for_error(err: &pgsteady::Error) -> u8 {
         }
         ErrorKind::Db if err.is_transient() => NOT_READY,
         _ => PERMANENT,
+    }
+}
+
+/// The code for a connect-phase reason alone (doctor's layers): transient 1, else 3.
+pub(crate) fn for_reason(reason: Reason) -> u8 {
+    let probe = pgsteady::Error::new(ErrorKind::Connect, "").with_reason(reason);
+    if pgsteady::classify::connect(&probe).action == pgsteady::Action::Retry {
+        NOT_READY
+    } else {
+        PERMANENT
     }
 }
 

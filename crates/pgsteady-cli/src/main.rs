@@ -19,6 +19,7 @@ mod probe;
 mod report;
 mod run;
 mod serve;
+mod slot;
 mod wait;
 
 /// Keep applications connected to PostgreSQL through start-up, restarts, crashes and
@@ -48,6 +49,9 @@ enum Command {
     /// Wait for PostgreSQL, optionally migrate, then run a command with SIGTERM/SIGINT/SIGHUP
     /// forwarded, and exit with its exit code.
     Run(run::RunArgs),
+    /// Check a replication slot and a consumer's stored offset (CDC): missing, lost, gap,
+    /// ahead, at risk, inactive or ok; or list every slot with --all.
+    Slot(slot::SlotArgs),
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
     #[cfg(feature = "drill")]
     Drill(pgsteady_drill::DrillArgs),
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Run(args) => run::run(args).await,
+            Command::Slot(args) => slot::run(args).await,
             #[cfg(feature = "drill")]
             Command::Drill(args) => pgsteady_drill::run(args).await,
         }

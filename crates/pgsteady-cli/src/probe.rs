@@ -31,7 +31,8 @@ impl Failure {
     pub(crate) fn message(&self) -> String {
         match self {
             Failure::Connect(e) => e.to_string(),
-            Failure::Query(e) => format!("query failed: {e}"),
+            // The library's message already says "query failed".
+            Failure::Query(e) => e.to_string(),
             Failure::NotTrue => "the query returned false".to_owned(),
         }
     }
@@ -67,6 +68,18 @@ fn is_usage(e: &pgsteady::Error) -> bool {
     )
 }
 
+/// An error and its sources, `: `-separated.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
 /// Connects within `budget` and runs `query`. Returns the host that answered.
 pub(crate) async fn probe(
     connector: &Connector,
@@ -77,11 +90,35 @@ pub(crate) async fn probe(
         .connect_within(budget)
         .await
         .map_err(Failure::Connect)?;
-    let messages = connected
-        .client
-        .simple_query(query)
-        .await
-        .map_err(|e| Failure::Query(pgsteady::Error::from_pg(e, "query")))?;
+    // At most MAX_OWN_ROWS rows are read: a server streaming rows forever must not fill
+    // memory until the deadline (issue 19 item 8).
+    let messages = pgsteady::connect::bounded_simple_query(
+        &connected.client,
+        query,
+        pgsteady::connect::MAX_OWN_ROWS,
+    )
+    .await;
+    let messages = match messages {
+        Ok(m) => m,
+        // The client only sees "connection closed"; the connection task saw why (e.g. a
+        // protocol violation): say that.
+        Err(e) if e.is_closed() => {
+            let closed =
+                tokio::time::timeout(Duration::from_millis(200), connected.monitor.closed()).await;
+            return Err(Failure::Query(match closed {
+                Ok(c) => match (c.error(), c.reason()) {
+                    (Some(cause), reason) => pgsteady::Error::new(
+                        pgsteady::ErrorKind::Closed,
+                        format!("query failed: the connection closed: {}", chain(cause)),
+                    )
+                    .with_reason(reason.unwrap_or(Reason::Closed)),
+                    _ => e,
+                },
+                Err(_) => e,
+            }));
+        }
+        Err(e) => return Err(Failure::Query(e)),
+    };
     // A single false value means "not ready yet" (e.g. `SELECT count(*) > 0 FROM ...`).
     let last_row = messages.iter().rev().find_map(|m| match m {
         SimpleQueryMessage::Row(r) => Some(r),

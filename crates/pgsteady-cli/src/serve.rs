@@ -6,8 +6,14 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pgsteady::readiness::http::{router, serve};
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use pgsteady::readiness::http::{HttpLimits, router_with_registry, serve_with_limits};
+use pgsteady::slot::prometheus::SlotCollector;
+use pgsteady::slot::{SlotState, SlotWatch};
 use pgsteady::{Config, Pool, Readiness, ReadyState, ShutdownConfig};
+use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use crate::common::{parse_duration, resolve_target};
@@ -20,9 +26,18 @@ Endpoints:
                 reads state kept fresh by the warm connection, no round trip per probe
   GET /metrics  pool and readiness metrics, Prometheus/OpenMetrics text
 
+With --slot NAME (repeatable), /metrics also holds per-slot metrics (pgsteady_slot_state,
+_active, _retained_bytes, _lag_bytes, _safe_wal_size_bytes), read every --slot-interval
+with one query whatever the scrape rate; --slot-ready makes /readyz answer 503 while a
+watched slot is missing or lost (or not read yet). See docs/slot.md.
+
 Readiness turns not_ready once the database has been unreachable for --grace (default 1s),
 at once on a permanent error (wrong password, missing database), and ready again as soon as
 one connection succeeds.
+
+Connections: at most --max-connections open (one more is closed at once: keep it under
+`ulimit -n`); request headers within 5s of connecting or of a request's first byte; a
+kept-alive connection idle at most 30s.
 
 Exit codes:
   0  stopped by SIGTERM/SIGINT, cleanly
@@ -48,6 +63,18 @@ pub(crate) struct ServeArgs {
     /// Print only errors (no start line, no readiness changes).
     #[arg(long, short)]
     quiet: bool,
+    /// Export metrics for this replication slot on /metrics (repeatable).
+    #[arg(long = "slot", value_name = "NAME")]
+    slots: Vec<String>,
+    /// How often the watched slots are read: one query per interval, not per scrape.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    slot_interval: Duration,
+    /// /readyz answers 503 while a watched slot is missing or lost, or not read yet.
+    #[arg(long, requires = "slots")]
+    slot_ready: bool,
+    /// The most HTTP connections open at once.
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    max_connections: usize,
 }
 
 /// What `serve` will do, validated before any I/O.
@@ -58,6 +85,10 @@ struct Plan {
     grace: Duration,
     linger: Duration,
     quiet: bool,
+    slots: Vec<String>,
+    slot_interval: Duration,
+    slot_ready: bool,
+    max_connections: usize,
 }
 
 impl Plan {
@@ -68,8 +99,22 @@ impl Plan {
             grace: args.grace,
             linger: args.linger,
             quiet: args.quiet,
+            slots: validate_slots(args.slots)?,
+            slot_interval: args.slot_interval,
+            slot_ready: args.slot_ready,
+            max_connections: args.max_connections,
         })
     }
+}
+
+fn validate_slots(mut slots: Vec<String>) -> Result<Vec<String>, pgsteady::Error> {
+    for name in &slots {
+        pgsteady::slot::validate_name(name)
+            .map_err(|e| pgsteady::Error::config(format!("--slot: {}", e.message())))?;
+    }
+    let mut seen = std::collections::HashSet::new();
+    slots.retain(|name| seen.insert(name.clone()));
+    Ok(slots)
 }
 
 pub(crate) async fn run(args: ServeArgs) -> ExitCode {
@@ -80,6 +125,10 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             return exit::code(exit::USAGE);
         }
     };
+    if plan.max_connections == 0 {
+        eprintln!("pgsteady serve: --max-connections must be at least 1");
+        return exit::code(exit::USAGE);
+    }
     let listener = match TcpListener::bind(plan.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -92,6 +141,8 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let pool = match Pool::builder(plan.config.clone())
         .max_size(1)
         .min_idle(1)
+        .max_message_len(exit::MAX_MESSAGE_LEN)
+        .ready_check(true)
         .build()
     {
         Ok(pool) => pool,
@@ -101,6 +152,35 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         }
     };
     let readiness = Readiness::builder().grace(plan.grace).pool(&pool).build();
+    let mut registry = Registry::default();
+    let watch = if plan.slots.is_empty() {
+        None
+    } else {
+        match SlotWatch::spawn(&pool, plan.slots.clone(), plan.slot_interval) {
+            Ok(watch) => {
+                registry.register_collector(Box::new(SlotCollector::new(&watch)));
+                Some(watch)
+            }
+            Err(e) => {
+                eprintln!("pgsteady serve: {e}");
+                return exit::code(exit::USAGE);
+            }
+        }
+    };
+    let mut app = router_with_registry(&readiness, registry);
+    if plan.slot_ready
+        && let Some(watch) = watch.clone()
+    {
+        let readiness = readiness.clone();
+        app = app.layer(middleware::from_fn(move |req: Request, next: Next| {
+            slot_gate(readiness.clone(), watch.clone(), req, next)
+        }));
+    }
+    if !plan.quiet
+        && let Some(watch) = watch.clone()
+    {
+        tokio::spawn(log_slot_changes(watch));
+    }
     if !plan.quiet {
         let addr = listener.local_addr().unwrap_or(plan.listen);
         eprintln!(
@@ -113,7 +193,8 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
         .with_linger(plan.linger)
         .with_deadline(Duration::from_secs(5))
         .with_pool_close(Duration::from_secs(2));
-    match serve(listener, router(&readiness), &readiness, shutdown).await {
+    let limits = HttpLimits::default().with_max_connections(plan.max_connections);
+    match serve_with_limits(listener, app, &readiness, shutdown, limits).await {
         Ok(report) => {
             if !plan.quiet {
                 let by = report.signal.map_or("drain", |s| s.as_str());
@@ -133,6 +214,72 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             eprintln!("pgsteady serve: {e}");
             exit::code(exit::USAGE)
         }
+    }
+}
+
+/// With `--slot-ready`: `/readyz` answers 503 while a watched slot is missing or lost (or
+/// was never read), reading the watch's snapshot (no round trip per probe). When the
+/// database readiness itself says no (down, draining), or the slots are fine, it answers.
+async fn slot_gate(readiness: Readiness, watch: SlotWatch, req: Request, next: Next) -> Response {
+    if req.uri().path() != "/readyz" || !readiness.check().is_ready() {
+        return next.run(req).await;
+    }
+    let snapshot = watch.snapshot();
+    let blocked = if snapshot.verdicts.is_empty() {
+        Some((watch.names()[0].clone(), "slot_not_read_yet"))
+    } else {
+        snapshot.verdicts.iter().find_map(|v| {
+            if v.has(SlotState::Missing) {
+                Some((v.slot.clone(), "slot_missing"))
+            } else if v.has(SlotState::Lost) {
+                Some((v.slot.clone(), "slot_lost"))
+            } else {
+                None
+            }
+        })
+    };
+    let Some((slot, reason)) = blocked else {
+        return next.run(req).await;
+    };
+    let body = serde_json::json!({
+        "state": "not_ready",
+        "ready": false,
+        "reason": reason,
+        "slot": slot,
+        "error": snapshot.last_error,
+    })
+    .to_string();
+    (
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (axum::http::header::CONTENT_TYPE, "application/json"),
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// One line on stderr per change of a watched slot's states (names and states only).
+async fn log_slot_changes(watch: SlotWatch) {
+    let mut last: Vec<(String, Vec<SlotState>)> = Vec::new();
+    loop {
+        let now: Vec<(String, Vec<SlotState>)> = watch
+            .snapshot()
+            .verdicts
+            .iter()
+            .map(|v| (v.slot.clone(), v.states.clone()))
+            .collect();
+        for (slot, states) in &now {
+            if !last.iter().any(|(s, st)| s == slot && st == states) {
+                let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+                eprintln!("pgsteady: slot {slot} {}", names.join(","));
+            }
+        }
+        if !now.is_empty() {
+            last = now;
+        }
+        tokio::time::sleep(watch.interval()).await;
     }
 }
 
@@ -177,6 +324,31 @@ mod tests {
         assert_eq!(a.listen, "0.0.0.0:9000".parse().unwrap());
         assert_eq!(a.grace, Duration::from_secs(1));
         assert_eq!(a.linger, Duration::ZERO);
+        assert!(a.slots.is_empty());
+        let a = Cli::try_parse_from([
+            "serve",
+            "--slot",
+            "a",
+            "--slot",
+            "b",
+            "--slot-ready",
+            "--slot-interval",
+            "2s",
+        ])
+        .unwrap()
+        .args;
+        assert_eq!(a.slots, ["a", "b"]);
+        assert_eq!(
+            validate_slots(vec!["a".into(), "b".into(), "a".into()]).unwrap(),
+            ["a", "b"]
+        );
+        assert_eq!(a.slot_interval, Duration::from_secs(2));
+        assert!(Cli::try_parse_from(["serve", "--slot-ready"]).is_err());
+        let bad = validate_slots(vec!["Bad".into()]).unwrap_err().to_string();
+        assert!(
+            bad.contains("--slot: `Bad` is not a replication slot name"),
+            "{bad}"
+        );
         let err = Cli::try_parse_from(["serve", "--listen", "localhost"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         assert!(err.to_string().contains("localhost"), "{err}");

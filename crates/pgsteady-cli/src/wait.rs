@@ -83,10 +83,30 @@ impl Plan {
         if options.query.trim().is_empty() {
             return Err(pgsteady::Error::config("--query must not be empty"));
         }
-        let attempt_timeout = options
-            .attempt_timeout
-            .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
-        let mut retry_on = options.retry_on;
+        Ok(Plan::for_config(
+            config,
+            options.timeout,
+            options.attempt_timeout,
+            options.retry_on,
+            options.query,
+            Output::choose(options.quiet, options.json),
+            name,
+        ))
+    }
+
+    /// A plan for a resolved target: how `wait`, `run` and `slot` wait. `attempt_timeout`
+    /// defaults to the target's connect_timeout, else 5 s.
+    pub(crate) fn for_config(
+        config: Config,
+        timeout: Duration,
+        attempt_timeout: Option<Duration>,
+        mut retry_on: Vec<FailFastClass>,
+        query: String,
+        output: Output,
+        name: &'static str,
+    ) -> Self {
+        let attempt_timeout =
+            attempt_timeout.unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
         // No host of the wanted type yet (a standby being promoted, a failover between two
         // servers both in recovery) is a state to wait out, not a wrong configuration.
         if config.target_session_attrs != TargetSessionAttrs::Any
@@ -94,15 +114,15 @@ impl Plan {
         {
             retry_on.push(FailFastClass::SessionType);
         }
-        Ok(Plan {
+        Plan {
             config,
-            timeout: options.timeout,
+            timeout,
             attempt_timeout,
-            query: options.query,
+            query,
             retry_on,
-            output: Output::choose(options.quiet, options.json),
+            output,
             name,
-        })
+        }
     }
 
     pub(crate) fn output(&self) -> Output {
@@ -139,17 +159,68 @@ pub(crate) async fn run(args: WaitArgs) -> ExitCode {
 /// Waits as `pgsteady wait` does and reports progress; returns the exit code.
 pub(crate) async fn wait(plan: &Plan) -> u8 {
     let mut reporter = Reporter::new(plan.output, plan.name, plan.config.to_string());
+    let result = match connector(plan) {
+        Ok(connector) => {
+            until_ready(plan, &connector, &mut reporter, |budget| {
+                probe(&connector, &plan.query, budget)
+            })
+            .await
+        }
+        Err(stopped) => Err(stopped),
+    };
+    match result {
+        Ok((host, attempts, elapsed)) => {
+            reporter.ready(attempts, elapsed, &host);
+            exit::READY
+        }
+        Err(stopped) => {
+            reporter.failed(stopped.code, stopped.reason, &stopped.message);
+            stopped.code
+        }
+    }
+}
+
+/// Why waiting stopped: the exit code, the reason and the message to print.
+#[derive(Debug)]
+pub(crate) struct Stopped {
+    pub(crate) code: u8,
+    pub(crate) reason: Option<pgsteady::Reason>,
+    pub(crate) message: String,
+}
+
+/// The connector for `plan`: its attempt timeout and the failures it retries.
+pub(crate) fn connector(plan: &Plan) -> Result<Connector, Stopped> {
     let mut connector = match Connector::new(plan.config.clone()) {
-        Ok(c) => c.with_attempt_timeout(plan.attempt_timeout),
+        Ok(c) => c
+            .with_attempt_timeout(plan.attempt_timeout)
+            .with_max_message_len(exit::MAX_MESSAGE_LEN)
+            .with_ready_check(true),
         Err(e) => {
-            let code = exit::for_error(&e);
-            reporter.failed(code, e.reason(), &e.to_string());
-            return code;
+            return Err(Stopped {
+                code: exit::for_error(&e),
+                reason: e.reason(),
+                message: e.to_string(),
+            });
         }
     };
     for class in &plan.retry_on {
         connector = connector.with_retry_on(*class);
     }
+    Ok(connector)
+}
+
+/// Runs `op` (one probe through `connector`, given its time budget) until it succeeds, the
+/// failure is not worth retrying, or `plan.timeout` runs out; reports failed attempts to
+/// `reporter`. Returns the probe's value, the number of attempts and the time taken.
+pub(crate) async fn until_ready<T, Fut>(
+    plan: &Plan,
+    connector: &Connector,
+    reporter: &mut Reporter,
+    mut op: impl FnMut(Duration) -> Fut,
+) -> Result<(T, u32, Duration), Stopped>
+where
+    Fut: Future<Output = Result<T, Failure>>,
+{
     // One attempt every 33.4-34.4 ms, start to start: at most 30 in any second against a
     // starting server, and the first attempt after the server is ready starts within 34.4 ms
     // (see Backoff::polling).
@@ -163,9 +234,9 @@ pub(crate) async fn wait(plan: &Plan) -> u8 {
         plan.attempt_timeout.saturating_mul(hosts),
         |attempt| {
             attempts.set(attempt.number);
-            probe(&connector, &plan.query, attempt.timeout)
+            op(attempt.timeout)
         },
-        |f: &Failure| f.decision(&connector),
+        |f: &Failure| f.decision(connector),
         |attempt, failure, delay| {
             let (reason, message) = match failure {
                 Some(f) => (f.reason().unwrap_or(pgsteady::Reason::Other), f.message()),
@@ -182,10 +253,7 @@ pub(crate) async fn wait(plan: &Plan) -> u8 {
     )
     .await;
     match result {
-        Ok(host) => {
-            reporter.ready(attempts.get(), start.elapsed(), &host);
-            exit::READY
-        }
+        Ok(value) => Ok((value, attempts.get(), start.elapsed())),
         Err(e) => {
             let timed_out = !e.stopped;
             let (code, reason, message) = match &e.last {
@@ -206,8 +274,11 @@ pub(crate) async fn wait(plan: &Plan) -> u8 {
             } else {
                 message
             };
-            reporter.failed(code, reason, &message);
-            code
+            Err(Stopped {
+                code,
+                reason,
+                message,
+            })
         }
     }
 }

@@ -6,9 +6,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use pgsteady::{Pool, TransactionError};
-use pgsteady_testkit::workload::{ErrorClass, Operation};
+use pgsteady_testkit::workload::{ErrorClass, NaiveClient, Operation};
 use tokio::sync::watch;
-use tokio_postgres::{Client, NoTls, Statement};
 
 /// The table every write goes to. No unique constraint on (client, key): a duplicated write
 /// must show up as two rows, not as an error.
@@ -201,23 +200,16 @@ impl Keys {
     }
 }
 
-/// The naive client: one tokio-postgres connection per worker, connected on first use and
-/// again at once after any error (no back-off, no timeouts, the connection task's result
-/// ignored); writes in `client.transaction()` with its `commit()`.
+/// The naive client: the test kit's [`NaiveClient`] (one tokio-postgres connection per
+/// worker, connected on first use and again at once after any error: no back-off, no
+/// timeouts, the connection task's result ignored) with the drill's read and insert
+/// prepared; writes between `BEGIN` and `COMMIT`, as `client.transaction()` sends them.
 #[derive(Debug)]
 pub(crate) struct NaiveWorker {
-    config: tokio_postgres::Config,
-    session: Option<Session>,
+    naive: NaiveClient,
     keys: Keys,
     traffic: Traffic,
     ledger: Arc<Ledger>,
-}
-
-#[derive(Debug)]
-struct Session {
-    client: Client,
-    read: Statement,
-    insert: Statement,
 }
 
 /// Where a naive call failed.
@@ -234,51 +226,38 @@ impl NaiveWorker {
         ledger: Arc<Ledger>,
     ) -> Self {
         NaiveWorker {
-            config,
-            session: None,
+            naive: NaiveClient::with_statements(config, [READ, INSERT]),
             keys: Keys::new(worker),
             traffic: control.gate(),
             ledger,
         }
     }
 
-    async fn session(&mut self) -> Result<&mut Session, tokio_postgres::Error> {
-        if self.session.is_none() {
-            let (client, connection) = self.config.connect(NoTls).await?;
-            tokio::spawn(connection);
-            let read = client.prepare(READ).await?;
-            let insert = client.prepare(INSERT).await?;
-            self.session = Some(Session {
-                client,
-                read,
-                insert,
-            });
-        }
-        Ok(self.session.as_mut().expect("just connected"))
-    }
-
     async fn attempt(&mut self, write: Option<i64>) -> Result<(), Failed> {
         let last = self.keys.last();
-        let session = self.session().await.map_err(Failed::BeforeCommit)?;
+        let (client, statements) = self.naive.session().await.map_err(Failed::BeforeCommit)?;
+        let (read, insert) = (&statements[0], &statements[1]);
         let name = Side::Naive.name();
         match write {
             None => {
-                session
-                    .client
-                    .query_one(&session.read, &[&name, &last])
+                client
+                    .query_one(read, &[&name, &last])
                     .await
                     .map_err(Failed::BeforeCommit)?;
             }
             Some(key) => {
-                let tx = session
-                    .client
-                    .transaction()
+                client
+                    .batch_execute("BEGIN")
                     .await
                     .map_err(Failed::BeforeCommit)?;
-                tx.execute(&session.insert, &[&name, &key])
+                client
+                    .execute(insert, &[&name, &key])
                     .await
                     .map_err(Failed::BeforeCommit)?;
-                tx.commit().await.map_err(Failed::Commit)?;
+                client
+                    .batch_execute("COMMIT")
+                    .await
+                    .map_err(Failed::Commit)?;
             }
         }
         Ok(())
@@ -305,7 +284,7 @@ impl Operation for NaiveWorker {
             None => Ok(()),
             Some(e) => {
                 // As most code does: forget the connection, connect again on the next call.
-                self.session = None;
+                self.naive.reset();
                 Err(ErrorClass::of(&e))
             }
         }

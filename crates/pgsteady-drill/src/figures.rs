@@ -4,35 +4,29 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use pgsteady_testkit::workload::Timeline;
+use pgsteady_testkit::workload::{Call, Clock, FaultWindow, Timeline};
 use serde::Serialize;
 
 use super::clients::{Told, Write};
 use super::faults::Window;
 
-/// One call on the drill's clock.
-#[derive(Debug, Clone)]
-pub(crate) struct Call {
-    /// When it returned, from the drill's start.
-    pub(crate) end: Duration,
-    /// `None` on success, else the error class.
-    pub(crate) error: Option<String>,
-}
-
-/// Everything one client did, on the drill's clock.
+/// Everything one client did, on the drill's clock: the test kit's [`Timeline`] of its calls
+/// (shifted so that offsets count from the drill's start, the drill's fault windows added),
+/// which computes the per-fault call figures, and its writes.
 #[derive(Debug)]
 pub(crate) struct Record {
-    /// Sorted by return time.
-    pub(crate) calls: Vec<Call>,
+    pub(crate) timeline: Timeline,
     /// Every write, with how many rows its key has in the table.
     pub(crate) writes: Vec<(Write, i64)>,
 }
 
 impl Record {
-    /// Puts a workload's timeline and a client's writes on the drill's clock (`t0`).
+    /// Puts a workload's timeline and a client's writes on the drill's clock (`t0`), with the
+    /// drill's fault windows.
     pub(crate) fn new(
         t0: Instant,
         timeline: &Timeline,
+        windows: &[Window],
         writes: Vec<Write>,
         rows: &HashMap<i64, i64>,
     ) -> Self {
@@ -41,11 +35,31 @@ impl Record {
             .calls
             .iter()
             .map(|c| Call {
+                start: c.start + shift,
                 end: c.end + shift,
-                error: c.error.as_ref().map(|e| e.as_str().to_owned()),
+                ..c.clone()
             })
             .collect();
         calls.sort_by_key(|c| c.end);
+        let at = |i: Instant| i.saturating_duration_since(t0);
+        let timeline = Timeline {
+            clock: Clock {
+                instant: t0,
+                system: timeline.clock.system - shift,
+            },
+            workers: timeline.workers,
+            elapsed: timeline.elapsed + shift,
+            calls,
+            faults: windows
+                .iter()
+                .map(|w| FaultWindow {
+                    name: w.fault.name().to_owned(),
+                    start: at(w.start),
+                    end: at(w.end),
+                    ready: Some(at(w.ready)),
+                })
+                .collect(),
+        };
         let writes = writes
             .into_iter()
             .map(|w| {
@@ -53,7 +67,7 @@ impl Record {
                 (w, n)
             })
             .collect();
-        Record { calls, writes }
+        Record { timeline, writes }
     }
 }
 
@@ -149,11 +163,11 @@ pub(crate) fn per_fault(
         .map(|(i, w)| {
             let at = |i: Instant| i.saturating_duration_since(t0);
             let span = Span {
+                index: i,
                 start: at(w.start),
                 until: windows
                     .get(i + 1)
                     .map_or(Duration::MAX, |next| at(next.start)),
-                ready: at(w.ready),
                 traffic_from: at(w.traffic_from),
             };
             FaultFigures {
@@ -161,7 +175,7 @@ pub(crate) fn per_fault(
                 summary: w.fault.summary(),
                 start_ms: ms(span.start),
                 end_ms: ms(at(w.end)),
-                ready_ms: ms(span.ready),
+                ready_ms: ms(at(w.ready)),
                 notes: w.notes.clone(),
                 naive: client_figures(t0, naive, &span),
                 pgsteady: client_figures(t0, pgsteady, &span),
@@ -173,39 +187,43 @@ pub(crate) fn per_fault(
 /// A window's boundaries, from the drill's start.
 #[derive(Debug, Clone, Copy)]
 struct Span {
+    /// The window's index in the record's timeline.
+    index: usize,
     start: Duration,
     until: Duration,
-    ready: Duration,
     traffic_from: Duration,
 }
 
+/// The test kit's figures for the window (errors by class, successes, ready -> first
+/// success), and the drill's own "no success", measured from `traffic_from`: the drill
+/// pauses traffic on purpose before `idle-timeout`, and that pause is not an outage.
 fn client_figures(t0: Instant, record: &Record, span: &Span) -> ClientFigures {
-    let first = record.calls.partition_point(|c| c.end < span.start);
-    let last = record.calls.partition_point(|c| c.end < span.until);
-    let calls = &record.calls[first..last.max(first)];
-    let mut figures = ClientFigures::default();
-    let mut first_success = None;
-    for call in calls {
-        match &call.error {
-            None => {
-                figures.calls_ok += 1;
-                if first_success.is_none() && call.end >= span.ready {
-                    first_success = Some(call.end);
-                }
-            }
-            Some(class) => {
-                figures.errors += 1;
-                *figures.errors_by_class.entry(class.clone()).or_insert(0) += 1;
-            }
-        }
-    }
-    figures.ready_to_first_success_ms = first_success.map(|at| ms(at - span.ready));
+    let metrics = record.timeline.fault_metrics(span.index);
+    let ready = record.timeline.faults[span.index].recoverable_at();
+    let mut figures = ClientFigures {
+        errors: metrics.errors,
+        errors_by_class: metrics
+            .errors_by_class
+            .iter()
+            .map(|(class, n)| (class.as_str().to_owned(), *n))
+            .collect(),
+        calls_ok: metrics.calls_ok,
+        ready_to_first_success_ms: metrics.ready_to_first_success.map(ms),
+        ..ClientFigures::default()
+    };
+    let calls = &record.timeline.calls;
+    let first = calls.partition_point(|c| c.end < span.start);
+    let last = calls.partition_point(|c| c.end < span.until);
+    let calls = &calls[first..last.max(first)];
     // The longest stretch without a success, from the start of traffic in this window until
     // the first success after ready (or the end of the window's calls).
-    let recovered = first_success.unwrap_or_else(|| calls.last().map_or(span.ready, |c| c.end));
+    let recovered = metrics
+        .ready_to_first_success
+        .map(|d| ready + d)
+        .unwrap_or_else(|| calls.last().map_or(ready, |c| c.end));
     let mut previous = span.traffic_from;
     let mut longest = Duration::ZERO;
-    for call in calls.iter().filter(|c| c.error.is_none()) {
+    for call in calls.iter().filter(|c| c.is_ok()) {
         if call.end < previous {
             continue;
         }
@@ -229,12 +247,15 @@ fn client_figures(t0: Instant, record: &Record, span: &Span) -> ClientFigures {
 /// A client's figures over the whole drill (warm-up and settling included).
 pub(crate) fn totals(record: &Record) -> ClientFigures {
     let mut figures = ClientFigures::default();
-    for call in &record.calls {
+    for call in &record.timeline.calls {
         match &call.error {
             None => figures.calls_ok += 1,
             Some(class) => {
                 figures.errors += 1;
-                *figures.errors_by_class.entry(class.clone()).or_insert(0) += 1;
+                *figures
+                    .errors_by_class
+                    .entry(class.as_str().to_owned())
+                    .or_insert(0) += 1;
             }
         }
     }
@@ -284,17 +305,15 @@ pub(crate) fn classes(by_class: &BTreeMap<String, u64>) -> String {
         .join(", ")
 }
 
-/// Successes and errors per bucket of `width` from the drill's start, for the chart.
+/// Successes and errors per bucket of `width` from the drill's start, for the chart: the
+/// test kit's histogram, cut to `span` (calls after it count in the last bucket).
 pub(crate) fn histogram(record: &Record, width: Duration, span: Duration) -> Vec<(u64, u64)> {
     let count = (span.as_nanos() / width.as_nanos()) as usize + 1;
     let mut buckets = vec![(0u64, 0u64); count];
-    for call in &record.calls {
-        let i = ((call.end.as_nanos() / width.as_nanos()) as usize).min(count - 1);
-        if call.error.is_none() {
-            buckets[i].0 += 1;
-        } else {
-            buckets[i].1 += 1;
-        }
+    for bucket in record.timeline.histogram(width) {
+        let i = ((bucket.start.as_nanos() / width.as_nanos()) as usize).min(count - 1);
+        buckets[i].0 += bucket.ok;
+        buckets[i].1 += bucket.err;
     }
     buckets
 }
@@ -303,27 +322,46 @@ pub(crate) fn histogram(record: &Record, width: Duration, span: Duration) -> Vec
 mod tests {
     use super::*;
 
-    fn call(end_ms: u64, error: Option<&str>) -> Call {
+    fn call(end_ms: u64, error: Option<&'static str>) -> Call {
         Call {
+            worker: 0,
+            start: Duration::from_millis(end_ms),
             end: Duration::from_millis(end_ms),
-            error: error.map(str::to_owned),
+            error: error.map(pgsteady_testkit::workload::ErrorClass::new),
         }
+    }
+
+    /// A record of `calls` with one fault window `[start, until)` whose server was ready at
+    /// `ready` (`until` is where the next window would start).
+    fn record_with(calls: Vec<Call>, start: u64, until: u64, ready: u64) -> (Record, Span) {
+        let ms = Duration::from_millis;
+        let window = |name: &str, at: u64| FaultWindow {
+            name: name.to_owned(),
+            start: ms(at),
+            end: ms(at),
+            ready: Some(ms(ready)),
+        };
+        let record = Record {
+            timeline: Timeline {
+                clock: Clock::now(),
+                workers: 1,
+                elapsed: Duration::ZERO,
+                calls,
+                faults: vec![window("fault", start), window("next", until)],
+            },
+            writes: Vec::new(),
+        };
+        let span = Span {
+            index: 0,
+            start: ms(start),
+            until: ms(until),
+            traffic_from: ms(start),
+        };
+        (record, span)
     }
 
     fn record(calls: Vec<Call>) -> Record {
-        Record {
-            calls,
-            writes: Vec::new(),
-        }
-    }
-
-    fn span(start: u64, until: u64, ready: u64) -> Span {
-        Span {
-            start: Duration::from_millis(start),
-            until: Duration::from_millis(until),
-            ready: Duration::from_millis(ready),
-            traffic_from: Duration::from_millis(start),
-        }
+        record_with(calls, 0, 1, 0).0
     }
 
     #[test]
@@ -338,7 +376,8 @@ mod tests {
             call(600, None), // after the window
         ]);
         let t0 = Instant::now();
-        let f = client_figures(t0, &r, &span(100, 500, 300));
+        let (r, span) = record_with(r.timeline.calls, 100, 500, 300);
+        let f = client_figures(t0, &r, &span);
         assert_eq!(f.errors, 3);
         assert_eq!(classes(&f.errors_by_class), "refused 2, 57P01 1");
         assert_eq!(f.calls_ok, 2);
@@ -349,7 +388,7 @@ mod tests {
     #[test]
     fn a_pause_on_purpose_is_not_counted_as_no_success() {
         let r = record(vec![call(10, None), call(1000, None), call(1005, None)]);
-        let mut s = span(0, 2000, 990);
+        let (r, mut s) = record_with(r.timeline.calls, 0, 2000, 990);
         s.traffic_from = Duration::from_millis(990);
         let f = client_figures(Instant::now(), &r, &s);
         assert_eq!(f.no_success_ms, 10.0);
@@ -363,7 +402,8 @@ mod tests {
             call(200, Some("timeout")),
             call(400, Some("timeout")),
         ]);
-        let f = client_figures(Instant::now(), &r, &span(100, 1000, 150));
+        let (r, span) = record_with(r.timeline.calls, 100, 1000, 150);
+        let f = client_figures(Instant::now(), &r, &span);
         assert_eq!(f.ready_to_first_success_ms, None);
         assert_eq!(f.no_success_ms, 300.0);
     }

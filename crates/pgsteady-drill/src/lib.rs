@@ -426,7 +426,7 @@ async fn steps(
             .iter()
             .map(|row| (row.get(0), row.get(1)))
             .collect();
-        records.push(Record::new(t0, timeline, ledger.writes(), &rows));
+        records.push(Record::new(t0, timeline, &windows, ledger.writes(), &rows));
     }
     let [naive, pgsteady] = <[Record; 2]>::try_from(records).expect("two clients");
     let totals = Totals {

@@ -1,12 +1,9 @@
 //! Finding the PostgreSQL server binaries.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::Mutex;
+use std::process::Command;
 
-use nix::fcntl::{Flock, FlockArg};
-
-use crate::{Error, Result};
+use crate::{Error, Result, apt};
 
 /// A directory holding `initdb`, `postgres` and friends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,23 +21,14 @@ impl PgBin {
     /// drill and the tests. `PGSTEADY_NO_INSTALL=1` turns that off. The error names every
     /// place searched.
     pub fn find() -> Result<PgBin> {
-        // One installer per process; the threads of a test binary wait for it and search again.
-        static INSTALL: Mutex<()> = Mutex::new(());
         match Self::search() {
             Ok(bin) => Ok(bin),
             Err(searched) => {
-                let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-                // And one per machine: nextest runs every test in its own process. The lock is
-                // released when the file closes, also when the process dies.
-                let _machine =
-                    std::fs::File::create(std::env::temp_dir().join("apt-install.pgsteady.lock"))
-                        .ok()
-                        .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
+                let _lock = apt::lock();
                 if let Ok(bin) = Self::search() {
                     return Ok(bin);
                 }
-                let allowed = std::env::var_os("PGSTEADY_NO_INSTALL").is_none_or(|v| v == "0");
-                let installed = install_with_apt(allowed, "postgresql", POSTGRESQL_BY_HAND);
+                let installed = install_with_apt(apt::allowed());
                 Self::search().map_err(|searched_again| Error::NoBinaries {
                     searched: match installed {
                         Ok(()) => format!("{searched_again} (after apt-get install postgresql)"),
@@ -118,72 +106,16 @@ impl PgBin {
     }
 }
 
-const POSTGRESQL_BY_HAND: &str = "install PostgreSQL (e.g. `apt-get install -y postgresql`) \
-                                  or set PGSTEADY_PG_BIN to its bin directory";
-
-/// Installs a Debian `package` with apt-get; the error says why it was not done or what
-/// failed, with `by_hand`, what to do instead.
-pub(crate) fn install_with_apt(
-    allowed: bool,
-    package: &str,
-    by_hand: &str,
-) -> std::result::Result<(), String> {
-    if !allowed {
-        return Err(format!(
-            "not installing (PGSTEADY_NO_INSTALL is set): {by_hand}"
-        ));
-    }
-    if !Path::new("/usr/bin/apt-get").is_file() {
-        return Err(format!("no apt-get on this machine: {by_hand}"));
-    }
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
-    let sudo = !root
-        && Command::new("sudo")
-            .args(["-n", "true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-    if !root && !sudo {
-        return Err(format!("not root and no password-less sudo: {by_hand}"));
-    }
-    let apt = |args: &[&str]| -> std::result::Result<(), String> {
-        let mut cmd = if root {
-            Command::new("apt-get")
-        } else {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "apt-get"]);
-            c
-        };
-        // Output goes to our stderr so the user sees what happens to their machine; a lock
-        // held by another apt run is waited for instead of failing at once.
-        let status = cmd
-            .args(["-o", "DPkg::Lock::Timeout=600", "-y", "-q"])
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(std::io::stderr()))
-            .status()
-            .map_err(|e| format!("apt-get could not run ({e}): {by_hand}"))?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "apt-get {} failed ({status}): {by_hand}",
-                args.join(" ")
-            ))
-        }
-    };
-    eprintln!(
-        "pgsteady-testkit: `{package}` is missing; installing the `{package}` package with \
-         apt-get (set PGSTEADY_NO_INSTALL=1 to prevent this)"
-    );
-    apt(&["update"])?;
-    apt(&["install", "--no-install-recommends", package])
+/// Installs the `postgresql` package with apt-get; the error says why it was not done or what
+/// failed, with the command to run by hand.
+fn install_with_apt(allowed: bool) -> std::result::Result<(), String> {
+    apt::install(
+        allowed,
+        &["postgresql"],
+        "no PostgreSQL server binaries found; installing the `postgresql` package with apt-get",
+        "install PostgreSQL (e.g. `apt-get install -y postgresql`) or set PGSTEADY_PG_BIN to \
+         its bin directory",
+    )
 }
 
 fn has_server(dir: &Path) -> bool {
@@ -202,7 +134,7 @@ mod tests {
 
     #[test]
     fn install_opt_out_says_what_to_do_by_hand() {
-        let why = install_with_apt(false, "postgresql", POSTGRESQL_BY_HAND).unwrap_err();
+        let why = install_with_apt(false).unwrap_err();
         assert!(why.contains("PGSTEADY_NO_INSTALL"), "{why}");
         assert!(why.contains("apt-get install -y postgresql"), "{why}");
         assert!(why.contains("PGSTEADY_PG_BIN"), "{why}");

@@ -11,8 +11,14 @@
 //!   swallows replies on command, and counts connections and bytes.
 //! - [`PgBouncer`]: a real PgBouncer (session or transaction pooling) in front of a cluster,
 //!   with its admin console (`PAUSE`, `RESUME`, `SHOW POOLS`, ...) and restarts.
+//! - `PatroniCluster` (feature `patroni`): a high-availability cluster managed by Patroni
+//!   (etcd, two nodes, optionally HAProxy), with switchover, leader postmaster kill,
+//!   whole-node kill, node restart, and Patroni's own time of each leader change.
 //! - [`netns`]: real packet loss in a private network namespace (root and nftables), for
 //!   TCP keepalive and `tcp_user_timeout`.
+//! - [`fake`]: fake servers on loopback that misbehave as no real server can be made to:
+//!   authenticate then hang, stream rows forever, announce a 2 GB message, send control
+//!   characters, ask for a password, speak HTTP.
 //! - [`workload`]: N workers looping an operation against any client while faults happen,
 //!   every call recorded; per fault: errors surfaced, time from ready to first success, time
 //!   without success, longest call; a histogram for charts.
@@ -28,14 +34,18 @@
     rust_2018_idioms
 )]
 
+mod apt;
 mod bin;
 mod cluster;
 mod error;
+pub mod fake;
 #[cfg(feature = "http")]
 pub mod http;
 mod log;
 pub mod netns;
 mod pgbouncer;
+#[cfg(feature = "patroni")]
+mod patroni;
 mod process;
 mod proxy;
 mod sweep;
@@ -45,4 +55,9 @@ pub use bin::PgBin;
 pub use cluster::{BackendFilter, Cluster, ClusterBuilder, Rewind, StandbyBuilder, StopMode};
 pub use error::{Error, Result};
 pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
+#[cfg(feature = "patroni")]
+pub use patroni::{
+    Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings,
+    Role,
+};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

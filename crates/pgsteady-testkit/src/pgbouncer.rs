@@ -9,7 +9,6 @@ use std::process::{Child, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::Signal;
 use tokio_postgres::{Config, NoTls, SimpleQueryMessage};
 
@@ -539,19 +538,19 @@ const BY_HAND: &str = "install PgBouncer (e.g. `apt-get install -y pgbouncer`) o
 /// (the same rules as the server packages: one installer per machine, a message on stderr,
 /// `PGSTEADY_NO_INSTALL=1` to prevent it). [`Error::Unsupported`] when there is none.
 pub(crate) fn find_program() -> Result<PathBuf> {
-    static INSTALL: Mutex<()> = Mutex::new(());
     if let Ok(found) = search() {
         return Ok(found);
     }
-    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
-    let _machine = fs::File::create(std::env::temp_dir().join("apt-install.pgsteady.lock"))
-        .ok()
-        .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).ok());
+    let _lock = crate::apt::lock();
     if let Ok(found) = search() {
         return Ok(found);
     }
-    let allowed = std::env::var_os("PGSTEADY_NO_INSTALL").is_none_or(|v| v == "0");
-    let installed = crate::bin::install_with_apt(allowed, "pgbouncer", BY_HAND);
+    let installed = crate::apt::install(
+        crate::apt::allowed(),
+        &["pgbouncer"],
+        "no pgbouncer program found; installing the `pgbouncer` package with apt-get",
+        BY_HAND,
+    );
     search().map_err(|searched| {
         Error::Unsupported(match installed {
             Ok(()) => format!("no pgbouncer program after apt-get install pgbouncer ({searched})"),

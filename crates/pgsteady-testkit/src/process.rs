@@ -80,6 +80,29 @@ impl RunAs {
         }
         cmd
     }
+
+    /// Like [`RunAs::command`], for a long-running helper (Patroni, etcd, HAProxy): it leads
+    /// its own process group, runs in `dir` (so [`processes_under`] finds it and whatever it
+    /// forks), and gets `death_signal` if the thread that started it dies.
+    #[cfg_attr(not(feature = "patroni"), allow(dead_code))]
+    pub(crate) fn daemon_command(
+        &self,
+        program: &Path,
+        dir: &Path,
+        death_signal: Signal,
+    ) -> Command {
+        let mut cmd = self.command(program);
+        cmd.process_group(0).current_dir(dir);
+        // SAFETY: the closure runs between fork and exec and makes only the prctl(2) system
+        // call; it allocates nothing and touches no lock.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(move || {
+                nix::sys::prctl::set_pdeathsig(death_signal).map_err(std::io::Error::from)
+            });
+        }
+        cmd
+    }
 }
 
 /// Sends `sig` to one process. A process that no longer exists is not an error.
@@ -122,6 +145,23 @@ fn is_zombie(pid: i32) -> bool {
         .rsplit_once(')')
         .and_then(|(_, rest)| rest.split_whitespace().next());
     matches!(state, None | Some("Z" | "X"))
+}
+
+/// The live (non-zombie) processes whose working directory is `dir` or below it: every
+/// server of a cluster directory and every helper started with [`RunAs::daemon_command`].
+pub(crate) fn processes_under(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_owned());
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+                && !is_zombie(*pid)
+        })
+        .collect()
 }
 
 /// Sends `sig` to every process of the server in `data_dir`.

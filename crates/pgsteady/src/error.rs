@@ -284,32 +284,52 @@ impl fmt::Debug for Error {
     }
 }
 
+/// Escapes control characters and caps the length (issue 19): the text may hold a server's
+/// error message, which is outside input.
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.message)?;
-        match self.0.hosts.as_slice() {
+        let mut raw = String::new();
+        fmt::write(&mut raw, format_args!("{}", Raw(self)))?;
+        f.write_str(&crate::text::sanitize_to(&raw, MAX_DISPLAY_CHARS))
+    }
+}
+
+/// The cap on an error's displayed length: room for a few dozen hosts' failures.
+const MAX_DISPLAY_CHARS: usize = 8 * crate::text::MAX_TEXT_CHARS;
+
+/// The unsanitized text of an error.
+struct Raw<'a>(&'a Error);
+
+impl fmt::Display for Raw<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let this = self.0;
+        f.write_str(&this.0.message)?;
+        match this.0.hosts.as_slice() {
+            // Each cause and host failure capped on its own, so one huge server message
+            // cannot crowd out the rest.
             [] => {
-                if let Some(source) = &self.0.source {
-                    write!(f, ": {}", CauseChain(source.as_ref()))?;
+                if let Some(source) = &this.0.source {
+                    let cause = CauseChain(source.as_ref()).to_string();
+                    write!(f, ": {}", crate::text::sanitize(&cause))?;
                 }
             }
-            [one] => write!(f, ": {one}")?,
+            [one] => write!(f, ": {}", crate::text::sanitize(&one.to_string()))?,
             many => {
                 f.write_str(": ")?;
                 for (i, h) in many.iter().enumerate() {
                     if i > 0 {
                         f.write_str("; ")?;
                     }
-                    write!(f, "{h}")?;
+                    write!(f, "{}", crate::text::sanitize_to(&h.to_string(), 1024))?;
                 }
             }
         }
-        if let Some(elapsed) = self.0.elapsed {
+        if let Some(elapsed) = this.0.elapsed {
             write!(
                 f,
                 " (after {} attempt{} in {:.1}s)",
-                self.0.attempts,
-                if self.0.attempts == 1 { "" } else { "s" },
+                this.0.attempts,
+                if this.0.attempts == 1 { "" } else { "s" },
                 elapsed.as_secs_f64()
             )?;
         }

@@ -12,11 +12,14 @@ pub mod classify;
 pub mod config;
 pub mod connect;
 mod error;
+mod fsread;
 pub mod metrics;
 pub mod migrate;
 pub mod pool;
 pub mod readiness;
 pub mod retry;
+pub mod slot;
+pub mod text;
 mod tls;
 
 #[cfg(test)]

@@ -88,12 +88,14 @@ impl Tls {
             .with_custom_certificate_verifier(verifier);
         let config = match (&settings.client_cert, &settings.client_key) {
             (Some(cert), Some(key)) => {
-                let certs = CertificateDer::pem_file_iter(cert)
-                    .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                let cert_pem = read_file(cert, "sslcert")?;
+                let certs = CertificateDer::pem_slice_iter(&cert_pem)
+                    .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
                         tls_error(format!("cannot read sslcert \"{}\": {e}", cert.display()))
                     })?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
+                let key_pem = read_file(key, "sslkey")?;
+                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
                     tls_error(format!("cannot read sslkey \"{}\": {e}", key.display()))
                 })?;
                 builder
@@ -115,13 +117,25 @@ impl Tls {
     }
 }
 
+/// Reads a certificate or key file: a FIFO, a device (or a link to one) or a file over 4 MiB
+/// is a configuration error naming the file (exit 2), never waited on or read whole (issue
+/// 19 item 5). A missing or unreadable file stays a TLS error, as before.
+fn read_file(path: &std::path::Path, key: &str) -> Result<Vec<u8>, Error> {
+    use crate::fsread::{MAX_CERT_FILE, ReadError, read_regular};
+    read_regular(path, MAX_CERT_FILE).map_err(|e| match e {
+        ReadError::Io(io) => tls_error(format!("cannot read {key} \"{}\": {io}", path.display())),
+        other => Error::config(format!("{key} \"{}\" {other}", path.display())),
+    })
+}
+
 fn load_roots(settings: &TlsSettings) -> Result<RootCertStore, Error> {
     let mut store = RootCertStore::empty();
     match &settings.root_cert {
         Some(RootCert::System) => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(RootCert::File(path)) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            let pem = read_file(path, "sslrootcert")?;
+            let certs = CertificateDer::pem_slice_iter(&pem)
+                .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
                     tls_error(format!(
                         "cannot read root certificate file \"{}\" (sslrootcert): {e}",

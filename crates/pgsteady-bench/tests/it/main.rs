@@ -1,4 +1,5 @@
-//! The benchmark's fault runner against a real server, with the naive client (the peers are
-//! only built with the `peers` feature, which tests never enable).
+//! The benchmark runners (faults, failover) against real servers, with the naive client and
+//! pgsteady (the peers are only built with the `peers` feature, which tests never enable).
 
+mod failover;
 mod faults;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use pgsteady::{Connector, Reason};
+use pgsteady::Connector;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::layers::Layer;
@@ -18,43 +18,29 @@ pub(crate) fn pooler_failure(e: &(dyn std::error::Error + 'static)) -> Option<La
     let reason = pgsteady::classify::reason_of(e);
     reason.is_pooler().then(|| {
         let mut layer = Layer::fail("pooler", format!("{SERVER_BEHIND_DOWN}: {e}"), reason);
-        layer.hints = vec![
-            "check the server PgBouncer points at (its [databases] entry) and PgBouncer's log"
+        layer.fix = Some(
+            "start the server PgBouncer points at (its [databases] entry), or fix that entry; \
+             PgBouncer's log says why its logins fail"
                 .to_owned(),
-        ];
+        );
         layer
     })
 }
 
-/// The layer for a session that was established but whose query got no answer within
-/// `waited`: a hung server, or a pooler holding the query while it cannot reach its server.
+/// After a query got no answer: the pooler's layer when it is a pooler holding the query
+/// while it cannot reach its server (`None`: nothing says so; a hung server, say).
 /// A second session tells them apart: PgBouncer fails its query at once with its own error
 /// (`server login has been failing`) once a server login has failed.
-pub(crate) async fn unanswered(connector: &Connector, waited: Duration) -> Layer {
+pub(crate) async fn unanswered(connector: &Connector, waited: Duration) -> Option<Layer> {
     match connector.connect_once().await {
-        Err(e) => {
-            if let Some(layer) = pooler_failure(&e) {
-                return layer;
-            }
-        }
-        Ok(second) => {
-            if let Ok(Err(e)) =
-                tokio::time::timeout(waited, second.client.simple_query("SELECT 1")).await
-                && let Some(layer) = pooler_failure(&e)
-            {
-                return layer;
-            }
-        }
+        Err(e) => pooler_failure(&e),
+        Ok(second) => match tokio::time::timeout(waited, second.client.simple_query("SELECT 1"))
+            .await
+        {
+            Ok(Err(e)) => pooler_failure(&e),
+            _ => None,
+        },
     }
-    Layer::fail(
-        "version",
-        format!(
-            "the session was established but a query got no answer within {:.1}s: the server \
-             hangs, or a pooler answers for a server that does not",
-            waited.as_secs_f64()
-        ),
-        Reason::TimedOut,
-    )
 }
 
 /// Looks for a transaction pooler: a second session holds a transaction open while the first
@@ -101,12 +87,12 @@ pub(crate) async fn transaction_pooling(
             "a transaction pooler (PgBouncer in transaction mode?) is in front: the backend \
              pid changed between transactions of one connection",
         );
-        layer.hints = vec![
+        layer.fix = Some(
             "add statement_cache=off to the connection string: no named prepared statement \
              then outlives a transaction, and `pgsteady migrate` uses transaction-level locks \
              (docs/pgbouncer.md)"
                 .to_owned(),
-        ];
+        );
         layer
     })
 }

@@ -41,7 +41,9 @@ Exit codes:
   3  permanent error: authentication failed, database missing, permission denied
   4  a migration failed: it was rolled back; the ones before it stay applied
   5  the history does not match the files (changed or missing applied file, file out of
-     order): nothing was applied; see `pgsteady migrate repair` and --out-of-order";
+     order): nothing was applied; see `pgsteady migrate repair` and --out-of-order
+  130, 143  stopped by SIGINT or SIGTERM: the running statement was cancelled on the server
+     and rolled back, the lock released; the migrations before it stay applied";
 
 /// Arguments of `pgsteady migrate`.
 #[derive(Debug, clap::Args)]
@@ -176,6 +178,9 @@ impl Plan {
         let attempt_timeout = common
             .attempt_timeout
             .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
+        // pgsteady's own history statements: bounded (issue 19), generously.
+        let migrator =
+            migrator.with_own_query_timeout(attempt_timeout.max(Duration::from_secs(10)));
         Ok(Plan {
             config,
             migrator,
@@ -241,9 +246,19 @@ async fn execute(plan: Plan) -> u8 {
             .clone()
             .on_event(move |e| printer.lock().unwrap().event(e))
     };
+    // SIGINT/SIGTERM cancel the running statement on the server and release the lock before
+    // exiting (issue 19 item 17); the exit code is then 128 + the signal, as a shell reports.
+    let signalled = Arc::new(std::sync::atomic::AtomicU8::new(0));
+    let stop = {
+        let signalled = signalled.clone();
+        async move {
+            let n = stop_signal().await;
+            signalled.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
     let result = match plan.job {
         Job::Apply { dry_run: false } => migrator
-            .run(&connector)
+            .run_until(&connector, stop)
             .await
             .map(|report| printer.lock().unwrap().report(&report)),
         Job::Apply { dry_run: true } => migrator
@@ -261,7 +276,29 @@ async fn execute(plan: Plan) -> u8 {
     };
     match result {
         Ok(code) => code,
-        Err(e) => fail(&printer, &e, &plan.migrator),
+        Err(e) => {
+            let code = fail(&printer, &e, &plan.migrator);
+            match signalled.load(std::sync::atomic::Ordering::Relaxed) {
+                0 => code,
+                signal => 128 + signal,
+            }
+        }
+    }
+}
+
+/// Resolves with the signal number on SIGINT or SIGTERM; never if the handlers cannot be
+/// installed (the default action then still ends the process).
+async fn stop_signal() -> u8 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => 2,
+        _ = term.recv() => 15,
     }
 }
 
@@ -277,6 +314,8 @@ fn connector(plan: &Plan, printer: &Arc<Mutex<Printer>>) -> Result<Connector, pg
     let printer = printer.clone();
     let mut connector = Connector::new(plan.config.clone())?
         .with_attempt_timeout(plan.attempt_timeout)
+        .with_max_message_len(exit::MAX_MESSAGE_LEN)
+        .with_ready_check(true)
         .with_backoff(Backoff::polling().with_max_elapsed(plan.timeout))
         .with_observer(move |event: &ConnectEvent<'_>| {
             let mut printer = printer.lock().unwrap();

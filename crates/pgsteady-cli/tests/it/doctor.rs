@@ -45,8 +45,14 @@ async fn healthy_server_passes_every_layer() {
         layers,
         [
             "dns", "tcp", "tls", "startup", "auth", "database", "version", "recovery", "headroom",
-            "rtt"
+            "rtt", "slots"
         ]
+    );
+    let slots = &report["hosts"][0]["layers"][10];
+    assert_eq!(
+        (slots["status"].as_str(), slots["detail"].as_str()),
+        (Some("ok"), Some("no replication slots")),
+        "{slots}"
     );
     // The human report too.
     let done = TestCommand::new(["doctor", &cluster.url()]).run().await;
@@ -235,6 +241,14 @@ async fn headroom_layer_when_connections_are_exhausted() {
     assert_eq!(
         report["broken"]["host"],
         format!("127.0.0.1:{}", cluster.port())
+    );
+    // #18: refused before login, so who holds the slots is not visible: say how to find out.
+    let fix = report["broken"]["fix"].as_str().unwrap();
+    assert!(
+        fix.contains(
+            "SELECT usename, application_name, client_addr, count(*) FROM pg_stat_activity"
+        ) && fix.contains("PgBouncer"),
+        "{fix}"
     );
     drop(held);
 }

@@ -3,13 +3,16 @@
 
 mod check;
 mod doctor;
+mod doctor_fixes;
 #[cfg(feature = "drill")]
 mod drill;
 mod exec;
+mod hostile;
 mod migrate;
 mod pgbouncer;
 mod run;
 mod serve;
+mod slot;
 mod standby;
 mod wait;
 

@@ -9,14 +9,7 @@ use pgsteady_testkit::{Cluster, StopMode};
 use crate::TestCommand;
 
 fn multi(cluster: &Cluster, ports: &[u16], extra: &str) -> String {
-    let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    format!(
-        "postgresql://{}:{}@{}/{}?{extra}",
-        cluster.user(),
-        cluster.password(),
-        list.join(","),
-        cluster.dbname()
-    )
+    format!("{}?{extra}", cluster.url_with_ports(ports))
 }
 
 #[tokio::test]
@@ -106,4 +99,52 @@ async fn wait_without_a_primary_times_out_with_exit_1() {
             > 5,
         "kept trying: {events:?}"
     );
+}
+
+/// Issue 14: `doctor` reports per host whether it is a primary or a standby, its timeline and
+/// a standby's replay lag, and which host a libpq client with this configuration would pick.
+#[tokio::test]
+async fn doctor_names_each_hosts_role_timeline_lag_and_the_host_libpq_would_pick() {
+    let primary = Cluster::start().await.unwrap();
+    let standby = primary.standby().start().await.unwrap();
+    let order = [standby.port(), primary.port()];
+    let pick = |attrs: &str| multi(&primary, &order, &format!("target_session_attrs={attrs}"));
+
+    // `any` takes the first host, the standby; the host list is walked in order.
+    let done = TestCommand::new(["doctor", &pick("any")]).run().await;
+    done.assert_exit_code(0)
+        .assert_no_secret(primary.password());
+    let out = done.stdout();
+    assert!(out.contains("primary, read-write; timeline 1"), "{out}");
+    assert!(
+        out.contains("in recovery (a standby): read-only; timeline 1; replay lag"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "a libpq client with this configuration would connect to 127.0.0.1:{}",
+            standby.port()
+        )),
+        "{out}"
+    );
+
+    // `read-write` skips the standby (its layer fails) and picks the primary.
+    let done = TestCommand::new(["doctor", &pick("read-write"), "--json"])
+        .run()
+        .await;
+    done.assert_no_secret(primary.password());
+    let report: serde_json::Value = serde_json::from_str(done.stdout().trim()).unwrap();
+    assert_eq!(
+        report["libpq_pick"],
+        format!("127.0.0.1:{}", primary.port()),
+        "{report:#}"
+    );
+
+    // With the primary fenced read-only, no host matches read-write.
+    primary.fence().await.unwrap();
+    let done = TestCommand::new(["doctor", &pick("read-write"), "--json"])
+        .run()
+        .await;
+    let report: serde_json::Value = serde_json::from_str(done.stdout().trim()).unwrap();
+    assert!(report["libpq_pick"].is_null(), "{report:#}");
 }

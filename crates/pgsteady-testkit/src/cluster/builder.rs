@@ -17,6 +17,8 @@ pub struct ClusterBuilder {
     user: String,
     dbname: String,
     nice: i32,
+    initdb_args: Vec<String>,
+    tls: Option<(String, String)>,
 }
 
 impl Default for ClusterBuilder {
@@ -28,6 +30,8 @@ impl Default for ClusterBuilder {
             user: "app".to_owned(),
             dbname: "app".to_owned(),
             nice: 0,
+            initdb_args: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -48,6 +52,13 @@ impl ClusterBuilder {
     /// Any other server setting, written to `postgresql.conf`.
     pub fn setting(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.settings.push((name.into(), value.into()));
+        self
+    }
+
+    /// An extra `initdb` argument, e.g. `--wal-segsize=1` (1 MB WAL segments: a test that
+    /// fills, switches and removes WAL segments does so 16 times faster). Repeatable.
+    pub fn initdb_arg(mut self, arg: impl Into<String>) -> Self {
+        self.initdb_args.push(arg.into());
         self
     }
 
@@ -76,6 +87,15 @@ impl ClusterBuilder {
         self
     }
 
+    /// Serves TLS with this certificate chain and private key (PEM): `ssl = on`, the files
+    /// written into the data directory as `server.crt` / `server.key` (mode 0600, owned by the
+    /// server's user). Default: no TLS (`ssl = off`: the server answers the SSLRequest with
+    /// `N`). rcgen makes such certificates in a test.
+    pub fn tls(mut self, cert_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_pem.into(), key_pem.into()));
+        self
+    }
+
     /// Creates the cluster and returns once an authenticated query over TCP succeeds.
     pub async fn start(self) -> Result<Cluster> {
         self.create().await
@@ -96,8 +116,13 @@ impl ClusterBuilder {
         };
         let mut cluster =
             Cluster::blank(bin, self.user, random_password(), self.dbname, self.nice)?;
-        cluster.initdb().await?;
-        cluster.write_config(self.max_connections, &self.settings)?;
+        cluster.initdb(&self.initdb_args).await?;
+        let mut settings = self.settings;
+        if let Some((cert, key)) = &self.tls {
+            cluster.write_tls_files(cert, key)?;
+            settings.push(("ssl".to_owned(), "on".to_owned()));
+        }
+        cluster.write_config(self.max_connections, &settings)?;
 
         cluster.start_on_free_port().await?;
         cluster.bootstrap().await?;

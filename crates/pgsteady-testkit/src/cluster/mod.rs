@@ -150,6 +150,29 @@ impl Cluster {
         )
     }
 
+    /// A multi-host `postgresql://` URL for the login user: `127.0.0.1` on each of `ports`, in
+    /// that order (e.g. a standby's and its primary's), no query string: append
+    /// `?target_session_attrs=...` as needed. The login user is the same on a standby.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> pgsteady_testkit::Result<()> {
+    /// let primary = pgsteady_testkit::Cluster::start().await?;
+    /// let standby = primary.standby().start().await?;
+    /// let url = primary.url_with_ports(&[standby.port(), primary.port()]);
+    /// let url = format!("{url}?target_session_attrs=read-write");
+    /// # Ok(()) }
+    /// ```
+    pub fn url_with_ports(&self, ports: &[u16]) -> String {
+        let hosts: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!(
+            "postgresql://{}:{}@{}/{}",
+            self.user,
+            self.password,
+            hosts.join(","),
+            self.dbname
+        )
+    }
+
     /// A tokio-postgres configuration for the login user over TCP.
     pub fn pg_config(&self) -> Config {
         self.pg_config_with_port(self.port)
@@ -249,6 +272,52 @@ impl Cluster {
         }
     }
 
+    /// Replaces the client authentication rules (`pg_hba.conf`) with `lines` and reloads,
+    /// returning once new sessions are checked against them. The lines `local all postgres
+    /// trust` and `local replication all trust` are always kept first, so [`Cluster::admin`]
+    /// and standbys still work. The default rules are `local all all trust`, `local
+    /// replication all trust` and `host all all 127.0.0.1/32 scram-sha-256`.
+    ///
+    /// ```no_run
+    /// # async fn demo(cluster: &pgsteady_testkit::Cluster) -> pgsteady_testkit::Result<()> {
+    /// // Encrypted TCP only (needs a cluster built with `ClusterBuilder::tls`).
+    /// cluster.set_hba(&["hostssl all all 127.0.0.1/32 scram-sha-256"]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_hba(&self, lines: &[&str]) -> Result<()> {
+        let mut text = String::from("local all postgres trust\nlocal replication all trust\n");
+        for line in lines {
+            text.push_str(line);
+            text.push('\n');
+        }
+        let admin = self.admin().await?;
+        let before: String = admin
+            .query_one("SELECT pg_conf_load_time()::text", &[])
+            .await?
+            .get(0);
+        fs::write(self.data_dir().join("pg_hba.conf"), text)?;
+        admin.batch_execute("SELECT pg_reload_conf()").await?;
+        // The postmaster reloads pg_hba.conf in the same step as the settings, before it
+        // forks another session: a new session showing a new load time sees the new rules.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let session = self.admin().await?;
+            let now: String = session
+                .query_one("SELECT pg_conf_load_time()::text", &[])
+                .await?
+                .get(0);
+            if now != before {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(Error::State(
+                    "the server did not reload pg_hba.conf within 5 s".to_owned(),
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
     /// The last time the server logged "database system is ready to accept connections",
     /// with millisecond precision.
     pub fn ready_at(&self) -> Option<SystemTime> {
@@ -326,7 +395,7 @@ impl Cluster {
         })
     }
 
-    async fn initdb(&self) -> Result<()> {
+    async fn initdb(&self, extra: &[String]) -> Result<()> {
         let mut cmd = self.run_as.command(&self.bin.tool("initdb"));
         cmd.arg("-D")
             .arg(self.data_dir())
@@ -340,6 +409,7 @@ impl Cluster {
                 "--locale=C",
                 "--no-sync",
             ])
+            .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let out = tokio::process::Command::from(cmd).output().await?;
@@ -423,6 +493,20 @@ impl Cluster {
             }
         }
         Err(last_err.expect("five attempts"))
+    }
+
+    /// `server.crt` / `server.key` in the data directory, as the server's user, key 0600
+    /// (the server refuses a key with group or world access).
+    fn write_tls_files(&self, cert: &str, key: &str) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.data_dir();
+        for (name, text) in [("server.crt", cert), ("server.key", key)] {
+            let path = data.join(name);
+            fs::write(&path, text)?;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600))?;
+            self.run_as.chown(&path)?;
+        }
+        Ok(())
     }
 
     fn spawn_postmaster(&self) -> Result<()> {
@@ -572,7 +656,7 @@ fn free_port() -> Result<u16> {
 }
 
 /// A random alphanumeric password, so URLs need no escaping.
-fn random_password() -> String {
+pub(crate) fn random_password() -> String {
     let mut bytes = [0u8; 18];
     if let Ok(mut urandom) = fs::File::open("/dev/urandom") {
         let _ = std::io::Read::read_exact(&mut urandom, &mut bytes);

@@ -10,6 +10,8 @@ use super::Operation;
 /// future is spawned and its result ignored.
 ///
 /// As an [`Operation`] it runs its query (default `SELECT 1`), prepared once per connection.
+/// Other code (the drill's naive worker) can prepare several statements with
+/// [`NaiveClient::with_statements`] and use them through [`NaiveClient::session`].
 ///
 /// # Examples
 ///
@@ -24,8 +26,8 @@ use super::Operation;
 #[derive(Debug)]
 pub struct NaiveClient {
     config: Config,
-    query: String,
-    session: Option<(Client, Statement)>,
+    queries: Vec<String>,
+    session: Option<(Client, Vec<Statement>)>,
 }
 
 impl NaiveClient {
@@ -36,16 +38,31 @@ impl NaiveClient {
 
     /// A client for `config` running `query` (no parameters).
     pub fn with_query(config: Config, query: impl Into<String>) -> NaiveClient {
+        NaiveClient::with_statements(config, [query.into()])
+    }
+
+    /// A client for `config` that prepares each of `queries` on every new connection; as an
+    /// [`Operation`] it runs the first one.
+    ///
+    /// # Panics
+    ///
+    /// When `queries` is empty.
+    pub fn with_statements(
+        config: Config,
+        queries: impl IntoIterator<Item = impl Into<String>>,
+    ) -> NaiveClient {
+        let queries: Vec<String> = queries.into_iter().map(Into::into).collect();
+        assert!(!queries.is_empty(), "a naive client needs a query");
         NaiveClient {
             config,
-            query: query.into(),
+            queries,
             session: None,
         }
     }
 
     /// The connection, connecting first if there is none, for other work than the query.
     pub async fn client(&mut self) -> Result<&Client, tokio_postgres::Error> {
-        Ok(&self.session().await?.0)
+        Ok(self.session().await?.0)
     }
 
     /// Forgets the connection, as the naive code does after an error: the next call connects
@@ -54,19 +71,25 @@ impl NaiveClient {
         self.session = None;
     }
 
-    async fn session(&mut self) -> Result<&(Client, Statement), tokio_postgres::Error> {
+    /// The connection and its prepared statements (in the order given), connecting and
+    /// preparing first if there is no connection.
+    pub async fn session(&mut self) -> Result<(&Client, &[Statement]), tokio_postgres::Error> {
         if self.session.is_none() {
             let (client, connection) = self.config.connect(NoTls).await?;
             tokio::spawn(connection);
-            let statement = client.prepare(&self.query).await?;
-            self.session = Some((client, statement));
+            let mut statements = Vec::with_capacity(self.queries.len());
+            for query in &self.queries {
+                statements.push(client.prepare(query).await?);
+            }
+            self.session = Some((client, statements));
         }
-        Ok(self.session.as_ref().expect("just connected"))
+        let (client, statements) = self.session.as_ref().expect("just connected");
+        Ok((client, statements))
     }
 
     async fn run(&mut self) -> Result<(), tokio_postgres::Error> {
-        let (client, statement) = self.session().await?;
-        client.query(statement, &[]).await?;
+        let (client, statements) = self.session().await?;
+        client.query(&statements[0], &[]).await?;
         Ok(())
     }
 }

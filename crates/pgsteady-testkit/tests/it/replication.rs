@@ -352,3 +352,43 @@ async fn a_panicking_test_cleans_up_its_primary_and_standby() {
     assert_gone(&standby_dir);
     assert_gone(&primary_dir);
 }
+
+/// The old primary crashed (immediate stop) rather than stopping cleanly: `pg_rewind` first
+/// finishes its crash recovery (single-user mode), then rewinds it.
+#[tokio::test]
+async fn a_crashed_old_primary_is_rewound_and_follows() {
+    let primary = Cluster::start().await.unwrap();
+    let standby = primary.standby().start().await.unwrap();
+    let old = app(&primary).await;
+    old.batch_execute("CREATE TABLE t (v text); INSERT INTO t VALUES ('both')")
+        .await
+        .unwrap();
+    standby
+        .catch_up(&primary, Duration::from_secs(10))
+        .await
+        .unwrap();
+    standby.promote().await.unwrap();
+    old.batch_execute("INSERT INTO t VALUES ('only_old')")
+        .await
+        .unwrap();
+    primary.stop(StopMode::Immediate).await.unwrap();
+    assert_eq!(primary.follow(&standby).await.unwrap(), Rewind::Rewound);
+    app(&standby)
+        .await
+        .batch_execute("INSERT INTO t VALUES ('after')")
+        .await
+        .unwrap();
+    primary
+        .catch_up(&standby, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let rows: Vec<String> = app(&primary)
+        .await
+        .query("SELECT v FROM t ORDER BY v", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(rows, ["after", "both"]);
+}

@@ -3,46 +3,53 @@
 //! Grammar (libpq `conninfo_parse`): whitespace-separated `key = value` pairs, spaces allowed
 //! around `=`; a value is either bare (up to the next whitespace) or single-quoted; in both a
 //! backslash escapes the next character.
+//!
+//! Errors place the bad part (character position, or the keyword when it is a known one) and
+//! never show a word of the input: a mangled string may have put a password anywhere.
 
-use super::params::Params;
-use super::uri::shorten;
+use super::params::{Params, canonical_key};
 use crate::Error;
 
 /// Parses key=value pairs into parameters.
 pub(crate) fn parse(s: &str) -> Result<Params, Error> {
     let mut params = Params::default();
-    let mut chars = s.chars().peekable();
+    // Character positions (1-based) for messages.
+    let mut chars = s.chars().enumerate().map(|(i, c)| (i + 1, c)).peekable();
     loop {
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.peek().is_none() {
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        let Some(&(start, _)) = chars.peek() else {
             return Ok(params);
-        }
+        };
         let mut key = String::new();
-        while let Some(c) = chars.next_if(|c| !c.is_whitespace() && *c != '=') {
+        while let Some((_, c)) = chars.next_if(|(_, c)| !c.is_whitespace() && *c != '=') {
             key.push(c);
         }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
-        if chars.next() != Some('=') {
+        // A known keyword may be named; anything else only placed.
+        let name = match canonical_key(&key) {
+            Some(k) => format!("`{k}` (at character {start})"),
+            None => format!("the word at character {start}"),
+        };
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
+        if chars.next().map(|(_, c)| c) != Some('=') {
             return Err(Error::config(format!(
-                "invalid connection string: missing `=` after `{}`",
-                shorten(&key)
+                "invalid connection string: missing `=` after {name}: expected key=value pairs \
+                 (the text is not shown: it may hold a password)"
             )));
         }
-        while chars.next_if(|c| c.is_whitespace()).is_some() {}
+        while chars.next_if(|(_, c)| c.is_whitespace()).is_some() {}
         let mut value = String::new();
-        if chars.next_if_eq(&'\'').is_some() {
+        if chars.next_if(|(_, c)| *c == '\'').is_some() {
             loop {
-                match chars.next() {
+                match chars.next().map(|(_, c)| c) {
                     None => {
-                        // The value may be a password: name the key, never the value.
+                        // The value may be a password: place the key, never show the value.
                         return Err(Error::config(format!(
-                            "invalid connection string: unterminated quoted value for `{}`",
-                            shorten(&key)
+                            "invalid connection string: unterminated quoted value for {name}"
                         )));
                     }
                     Some('\'') => break,
                     Some('\\') => {
-                        if let Some(c) = chars.next() {
+                        if let Some((_, c)) = chars.next() {
                             value.push(c);
                         }
                     }
@@ -50,9 +57,9 @@ pub(crate) fn parse(s: &str) -> Result<Params, Error> {
                 }
             }
         } else {
-            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+            while let Some((_, c)) = chars.next_if(|(_, c)| !c.is_whitespace()) {
                 if c == '\\' {
-                    if let Some(c) = chars.next() {
+                    if let Some((_, c)) = chars.next() {
                         value.push(c);
                     }
                 } else {
@@ -60,7 +67,7 @@ pub(crate) fn parse(s: &str) -> Result<Params, Error> {
                 }
             }
         }
-        params.set(&key, value)?;
+        params.set(&key, value, &format!("at character {start}"))?;
     }
 }
 
@@ -116,13 +123,22 @@ mod tests {
     #[test]
     fn errors_name_the_bad_part() {
         let rows = [
-            ("host", "missing `=` after `host`"),
-            ("host localhost", "missing `=` after `host`"),
+            ("host", "missing `=` after `host` (at character 1)"),
+            (
+                "host localhost",
+                "missing `=` after `host` (at character 1)",
+            ),
             (
                 "hots=h",
-                "unknown connection option `hots` (did you mean `host`?)",
+                "unknown connection option at character 1 (did you mean `host`?)",
             ),
-            ("password='abc", "unterminated quoted value for `password`"),
+            (
+                "password='abc",
+                "unterminated quoted value for `password` (at character 1)",
+            ),
+            // Issue 19: a stray word or unknown key is placed, never shown.
+            ("host=x abcPW", "missing `=` after the word at character 8"),
+            ("abcPW=1", "unknown connection option at character 1"),
         ];
         for (s, want) in rows {
             let err = parse(s).unwrap_err();

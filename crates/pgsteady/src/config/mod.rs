@@ -7,7 +7,8 @@
 //! 3. built-in defaults.
 //!
 //! The password comes from the string, then `PGPASSWORD`, then the password file (`passfile`,
-//! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time.
+//! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time; [`password_search`] tells
+//! where it was looked for and why a password file line did not match.
 //!
 //! `DATABASE_URL` is not a libpq variable; [`Config::resolve`] uses it as the connection
 //! string when no target is given, so a tool can be pointed at a database the way most
@@ -23,6 +24,7 @@
 
 mod env;
 mod keyvalue;
+mod lookup;
 mod params;
 mod passfile;
 mod types;
@@ -35,11 +37,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 pub use env::{Env, ProcessEnv};
-pub use passfile::{PassFile, PassFileStatus};
+pub use lookup::{PassFileSearch, PasswordSearch, password_search};
+pub use passfile::{LineMatch, PassFile, PassFileStatus};
 pub use types::{Host, HostSpec, Password, RootCert, SslMode, TargetSessionAttrs, TlsSettings};
 
 use params::Params;
-use uri::shorten;
 
 use crate::Error;
 
@@ -90,6 +92,9 @@ pub struct Config {
     /// The loaded password file, if one exists and passed the permission check. Default:
     /// `~/.pgpass`.
     pub passfile: Option<PassFile>,
+    /// Why no password file was loaded (missing, skipped for its permissions, not a regular
+    /// file...), for the "password required, none found" message. Default: none.
+    pub passfile_note: Option<String>,
     /// Database name. Default: the user name.
     pub dbname: String,
     /// `options`: command-line options sent to the server, e.g. `-c statement_timeout=5s`.
@@ -244,13 +249,21 @@ impl Config {
                 .filter(|s| !s.is_empty())
                 .map(PathBuf::from)
                 .or_else(|| home.as_ref().map(|h| h.join(".pgpass")));
-            match path.map(|path| PassFile::load(&path)) {
-                Some(PassFileStatus::Loaded(f)) => Some(f),
-                _ => None,
+            match path.map(|path| (PassFile::load(&path), path)) {
+                Some((PassFileStatus::Loaded(f), _)) => (Some(f), None),
+                Some((PassFileStatus::Ignored(why), _)) => (None, Some(format!("{why}; skipped"))),
+                Some((PassFileStatus::Missing, path)) => {
+                    (None, Some(format!("\"{}\" does not exist", path.display())))
+                }
+                None => (
+                    None,
+                    Some("none (no passfile, PGPASSFILE or HOME)".to_owned()),
+                ),
             }
         } else {
-            None
+            (None, None)
         };
+        let (passfile, passfile_note) = passfile;
 
         let connect_timeout = match p.get("connect_timeout") {
             None | Some("") => None,
@@ -259,12 +272,12 @@ impl Config {
                 Some(n) if n <= 0 => None,
                 Some(1) => Some(Duration::from_secs(2)),
                 Some(n) => Some(Duration::from_secs(n as u64)),
-                None => return Err(bad_number("connect_timeout", v, "whole seconds, e.g. 10")),
+                None => return Err(bad_number("connect_timeout", "whole seconds, e.g. 10")),
             },
         };
         let keepalives = match p.get("keepalives") {
             None | Some("") => true,
-            Some(v) => int(v).ok_or_else(|| bad_number("keepalives", v, "1 or 0"))? != 0,
+            Some(v) => int(v).ok_or_else(|| bad_number("keepalives", "1 or 0"))? != 0,
         };
         let keepalives_idle = secs(&p, "keepalives_idle")?.unwrap_or(DEFAULT_KEEPALIVES_IDLE);
         let keepalives_interval =
@@ -282,33 +295,40 @@ impl Config {
         let load_balance_hosts = match p.get("load_balance_hosts") {
             None | Some("") | Some("disable") => false,
             Some("random") => true,
-            Some(v) => {
-                return Err(Error::config(format!(
-                    "invalid load_balance_hosts `{}` (expected one of: disable, random)",
-                    shorten(v)
-                )));
+            Some(_) => {
+                return Err(Error::config(
+                    "invalid load_balance_hosts (expected one of: disable, random)",
+                ));
             }
         };
         let statement_cache = match p.get("statement_cache") {
             None | Some("") | Some("on") => StatementCache::On,
             Some("off") => StatementCache::Off,
-            Some(v) => {
-                return Err(Error::config(format!(
-                    "invalid statement_cache `{}` (expected one of: on, off)",
-                    shorten(v)
-                )));
+            Some(_) => {
+                return Err(Error::config(
+                    "invalid statement_cache (expected one of: on, off)",
+                ));
             }
         };
-        unsupported(&p, "channel_binding", &["disable", "prefer"])?;
-        unsupported(&p, "gssencmode", &["disable", "prefer", "allow"])?;
-        unsupported(&p, "sslnegotiation", &["postgres"])?;
+        unsupported(
+            &p,
+            "channel_binding",
+            &["disable", "prefer"],
+            &["disable", "prefer", "require"],
+        )?;
+        unsupported(
+            &p,
+            "gssencmode",
+            &["disable", "prefer", "allow"],
+            &["disable", "prefer", "allow", "require"],
+        )?;
+        unsupported(&p, "sslnegotiation", &["postgres"], &["postgres", "direct"])?;
         if let Some(enc) = p.get("client_encoding")
             && !["", "UTF8", "utf8", "UTF-8", "utf-8", "auto"].contains(&enc)
         {
-            return Err(Error::config(format!(
-                "unsupported client_encoding `{}` (pgsteady always uses UTF8)",
-                shorten(enc)
-            )));
+            return Err(Error::config(
+                "unsupported client_encoding (pgsteady always uses UTF8)",
+            ));
         }
 
         let root_cert = match p.get("sslrootcert") {
@@ -334,17 +354,25 @@ impl Config {
             .or(p.get("fallback_application_name"))
             .filter(|v| !v.is_empty())
             .map(str::to_owned);
+        let options = p
+            .get("options")
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned);
+        startup_packet_fits(
+            &user,
+            &dbname,
+            options.as_deref(),
+            application_name.as_deref(),
+        )?;
         Ok(Config {
             hosts,
             load_balance_hosts,
             user,
             password,
             passfile,
+            passfile_note,
             dbname,
-            options: p
-                .get("options")
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned),
+            options,
             application_name,
             connect_timeout,
             keepalives,
@@ -362,25 +390,84 @@ impl Config {
 fn parse_string(s: &str) -> Result<Params, Error> {
     if uri::is_uri(s) {
         uri::parse(s)
-    } else if s.contains("://") {
+    } else if let Some((scheme, _)) = s.split_once("://") {
+        // Only a well-known scheme is named: the text before `://` could be anything.
+        const KNOWN: &[&str] = &[
+            "mysql",
+            "mariadb",
+            "http",
+            "https",
+            "jdbc:postgresql",
+            "postgis",
+            "pgsql",
+            "psql",
+            "redis",
+            "mongodb",
+            "sqlite",
+            "tcp",
+        ];
+        let shown = match KNOWN.iter().find(|k| k.eq_ignore_ascii_case(scheme)) {
+            Some(k) => format!(" `{k}`"),
+            None => String::new(),
+        };
         Err(Error::config(format!(
-            "invalid URL scheme `{}`: expected `postgresql://` or `postgres://`",
-            shorten(s.split("://").next().unwrap_or(""))
+            "invalid URL scheme{shown}: expected `postgresql://` or `postgres://`"
         )))
     } else {
         keyvalue::parse(s)
     }
 }
 
+/// PostgreSQL's `MAX_STARTUP_PACKET_LENGTH`: a longer startup packet is refused with "invalid
+/// length of startup packet", which a retry loop would retry until its deadline.
+pub const MAX_STARTUP_PACKET: usize = 10_000;
+
+/// Refuses, before connecting, a startup packet the server would refuse (issue 19: 100 KB
+/// user names were retried until the timeout). Names the fields and their sizes, never their
+/// contents.
+fn startup_packet_fits(
+    user: &str,
+    dbname: &str,
+    options: Option<&str>,
+    application_name: Option<&str>,
+) -> Result<(), Error> {
+    let fields = [
+        ("user", Some(user)),
+        ("database", Some(dbname)),
+        ("options", options),
+        ("application_name", application_name),
+        ("client_encoding", Some("UTF8")),
+    ];
+    // Length, protocol version, each `name\0value\0`, the final `\0`.
+    let total = 8
+        + 1
+        + fields
+            .iter()
+            .filter_map(|(k, v)| v.map(|v| k.len() + v.len() + 2))
+            .sum::<usize>();
+    if total <= MAX_STARTUP_PACKET {
+        return Ok(());
+    }
+    let sizes: Vec<String> = fields
+        .iter()
+        .filter(|(k, _)| *k != "client_encoding")
+        .filter_map(|(k, v)| v.map(|v| format!("{k} {} bytes", v.len())))
+        .collect();
+    Err(Error::config(format!(
+        "the startup packet would be {total} bytes, over PostgreSQL's limit of \
+         {MAX_STARTUP_PACKET} ({}): shorten the longest field",
+        sizes.join(", ")
+    )))
+}
+
 fn int(v: &str) -> Option<i64> {
     v.trim().parse().ok()
 }
 
-fn bad_number(key: &str, v: &str, expected: &str) -> Error {
-    Error::config(format!(
-        "invalid {key} `{}`: expected {expected}",
-        shorten(v)
-    ))
+/// Values are never shown in messages (issue 19): a mistyped string may have put a password
+/// anywhere; the key and what was expected are enough to find it.
+fn bad_number(key: &str, expected: &str) -> Error {
+    Error::config(format!("invalid {key}: expected {expected}"))
 }
 
 fn nonneg(p: &Params, key: &str, expected: &str) -> Result<Option<u64>, Error> {
@@ -388,7 +475,7 @@ fn nonneg(p: &Params, key: &str, expected: &str) -> Result<Option<u64>, Error> {
         None | Some("") => Ok(None),
         Some(v) => match int(v) {
             Some(n) if n >= 0 => Ok(Some(n as u64)),
-            _ => Err(bad_number(key, v, expected)),
+            _ => Err(bad_number(key, expected)),
         },
     }
 }
@@ -406,13 +493,20 @@ fn keyword<T: FromStr<Err = Error>>(p: &Params, key: &str) -> Result<Option<T>, 
     }
 }
 
-fn unsupported(p: &Params, key: &str, ok: &[&str]) -> Result<(), Error> {
+/// `known`: libpq's values for `key`, the only ones a message may show.
+fn unsupported(p: &Params, key: &str, ok: &[&str], known: &[&str]) -> Result<(), Error> {
     match p.get(key) {
-        Some(v) if !v.is_empty() && !ok.contains(&v) => Err(Error::config(format!(
-            "{key}={} is not supported by pgsteady (supported: {})",
-            shorten(v),
-            ok.join(", ")
-        ))),
+        Some(v) if !v.is_empty() && !ok.contains(&v) => {
+            let what = if known.contains(&v) {
+                format!("{key}={v} is not supported by pgsteady")
+            } else {
+                format!("invalid {key}")
+            };
+            Err(Error::config(format!(
+                "{what} (supported: {})",
+                ok.join(", ")
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -463,8 +557,8 @@ fn hosts(p: &Params) -> Result<Vec<HostSpec>, Error> {
             let hostaddr = match addrs.get(i).filter(|a| !a.is_empty()) {
                 Some(a) => Some(a.parse::<IpAddr>().map_err(|_| {
                     Error::config(format!(
-                        "invalid hostaddr `{}`: expected a numeric IP address",
-                        shorten(a)
+                        "invalid hostaddr (entry {}): expected a numeric IP address",
+                        i + 1
                     ))
                 })?),
                 None => None,
@@ -486,9 +580,8 @@ fn hosts(p: &Params) -> Result<Vec<HostSpec>, Error> {
                 None => DEFAULT_PORT,
                 Some(s) => s.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| {
                     Error::config(format!(
-                        "invalid port `{}` for host `{}`: expected a number 1-65535",
-                        shorten(s),
-                        host
+                        "invalid port for host {} of {n}: expected a number 1-65535",
+                        i + 1
                     ))
                 })?,
             };

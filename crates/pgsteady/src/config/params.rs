@@ -69,8 +69,16 @@ impl std::fmt::Debug for Params {
 impl Params {
     /// Sets `key` (any accepted spelling) to `value`; an unknown key is an error that names it
     /// and suggests the closest known keyword.
-    pub(crate) fn set(&mut self, key: &str, value: impl Into<String>) -> Result<(), Error> {
-        let canonical = canonical_key(key).ok_or_else(|| unknown_key(key))?;
+    ///
+    /// `place` says where the key is in the input (e.g. "at character 12"): the message never
+    /// shows an unknown key itself, since a mistyped string may have put a password there.
+    pub(crate) fn set(
+        &mut self,
+        key: &str,
+        value: impl Into<String>,
+        place: &str,
+    ) -> Result<(), Error> {
+        let canonical = canonical_key(key).ok_or_else(|| unknown_key(key, place))?;
         self.values.insert(canonical, value.into());
         Ok(())
     }
@@ -100,7 +108,8 @@ impl Params {
     }
 }
 
-fn canonical_key(key: &str) -> Option<&'static str> {
+/// The libpq keyword for `key` (any accepted spelling), if it is one.
+pub(crate) fn canonical_key(key: &str) -> Option<&'static str> {
     KEYS.iter().copied().find(|k| *k == key).or_else(|| {
         ALIASES
             .iter()
@@ -109,8 +118,7 @@ fn canonical_key(key: &str) -> Option<&'static str> {
     })
 }
 
-fn unknown_key(key: &str) -> Error {
-    let shown: String = key.chars().take(64).collect();
+fn unknown_key(key: &str, place: &str) -> Error {
     let suggestion = KEYS
         .iter()
         .map(|k| (edit_distance(key, k), *k))
@@ -118,7 +126,9 @@ fn unknown_key(key: &str) -> Error {
         .filter(|(d, _)| *d <= 3)
         .map(|(_, k)| format!(" (did you mean `{k}`?)"))
         .unwrap_or_default();
-    Error::config(format!("unknown connection option `{shown}`{suggestion}"))
+    Error::config(format!(
+        "unknown connection option {place}{suggestion} (the option is not shown: it may hold a password)"
+    ))
 }
 
 /// Levenshtein distance, for "did you mean" hints only.
@@ -142,26 +152,32 @@ mod tests {
 
     #[test]
     fn unknown_key_names_it_and_suggests() {
-        let err = Params::default().set("conect_timeout", "5").unwrap_err();
+        // Issue 19: the unknown key is placed, never shown (it may be a password).
+        let err = Params::default()
+            .set("conect_timeout", "5", "at character 3")
+            .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown connection option `conect_timeout` (did you mean `connect_timeout`?)"
+            "unknown connection option at character 3 (did you mean `connect_timeout`?) \
+             (the option is not shown: it may hold a password)"
         );
-        let err = Params::default().set("zzzzzzzzzz", "5").unwrap_err();
-        assert_eq!(err.to_string(), "unknown connection option `zzzzzzzzzz`");
+        let err = Params::default()
+            .set("zzzzzzzzzz", "5", "at character 1")
+            .unwrap_err();
+        assert!(!err.to_string().contains("zzzzzzzzzz"), "{err}");
     }
 
     #[test]
     fn aliases_map_to_libpq_keys() {
         let mut p = Params::default();
-        p.set("keepalives_retries", "4").unwrap();
+        p.set("keepalives_retries", "4", "").unwrap();
         assert_eq!(p.get("keepalives_count"), Some("4"));
     }
 
     #[test]
     fn debug_hides_password() {
         let mut p = Params::default();
-        p.set("password", "hunter2").unwrap();
+        p.set("password", "hunter2", "").unwrap();
         assert!(!format!("{p:?}").contains("hunter2"));
     }
 }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct PassFile {
     path: PathBuf,
-    entries: Vec<[String; 5]>,
+    /// (1-based line number, the five fields).
+    entries: Vec<(usize, [String; 5])>,
 }
 
 impl fmt::Debug for PassFile {
@@ -38,6 +39,10 @@ pub enum PassFileStatus {
 impl PassFile {
     /// Loads `path`, applying libpq's permission rule. An ignored file is logged with
     /// `tracing::warn!` and reported in the status.
+    ///
+    /// Only a regular file of at most 1 MiB is read (a FIFO or a device there is skipped, not
+    /// waited on). A line that is not valid UTF-8 is skipped, the others are used, as libpq
+    /// (which reads bytes) would use them.
     pub fn load(path: &Path) -> PassFileStatus {
         let meta = match std::fs::metadata(path) {
             Ok(m) => m,
@@ -61,18 +66,39 @@ impl PassFile {
                 );
             }
         }
-        match std::fs::read_to_string(path) {
-            Ok(text) => PassFileStatus::Loaded(Self::parse(path, &text)),
-            Err(e) => ignored(path, format!("cannot be read: {e}")),
+        match crate::fsread::read_regular(path, crate::fsread::MAX_PASSFILE) {
+            Ok(bytes) => PassFileStatus::Loaded(Self::parse_bytes(path, &bytes)),
+            Err(e) => ignored(path, e.to_string()),
         }
+    }
+
+    /// Parses the file's bytes line by line; a line that is not UTF-8 is skipped (with a
+    /// warning naming its number, never its content).
+    pub fn parse_bytes(path: &Path, bytes: &[u8]) -> Self {
+        let mut text = String::with_capacity(bytes.len());
+        for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+            match std::str::from_utf8(line) {
+                Ok(line) => {
+                    text.push_str(line);
+                    text.push('\n');
+                }
+                Err(_) => tracing::warn!(
+                    "password file \"{}\": line {} is not valid UTF-8; skipping it",
+                    path.display(),
+                    i + 1
+                ),
+            }
+        }
+        Self::parse(path, &text)
     }
 
     /// Parses the file's text (no permission check).
     pub fn parse(path: &Path, text: &str) -> Self {
         let entries = text
             .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .filter_map(parse_line)
+            .enumerate()
+            .filter(|(_, l)| !l.starts_with('#') && !l.trim().is_empty())
+            .filter_map(|(i, l)| Some((i + 1, parse_line(l)?)))
             .collect();
         PassFile {
             path: path.to_owned(),
@@ -90,13 +116,62 @@ impl PassFile {
         let wanted = [host, port, dbname, user];
         self.entries
             .iter()
-            .find(|e| {
-                e[..4]
-                    .iter()
-                    .zip(wanted)
-                    .all(|(field, want)| field == "*" || field == want)
-            })
-            .map(|e| e[4].as_str())
+            .find(|(_, e)| mismatch(e, wanted).is_none())
+            .map(|(_, e)| e[4].as_str())
+    }
+
+    /// Why each line does or does not match, in file order, up to the first match: for
+    /// telling a user why no password was found. Never shows a password.
+    pub fn explain(&self, host: &str, port: &str, dbname: &str, user: &str) -> Vec<LineMatch> {
+        let wanted = [host, port, dbname, user];
+        let mut out = Vec::new();
+        for (line, e) in &self.entries {
+            let mismatch = mismatch(e, wanted).map(|i| {
+                let field = ["hostname", "port", "database", "username"][i];
+                format!("{field} `{}` is not `{}`", e[i], wanted[i])
+            });
+            let matched = mismatch.is_none();
+            out.push(LineMatch {
+                line: *line,
+                key: e[..4].join(":"),
+                mismatch,
+            });
+            if matched {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// One password-file line checked against a connection ([`PassFile::explain`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineMatch {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// The line's first four fields, `hostname:port:database:username` (not the password).
+    pub key: String,
+    /// Why it does not match (the first field that differs), or `None` when it matches.
+    pub mismatch: Option<String>,
+}
+
+/// The index of the first of host, port, database, user that `entry` does not match.
+fn mismatch(entry: &[String; 5], wanted: [&str; 4]) -> Option<usize> {
+    entry[..4]
+        .iter()
+        .zip(wanted)
+        .position(|(field, want)| field != "*" && field != want)
+}
+
+impl PassFile {
+    /// The number of usable lines (five fields).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the file holds no usable line.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -155,6 +230,27 @@ short:line
             PassFile::parse(Path::new("/x"), "short:line\n").lookup("short", "line", "", ""),
             None
         );
+    }
+
+    /// Issue 19 item 15: one invalid byte no longer hides the whole file.
+    #[test]
+    fn invalid_utf8_line_is_skipped_not_the_file() {
+        let bytes = b"bad:*:*:*:\xff\xfe\n*:*:*:*:good\n";
+        let f = PassFile::parse_bytes(Path::new("/x"), bytes);
+        assert_eq!(f.lookup("h", "1", "d", "u"), Some("good"));
+        assert_eq!(f.lookup("bad", "1", "d", "u"), Some("good"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pgpass");
+        std::fs::write(&path, bytes).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        match PassFile::load(&path) {
+            PassFileStatus::Loaded(f) => assert_eq!(f.lookup("h", "1", "d", "u"), Some("good")),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -6,7 +6,6 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use super::uri::shorten;
 use crate::Error;
 
 /// A password. `Debug` prints `***`; there is no `Display`.
@@ -100,9 +99,9 @@ macro_rules! keyword_enum {
             fn from_str(s: &str) -> Result<Self, Error> {
                 match s {
                     $($text => Ok($name::$variant),)+
+                    // The value is not shown (issue 19): it may be a misplaced password.
                     _ => Err(Error::config(format!(
-                        concat!("invalid ", $what, " `{}` (expected one of: {})"),
-                        shorten(s),
+                        concat!("invalid ", $what, " (expected one of: {})"),
                         [$($text),+].join(", ")
                     ))),
                 }

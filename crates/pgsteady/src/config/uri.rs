@@ -4,9 +4,11 @@
 //! with one friendliness: the *last* `@` before the path separates the user info, so a password
 //! with an unencoded `@` still parses (libpq would take the first one and fail).
 //!
-//! Error messages name the bad part but never echo the user info (it may hold a password).
+//! Error messages place the bad part (host entry, query parameter number, a known keyword) but
+//! never show a piece of the URL: a mangled URL may have put the password anywhere (issue 19:
+//! `postgresql://app:PW/app` once printed "invalid port `PW`").
 
-use super::params::Params;
+use super::params::{Params, canonical_key};
 use crate::Error;
 
 /// The schemes libpq accepts.
@@ -46,14 +48,14 @@ pub(crate) fn parse(uri: &str) -> Result<Params, Error> {
             };
             if !user.is_empty() {
                 let user = decode(user).map_err(|e| e.context("the user name of the URL"))?;
-                params.set("user", user)?;
+                params.set("user", user, "")?;
             }
             if let Some(password) = password {
                 // Never echo the password or its bad token.
                 let password = decode(password).map_err(|_| {
                     Error::config("invalid URL: bad percent-encoding in the password")
                 })?;
-                params.set("password", password)?;
+                params.set("password", password, "")?;
             }
             hosts
         }
@@ -66,40 +68,50 @@ pub(crate) fn parse(uri: &str) -> Result<Params, Error> {
         && !path.is_empty()
     {
         let db = decode(path).map_err(|e| e.context("the database name of the URL"))?;
-        params.set("dbname", db)?;
+        params.set("dbname", db, "")?;
     }
 
     if let Some(query) = query {
-        for pair in query.split('&').filter(|p| !p.is_empty()) {
+        for (i, pair) in query.split('&').filter(|p| !p.is_empty()).enumerate() {
+            let n = i + 1;
             let (k, v) = pair.split_once('=').ok_or_else(|| {
+                let which = match canonical_key(pair) {
+                    Some(k) => format!("`{k}`"),
+                    None => format!("{n}"),
+                };
                 Error::config(format!(
-                    "invalid URL: query parameter `{}` has no `=value`",
-                    shorten(pair)
+                    "invalid URL: query parameter {which} has no `=value`"
                 ))
             })?;
-            let k = decode(k).map_err(|e| e.context("a query parameter name of the URL"))?;
+            let k =
+                decode(k).map_err(|e| e.context(&format!("the name of query parameter {n}")))?;
             let v = if k == "password" {
                 decode(v).map_err(|_| {
                     Error::config("invalid URL: bad percent-encoding in the password")
                 })?
             } else {
-                decode(v).map_err(|e| e.context(&format!("URL query parameter `{k}`")))?
+                let which = match canonical_key(&k) {
+                    Some(k) => format!("URL query parameter `{k}`"),
+                    None => format!("URL query parameter {n}"),
+                };
+                decode(v).map_err(|e| e.context(&which))?
             };
             if k == "ssl" {
                 // JDBC's `ssl=true`, which libpq also accepts.
                 if v == "true" {
-                    params.set("sslmode", "require")?;
+                    params.set("sslmode", "require", "")?;
                     continue;
                 }
-                return Err(Error::config(format!(
-                    "invalid URL: `ssl={}`: only `ssl=true` is accepted (use sslmode)",
-                    shorten(&v)
-                )));
+                return Err(Error::config(
+                    "invalid URL: query parameter `ssl`: only `ssl=true` is accepted (use sslmode)",
+                ));
             }
-            params.set(&k, v).map_err(|e| {
-                Error::config(format!("invalid URL: {}", e.message()))
-                    .with_reason(crate::Reason::Config)
-            })?;
+            params
+                .set(&k, v, &format!("(URL query parameter {n})"))
+                .map_err(|e| {
+                    Error::config(format!("invalid URL: {}", e.message()))
+                        .with_reason(crate::Reason::Config)
+                })?;
         }
     }
     Ok(params)
@@ -112,20 +124,17 @@ fn parse_hosts(spec: &str, params: &mut Params) -> Result<(), Error> {
     }
     let mut hosts = Vec::new();
     let mut ports = Vec::new();
-    for entry in spec.split(',') {
+    for (i, entry) in spec.split(',').enumerate() {
+        let n = i + 1;
         let (host, port) = if let Some(rest) = entry.strip_prefix('[') {
             let (h, after) = rest.split_once(']').ok_or_else(|| {
-                Error::config(format!(
-                    "invalid URL: missing `]` in IPv6 host `{}`",
-                    shorten(entry)
-                ))
+                Error::config(format!("invalid URL: missing `]` in IPv6 host entry {n}"))
             })?;
             let port = match after {
                 "" => "",
                 p => p.strip_prefix(':').ok_or_else(|| {
                     Error::config(format!(
-                        "invalid URL: unexpected `{}` after IPv6 host `[{h}]`",
-                        shorten(after)
+                        "invalid URL: unexpected text after the IPv6 address of host entry {n}: expected `:port`"
                     ))
                 })?,
             };
@@ -135,24 +144,23 @@ fn parse_hosts(spec: &str, params: &mut Params) -> Result<(), Error> {
                 Some((h, p)) => (h, p),
                 None => (entry, ""),
             };
-            let h = decode(h).map_err(|e| e.context("a host of the URL"))?;
+            let h = decode(h).map_err(|e| e.context(&format!("host entry {n} of the URL")))?;
             (h, p)
         };
         if !port.is_empty() && !port.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Error::config(format!(
-                "invalid URL: invalid port `{}` for host `{}`",
-                shorten(port),
-                shorten(&host)
+                "invalid URL: invalid port in host entry {n}: expected digits (the text is not \
+                 shown: a URL missing `@host` puts the password there)"
             )));
         }
         hosts.push(host);
         ports.push(port.to_owned());
     }
     if hosts.iter().any(|h| !h.is_empty()) {
-        params.set("host", hosts.join(","))?;
+        params.set("host", hosts.join(","), "")?;
     }
     if ports.iter().any(|p| !p.is_empty()) {
-        params.set("port", ports.join(","))?;
+        params.set("port", ports.join(","), "")?;
     }
     Ok(())
 }
@@ -204,15 +212,6 @@ impl DecodeError {
             DecodeError::Utf8 => format!("invalid URL: {what} is not valid UTF-8 once decoded"),
         })
     }
-}
-
-/// At most 64 characters of user input in a message.
-pub(crate) fn shorten(s: &str) -> String {
-    let mut out: String = s.chars().take(64).collect();
-    if out.len() < s.len() {
-        out.push('…');
-    }
-    out
 }
 
 #[cfg(test)]
@@ -335,9 +334,12 @@ mod tests {
     fn errors_name_the_bad_part() {
         let rows = [
             ("mysql://h", "must start with `postgresql://`"),
-            ("postgresql://h:54x2", "invalid port `54x2` for host `h`"),
+            ("postgresql://h:54x2", "invalid port in host entry 1"),
             ("postgresql://[::1/db", "missing `]` in IPv6 host"),
-            ("postgresql://h/db?foo=1", "unknown connection option `foo`"),
+            (
+                "postgresql://h/db?foo=1",
+                "unknown connection option (URL query parameter 1)",
+            ),
             (
                 "postgresql://h/db?connect_timeout",
                 "query parameter `connect_timeout` has no `=value`",
@@ -350,12 +352,15 @@ mod tests {
                 "postgresql://h/d%00b",
                 "`%00` is not allowed in the database name",
             ),
-            ("postgresql://h/db?ssl=maybe", "`ssl=maybe`"),
+            ("postgresql://h/db?ssl=maybe", "only `ssl=true` is accepted"),
         ];
         for (uri, want) in rows {
             let err = parse(uri).unwrap_err();
             assert!(err.to_string().contains(want), "{uri}: {err}");
             assert_eq!(err.kind(), crate::ErrorKind::Config);
+            for token in ["54x2", "foo", "maybe", "zzb"] {
+                assert!(!err.to_string().contains(token), "{uri}: {err}");
+            }
         }
     }
 
@@ -364,6 +369,8 @@ mod tests {
         for uri in [
             "postgresql://u:s3cr%zzet@h/db",
             "postgresql://h/db?password=s3cr%zzet",
+            // Issue 19: `@host` forgotten, so the password parses as a port.
+            "postgresql://app:s3cret/app",
         ] {
             let err = parse(uri).unwrap_err();
             let text = format!("{err} {err:?}");

@@ -1,7 +1,7 @@
 //! Pieces of one connection pass: the `target_session_attrs` check, the error that lists
 //! every host, and the handshake phases named in time-out messages.
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::session::{SessionState, describe};
 use crate::classify::{self, Action, Reason};
@@ -9,15 +9,78 @@ use crate::config::TargetSessionAttrs;
 use crate::error::HostFailure;
 use crate::{Error, ErrorKind};
 
+/// At most this many messages of a query pgsteady runs for itself are read; more is an error
+/// (a server streaming endless rows must not fill memory: issue 19 item 8).
+pub const MAX_OWN_ROWS: usize = 10_000;
+
+/// Runs `sql` with the simple protocol and collects at most `max_rows` rows (and their
+/// command-complete messages); more is an error and the rest is not read. For the queries a
+/// tool runs for itself, where tokio-postgres' `simple_query` would collect whatever the
+/// server streams.
+pub async fn bounded_simple_query(
+    client: &Client,
+    sql: &str,
+    max_rows: usize,
+) -> Result<Vec<SimpleQueryMessage>, Error> {
+    use futures_util::TryStreamExt;
+    let stream = client
+        .simple_query_raw(sql)
+        .await
+        .map_err(|e| Error::from_pg(e, "query failed"))?;
+    futures_util::pin_mut!(stream);
+    let mut out = Vec::new();
+    let mut rows = 0usize;
+    while let Some(m) = stream
+        .try_next()
+        .await
+        .map_err(|e| Error::from_pg(e, "query failed"))?
+    {
+        if matches!(m, SimpleQueryMessage::Row(_)) {
+            rows += 1;
+            if rows > max_rows {
+                return Err(Error::new(
+                    ErrorKind::Db,
+                    format!("the query returned more than {max_rows} rows; pgsteady reads at most that many"),
+                )
+                .with_reason(Reason::Other));
+            }
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
 /// Checks `target_session_attrs` as libpq does: from the `in_hot_standby` and
 /// `default_transaction_read_only` values the server reported at startup (PostgreSQL 14+, no
-/// round trip), else with one query.
+/// round trip), else with one query. With `ready`, a session for `any` must still answer an
+/// empty query: authenticating is not being able to run one (issue 19 item 7).
 pub(super) async fn check_session(
     client: &Client,
     want: TargetSessionAttrs,
     reported: SessionState,
+    ready: bool,
 ) -> Result<(), Error> {
+    // One empty round trip when nothing else would run a query on the new session.
+    let answers = || async {
+        if !ready {
+            return Ok(());
+        }
+        bounded_simple_query(client, "", 0)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                Error::new(e.kind(), "session check failed")
+                    .with_reason(e.reason().unwrap_or(Reason::Other))
+                    .with_source(e)
+            })
+    };
+    if want == TargetSessionAttrs::Any {
+        return answers().await;
+    }
     if let Some(ok) = reported.satisfies(want) {
+        if ok {
+            answers().await?;
+        }
         return verdict(
             ok,
             want,
@@ -26,13 +89,18 @@ pub(super) async fn check_session(
                 || reported.in_hot_standby.unwrap_or(false),
         );
     }
-    let rows = client
-        .simple_query(
-            "SELECT pg_catalog.pg_is_in_recovery()::text, \
-             pg_catalog.current_setting('transaction_read_only')",
-        )
-        .await
-        .map_err(|e| Error::from_pg(e, "session check failed"))?;
+    let rows = bounded_simple_query(
+        client,
+        "SELECT pg_catalog.pg_is_in_recovery()::text, \
+         pg_catalog.current_setting('transaction_read_only')",
+        1,
+    )
+    .await
+    .map_err(|e| {
+        Error::new(e.kind(), "session check failed")
+            .with_reason(e.reason().unwrap_or(Reason::Other))
+            .with_source(e)
+    })?;
     let row = rows.iter().find_map(|m| match m {
         tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
         _ => None,

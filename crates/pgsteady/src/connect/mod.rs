@@ -5,6 +5,7 @@
 //! server's `in_hot_standby` / `default_transaction_read_only` during the session.
 
 mod checks;
+mod frame;
 mod monitor;
 mod session;
 mod stream;
@@ -17,6 +18,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
+pub use checks::{MAX_OWN_ROWS, bounded_simple_query};
+pub use frame::DEFAULT_MAX_MESSAGE_LEN;
 pub use monitor::{CloseReason, ConnectionMonitor};
 pub use session::SessionState;
 pub use stream::{SslAnswer, request_ssl};
@@ -117,6 +120,8 @@ pub struct Connector {
     retry_on: Vec<FailFastClass>,
     observer: Option<Observer>,
     sleeper: Arc<dyn Sleeper>,
+    max_message_len: usize,
+    ready_check: bool,
 }
 
 impl fmt::Debug for Connector {
@@ -128,6 +133,8 @@ impl fmt::Debug for Connector {
             .field("backoff", &self.backoff)
             .field("retry_on", &self.retry_on)
             .field("observer", &self.observer.is_some())
+            .field("max_message_len", &self.max_message_len)
+            .field("ready_check", &self.ready_check)
             .finish_non_exhaustive()
     }
 }
@@ -146,7 +153,69 @@ impl Connector {
             retry_on: Vec::new(),
             observer: None,
             sleeper: Arc::new(TokioSleeper),
+            max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            ready_check: false,
         })
+    }
+
+    /// Caps the length of one data-carrying message from the server (a row, an error, a
+    /// notice); a longer one, or any message libpq would refuse, closes the connection with a
+    /// permanent "protocol violation" error. Default: [`DEFAULT_MAX_MESSAGE_LEN`] (1 GiB - 1,
+    /// the most a PostgreSQL server can send). A tool that reads only its own small results
+    /// should set far less (the CLI uses 16 MiB).
+    #[must_use]
+    pub fn with_max_message_len(mut self, bytes: usize) -> Self {
+        self.max_message_len = bytes;
+        self
+    }
+
+    /// Whether a new session must answer a query (an empty one, one round trip) inside the
+    /// attempt timeout before it counts as connected, when nothing else would run one (the
+    /// `target_session_attrs` check reads the server's startup report on PostgreSQL 14+). A
+    /// server that authenticates and then never answers is then a timed-out attempt, not a
+    /// connection (issue 19). Off by default so a connect costs no extra round trip; the CLI
+    /// and `pgsteady serve` turn it on (`PoolConfig::ready_check` for a pool). Default: false.
+    #[must_use]
+    pub fn with_ready_check(mut self, on: bool) -> Self {
+        self.ready_check = on;
+        self
+    }
+
+    /// Asks the server to cancel what the session of `token` is running (PostgreSQL's
+    /// CancelRequest on a new connection to `host`, bounded by the attempt timeout). For a
+    /// caller giving up on a long statement, e.g. on SIGINT: dropping the client alone leaves
+    /// the statement running until the server next writes to the socket.
+    ///
+    /// Take the token with [`Client::cancel_token`] before handing the client to the work
+    /// that may need cancelling.
+    pub async fn cancel(
+        &self,
+        token: &tokio_postgres::CancelToken,
+        host: &HostSpec,
+    ) -> Result<(), Error> {
+        let send = async {
+            let socket = match &host.host {
+                Host::Unix(dir) => stream::dial_unix(dir, host.port).await?,
+                Host::Tcp(_) => {
+                    let addr = *stream::resolve(host).await?.first().ok_or_else(|| {
+                        Error::new(
+                            ErrorKind::Connect,
+                            "no address to send the cancel request to",
+                        )
+                    })?;
+                    stream::dial_tcp(addr, &self.config).await?
+                }
+            };
+            token
+                .cancel_query_raw(socket, tokio_postgres::NoTls)
+                .await
+                .map_err(|e| Error::from_pg(e, "cancel request failed"))
+        };
+        match tokio::time::timeout(self.attempt_timeout, send).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::new(ErrorKind::Timeout, "cancel request timed out")
+                .with_reason(Reason::TimedOut)),
+        }
     }
 
     /// The configuration.
@@ -445,19 +514,54 @@ impl Connector {
         let tls = matches!(stream, stream::Stream::Tls(_));
         set(Phase::Startup);
         let pg = self.pg_config(host);
-        let (client, connection) = pg
-            .connect_raw(stream, tokio_postgres::NoTls)
-            .await
-            .map_err(|e| Error::from_pg(e, "startup failed"))?;
+        let seen = Arc::new(frame::Seen::default());
+        let stream = frame::Guarded::new(stream, self.max_message_len, seen.clone());
+        let (client, connection) = match pg.connect_raw(stream, tokio_postgres::NoTls).await {
+            Ok(pair) => pair,
+            Err(e) => {
+                // Protocol state, not message text: the server asked for a password and
+                // there was none to send.
+                if seen.password_requested.load(Ordering::Relaxed)
+                    && self.config.password_for(host).is_none()
+                {
+                    return Err(self.no_password(host).with_source(e));
+                }
+                return Err(Error::from_pg(e, "startup failed"));
+            }
+        };
         let monitor = ConnectionMonitor::spawn(connection);
         set(Phase::SessionCheck);
-        check_session(&client, want, monitor.session_state()).await?;
+        check_session(&client, want, monitor.session_state(), self.ready_check).await?;
         Ok(Connected {
             client,
             monitor,
             host: host.clone(),
             tls,
         })
+    }
+
+    /// "password required, none found", with where pgsteady looked (issue 19 item 11).
+    fn no_password(&self, host: &HostSpec) -> Error {
+        let c = &self.config;
+        let passfile = match (&c.passfile, &c.passfile_note) {
+            (Some(f), _) => format!(
+                "the password file \"{}\" has no line matching {}",
+                f.path().display(),
+                passfile_key(host, c)
+            ),
+            (None, Some(note)) => note.clone(),
+            (None, None) => "no password file was looked for".to_owned(),
+        };
+        Error::new(
+            ErrorKind::Auth,
+            format!(
+                "password required, none found: the server asked for a password for user `{}`; \
+                 looked in the connection string (none), PGPASSWORD (unset or empty) and the \
+                 password file: {passfile}",
+                crate::text::sanitize_to(&c.user, 64)
+            ),
+        )
+        .with_reason(Reason::InvalidPassword)
     }
 
     fn pg_config(&self, host: &HostSpec) -> tokio_postgres::Config {
@@ -478,6 +582,19 @@ impl Connector {
         }
         pg
     }
+}
+
+/// `host:port:dbname:user` as a password file line would match it.
+fn passfile_key(host: &HostSpec, c: &Config) -> String {
+    let name = match &host.host {
+        Host::Tcp(h) => h.clone(),
+        Host::Unix(_) => "localhost".to_owned(),
+    };
+    crate::text::sanitize_to(
+        &format!("{name}:{}:{}:{}", host.port, c.dbname, c.user),
+        256,
+    )
+    .into_owned()
 }
 
 #[cfg(test)]

@@ -56,10 +56,13 @@ impl SessionState {
     ///
     /// - `any`: always;
     /// - `read-write`: neither `in_hot_standby` nor `default_transaction_read_only` is on
-    ///   (both needed);
-    /// - `read-only`: either is on (both needed);
+    ///   (both needed, unless `in_hot_standby` is on);
+    /// - `read-only`: either is on (both needed, unless `in_hot_standby` is on);
     /// - `primary`: `in_hot_standby` off; `standby` and `prefer-standby`: on.
     pub fn satisfies(&self, want: TargetSessionAttrs) -> Option<bool> {
+        // libpq queries when either value is missing; a reported `in_hot_standby=on` alone
+        // already proves read-only (the `||` stops there), which saves that query and cannot
+        // change the verdict.
         let read_only = || Some(self.in_hot_standby? || self.default_transaction_read_only?);
         match want {
             TargetSessionAttrs::ReadWrite => read_only().map(|ro| !ro),
@@ -178,6 +181,12 @@ mod tests {
             default_transaction_read_only: Some(false),
         };
         assert_eq!(answers(only_read_only), [y, None, None, None, None, None]);
+        // A reported standby is read-only whatever default_transaction_read_only is.
+        let only_standby = SessionState {
+            in_hot_standby: Some(true),
+            default_transaction_read_only: None,
+        };
+        assert_eq!(answers(only_standby), [y, n, y, n, y, y]);
     }
 
     #[test]

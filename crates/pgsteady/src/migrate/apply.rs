@@ -89,6 +89,42 @@ fn failure(m: &Migration, err: tokio_postgres::Error, kind: ErrorKind, message: 
         Some(ErrorPosition::Original(p)) => position_in(m.sql(), *p),
         _ => None,
     };
+    failure_at(m, err, kind, message, position)
+}
+
+/// A failure of one of pgsteady's own statements (the history row, the transaction id) while
+/// applying `m`: the server's position points into pgsteady's SQL, not the file, so none is
+/// given (issue 19 item 16: a file dropping the history table was blamed at `0002.sql:1:8`).
+fn own_failure(m: &Migration, err: tokio_postgres::Error, what: &str) -> Error {
+    let reason = classify::reason_of(&err);
+    if reason.is_connection_lost() {
+        return failure_at(
+            m,
+            err,
+            ErrorKind::from_reason(reason),
+            "connection lost while applying a migration; it was rolled back".into(),
+            None,
+        );
+    }
+    failure_at(
+        m,
+        err,
+        ErrorKind::Migration,
+        format!(
+            "migration failed: pgsteady's own {what} failed after the file ran (did the file \
+             drop, rename or alter the history table?); it was rolled back"
+        ),
+        None,
+    )
+}
+
+fn failure_at(
+    m: &Migration,
+    err: tokio_postgres::Error,
+    kind: ErrorKind,
+    message: String,
+    position: Option<Position>,
+) -> Error {
     let reason = classify::reason_of(&err);
     Error::new(kind, message)
         .with_reason(reason)
@@ -166,7 +202,10 @@ async fn apply_in_transaction(
             failure(m, e, ErrorKind::Migration, "migration failed".into())
         }
     };
-    let tx = client.transaction().await.map_err(lost)?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| own_failure(m, e, "BEGIN"))?;
     if let Some(lock) = lock {
         super::history::xact_lock(&tx, lock.key, lock.timeout).await?;
         let applied: bool = tx
@@ -188,7 +227,7 @@ async fn apply_in_transaction(
     let xid: i64 = tx
         .query_one("SELECT txid_current()", &[])
         .await
-        .map_err(lost)?
+        .map_err(|e| own_failure(m, e, "transaction id query"))?
         .get(0);
     tx.execute(
         &format!(
@@ -198,7 +237,7 @@ async fn apply_in_transaction(
         &[&m.version(), &m.name(), &m.checksum().to_string()],
     )
     .await
-    .map_err(lost)?;
+    .map_err(|e| own_failure(m, e, "history insert"))?;
     let start = Instant::now();
     if let Err(e) = tx.batch_execute(m.sql()).await {
         let err = if e.code() == Some(&SqlState::ACTIVE_SQL_TRANSACTION) {
@@ -216,11 +255,14 @@ async fn apply_in_transaction(
     let took = start.elapsed();
     // A COMMIT, ROLLBACK or END in the file ends our transaction; what follows then runs in
     // autocommit. The transaction id tells, whatever the file's SQL looked like.
-    let xid_after: i64 = tx
-        .query_one("SELECT txid_current()", &[])
-        .await
-        .map_err(lost)?
-        .get(0);
+    let xid_after: i64 = match tx.query_one("SELECT txid_current()", &[]).await {
+        Ok(row) => row.get(0),
+        Err(e) => {
+            let err = own_failure(m, e, "transaction id query");
+            rollback(tx).await;
+            return Err(err);
+        }
+    };
     if xid_after != xid {
         rollback(tx).await;
         return Err(failure_without_source(
@@ -241,7 +283,7 @@ async fn apply_in_transaction(
         &[&m.version(), &(took.as_millis() as i64)],
     )
     .await
-    .map_err(lost)?;
+    .map_err(|e| own_failure(m, e, "history update"))?;
     tx.commit().await.map_err(|e| {
         let reason = classify::reason_of(&e);
         if reason.is_connection_lost() {

@@ -211,9 +211,13 @@ pub struct Migrator {
     out_of_order: bool,
     lock_timeout: Option<Duration>,
     max_resumes: u32,
+    own_query_timeout: Duration,
     on_event: Option<Callback>,
     xact_locks: bool,
 }
+
+/// The default bound on each of pgsteady's own history statements.
+pub const DEFAULT_OWN_QUERY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl fmt::Debug for Migrator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -225,6 +229,7 @@ impl fmt::Debug for Migrator {
             .field("lock_timeout", &self.lock_timeout)
             .field("max_resumes", &self.max_resumes)
             .field("xact_locks", &self.xact_locks)
+            .field("own_query_timeout", &self.own_query_timeout)
             .field("on_event", &self.on_event.is_some())
             .finish()
     }
@@ -271,6 +276,7 @@ impl Migrator {
             lock_timeout: None,
             max_resumes: DEFAULT_MAX_RESUMES,
             xact_locks: false,
+            own_query_timeout: DEFAULT_OWN_QUERY_TIMEOUT,
             on_event: None,
         }
     }
@@ -332,6 +338,37 @@ impl Migrator {
     pub fn with_max_resumes(mut self, max: u32) -> Self {
         self.max_resumes = max;
         self
+    }
+
+    /// Bounds each of pgsteady's own history statements (the lock key, the history table's
+    /// existence, creation and contents, the unlock); the lock wait is bounded by
+    /// [`with_lock_timeout`](Self::with_lock_timeout) and the files' SQL is not bounded.
+    /// Running out fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): a server that
+    /// stops answering must not hold a run forever (issue 19). Default:
+    /// [`DEFAULT_OWN_QUERY_TIMEOUT`] (30 s).
+    #[must_use]
+    pub fn with_own_query_timeout(mut self, timeout: Duration) -> Self {
+        self.own_query_timeout = timeout;
+        self
+    }
+
+    /// Runs one of pgsteady's own statements within the bound.
+    pub(crate) async fn own<T>(
+        &self,
+        what: &str,
+        fut: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.own_query_timeout, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                crate::ErrorKind::Timeout,
+                format!(
+                    "the server did not answer pgsteady's {what} within {:.1}s",
+                    self.own_query_timeout.as_secs_f64()
+                ),
+            )
+            .with_reason(crate::Reason::TimedOut)),
+        }
     }
 
     /// Calls `callback` with each [`Event`] of a run.

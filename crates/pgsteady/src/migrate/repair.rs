@@ -20,7 +20,12 @@ impl Migrator {
     /// This is the explicit escape hatch for a deliberate edit of an applied file (a comment,
     /// a fix already made by hand) or a deliberate removal; review the report.
     pub async fn repair_on(&self, client: &mut Client, dry_run: bool) -> Result<Repair, Error> {
-        let key = history::session_lock_key(client, &self.table).await?;
+        let key = self
+            .own(
+                "lock key query",
+                history::session_lock_key(client, &self.table),
+            )
+            .await?;
         history::lock(client, key, self.lock_timeout, |holder_pid| {
             self.emit(Event::LockWait { holder_pid })
         })
@@ -31,10 +36,15 @@ impl Migrator {
     }
 
     async fn repair_locked(&self, client: &mut Client, dry_run: bool) -> Result<Repair, Error> {
-        if !history::exists(client, &self.table).await? {
+        if !self
+            .own("history check", history::exists(client, &self.table))
+            .await?
+        {
             return Ok(Repair::default());
         }
-        let rows = history::read(client, &self.table).await?;
+        let rows = self
+            .own("history read", history::read(client, &self.table))
+            .await?;
         let plan = plan::repair_plan(&self.migrations, &rows);
         let repair = Repair {
             rewritten: plan

@@ -85,6 +85,94 @@ impl Migrator {
         Ok(report)
     }
 
+    /// [`Migrator::run`] until `stop` resolves (e.g. on SIGINT): then the statement running on
+    /// the server is cancelled (a CancelRequest, as psql sends on Ctrl-C), its transaction
+    /// rolls back, the lock is released on the way out, and this returns an error of kind
+    /// [`ErrorKind::Migration`] saying it was interrupted, whose source is the failure
+    /// (file) when one was running. Without the cancel, the server would run the statement
+    /// (and hold the lock) until it next wrote to the closed socket (issue 19 item 17).
+    pub async fn run_until(
+        &self,
+        connector: &Connector,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Result<Report, Error> {
+        let start = Instant::now();
+        let mut report = Report::default();
+        let mut in_doubt = None;
+        tokio::pin!(stop);
+        loop {
+            let mut connected = tokio::select! {
+                c = connector.connect() => c?,
+                () = &mut stop => {
+                    return Err(Error::new(ErrorKind::Migration, "interrupted before connecting: nothing was applied"));
+                }
+            };
+            let token = connected.client.cancel_token();
+            let host = connected.host.clone();
+            let (result, stopped) = {
+                let work = self.run_locked(&mut connected.client, &mut report, &mut in_doubt);
+                tokio::pin!(work);
+                tokio::select! {
+                    r = &mut work => (r, None),
+                    () = &mut stop => {
+                        let cancelled = connector.cancel(&token, &host).await.is_ok();
+                        // Let the session roll back and release the lock.
+                        let finished =
+                            tokio::time::timeout(connector.attempt_timeout(), &mut work).await;
+                        let confirmed = finished.is_ok();
+                        let r = finished.unwrap_or(Ok(()));
+                        (r, Some((cancelled, confirmed)))
+                    }
+                }
+            };
+            if let Some((cancelled, confirmed)) = stopped {
+                let what = match (cancelled, confirmed) {
+                    (true, true) => {
+                        "the running statement was cancelled on the server, its \
+                         migration rolled back and the lock released"
+                    }
+                    (true, false) => {
+                        "the running statement was cancelled on the server; the \
+                         session was closed before it confirmed the rollback"
+                    }
+                    (false, _) => {
+                        "the cancel request failed; the session was closed (the \
+                         server ends the statement when it notices)"
+                    }
+                };
+                let err = Error::new(
+                    ErrorKind::Migration,
+                    format!(
+                        "interrupted: {what}; the {} migration(s) applied before it stay applied",
+                        report.applied.len()
+                    ),
+                );
+                return Err(match result {
+                    Err(e) if Failure::of(&e).is_some() => err.with_source(e),
+                    _ => err,
+                });
+            }
+            match result {
+                Ok(()) => break,
+                Err(e) if resumable(&e) && report.resumes < self.max_resumes => {
+                    report.resumes += 1;
+                    if e.kind() == ErrorKind::CommitOutcomeUnknown {
+                        in_doubt = Failure::of(&e).map(Failure::version);
+                    }
+                    tracing::warn!(error = %e, "migration connection lost; resuming");
+                    self.emit(Event::Resuming {
+                        attempt: report.resumes,
+                        reason: e.reason(),
+                        error: e.to_string(),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        report.elapsed = start.elapsed();
+        Ok(report)
+    }
+
     /// [`Migrator::status_on`] on a session from `connector` (waiting for the database).
     pub async fn status(&self, connector: &Connector) -> Result<Status, Error> {
         let connected = connector.connect().await?;
@@ -129,7 +217,12 @@ impl Migrator {
         report: &mut Report,
         in_doubt: &mut Option<i64>,
     ) -> Result<(), Error> {
-        let key = history::session_lock_key(client, &self.table).await?;
+        let key = self
+            .own(
+                "lock key query",
+                history::session_lock_key(client, &self.table),
+            )
+            .await?;
         let waited = history::lock(client, key, self.lock_timeout, |holder_pid| {
             self.emit(Event::LockWait { holder_pid })
         })
@@ -137,7 +230,12 @@ impl Migrator {
         report.lock_wait += waited;
         self.emit(Event::Locked { waited });
         let result = self.apply_pending(client, report, in_doubt).await;
-        history::unlock(client, key).await;
+        let _ = self
+            .own("unlock", async {
+                history::unlock(client, key).await;
+                Ok(())
+            })
+            .await;
         result
     }
 
@@ -239,10 +337,16 @@ impl Migrator {
         report: &mut Report,
         in_doubt: &mut Option<i64>,
     ) -> Result<(), Error> {
-        if !history::exists(client, &self.table).await? {
-            history::create(client, &self.table).await?;
+        if !self
+            .own("history check", history::exists(client, &self.table))
+            .await?
+        {
+            self.own("history creation", history::create(client, &self.table))
+                .await?;
         }
-        let rows = history::read(client, &self.table).await?;
+        let rows = self
+            .own("history read", history::read(client, &self.table))
+            .await?;
         if let Some(version) = in_doubt.take() {
             self.resolve(version, &rows, report);
         }
@@ -300,9 +404,12 @@ impl Migrator {
     /// The state of every version, read without the lock and without writing anything (a
     /// missing history table reads as empty).
     pub async fn status_on(&self, client: &Client) -> Result<Status, Error> {
-        let exists = history::exists(client, &self.table).await?;
+        let exists = self
+            .own("history check", history::exists(client, &self.table))
+            .await?;
         let rows = if exists {
-            history::read(client, &self.table).await?
+            self.own("history read", history::read(client, &self.table))
+                .await?
         } else {
             Vec::new()
         };

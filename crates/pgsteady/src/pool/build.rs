@@ -45,7 +45,9 @@ impl PoolBuilder {
         let target_session_attrs = config.target_session_attrs;
         let unnamed =
             (config.statement_cache == StatementCache::Off).then(|| Arc::new(TypeCache::default()));
-        let connector = Connector::new(config)?;
+        let connector = Connector::new(config)?
+            .with_max_message_len(pool.max_message_len)
+            .with_ready_check(pool.ready_check);
         let metrics = Arc::new(Metrics::default());
         let events = Arc::new(Notify::new());
         let live = Arc::new(AtomicUsize::new(0));

@@ -69,6 +69,14 @@ pub struct PoolConfig {
     pub idle_ping: Option<Duration>,
     /// Retries of [`Pool::run`] and [`Pool::transaction`]. Default: [`RetryPolicy::default`].
     pub retry: RetryPolicy,
+    /// The longest data-carrying message (row, error, notice) a connection accepts from the
+    /// server; see [`Connector::with_max_message_len`]. Default:
+    /// [`DEFAULT_MAX_MESSAGE_LEN`](crate::connect::DEFAULT_MAX_MESSAGE_LEN) (1 GiB - 1).
+    pub max_message_len: usize,
+    /// A new connection must answer an empty query before it is handed out or counts as a
+    /// success for readiness; see [`Connector::with_ready_check`]. Turn it on where a server
+    /// that authenticates but cannot run a query must not look healthy. Default: false.
+    pub ready_check: bool,
 }
 
 impl Default for PoolConfig {
@@ -91,6 +99,8 @@ impl Default for PoolConfig {
             reconnect_spread: Duration::from_millis(40),
             idle_ping: Some(Duration::from_secs(5)),
             retry: RetryPolicy::default(),
+            max_message_len: crate::connect::DEFAULT_MAX_MESSAGE_LEN,
+            ready_check: false,
         }
     }
 }
@@ -141,6 +151,10 @@ impl PoolBuilder {
         retry: RetryPolicy;
         /// See [`PoolConfig::idle_ping`].
         idle_ping: Option<Duration>;
+        /// See [`PoolConfig::max_message_len`].
+        max_message_len: usize;
+        /// See [`PoolConfig::ready_check`].
+        ready_check: bool;
     }
 
     /// Sets the connection configuration's `statement_cache`: [`StatementCache::Off`] is the

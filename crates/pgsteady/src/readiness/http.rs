@@ -28,6 +28,8 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+pub use super::limits::HttpLimits;
+use super::limits::LimitedListener;
 use super::prometheus::{ReadinessCollector, encode};
 use super::{Readiness, ReadinessReport, ShutdownConfig, ShutdownSignal, shutdown_signal};
 
@@ -153,12 +155,29 @@ impl ShutdownReport {
 /// Installs the SIGTERM/SIGINT handlers when called. After the deadline, requests still in
 /// flight are counted in [`ShutdownReport::requests_cut`] and left to the process' exit.
 /// Fails only if the signal handlers cannot be installed or accepting fails.
+///
+/// Connections are bounded by [`HttpLimits::default`]; see [`serve_with_limits`].
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     readiness: &Readiness,
     config: ShutdownConfig,
 ) -> io::Result<ShutdownReport> {
+    serve_with_limits(listener, app, readiness, config, HttpLimits::default()).await
+}
+
+/// [`serve`] with explicit connection bounds: at most `limits.max_connections` open (one
+/// more is closed at once), request headers within `limits.header_read_timeout` (also from
+/// the moment a connection is accepted), a kept-alive connection idle at most
+/// `limits.idle_timeout`.
+pub async fn serve_with_limits(
+    listener: TcpListener,
+    app: Router,
+    readiness: &Readiness,
+    config: ShutdownConfig,
+    limits: HttpLimits,
+) -> io::Result<ShutdownReport> {
+    let listener = LimitedListener::new(listener, limits);
     let signal = shutdown_signal()?;
     let in_flight = Arc::new(AtomicUsize::new(0));
     let app = {

@@ -36,6 +36,8 @@
 
 #[cfg(feature = "axum")]
 pub mod http;
+#[cfg(feature = "axum")]
+mod limits;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod shutdown;

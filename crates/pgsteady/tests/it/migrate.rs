@@ -204,6 +204,47 @@ async fn syntax_error_in_file_3_of_5_keeps_1_and_2_and_names_file_and_line() {
     assert_eq!(effects, 2);
 }
 
+/// Issue 19 item 16: a file that drops the history table fails in pgsteady's own history
+/// update; the error says so and points at no position in the file (it once said
+/// `0002_drop.sql:1:8`, the position of the table name in pgsteady's UPDATE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_dropping_the_history_table_is_blamed_on_the_history_update() {
+    let cluster = Cluster::start().await.unwrap();
+    let dir = dir_with(&[
+        ("0001_one.sql", "CREATE TABLE one (id int);"),
+        (
+            "0002_drop.sql",
+            "CREATE TABLE two (id int);\nDROP TABLE pgsteady_migrations;",
+        ),
+    ]);
+    let mut c = client(&cluster).await;
+    let err = Migrator::from_dir(dir.path())
+        .unwrap()
+        .run_on(&mut c)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Migration, "{err}");
+    assert_eq!(err.code().map(|c| c.code()), Some("42P01"), "{err}");
+    let failure = Failure::of(&err).expect("the failure names the file");
+    assert_eq!(failure.version(), 2);
+    assert!(failure.position().is_none(), "{:?}", failure.position());
+    let text = err.to_string();
+    assert!(
+        text.contains("pgsteady's own history update failed"),
+        "{text}"
+    );
+    assert!(text.contains("0002_drop.sql"), "{text}");
+    let after = text.split("0002_drop.sql").nth(1).unwrap_or("");
+    assert!(
+        !after.starts_with(':') || !after[1..].starts_with(|c: char| c.is_ascii_digit()),
+        "no line:column: {text}"
+    );
+    // Rolled back: the history and file 1 stay, file 2's table does not exist.
+    assert_eq!(versions(&c).await, [1]);
+    assert!(table_exists(&c, "one").await);
+    assert!(!table_exists(&c, "two").await);
+}
+
 /// Runs a migrator whose file 2 sleeps; breaks the server with `fault` while it sleeps; checks
 /// the migration is entirely applied or entirely absent; then reruns to completion.
 async fn server_fault_during_long_migration(fault: StopMode) {

@@ -11,13 +11,9 @@ use pgsteady_testkit::{Cluster, StopMode};
 
 /// A connector for the hosts `ports` (in that order) of `cluster`'s user and database.
 fn hosts(cluster: &Cluster, ports: &[u16], extra: &str) -> Connector {
-    let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
     let url = format!(
-        "postgresql://{}:{}@{}/{}?connect_timeout=5&{extra}",
-        cluster.user(),
-        cluster.password(),
-        list.join(","),
-        cluster.dbname()
+        "{}?connect_timeout=5&{extra}",
+        cluster.url_with_ports(ports)
     );
     Connector::new(Config::parse(&url).unwrap()).unwrap()
 }
@@ -30,6 +26,32 @@ async fn where_am_i(c: &Connected) -> (u16, bool) {
         .await
         .unwrap();
     (row.get::<_, i32>(0) as u16, row.get(1))
+}
+
+/// Where `n` connects landed: how many per (port, in recovery), 8 connects at a time.
+async fn landings(connector: &Connector, n: u32) -> HashMap<(u16, bool), u32> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let connector = connector.clone();
+        let share = n / 8 + u32::from(worker < n % 8);
+        tasks.spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..share {
+                let c = connector.connect_once().await.unwrap();
+                let at = where_am_i(&c).await;
+                assert_eq!(c.host.port, at.0);
+                seen.push(at);
+            }
+            seen
+        });
+    }
+    let mut counts = HashMap::new();
+    while let Some(seen) = tasks.join_next().await {
+        for at in seen.unwrap() {
+            *counts.entry(at).or_default() += 1;
+        }
+    }
+    counts
 }
 
 async fn pair() -> (Cluster, Cluster) {
@@ -53,14 +75,12 @@ async fn each_target_lands_on_its_server_200_of_200() {
     ];
     for (attrs, port, in_recovery) in cases {
         let connector = hosts(&primary, &order, &format!("target_session_attrs={attrs}"));
-        let mut landed = 0;
-        for _ in 0..200 {
-            let c = connector.connect_once().await.unwrap();
-            assert_eq!(where_am_i(&c).await, (port, in_recovery), "{attrs}");
-            assert_eq!(c.host.port, port, "{attrs}");
-            landed += 1;
-        }
-        assert_eq!(landed, 200, "{attrs}");
+        let landed = landings(&connector, 200).await;
+        assert_eq!(
+            landed,
+            HashMap::from([((port, in_recovery), 200)]),
+            "{attrs}"
+        );
     }
 }
 
@@ -103,15 +123,13 @@ async fn load_balance_hosts_random_spreads_1000_connects() {
     let (primary, standby) = pair().await;
     let order = [standby.port(), primary.port()];
     let connector = hosts(&primary, &order, "load_balance_hosts=random");
-    let mut per_port: HashMap<u16, u32> = HashMap::new();
-    for _ in 0..1000 {
-        let c = connector.connect_once().await.unwrap();
-        *per_port.entry(where_am_i(&c).await.0).or_default() += 1;
+    let landed = landings(&connector, 1000).await;
+    assert_eq!(landed.values().sum::<u32>(), 1000);
+    for at in [(standby.port(), true), (primary.port(), false)] {
+        let n = landed.get(&at).copied().unwrap_or(0);
+        assert!((400..=600).contains(&n), "{landed:?}");
     }
-    for port in order {
-        let n = per_port.get(&port).copied().unwrap_or(0);
-        assert!((400..=600).contains(&n), "{per_port:?}");
-    }
+    eprintln!("load_balance_hosts=random over 1000 connects: {landed:?}");
     // Negative control: without it, every connect takes the first host.
     let connector = hosts(&primary, &order, "");
     for _ in 0..50 {

@@ -123,11 +123,18 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Migration>, Error> {
                 continue;
             }
         };
-        let bytes = match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => Err("is a directory, not a migration file".to_owned()),
-            Ok(_) => fs::read(&path).map_err(|e| format!("cannot read: {e}")),
-            Err(e) => Err(format!("cannot read: {e}")),
-        };
+        // Regular files only, size-capped: a FIFO blocked `migrate` forever and a link to
+        // /dev/zero read 4 GB (issue 19 item 6).
+        let bytes =
+            match fs::metadata(&path) {
+                Ok(meta) if meta.is_dir() => Err("is a directory, not a migration file".to_owned()),
+                Ok(_) => crate::fsread::read_regular(&path, crate::fsread::MAX_MIGRATION_FILE)
+                    .map_err(|e| match e {
+                        crate::fsread::ReadError::Io(e) => format!("cannot read: {e}"),
+                        other => other.to_string(),
+                    }),
+                Err(e) => Err(format!("cannot read: {e}")),
+            };
         let parsed = bytes.and_then(|bytes| {
             Migration::from_parts(version, name, file_name, Some(path.clone()), bytes)
         });
@@ -256,6 +263,31 @@ mod tests {
         assert_eq!(
             errs,
             ["`0002_b.sql` and `2_again.sql` have the same version 2"]
+        );
+    }
+
+    /// Issue 19 item 6: a FIFO or a link to a device is refused before anything is read.
+    #[cfg(unix)]
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("0001_ok.sql"), "SELECT 1;").unwrap();
+        nix::unistd::mkfifo(
+            &dir.path().join("0002_fifo.sql"),
+            nix::sys::stat::Mode::S_IRWXU,
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("0003_zero.sql")).unwrap();
+        let started = std::time::Instant::now();
+        let err = read_dir(dir.path()).unwrap_err().to_string();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(
+            err.contains("0002_fifo.sql`: is a FIFO, not a regular file"),
+            "{err}"
+        );
+        assert!(
+            err.contains("0003_zero.sql`: is a device, not a regular file"),
+            "{err}"
         );
     }
 

@@ -1,0 +1,272 @@
+//! Fake servers on loopback that misbehave in ways a real PostgreSQL cannot be made to: they
+//! speak just enough of the protocol to get a client to where the misbehaviour matters.
+//!
+//! Each [`FakeServer`] listens on a free `127.0.0.1` port, serves every connection with one
+//! [`Behavior`], counts connections, and stops (its task aborted, its sockets closed) when
+//! dropped, so nothing outlives a test even when it panics.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use pgsteady_testkit::fake::{Behavior, FakeServer};
+//! let server = FakeServer::start(Behavior::Hang).await?;
+//! let url = server.url("app", "db");
+//! // a client now authenticates, and then no query is ever answered
+//! # Ok(()) }
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// What a [`FakeServer`] does with each connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Behavior {
+    /// Authenticates (trust), then never answers anything: a server whose backends hang
+    /// after startup.
+    Hang,
+    /// Authenticates; answers an empty query normally, and every other query with one row
+    /// description and then `DataRow`s forever.
+    EndlessRows,
+    /// Authenticates, then announces a message of this many bytes (type `D`, a data row,
+    /// when answering a query; type `E` right after startup when `at_startup`) and sends
+    /// nothing more.
+    HugeLength {
+        /// The announced length (the 4-byte length field, which counts itself).
+        length: u32,
+        /// Announce it in place of the startup reply instead of in answer to a query.
+        at_startup: bool,
+    },
+    /// Answers the startup packet with an ErrorResponse (severity FATAL) and closes.
+    StartupError {
+        /// The SQLSTATE.
+        code: String,
+        /// The message, sent as given (control characters included).
+        message: String,
+    },
+    /// Asks for a cleartext password; answers a password with 28P01.
+    PasswordRequest,
+    /// Speaks HTTP: whatever arrives, answers `400 Bad Request` and closes.
+    Http,
+}
+
+/// A fake server; stops when dropped.
+#[derive(Debug)]
+pub struct FakeServer {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeServer {
+    /// Listens on a free loopback port and serves every connection with `behavior`.
+    pub async fn start(behavior: Behavior) -> std::io::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let connections = Arc::new(AtomicUsize::new(0));
+        let count = connections.clone();
+        let task = tokio::spawn(async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::Relaxed);
+                let behavior = behavior.clone();
+                tasks.spawn(async move {
+                    let _ = serve(stream, behavior).await;
+                });
+                while tasks.try_join_next().is_some() {}
+            }
+        });
+        Ok(FakeServer {
+            addr,
+            connections,
+            task,
+        })
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// `postgresql://user@127.0.0.1:port/db?sslmode=disable`.
+    pub fn url(&self, user: &str, db: &str) -> String {
+        format!(
+            "postgresql://{user}@127.0.0.1:{}/{db}?sslmode=disable",
+            self.port()
+        )
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+const SSL_REQUEST: u32 = 80_877_103;
+const GSS_REQUEST: u32 = 80_877_104;
+const CANCEL_REQUEST: u32 = 80_877_102;
+
+fn message(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(body.len() + 5);
+    m.push(kind);
+    m.extend_from_slice(&(body.len() as u32 + 4).to_be_bytes());
+    m.extend_from_slice(body);
+    m
+}
+
+fn error_response(code: &str, text: &str) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', text)] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    message(b'E', &body)
+}
+
+fn authenticated() -> Vec<u8> {
+    let mut out = message(b'R', &0u32.to_be_bytes());
+    out.extend(message(b'S', b"server_version\x0015.0\x00"));
+    out.extend(message(b'S', b"client_encoding\x00UTF8\x00"));
+    out.extend(message(b'K', &[0, 0, 0, 42, 0, 0, 0, 7]));
+    out.extend(message(b'Z', b"I"));
+    out
+}
+
+/// Reads the startup packet (answering SSL and GSS requests with `N`). `None`: a cancel
+/// request or a closed connection.
+async fn startup(stream: &mut TcpStream) -> std::io::Result<Option<()>> {
+    loop {
+        let len = stream.read_u32().await? as usize;
+        let code = stream.read_u32().await?;
+        let mut rest = vec![0u8; len.saturating_sub(8).min(1 << 20)];
+        stream.read_exact(&mut rest).await?;
+        match code {
+            SSL_REQUEST | GSS_REQUEST => stream.write_all(b"N").await?,
+            CANCEL_REQUEST => return Ok(None),
+            _ => return Ok(Some(())),
+        }
+    }
+}
+
+/// Reads one frontend message: (type, body).
+async fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+    let kind = stream.read_u8().await?;
+    let len = stream.read_u32().await? as usize;
+    let mut body = vec![0u8; len.saturating_sub(4).min(1 << 20)];
+    stream.read_exact(&mut body).await?;
+    Ok((kind, body))
+}
+
+async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()> {
+    if behavior == Behavior::Http {
+        let mut buf = [0u8; 1024];
+        let _ = stream.read(&mut buf).await?;
+        stream
+            .write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await?;
+        return Ok(());
+    }
+    if startup(&mut stream).await?.is_none() {
+        return Ok(());
+    }
+    match behavior {
+        Behavior::Hang => {
+            stream.write_all(&authenticated()).await?;
+            // Read and never answer, until the client goes away.
+            let mut buf = [0u8; 4096];
+            while stream.read(&mut buf).await? > 0 {}
+        }
+        Behavior::EndlessRows => {
+            stream.write_all(&authenticated()).await?;
+            loop {
+                let (kind, body) = read_message(&mut stream).await?;
+                match kind {
+                    b'X' => return Ok(()),
+                    b'Q' if body.first() == Some(&0) => {
+                        stream.write_all(&message(b'I', b"")).await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    }
+                    b'Q' => {
+                        let mut desc = 1u16.to_be_bytes().to_vec();
+                        desc.extend_from_slice(b"x\x00");
+                        desc.extend_from_slice(&[0; 6]);
+                        desc.extend_from_slice(&25u32.to_be_bytes());
+                        desc.extend_from_slice(&(-1i16).to_be_bytes());
+                        desc.extend_from_slice(&(-1i32).to_be_bytes());
+                        desc.extend_from_slice(&0u16.to_be_bytes());
+                        stream.write_all(&message(b'T', &desc)).await?;
+                        let mut row = 1u16.to_be_bytes().to_vec();
+                        row.extend_from_slice(&1000u32.to_be_bytes());
+                        row.extend_from_slice(&[b'x'; 1000]);
+                        let row = message(b'D', &row);
+                        let batch: Vec<u8> =
+                            row.iter().copied().cycle().take(row.len() * 64).collect();
+                        loop {
+                            stream.write_all(&batch).await?;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Behavior::HugeLength { length, at_startup } => {
+            if at_startup {
+                let mut head = vec![b'E'];
+                head.extend_from_slice(&length.to_be_bytes());
+                stream.write_all(&head).await?;
+            } else {
+                stream.write_all(&authenticated()).await?;
+                loop {
+                    let (kind, body) = read_message(&mut stream).await?;
+                    if kind == b'Q' && body.first() == Some(&0) {
+                        stream.write_all(&message(b'I', b"")).await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    } else if kind == b'Q' {
+                        let mut head = vec![b'D'];
+                        head.extend_from_slice(&length.to_be_bytes());
+                        stream.write_all(&head).await?;
+                        break;
+                    } else if kind == b'X' {
+                        return Ok(());
+                    }
+                }
+            }
+            let mut buf = [0u8; 4096];
+            while stream.read(&mut buf).await? > 0 {}
+        }
+        Behavior::StartupError { code, message } => {
+            stream.write_all(&error_response(&code, &message)).await?;
+        }
+        Behavior::PasswordRequest => {
+            stream
+                .write_all(&message(b'R', &3u32.to_be_bytes()))
+                .await?;
+            if let Ok((b'p', _)) = read_message(&mut stream).await {
+                stream
+                    .write_all(&error_response("28P01", "password authentication failed"))
+                    .await?;
+            }
+        }
+        Behavior::Http => unreachable!("handled above"),
+    }
+    stream.shutdown().await
+}

@@ -1,0 +1,163 @@
+//! [`SlotWatch`]: slots read on a timer of their own, for metrics and readiness that must not
+//! query the database on every scrape or probe.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{Verdict, classify, read::validate_name};
+use crate::{Error, Pool};
+
+/// What the last refresh of a [`SlotWatch`] found. A consistent snapshot: every verdict was
+/// drawn from the same round trip.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WatchSnapshot {
+    /// One verdict per watched slot, in the order given; empty until the first success.
+    pub verdicts: Vec<Verdict>,
+    /// When the verdicts were read (`None`: never).
+    pub refreshed_at: Option<Instant>,
+    /// Successful refreshes so far (one query each).
+    pub refreshes: u64,
+    /// Failed refreshes so far (checkout or query failed, or timed out).
+    pub failures: u64,
+    /// The last failure's message (no password: pgsteady errors never hold one), cleared by
+    /// the next success.
+    pub last_error: Option<String>,
+}
+
+/// Watches named slots: one query through a [`Pool`] per interval (however many slots and
+/// however many readers), the latest verdicts readable at any time without a round trip.
+/// The refresh task stops when the last clone is dropped or the pool is closed.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
+/// use std::time::Duration;
+/// use pgsteady::slot::SlotWatch;
+///
+/// let watch = SlotWatch::spawn(pool, vec!["debezium".into()], Duration::from_secs(10))?;
+/// for verdict in &watch.snapshot().verdicts {
+///     println!("{}: {}", verdict.slot, verdict.state);
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct SlotWatch {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    names: Vec<String>,
+    every: Duration,
+    snapshot: Arc<Mutex<Arc<WatchSnapshot>>>,
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SlotWatch {
+    /// Starts refreshing `names` every `every` (at least 100 ms) through `pool`, the first
+    /// time at once. Fails with [`crate::ErrorKind::Config`] for a name PostgreSQL would
+    /// reject, or no name. Must be called within a tokio runtime.
+    pub fn spawn(pool: &Pool, names: Vec<String>, every: Duration) -> Result<SlotWatch, Error> {
+        if names.is_empty() {
+            return Err(Error::config("no slot to watch"));
+        }
+        for name in &names {
+            validate_name(name)?;
+        }
+        let every = every.max(Duration::from_millis(100));
+        let snapshot: Arc<Mutex<Arc<WatchSnapshot>>> = Arc::default();
+        let task = tokio::spawn(refresh_loop(
+            pool.clone(),
+            names.clone(),
+            every,
+            snapshot.clone(),
+        ))
+        .abort_handle();
+        Ok(SlotWatch {
+            inner: Arc::new(Inner {
+                names,
+                every,
+                snapshot,
+                task,
+            }),
+        })
+    }
+
+    /// The watched slots' names.
+    pub fn names(&self) -> &[String] {
+        &self.inner.names
+    }
+
+    /// The refresh interval.
+    pub fn interval(&self) -> Duration {
+        self.inner.every
+    }
+
+    /// The latest snapshot (a pointer copy; no round trip).
+    pub fn snapshot(&self) -> Arc<WatchSnapshot> {
+        lock(&self.inner.snapshot).clone()
+    }
+}
+
+async fn refresh_loop(
+    pool: Pool,
+    names: Vec<String>,
+    every: Duration,
+    snapshot: Arc<Mutex<Arc<WatchSnapshot>>>,
+) {
+    // Each refresh is bounded by the interval (at least 1 s, at most 10 s), so a hung server
+    // delays the next one by that much at most.
+    let bound = every.clamp(Duration::from_secs(1), Duration::from_secs(10));
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        let result = tokio::time::timeout(bound, async {
+            let conn = pool.get().await?;
+            super::read::read_all(&conn).await
+        })
+        .await;
+        let mut next = (**lock(&snapshot)).clone();
+        match result {
+            Ok(Ok((position, facts))) => {
+                next.verdicts = names
+                    .iter()
+                    .map(|name| {
+                        let f = facts.iter().find(|f| &f.name == name).cloned();
+                        classify(name, f, position, None)
+                    })
+                    .collect();
+                next.refreshed_at = Some(Instant::now());
+                next.refreshes += 1;
+                next.last_error = None;
+            }
+            Ok(Err(e)) => {
+                next.failures += 1;
+                next.last_error = Some(e.to_string());
+            }
+            Err(_) => {
+                next.failures += 1;
+                next.last_error = Some(format!(
+                    "reading the slots took longer than {:.1}s",
+                    bound.as_secs_f64()
+                ));
+            }
+        }
+        *lock(&snapshot) = Arc::new(next);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
