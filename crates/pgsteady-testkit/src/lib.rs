@@ -43,9 +43,9 @@ pub mod fake;
 pub mod http;
 mod log;
 pub mod netns;
-mod pgbouncer;
 #[cfg(feature = "patroni")]
 mod patroni;
+mod pgbouncer;
 mod process;
 mod proxy;
 mod sweep;
@@ -54,10 +54,10 @@ pub mod workload;
 pub use bin::PgBin;
 pub use cluster::{BackendFilter, Cluster, ClusterBuilder, Rewind, StandbyBuilder, StopMode};
 pub use error::{Error, Result};
-pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
 #[cfg(feature = "patroni")]
 pub use patroni::{
     Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings,
     Role,
 };
+pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

@@ -74,7 +74,11 @@ impl SessionState {
 }
 
 impl Layer {
-    pub(crate) fn ok(layer: &'static str, detail: impl Into<String>, took: Option<Duration>) -> Self {
+    pub(crate) fn ok(
+        layer: &'static str,
+        detail: impl Into<String>,
+        took: Option<Duration>,
+    ) -> Self {
         Layer {
             layer,
             status: Status::Ok,
@@ -402,7 +406,9 @@ pub(crate) async fn check_host(
     out.extend(layers);
     // A query that got no answer: a hung server, or PgBouncer holding it while its server
     // is down (issue 17); a second session tells which.
-    if out.last().is_some_and(|l| l.reason == Some(Reason::TimedOut.as_str()))
+    if out
+        .last()
+        .is_some_and(|l| l.reason == Some(Reason::TimedOut.as_str()))
         && let Some(layer) = pooler::unanswered(&connector, timeout).await
     {
         out.pop();

@@ -34,12 +34,12 @@ pub(crate) fn pooler_failure(e: &(dyn std::error::Error + 'static)) -> Option<La
 pub(crate) async fn unanswered(connector: &Connector, waited: Duration) -> Option<Layer> {
     match connector.connect_once().await {
         Err(e) => pooler_failure(&e),
-        Ok(second) => match tokio::time::timeout(waited, second.client.simple_query("SELECT 1"))
-            .await
-        {
-            Ok(Err(e)) => pooler_failure(&e),
-            _ => None,
-        },
+        Ok(second) => {
+            match tokio::time::timeout(waited, second.client.simple_query("SELECT 1")).await {
+                Ok(Err(e)) => pooler_failure(&e),
+                _ => None,
+            }
+        }
     }
 }
 

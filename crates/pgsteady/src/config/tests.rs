@@ -55,7 +55,8 @@ fn statement_cache_key() {
     assert_eq!(kv.statement_cache, StatementCache::Off);
     let err = Config::parse("postgresql://app@db/app?statement_cache=maybe").unwrap_err();
     assert!(
-        err.to_string().contains("invalid statement_cache (expected one of: on, off)"),
+        err.to_string()
+            .contains("invalid statement_cache (expected one of: on, off)"),
         "{err}"
     );
 }

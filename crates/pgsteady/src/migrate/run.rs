@@ -100,6 +100,8 @@ impl Migrator {
         let mut report = Report::default();
         let mut in_doubt = None;
         tokio::pin!(stop);
+        // `statement_cache=off` says a transaction pooler is in front: no session lock.
+        let pooled = self.xact_locks || connector.config().statement_cache == StatementCache::Off;
         loop {
             let mut connected = tokio::select! {
                 c = connector.connect() => c?,
@@ -110,7 +112,8 @@ impl Migrator {
             let token = connected.client.cancel_token();
             let host = connected.host.clone();
             let (result, stopped) = {
-                let work = self.run_locked(&mut connected.client, &mut report, &mut in_doubt);
+                let work =
+                    self.run_session(&mut connected.client, &mut report, &mut in_doubt, pooled);
                 tokio::pin!(work);
                 tokio::select! {
                     r = &mut work => (r, None),
@@ -237,6 +240,22 @@ impl Migrator {
             })
             .await;
         result
+    }
+
+    /// One session's work: under the session lock, or, behind a transaction pooler
+    /// (`pooled`), under transaction-level locks.
+    async fn run_session(
+        &self,
+        client: &mut Client,
+        report: &mut Report,
+        in_doubt: &mut Option<i64>,
+        pooled: bool,
+    ) -> Result<(), Error> {
+        if pooled {
+            self.run_xact_locked(client, report, in_doubt).await
+        } else {
+            self.run_locked(client, report, in_doubt).await
+        }
     }
 
     /// One session's work without session state, for a transaction pooler (PgBouncer in
