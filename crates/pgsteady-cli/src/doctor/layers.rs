@@ -367,7 +367,16 @@ pub(crate) async fn check_host(
     let connected = match connector.connect_once().await {
         Ok(c) => c,
         Err(e) => {
-            let layer = match pooler::pooler_failure(&e) {
+            // PgBouncer's own error, or its holding the session check while its server is
+            // down (then a second session gets its error at once).
+            let pooled = match pooler::pooler_failure(&e) {
+                Some(layer) => Some(layer),
+                None if e.reason() == Some(Reason::TimedOut) => {
+                    pooler::unanswered(&connector, timeout).await
+                }
+                None => None,
+            };
+            let layer = match pooled {
                 Some(layer) => layer,
                 None => session::diagnose(&e, &ctx).await,
             };
