@@ -6,6 +6,8 @@ use std::time::Duration;
 // Only named in doc links.
 #[cfg(doc)]
 use super::{Pool, PoolHealth};
+#[cfg(doc)]
+use crate::Connector;
 use crate::Backoff;
 use crate::backoff::Jitter;
 use crate::config::{Config, StatementCache};
