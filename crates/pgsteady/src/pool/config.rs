@@ -6,9 +6,9 @@ use std::time::Duration;
 // Only named in doc links.
 #[cfg(doc)]
 use super::{Pool, PoolHealth};
+use crate::Backoff;
 #[cfg(doc)]
 use crate::Connector;
-use crate::Backoff;
 use crate::backoff::Jitter;
 use crate::config::{Config, StatementCache};
 use crate::retry::RetryPolicy;
