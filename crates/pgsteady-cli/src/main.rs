@@ -8,12 +8,14 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{FromArgMatches, Parser, Subcommand};
 
 mod check;
 mod common;
 mod doctor;
 mod exit;
+mod generate;
+mod help;
 mod migrate;
 mod probe;
 mod report;
@@ -22,10 +24,33 @@ mod serve;
 mod slot;
 mod wait;
 
+/// What `pgsteady --version` prints after the name: the crate version, the git commit it was
+/// built from (`unknown` from a packaged crate or outside a checkout: see `build.rs`) and
+/// whether `pgsteady drill` (the default-on cargo feature `drill`) is included.
+const VERSION: &str = if cfg!(feature = "drill") {
+    version!("drill included")
+} else {
+    version!("drill not included")
+};
+
+macro_rules! version {
+    ($drill:literal) => {
+        concat!(
+            env!("CARGO_PKG_VERSION"),
+            " (commit ",
+            env!("PGSTEADY_GIT_COMMIT"),
+            ", ",
+            $drill,
+            ")"
+        )
+    };
+}
+use version;
+
 /// Keep applications connected to PostgreSQL through start-up, restarts, crashes and
 /// silent network drops.
 #[derive(Debug, Parser)]
-#[command(name = "pgsteady", version, about, long_about = None)]
+#[command(name = "pgsteady", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,10 +80,15 @@ enum Command {
     /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
     #[cfg(feature = "drill")]
     Drill(pgsteady_drill::DrillArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions(generate::CompletionsArgs),
+    /// Print the man page to stdout, or write one page per command into a directory.
+    Man(generate::ManArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // The clap definitions with every command's examples added (`help.rs`).
+    let cli = Cli::from_arg_matches(&help::command().get_matches()).unwrap_or_else(|e| e.exit());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -80,6 +110,8 @@ fn main() -> ExitCode {
             Command::Slot(args) => slot::run(args).await,
             #[cfg(feature = "drill")]
             Command::Drill(args) => pgsteady_drill::run(args).await,
+            Command::Completions(args) => generate::completions(args),
+            Command::Man(args) => generate::man(args),
         }
     })
 }

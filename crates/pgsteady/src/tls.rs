@@ -43,8 +43,20 @@ impl fmt::Debug for Tls {
     }
 }
 
+/// The *ring* provider, chosen over aws-lc-rs on purpose: it builds with nothing but a C
+/// compiler (no cmake, no Go), which keeps `cargo install`, the wheel and the container image
+/// simple and the binary small.
+///
+/// rustls 0.23.48 deprecated `ring::default_provider` ("no support for post-quantum
+/// algorithms") and offers no other way to build a *ring* provider in 0.23 (its signature
+/// algorithms and random source are private); 0.24 moves it into the `rustls-ring` crate.
+/// A PostgreSQL server negotiates the classical key exchanges ring offers (X25519, P-256,
+/// P-384), so the warning is silenced here, once; `.ci/fresh-deps` builds against the newest
+/// rustls with `-D warnings` and shows when this needs revisiting.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    #[allow(deprecated)]
+    let provider = rustls::crypto::ring::default_provider();
+    Arc::new(provider)
 }
 
 fn tls_error(message: String) -> Error {

@@ -7,13 +7,16 @@ mod doctor_fixes;
 #[cfg(feature = "drill")]
 mod drill;
 mod exec;
+mod generate;
 mod hostile;
+mod installed;
 mod migrate;
 mod pgbouncer;
 mod run;
 mod serve;
 mod slot;
 mod standby;
+mod version;
 mod wait;
 
 use std::ffi::OsStr;

@@ -72,11 +72,11 @@ pub struct PoolConfig {
     /// Retries of [`Pool::run`] and [`Pool::transaction`]. Default: [`RetryPolicy::default`].
     pub retry: RetryPolicy,
     /// The longest data-carrying message (row, error, notice) a connection accepts from the
-    /// server; see [`Connector::with_max_message_len`]. Default:
+    /// server; see [`Connector::with_max_message_len`](crate::Connector::with_max_message_len). Default:
     /// [`DEFAULT_MAX_MESSAGE_LEN`](crate::connect::DEFAULT_MAX_MESSAGE_LEN) (1 GiB - 1).
     pub max_message_len: usize,
     /// A new connection must answer an empty query before it is handed out or counts as a
-    /// success for readiness; see [`Connector::with_ready_check`]. Turn it on where a server
+    /// success for readiness; see [`Connector::with_ready_check`](crate::Connector::with_ready_check). Turn it on where a server
     /// that authenticates but cannot run a query must not look healthy. Default: false.
     pub ready_check: bool,
 }

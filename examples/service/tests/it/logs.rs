@@ -69,10 +69,13 @@ async fn no_password_in_the_logs_under_any_failure() {
     let exit = service.exited(Duration::from_secs(10)).await;
     let logs = service.logs();
     assert_eq!(exit.code(), Some(2), "{logs}");
+    // Issue 19: the message names the bad part (the port of host entry 1) without echoing
+    // it: a URL missing `@host` puts the password exactly there.
     assert!(
-        logs.contains("bad configuration") && logs.contains("notaport"),
+        logs.contains("bad configuration") && logs.contains("invalid port in host entry 1"),
         "{logs}"
     );
+    assert!(!logs.contains("notaport"), "{logs}");
     service.assert_json_lines();
     all.push(("malformed url", logs));
 
