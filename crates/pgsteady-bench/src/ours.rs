@@ -12,19 +12,32 @@ struct Pgsteady {
     pool: Pool,
     /// `pool.run` (retried) instead of `get()` + query.
     run: bool,
+    /// `statement_cache=off` (unnamed statements).
+    unnamed: bool,
 }
 
-/// Builds the pool for `target`; `run` picks `pool.run` over plain `get()` + query.
-pub(crate) fn build(target: &Target, run: bool) -> Result<Box<dyn Subject>, BoxError> {
+/// Builds the pool for `target`; `run` picks `pool.run` over plain `get()` + query;
+/// `unnamed` sets `statement_cache=off`.
+pub(crate) fn build(
+    target: &Target,
+    run: bool,
+    unnamed: bool,
+) -> Result<Box<dyn Subject>, BoxError> {
     // The test kit's passwords are alphanumeric: the URL needs no escaping.
     let url = format!(
         "postgresql://{}:{}@{}:{}/{}",
         target.user, target.password, target.host, target.port, target.dbname
     );
+    let mode = if unnamed {
+        pgsteady::StatementCache::Off
+    } else {
+        pgsteady::StatementCache::On
+    };
     let pool = Pool::builder(pgsteady::Config::parse(&url)?)
         .max_size(target.pool_size)
+        .statement_cache(mode)
         .build()?;
-    Ok(Box::new(Pgsteady { pool, run }))
+    Ok(Box::new(Pgsteady { pool, run, unnamed }))
 }
 
 /// pgsteady's error as a class: its SQLSTATE, else its kind and reason (a timeout is a
@@ -49,7 +62,9 @@ pub(crate) fn class(err: &Error) -> ErrorClass {
 
 impl Subject for Pgsteady {
     fn kind(&self) -> ClientKind {
-        if self.run {
+        if self.unnamed {
+            ClientKind::PgsteadyRunUnnamed
+        } else if self.run {
             ClientKind::PgsteadyRun
         } else {
             ClientKind::Pgsteady

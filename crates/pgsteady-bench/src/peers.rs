@@ -155,21 +155,31 @@ impl Subject for Bb8 {
 // ---------------------------------------------------------------------------------------
 // sqlx
 
-struct Sqlx(sqlx::PgPool);
+struct Sqlx(sqlx::PgPool, ClientKind);
 
 /// sqlx: `PgPoolOptions::new().max_connections(n)` with its defaults (test before acquire,
 /// 30 s acquire timeout, persistent statements cached per connection).
-pub(crate) fn sqlx(target: &Target) -> Result<Box<dyn Subject>, BoxError> {
-    let options = sqlx::postgres::PgConnectOptions::new_without_pgpass()
+/// With `no_cache`, `statement_cache_capacity(0)`: what sqlx documents for transaction
+/// poolers (statements are prepared unnamed for each call).
+pub(crate) fn sqlx(target: &Target, no_cache: bool) -> Result<Box<dyn Subject>, BoxError> {
+    let mut options = sqlx::postgres::PgConnectOptions::new_without_pgpass()
         .host(&target.host)
         .port(target.port)
         .username(&target.user)
         .password(&target.password)
         .database(&target.dbname);
+    if no_cache {
+        options = options.statement_cache_capacity(0);
+    }
     let pool = sqlx::postgres::PgPoolOptions::new()
         .max_connections(u32::try_from(target.pool_size)?)
         .connect_lazy_with(options);
-    Ok(Box::new(Sqlx(pool)))
+    let kind = if no_cache {
+        ClientKind::SqlxNoCache
+    } else {
+        ClientKind::Sqlx
+    };
+    Ok(Box::new(Sqlx(pool, kind)))
 }
 
 /// sqlx's error as a class: the SQLSTATE of a database error, the kind of an I/O error,
@@ -191,7 +201,7 @@ fn sqlx_class(err: &sqlx::Error) -> ErrorClass {
 
 impl Subject for Sqlx {
     fn kind(&self) -> ClientKind {
-        ClientKind::Sqlx
+        self.1
     }
 
     fn start(&self, workers: usize) -> Workload {

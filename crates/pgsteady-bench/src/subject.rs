@@ -31,6 +31,11 @@ pub enum ClientKind {
     Bb8,
     /// sqlx's `PgPool` with its defaults (test before acquire), persistent statements.
     Sqlx,
+    /// `pgsteady::Pool::run` with `statement_cache=off`: unnamed statements, safe behind
+    /// PgBouncer in transaction pooling.
+    PgsteadyRunUnnamed,
+    /// sqlx with `statement_cache_capacity(0)`, its setting for transaction poolers.
+    SqlxNoCache,
 }
 
 impl ClientKind {
@@ -44,6 +49,15 @@ impl ClientKind {
         ClientKind::Sqlx,
     ];
 
+    /// The clients compared behind a transaction pooler (`--via pgbouncer`).
+    pub const POOLER: [ClientKind; 5] = [
+        ClientKind::PgsteadyRunUnnamed,
+        ClientKind::PgsteadyRun,
+        ClientKind::Deadpool,
+        ClientKind::Sqlx,
+        ClientKind::SqlxNoCache,
+    ];
+
     /// The name used in reports.
     pub fn name(self) -> &'static str {
         match self {
@@ -53,6 +67,8 @@ impl ClientKind {
             ClientKind::Deadpool => "deadpool-postgres",
             ClientKind::Bb8 => "bb8",
             ClientKind::Sqlx => "sqlx",
+            ClientKind::PgsteadyRunUnnamed => "pgsteady run() unnamed",
+            ClientKind::SqlxNoCache => "sqlx no stmt cache",
         }
     }
 
@@ -60,7 +76,7 @@ impl ClientKind {
     pub fn is_peer(self) -> bool {
         matches!(
             self,
-            ClientKind::Deadpool | ClientKind::Bb8 | ClientKind::Sqlx
+            ClientKind::Deadpool | ClientKind::Bb8 | ClientKind::Sqlx | ClientKind::SqlxNoCache
         )
     }
 
@@ -68,7 +84,7 @@ impl ClientKind {
     pub fn unavailable(self) -> Option<&'static str> {
         match self {
             ClientKind::Naive => None,
-            ClientKind::Pgsteady | ClientKind::PgsteadyRun => None,
+            ClientKind::Pgsteady | ClientKind::PgsteadyRun | ClientKind::PgsteadyRunUnnamed => None,
             _ if cfg!(feature = "peers") => None,
             _ => Some("built without the `peers` feature"),
         }
@@ -97,14 +113,17 @@ impl ClientKind {
         }
         match self {
             ClientKind::Naive => Ok(Box::new(Naive(target.clone()))),
-            ClientKind::Pgsteady => crate::ours::build(target, false),
-            ClientKind::PgsteadyRun => crate::ours::build(target, true),
+            ClientKind::Pgsteady => crate::ours::build(target, false, false),
+            ClientKind::PgsteadyRun => crate::ours::build(target, true, false),
+            ClientKind::PgsteadyRunUnnamed => crate::ours::build(target, true, true),
             #[cfg(feature = "peers")]
             ClientKind::Deadpool => crate::peers::deadpool(target),
             #[cfg(feature = "peers")]
             ClientKind::Bb8 => crate::peers::bb8(target).await,
             #[cfg(feature = "peers")]
-            ClientKind::Sqlx => crate::peers::sqlx(target),
+            ClientKind::Sqlx => crate::peers::sqlx(target, false),
+            #[cfg(feature = "peers")]
+            ClientKind::SqlxNoCache => crate::peers::sqlx(target, true),
             #[cfg(not(feature = "peers"))]
             _ => unreachable!("checked by unavailable()"),
         }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use pgsteady::{Config, Pool, PoolConfig, RetryPolicy};
 use pgsteady_testkit::workload::{Clock, Workload};
-use pgsteady_testkit::{Cluster, ClusterBuilder, FaultProxy, StopMode};
+use pgsteady_testkit::{Cluster, ClusterBuilder, FaultProxy, PgBouncer, PoolMode, StopMode};
 use tokio_postgres::NoTls;
 
 use chart::Format;
@@ -141,6 +141,20 @@ pub struct DrillArgs {
     /// through $PGSTEADY_PG_BIN, `pg_config --bindir`, then /usr/lib/postgresql/*/bin.
     #[arg(long, value_name = "DIR")]
     pg_bin: Option<PathBuf>,
+    /// Run both clients through a connection pooler: `pgbouncer` starts a real PgBouncer
+    /// (Debian package `pgbouncer`, installed when missing) in transaction pooling mode in
+    /// front of the cluster, between the fault proxies and the server; pgsteady's pool then
+    /// runs with `statement_cache=off` (docs/pgbouncer.md). Faults still hit the server or
+    /// the proxies.
+    #[arg(long, value_enum, value_name = "POOLER", conflicts_with = "herd")]
+    via: Option<Via>,
+}
+
+/// A pooler the drill's clients can go through (`--via`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// PgBouncer in transaction pooling mode.
+    Pgbouncer,
 }
 
 /// A validated drill.
@@ -151,6 +165,7 @@ struct Plan {
     report: Option<(PathBuf, Format)>,
     json: bool,
     pg_bin: Option<PathBuf>,
+    via: Option<Via>,
 }
 
 /// `--deadline`: a humantime duration (`30s`, `1m`, `1500ms`).
@@ -221,6 +236,7 @@ impl Plan {
             report,
             json: args.json,
             pg_bin: args.pg_bin,
+            via: args.via,
         })
     }
 }
@@ -387,12 +403,33 @@ async fn steps(
     drop(setup);
     let _ = setup_task.await;
 
-    let naive_proxy = FaultProxy::start(cluster.addr()).await?;
-    let pool_proxy = FaultProxy::start(cluster.addr()).await?;
+    // With --via pgbouncer: clients -> fault proxy -> PgBouncer -> server. Kept until the
+    // end of the drill (dropping it stops PgBouncer).
+    let bouncer = match plan.via {
+        None => None,
+        Some(Via::Pgbouncer) => {
+            progress.stage("starting PgBouncer (transaction pooling)");
+            Some(
+                PgBouncer::builder()
+                    .pool_mode(PoolMode::Transaction)
+                    .default_pool_size(plan.workers as u32 * 2)
+                    .server_login_retry(1)
+                    .start(&cluster)
+                    .await?,
+            )
+        }
+    };
+    let upstream = bouncer.as_ref().map_or(cluster.addr(), PgBouncer::addr);
+    let naive_proxy = FaultProxy::start(upstream).await?;
+    let pool_proxy = FaultProxy::start(upstream).await?;
     let mut naive_config = cluster.pg_config_with_port(naive_proxy.port());
     naive_config.application_name(Side::Naive.application_name());
-    let (pool_config, retry, pool_words) = pool_settings(plan.workers);
+    let (pool_config, retry, mut pool_words) = pool_settings(plan.workers);
     let mut config = Config::parse(&cluster.url_with_port(pool_proxy.port()))?;
+    if bouncer.is_some() {
+        config.statement_cache = pgsteady::StatementCache::Off;
+        pool_words.push("statement_cache=off, via PgBouncer (transaction pooling)".to_owned());
+    }
     config.connect_timeout = Some(CONNECT_TIMEOUT);
     config.application_name = Some(Side::Pgsteady.application_name().to_owned());
     let pool = Pool::builder(config)
@@ -454,6 +491,7 @@ async fn steps(
     drop(ticker);
     let duration = t0.elapsed();
     pool.close(Duration::from_secs(1)).await;
+    drop(bouncer);
 
     let (check, connection) = cluster.pg_config().connect(NoTls).await?;
     tokio::spawn(connection);

@@ -9,6 +9,8 @@
 //!   streaming standby of it, promote it, rewind an old primary into a standby, fence it.
 //! - [`FaultProxy`]: a TCP proxy in front of it that refuses, resets, delays, blackholes or
 //!   swallows replies on command, and counts connections and bytes.
+//! - [`PgBouncer`]: a real PgBouncer (session or transaction pooling) in front of a cluster,
+//!   with its admin console (`PAUSE`, `RESUME`, `SHOW POOLS`, ...) and restarts.
 //! - `PatroniCluster` (feature `patroni`): a high-availability cluster managed by Patroni
 //!   (etcd, two nodes, optionally HAProxy), with switchover, leader postmaster kill,
 //!   whole-node kill, node restart, and Patroni's own time of each leader change.
@@ -43,6 +45,7 @@ mod log;
 pub mod netns;
 #[cfg(feature = "patroni")]
 mod patroni;
+mod pgbouncer;
 mod process;
 mod proxy;
 mod sweep;
@@ -56,4 +59,5 @@ pub use patroni::{
     Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings,
     Role,
 };
+pub use pgbouncer::{PgBouncer, PgBouncerBuilder, PoolMode};
 pub use proxy::{FaultProxy, ProxyMode, ProxyStats};

@@ -85,6 +85,19 @@ pub enum Reason {
     /// [`crate::Pool::transaction`], which evict the connection and every other one to the
     /// same server.
     ReadOnlyTransaction,
+    /// PgBouncer (or another pooler speaking its protocol) lost or closed the server
+    /// connection serving this client's transaction (`server conn crashed?`, a server
+    /// terminated under it, `RECONNECT`, ...) and closed the client connection: retried on a
+    /// new connection like a lost session. See [`pooler_error`].
+    PoolerServerLost,
+    /// PgBouncer cannot log in to the server behind it (`server login has been failing, try
+    /// again later (server_login_retry)`, `client_login_timeout (server down)`): the server is
+    /// down or refusing logins; transient, retried with back-off.
+    PoolerLoginFailing,
+    /// PgBouncer's `query_wait_timeout`: the query waited that long for a server connection
+    /// (all busy, or the server unreachable) and was never sent to a server; retried within
+    /// the caller's deadline.
+    PoolerQueryWait,
     /// Any other server error.
     Db,
     /// Any other I/O error.
@@ -121,6 +134,9 @@ impl Reason {
             Reason::Deadlock => "deadlock",
             Reason::QueryCanceled => "query_canceled",
             Reason::ReadOnlyTransaction => "read_only_transaction",
+            Reason::PoolerServerLost => "pooler_server_lost",
+            Reason::PoolerLoginFailing => "pooler_login_failing",
+            Reason::PoolerQueryWait => "pooler_query_wait_timeout",
             Reason::Db => "db",
             Reason::Io => "io",
             Reason::Other => "other",
@@ -146,7 +162,19 @@ impl Reason {
                 | Reason::IdleSessionTimeout
                 | Reason::IdleInTransactionTimeout
                 | Reason::ConnectionException
+                | Reason::PoolerServerLost
+                | Reason::PoolerLoginFailing
+                | Reason::PoolerQueryWait
                 | Reason::Io
+        )
+    }
+
+    /// Whether this reason is an error of a connection pooler (PgBouncer) in front of the
+    /// server rather than of the server itself.
+    pub const fn is_pooler(self) -> bool {
+        matches!(
+            self,
+            Reason::PoolerServerLost | Reason::PoolerLoginFailing | Reason::PoolerQueryWait
         )
     }
 
@@ -290,6 +318,9 @@ pub fn connect(err: &(dyn StdError + 'static)) -> Classification {
         | Reason::IdleSessionTimeout
         | Reason::IdleInTransactionTimeout
         | Reason::ConnectionException
+        | Reason::PoolerServerLost
+        | Reason::PoolerLoginFailing
+        | Reason::PoolerQueryWait
         | Reason::TooManyConnections
         | Reason::Closed
         | Reason::Io => Action::Retry,
@@ -348,8 +379,62 @@ fn next_link<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 
     e.source()
 }
 
+/// The server error (ErrorResponse) in an error chain, if any.
+pub fn db_error<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a DbError> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(db) = e
+            .downcast_ref::<tokio_postgres::Error>()
+            .and_then(|pg| pg.as_db_error())
+        {
+            return Some(db);
+        }
+        if let Some(db) = e.downcast_ref::<DbError>() {
+            return Some(db);
+        }
+        cur = next_link(e);
+    }
+    None
+}
+
+/// Which error of a pooler in front of the server `db` is, if it is one.
+///
+/// PgBouncer reports its own failures as ErrorResponses with SQLSTATE 08P01 and nothing but
+/// a severity, the code and a message (`send_pooler_error` in its `proto.c`), then closes
+/// the client connection. PostgreSQL's own 08P01 (a protocol violation) always carries the
+/// source file, line and routine that raised it. So a pooler error is told from a server
+/// error by the message's fields, not its text.
+///
+/// Which pooler error it is, though, PgBouncer says only in the text: the one place where
+/// pgsteady reads a message. The text picks the [`Reason`]'s name and nothing else: every
+/// pooler error is handled alike (the client connection is gone; retried on a new one,
+/// within the caller's deadline, after a back-off when connecting), so a reworded message
+/// changes a label, never an action. `query_wait_timeout` -> [`Reason::PoolerQueryWait`];
+/// `server_login_retry` or `client_login_timeout` -> [`Reason::PoolerLoginFailing`];
+/// anything else -> [`Reason::PoolerServerLost`].
+pub fn pooler_error(db: &DbError) -> Option<Reason> {
+    let from_pooler = *db.code() == SqlState::PROTOCOL_VIOLATION
+        && db.file().is_none()
+        && db.line().is_none()
+        && db.routine().is_none();
+    if !from_pooler {
+        return None;
+    }
+    let text = db.message();
+    Some(if text.starts_with("query_wait_timeout") {
+        Reason::PoolerQueryWait
+    } else if text.contains("server_login_retry") || text.starts_with("client_login_timeout") {
+        Reason::PoolerLoginFailing
+    } else {
+        Reason::PoolerServerLost
+    })
+}
+
 /// The most specific reason found along the chain.
 pub fn reason_of(err: &(dyn StdError + 'static)) -> Reason {
+    if let Some(reason) = db_error(err).and_then(pooler_error) {
+        return reason;
+    }
     if let Some(code) = sqlstate(err) {
         return reason_for_code(code);
     }
@@ -452,6 +537,9 @@ mod tests {
             (R::Deadlock, false, true),
             (R::QueryCanceled, false, true),
             (R::ReadOnlyTransaction, false, true),
+            (R::PoolerServerLost, true, true),
+            (R::PoolerLoginFailing, true, true),
+            (R::PoolerQueryWait, true, true),
             (R::Db, false, true),
             (R::Io, true, true),
             (R::Other, false, true),
@@ -469,6 +557,41 @@ mod tests {
     /// the real `as_db_error()` path.
     fn db_error(code: &str) -> tokio_postgres::Error {
         crate::error::test_support::db_error(code)
+    }
+
+    /// PgBouncer 1.18's own errors (the texts of its `disconnect_client` calls), told from a
+    /// server's 08P01 by the missing source fields; the text names which one. The one
+    /// message-text exception of this module (see `pooler_error`).
+    #[test]
+    fn pgbouncer_errors_by_fields_then_text() {
+        use crate::error::test_support::pooler_error;
+        let table = [
+            ("server conn crashed?", Reason::PoolerServerLost),
+            (
+                "server closed the connection unexpectedly",
+                Reason::PoolerServerLost,
+            ),
+            (
+                "server login has been failing, try again later (server_login_retry)",
+                Reason::PoolerLoginFailing,
+            ),
+            (
+                "client_login_timeout (server down)",
+                Reason::PoolerLoginFailing,
+            ),
+            ("query_wait_timeout", Reason::PoolerQueryWait),
+        ];
+        for (text, want) in table {
+            let err = pooler_error(text);
+            assert_eq!(reason_of(&err), want, "{text}");
+            assert!(want.is_pooler() && want.is_connection_lost(), "{text}");
+            assert_eq!(connect(&err).action, Action::Retry, "{text}");
+            assert_eq!(query(&err).action, Action::Retry, "{text}");
+        }
+        // The same code from the server itself (a real protocol violation) is not a pooler's.
+        let server = db_error("08P01");
+        assert_eq!(reason_of(&server), Reason::ConnectionException);
+        assert!(!reason_of(&server).is_pooler());
     }
 
     /// (SQLSTATE, connect verdict, query verdict, reason): one row per code the issue lists.

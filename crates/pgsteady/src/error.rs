@@ -151,6 +151,15 @@ impl Error {
     /// connect phase.
     pub fn from_pg(err: tokio_postgres::Error, context: &str) -> Self {
         let reason = classify::reason_of(&err);
+        // The pooler's own error (`classify::pooler_error`): say who answered, so nobody
+        // looks for "query_wait_timeout" in the server's log.
+        let pooler;
+        let context = if reason.is_pooler() {
+            pooler = format!("{context}: the connection pooler (PgBouncer) in front of the server");
+            &pooler
+        } else {
+            context
+        };
         Self::new(ErrorKind::from_reason(reason), context)
             .with_reason(reason)
             .with_source(err)
@@ -402,10 +411,29 @@ pub(crate) mod test_support {
         })
     }
 
-    /// An ErrorResponse with SQLSTATE `code` during startup.
+    /// An ErrorResponse with SQLSTATE `code` during startup, with the fields PostgreSQL
+    /// always sends (severity twice, code, message, source file, line and routine).
     pub(crate) fn db_error(code: &str) -> tokio_postgres::Error {
+        error_response(&[
+            (b'S', "FATAL"),
+            (b'V', "FATAL"),
+            (b'C', code),
+            (b'M', "x"),
+            (b'F', "postgres.c"),
+            (b'L', "1"),
+            (b'R', "test"),
+        ])
+    }
+
+    /// An ErrorResponse as PgBouncer sends its own (`send_pooler_error`): severity, 08P01
+    /// and the message only.
+    pub(crate) fn pooler_error(message: &str) -> tokio_postgres::Error {
+        error_response(&[(b'S', "FATAL"), (b'C', "08P01"), (b'M', message)])
+    }
+
+    fn error_response(fields: &[(u8, &str)]) -> tokio_postgres::Error {
         let mut body = Vec::new();
-        for (field, value) in [(b'S', "FATAL"), (b'V', "FATAL"), (b'C', code), (b'M', "x")] {
+        for &(field, value) in fields {
             body.push(field);
             body.extend_from_slice(value.as_bytes());
             body.push(0);

@@ -27,13 +27,13 @@ mod module_graph;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use classify::{Action, Classification, FailFastClass, Reason};
-pub use config::{Config, Host, HostSpec, Password, SslMode, TargetSessionAttrs};
+pub use config::{Config, Host, HostSpec, Password, SslMode, StatementCache, TargetSessionAttrs};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
 pub use metrics::{EvictReason, PoolMetrics};
 pub use pool::{
-    CommitOutcomeUnknown, Pool, PoolBuilder, PoolConfig, PoolHealth, PooledConnection,
-    Reachability, Transaction, TransactionError,
+    CachedStatement, CommitOutcomeUnknown, Pool, PoolBuilder, PoolConfig, PoolHealth,
+    PooledConnection, Query, QueryRef, Reachability, Transaction, TransactionError,
 };
 pub use readiness::{
     Readiness, ReadinessBuilder, ReadinessConfig, ReadinessReport, ReadyState, ShutdownConfig,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use pgsteady_bench::{ClientKind, Target, ThroughputResults, measure_once};
-use pgsteady_testkit::Cluster;
+use pgsteady_testkit::{Cluster, PgBouncer, PoolMode};
 
 /// Checkout + SELECT 1 throughput, median of several rounds, against a throwaway cluster.
 #[derive(Debug, Parser)]
@@ -32,9 +32,21 @@ struct Args {
     /// Fewer, shorter rounds (3 rounds of 1 s).
     #[arg(long)]
     quick: bool,
+    /// Measure through a connection pooler: `pgbouncer` starts a real PgBouncer in
+    /// transaction pooling mode (`default_pool_size` = the pool size) in front of the
+    /// cluster; the default clients are then those of `ClientKind::POOLER`.
+    #[arg(long, value_name = "POOLER")]
+    via: Option<Via>,
     /// Also write every sample as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// A pooler to measure through.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Via {
+    /// PgBouncer in transaction pooling mode.
+    Pgbouncer,
 }
 
 #[tokio::main]
@@ -44,9 +56,25 @@ async fn main() -> Result<(), pgsteady_bench::BoxError> {
         args.rounds = 3;
         args.seconds = 1.0;
     }
-    let clients = ClientKind::runnable(&args.clients);
     let cluster = Cluster::start().await?;
-    let target = Target::new(&cluster, cluster.port(), args.pool_size);
+    let bouncer = match args.via {
+        None => None,
+        Some(Via::Pgbouncer) => {
+            if args.clients == ClientKind::ALL {
+                args.clients = ClientKind::POOLER.to_vec();
+            }
+            Some(
+                PgBouncer::builder()
+                    .pool_mode(PoolMode::Transaction)
+                    .default_pool_size(u32::try_from(args.pool_size)?)
+                    .start(&cluster)
+                    .await?,
+            )
+        }
+    };
+    let clients = ClientKind::runnable(&args.clients);
+    let port = bouncer.as_ref().map_or(cluster.port(), PgBouncer::port);
+    let target = Target::new(&cluster, port, args.pool_size);
     let warmup = Duration::from_millis(args.warmup_ms);
     let measure = Duration::from_secs_f64(args.seconds);
     eprintln!(
@@ -82,8 +110,15 @@ async fn main() -> Result<(), pgsteady_bench::BoxError> {
         }
     }
     println!(
-        "\nCheckout + SELECT 1, pool size {}, median of {} rounds of {:?}:\n",
-        args.pool_size, args.rounds, measure
+        "\nCheckout + SELECT 1{}, pool size {}, median of {} rounds of {:?}:\n",
+        if bouncer.is_some() {
+            " through PgBouncer 1.18 (transaction pooling)"
+        } else {
+            ""
+        },
+        args.pool_size,
+        args.rounds,
+        measure
     );
     println!("{}", results.table(&clients));
     if let Some(path) = args.json {

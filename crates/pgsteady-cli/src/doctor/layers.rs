@@ -11,7 +11,7 @@ use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::session::{self, Ctx};
 use super::wire::Dial;
-use super::{compose, listeners, names, sockets};
+use super::{compose, listeners, names, pooler, sockets};
 
 /// Outcome of one layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,7 +74,11 @@ impl SessionState {
 }
 
 impl Layer {
-    fn ok(layer: &'static str, detail: impl Into<String>, took: Option<Duration>) -> Self {
+    pub(crate) fn ok(
+        layer: &'static str,
+        detail: impl Into<String>,
+        took: Option<Duration>,
+    ) -> Self {
         Layer {
             layer,
             status: Status::Ok,
@@ -87,7 +91,7 @@ impl Layer {
         }
     }
 
-    fn warn(layer: &'static str, detail: impl Into<String>) -> Self {
+    pub(crate) fn warn(layer: &'static str, detail: impl Into<String>) -> Self {
         Layer {
             status: Status::Warn,
             ..Layer::ok(layer, detail, None)
@@ -363,7 +367,20 @@ pub(crate) async fn check_host(
     let connected = match connector.connect_once().await {
         Ok(c) => c,
         Err(e) => {
-            push_replacing(&mut out, session::diagnose(&e, &ctx).await);
+            // PgBouncer's own error, or its holding the session check while its server is
+            // down (then a second session gets its error at once).
+            let pooled = match pooler::pooler_failure(&e) {
+                Some(layer) => Some(layer),
+                None if e.reason() == Some(Reason::TimedOut) => {
+                    pooler::unanswered(&connector, timeout).await
+                }
+                None => None,
+            };
+            let layer = match pooled {
+                Some(layer) => layer,
+                None => session::diagnose(&e, &ctx).await,
+            };
+            push_replacing(&mut out, layer);
             return (out, None);
         }
     };
@@ -396,8 +413,23 @@ pub(crate) async fn check_host(
     let (layers, state) =
         server_layers(&connected.client, config.target_session_attrs, timeout).await;
     out.extend(layers);
+    // A query that got no answer: a hung server, or PgBouncer holding it while its server
+    // is down (issue 17); a second session tells which.
+    if out
+        .last()
+        .is_some_and(|l| l.reason == Some(Reason::TimedOut.as_str()))
+        && let Some(layer) = pooler::unanswered(&connector, timeout).await
+    {
+        out.pop();
+        out.push(layer);
+    }
     if out.iter().all(|l| l.status != Status::Fail) {
         out.push(super::slots::layer(&connected.client).await);
+        if let Some(layer) =
+            pooler::transaction_pooling(&connector, &connected.client, timeout).await
+        {
+            out.push(layer);
+        }
     }
     (out, state)
 }
@@ -502,14 +534,14 @@ async fn server_layers(
             _ => None,
         }),
         Ok(Err(e)) => {
-            out.push(
+            out.push(pooler::pooler_failure(&e).unwrap_or_else(|| {
                 Layer::fail(
                     "version",
                     format!("cannot query the server: {e}"),
                     Reason::Db,
                 )
-                .with_fix(query_fix),
-            );
+                .with_fix(query_fix)
+            }));
             return (out, None);
         }
         Err(_) => {

@@ -11,6 +11,7 @@ mod layers;
 mod listeners;
 mod names;
 mod patroni;
+mod pooler;
 mod session;
 mod slots;
 mod sockets;

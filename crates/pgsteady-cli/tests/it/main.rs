@@ -14,6 +14,7 @@ mod generate;
 mod hostile;
 mod installed;
 mod migrate;
+mod pgbouncer;
 mod run;
 mod serve;
 mod slot;

@@ -5,6 +5,7 @@ mod blackhole;
 mod cleanup;
 mod cluster;
 mod faults;
+mod pgbouncer;
 mod proxy;
 mod replication;
 mod workload;

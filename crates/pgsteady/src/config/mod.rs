@@ -121,6 +121,41 @@ pub struct Config {
     pub target_session_attrs: TargetSessionAttrs,
     /// TLS settings.
     pub tls: TlsSettings,
+    /// `statement_cache` (a pgsteady keyword, not libpq's): `on` keeps named prepared
+    /// statements per connection; `off` is the pooler-safe mode for PgBouncer in transaction
+    /// (or statement) pooling, in which no named prepared statement outlives a transaction
+    /// (see [`StatementCache`] and `docs/pgbouncer.md`). Default: [`StatementCache::On`].
+    pub statement_cache: StatementCache,
+}
+
+/// Whether a pool keeps named prepared statements on its connections (`statement_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StatementCache {
+    /// Named statements, prepared once per connection (`PooledConnection::prepare_cached`)
+    /// and by each `query(&str, ...)`: the fastest with a direct connection or a session
+    /// pooler, unsafe behind a transaction pooler (26000 / 42P05 errors).
+    #[default]
+    On,
+    /// Pooler-safe: statements run unnamed, parsed, bound and executed in one round trip
+    /// (tokio-postgres `query_typed`), their parameter types learned once per pool by
+    /// preparing inside a transaction that closes the statement before it ends.
+    Off,
+}
+
+impl StatementCache {
+    /// `on` or `off`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StatementCache::On => "on",
+            StatementCache::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for StatementCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl FromStr for Config {
@@ -266,6 +301,15 @@ impl Config {
                 ));
             }
         };
+        let statement_cache = match p.get("statement_cache") {
+            None | Some("") | Some("on") => StatementCache::On,
+            Some("off") => StatementCache::Off,
+            Some(_) => {
+                return Err(Error::config(
+                    "invalid statement_cache (expected one of: on, off)",
+                ));
+            }
+        };
         unsupported(
             &p,
             "channel_binding",
@@ -338,6 +382,7 @@ impl Config {
             tcp_user_timeout,
             target_session_attrs: target_session_attrs.unwrap_or(TargetSessionAttrs::Any),
             tls,
+            statement_cache,
         })
     }
 }
@@ -595,6 +640,9 @@ impl fmt::Display for Config {
         }
         if let Some(o) = &self.options {
             write!(f, "&options={}", enc(o))?;
+        }
+        if self.statement_cache != StatementCache::On {
+            write!(f, "&statement_cache={}", self.statement_cache)?;
         }
         Ok(())
     }

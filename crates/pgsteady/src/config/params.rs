@@ -33,6 +33,8 @@ pub(crate) const KEYS: &[&str] = &[
     "load_balance_hosts",
     "channel_binding",
     "gssencmode",
+    // pgsteady's own: named prepared statements on or off (PgBouncer in transaction mode).
+    "statement_cache",
 ];
 
 /// Spellings accepted for compatibility, mapped to the libpq keyword.

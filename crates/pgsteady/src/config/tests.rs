@@ -37,6 +37,30 @@ fn uri_and_keyvalue_agree() {
     assert_eq!(a.tls.mode, SslMode::Require);
 }
 
+/// `statement_cache` (issue 17): on by default, `off` in a URI or key=value string, shown
+/// again by `Display`, anything else refused naming the value.
+#[test]
+fn statement_cache_key() {
+    let c = Config::parse("postgresql://app@db/app").unwrap();
+    assert_eq!(c.statement_cache, StatementCache::On);
+    assert!(!c.to_string().contains("statement_cache"));
+    let c = Config::parse("postgresql://app@db/app?statement_cache=off").unwrap();
+    assert_eq!(c.statement_cache, StatementCache::Off);
+    assert!(c.to_string().contains("&statement_cache=off"), "{c}");
+    assert_eq!(
+        Config::parse(&c.to_string()).unwrap().statement_cache,
+        StatementCache::Off
+    );
+    let kv = Config::parse("host=db user=app statement_cache=off").unwrap();
+    assert_eq!(kv.statement_cache, StatementCache::Off);
+    let err = Config::parse("postgresql://app@db/app?statement_cache=maybe").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid statement_cache (expected one of: on, off)"),
+        "{err}"
+    );
+}
+
 #[test]
 fn defaults() {
     let c = Config::parse("host=h user=u").unwrap();

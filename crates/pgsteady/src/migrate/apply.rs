@@ -152,19 +152,43 @@ pub(crate) async fn apply(
     m: &Migration,
 ) -> Result<Duration, Error> {
     if m.is_transactional() {
-        apply_in_transaction(client, table, m).await
+        apply_in_transaction(client, table, m, None)
+            .await
+            .map(|took| took.unwrap_or_default())
     } else {
         apply_alone(client, table, m).await
     }
 }
 
-/// In one transaction: the history row first (so two runners that somehow bypassed the lock
-/// collide on its primary key before either runs the file), the file, the timing, COMMIT.
+/// The lock a transaction takes for itself (transaction pooling: no session lock).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct XactLock {
+    pub(crate) key: i64,
+    pub(crate) timeout: Option<Duration>,
+}
+
+/// Applies one transactional migration under a transaction-level lock taken first in its
+/// own transaction, with the history re-read under it: `None` when another runner applied
+/// it meanwhile (nothing is done).
+pub(crate) async fn apply_xact_locked(
+    client: &mut Client,
+    table: &HistoryTable,
+    m: &Migration,
+    lock: XactLock,
+) -> Result<Option<Duration>, Error> {
+    apply_in_transaction(client, table, m, Some(lock)).await
+}
+
+/// In one transaction: with `lock`, the transaction-level lock and a look at the history
+/// (another runner may have applied the file); the history row first (so two runners that
+/// somehow bypassed the lock collide on its primary key before either runs the file), the
+/// file, the timing, COMMIT. `None`: already applied, nothing done.
 async fn apply_in_transaction(
     client: &mut Client,
     table: &HistoryTable,
     m: &Migration,
-) -> Result<Duration, Error> {
+    lock: Option<XactLock>,
+) -> Result<Option<Duration>, Error> {
     let lost = |e: tokio_postgres::Error| {
         let reason = classify::reason_of(&e);
         if reason.is_connection_lost() {
@@ -182,6 +206,24 @@ async fn apply_in_transaction(
         .transaction()
         .await
         .map_err(|e| own_failure(m, e, "BEGIN"))?;
+    if let Some(lock) = lock {
+        super::history::xact_lock(&tx, lock.key, lock.timeout).await?;
+        let applied: bool = tx
+            .query_one(
+                &format!(
+                    "SELECT EXISTS (SELECT 1 FROM {} WHERE version = $1)",
+                    table.sql()
+                ),
+                &[&m.version()],
+            )
+            .await
+            .map_err(lost)?
+            .get(0);
+        if applied {
+            rollback(tx).await;
+            return Ok(None);
+        }
+    }
     let xid: i64 = tx
         .query_one("SELECT txid_current()", &[])
         .await
@@ -263,7 +305,7 @@ async fn apply_in_transaction(
             )
         }
     })?;
-    Ok(took)
+    Ok(Some(took))
 }
 
 /// Outside a transaction: the file as one simple query, then the history row. Several

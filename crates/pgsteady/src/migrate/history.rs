@@ -246,6 +246,41 @@ pub(crate) async fn lock(
     }
 }
 
+/// Inside a transaction: takes the transaction-level advisory lock `key` (released by the
+/// transaction's end, whatever happens, on whichever server connection a pooler gave it),
+/// waiting at most `timeout` (`SET LOCAL lock_timeout`, `None`: as long as it takes).
+/// Returns how long it waited.
+pub(crate) async fn xact_lock(
+    tx: &impl tokio_postgres::GenericClient,
+    key: i64,
+    timeout: Option<Duration>,
+) -> Result<Duration, Error> {
+    let start = Instant::now();
+    if let Some(timeout) = timeout {
+        let ms = format!("{}ms", timeout.as_millis().max(1));
+        tx.execute("SELECT set_config('lock_timeout', $1, true)", &[&ms])
+            .await
+            .map_err(|e| Error::from_pg(e, "taking the migration lock"))?;
+    }
+    match tx
+        .execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+        .await
+    {
+        Ok(_) => Ok(start.elapsed()),
+        Err(e) if e.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!(
+                "timed out after {:.1}s waiting for the migration lock (another runner is \
+                 applying migrations)",
+                start.elapsed().as_secs_f64()
+            ),
+        )
+        .with_reason(crate::Reason::TimedOut)
+        .with_source(e)),
+        Err(e) => Err(Error::from_pg(e, "waiting for the migration lock")),
+    }
+}
+
 /// The backend holding advisory lock `key`, if any. A bigint advisory key is stored as
 /// `classid` (high 32 bits), `objid` (low 32 bits), `objsubid = 1`.
 async fn holder_pid(client: &Client, key: i64) -> Result<Option<i32>, tokio_postgres::Error> {

@@ -33,7 +33,12 @@
 //!
 //! # Concurrency
 //!
-//! A run takes a session-level advisory lock (`pg_advisory_lock`) whose key hashes a constant
+//! Through a transaction pooler (PgBouncer in transaction mode; `statement_cache=off` in the
+//! connection string, or [`Migrator::with_transaction_locks`]) there is no session to hold a
+//! lock: each transaction takes a transaction-level lock (`pg_advisory_xact_lock`) on the
+//! same key and re-reads the history under it, each file still atomic with its history row.
+//!
+//! Otherwise a run takes a session-level advisory lock (`pg_advisory_lock`) whose key hashes a constant
 //! with the database name and the history table, holds it on its own session for the whole
 //! run, and reads the history only after getting it. Concurrent runners therefore serialise:
 //! the first applies, the others find nothing left to do. The lock belongs to the session, so
@@ -208,6 +213,7 @@ pub struct Migrator {
     max_resumes: u32,
     own_query_timeout: Duration,
     on_event: Option<Callback>,
+    xact_locks: bool,
 }
 
 /// The default bound on each of pgsteady's own history statements.
@@ -222,6 +228,7 @@ impl fmt::Debug for Migrator {
             .field("out_of_order", &self.out_of_order)
             .field("lock_timeout", &self.lock_timeout)
             .field("max_resumes", &self.max_resumes)
+            .field("xact_locks", &self.xact_locks)
             .field("own_query_timeout", &self.own_query_timeout)
             .field("on_event", &self.on_event.is_some())
             .finish()
@@ -268,6 +275,7 @@ impl Migrator {
             out_of_order: false,
             lock_timeout: None,
             max_resumes: DEFAULT_MAX_RESUMES,
+            xact_locks: false,
             own_query_timeout: DEFAULT_OWN_QUERY_TIMEOUT,
             on_event: None,
         }
@@ -300,6 +308,18 @@ impl Migrator {
     #[must_use]
     pub fn with_out_of_order(mut self, allow: bool) -> Self {
         self.out_of_order = allow;
+        self
+    }
+
+    /// Runs without session state, for a transaction pooler (PgBouncer in transaction
+    /// mode): a transaction-level advisory lock per transaction instead of one session lock
+    /// for the run, the history re-read under it before each file. [`Migrator::run`] does so
+    /// by itself when the connection configuration has `statement_cache=off`. Pending
+    /// `-- pgsteady:no-transaction` files are then refused before anything is applied
+    /// ([`ErrorKind::Config`](crate::ErrorKind::Config)). See `docs/pgbouncer.md`.
+    #[must_use]
+    pub fn with_transaction_locks(mut self, on: bool) -> Self {
+        self.xact_locks = on;
         self
     }
 

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
 use super::{Applied, Event, Failure, Migration, Migrator, Report, Status, apply, history, plan};
+use crate::config::StatementCache;
 use crate::{Connector, Error, ErrorKind};
 
 impl Migrator {
@@ -38,12 +39,18 @@ impl Migrator {
         let start = Instant::now();
         let mut report = Report::default();
         let mut in_doubt = None;
+        // `statement_cache=off` says a transaction pooler is in front: no session lock.
+        let pooled = self.xact_locks || connector.config().statement_cache == StatementCache::Off;
         loop {
             let mut connected = connector.connect().await?;
-            match self
-                .run_locked(&mut connected.client, &mut report, &mut in_doubt)
-                .await
-            {
+            let result = if pooled {
+                self.run_xact_locked(&mut connected.client, &mut report, &mut in_doubt)
+                    .await
+            } else {
+                self.run_locked(&mut connected.client, &mut report, &mut in_doubt)
+                    .await
+            };
+            match result {
                 Ok(()) => break,
                 Err(e) if resumable(&e) && report.resumes < self.max_resumes => {
                     report.resumes += 1;
@@ -93,6 +100,8 @@ impl Migrator {
         let mut report = Report::default();
         let mut in_doubt = None;
         tokio::pin!(stop);
+        // `statement_cache=off` says a transaction pooler is in front: no session lock.
+        let pooled = self.xact_locks || connector.config().statement_cache == StatementCache::Off;
         loop {
             let mut connected = tokio::select! {
                 c = connector.connect() => c?,
@@ -103,7 +112,8 @@ impl Migrator {
             let token = connected.client.cancel_token();
             let host = connected.host.clone();
             let (result, stopped) = {
-                let work = self.run_locked(&mut connected.client, &mut report, &mut in_doubt);
+                let work =
+                    self.run_session(&mut connected.client, &mut report, &mut in_doubt, pooled);
                 tokio::pin!(work);
                 tokio::select! {
                     r = &mut work => (r, None),
@@ -193,7 +203,11 @@ impl Migrator {
     pub async fn run_on(&self, client: &mut Client) -> Result<Report, Error> {
         let start = Instant::now();
         let mut report = Report::default();
-        let result = self.run_locked(client, &mut report, &mut None).await;
+        let result = if self.xact_locks {
+            self.run_xact_locked(client, &mut report, &mut None).await
+        } else {
+            self.run_locked(client, &mut report, &mut None).await
+        };
         report.elapsed = start.elapsed();
         result.map(|()| report)
     }
@@ -226,6 +240,114 @@ impl Migrator {
             })
             .await;
         result
+    }
+
+    /// One session's work: under the session lock, or, behind a transaction pooler
+    /// (`pooled`), under transaction-level locks.
+    async fn run_session(
+        &self,
+        client: &mut Client,
+        report: &mut Report,
+        in_doubt: &mut Option<i64>,
+        pooled: bool,
+    ) -> Result<(), Error> {
+        if pooled {
+            self.run_xact_locked(client, report, in_doubt).await
+        } else {
+            self.run_locked(client, report, in_doubt).await
+        }
+    }
+
+    /// One session's work without session state, for a transaction pooler (PgBouncer in
+    /// transaction mode), where consecutive transactions may run on different server
+    /// connections: the plan is made in one transaction under the transaction-level lock
+    /// (history created if missing, read, checked against the files); then each file runs in
+    /// its own transaction that takes the lock again first and re-reads whether another
+    /// runner applied it meanwhile. Every lock ends with its transaction, so none is left
+    /// behind, whatever happens to the client. A pending `-- pgsteady:no-transaction` file
+    /// cannot be covered by a lock that way: the run refuses before applying anything.
+    async fn run_xact_locked(
+        &self,
+        client: &mut Client,
+        report: &mut Report,
+        in_doubt: &mut Option<i64>,
+    ) -> Result<(), Error> {
+        let began = client.batch_execute("BEGIN").await;
+        began.map_err(|e| Error::from_pg(e, "starting the migration plan"))?;
+        let planned = async {
+            let key = history::session_lock_key(client, &self.table).await?;
+            let waited = history::xact_lock(&*client, key, self.lock_timeout).await?;
+            if !history::exists(client, &self.table).await? {
+                history::create(client, &self.table).await?;
+            }
+            let rows = history::read(client, &self.table).await?;
+            Ok::<_, Error>((key, waited, rows))
+        }
+        .await;
+        let (key, waited, rows) = match planned {
+            Ok(planned) => {
+                let committed = client.batch_execute("COMMIT").await;
+                committed.map_err(|e| Error::from_pg(e, "committing the migration plan"))?;
+                planned
+            }
+            Err(e) => {
+                if !client.is_closed() {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
+                return Err(e);
+            }
+        };
+        report.lock_wait += waited;
+        self.emit(Event::Locked { waited });
+        if let Some(version) = in_doubt.take() {
+            self.resolve(version, &rows, report);
+        }
+        let status = plan::compare(&self.migrations, &rows, true);
+        let todo = plan::pending(&self.migrations, &status, self.out_of_order)?;
+        if let Some(m) = todo.iter().find(|m| !m.is_transactional()) {
+            return Err(Error::config(format!(
+                "{} is marked `-- {}` and cannot run through a transaction pooler (the \
+                 migration lock would not cover it); nothing was applied: run the migrations \
+                 on a direct connection to the server, not through PgBouncer",
+                m.display_path(),
+                super::source::NO_TRANSACTION
+            )));
+        }
+        report.already_applied = rows
+            .iter()
+            .filter(|r| !report.applied.iter().any(|a| a.version == r.version))
+            .count();
+        self.emit(Event::Planned {
+            applied: report.already_applied,
+            pending: todo.len(),
+        });
+        let lock = apply::XactLock {
+            key,
+            timeout: self.lock_timeout,
+        };
+        for m in todo {
+            self.emit(Event::Applying {
+                version: m.version(),
+                file: m.display_path(),
+                transactional: true,
+            });
+            let Some(execution) = apply::apply_xact_locked(client, &self.table, m, lock).await?
+            else {
+                // Another runner applied it between our plan and this transaction.
+                report.already_applied += 1;
+                continue;
+            };
+            let applied = Applied {
+                version: m.version(),
+                name: m.name().to_owned(),
+                file: m.display_path(),
+                execution,
+                transactional: true,
+            };
+            report.applied.push(applied.clone());
+            self.emit(Event::Applied(applied));
+        }
+        Ok(())
     }
 
     async fn apply_pending(

@@ -11,11 +11,12 @@ use deadpool::managed;
 use tokio::sync::Notify;
 
 use super::budget::Budget;
+use super::conn::TypeCache;
 use super::gate::Gate;
 use super::manager::{Manager, Opener};
 use super::{Pool, PoolBuilder, PoolInner, deadline, maintain};
 use crate::Error;
-use crate::config::TargetSessionAttrs;
+use crate::config::{StatementCache, TargetSessionAttrs};
 use crate::connect::Connector;
 use crate::metrics::Metrics;
 
@@ -42,6 +43,8 @@ impl PoolBuilder {
             return Err(Error::config("lifetime_jitter must be between 0 and 1"));
         }
         let target_session_attrs = config.target_session_attrs;
+        let unnamed =
+            (config.statement_cache == StatementCache::Off).then(|| Arc::new(TypeCache::default()));
         let connector = Connector::new(config)?
             .with_max_message_len(pool.max_message_len)
             .with_ready_check(pool.ready_check);
@@ -67,6 +70,8 @@ impl PoolBuilder {
                 TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
             )
             .then(|| Mutex::new(HashMap::new())),
+            unnamed,
+            probe_timeout: pool.validation_timeout,
         });
         let manager = Manager {
             gate: gate.clone(),

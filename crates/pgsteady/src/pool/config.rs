@@ -7,8 +7,10 @@ use std::time::Duration;
 #[cfg(doc)]
 use super::{Pool, PoolHealth};
 use crate::Backoff;
+#[cfg(doc)]
+use crate::Connector;
 use crate::backoff::Jitter;
-use crate::config::Config;
+use crate::config::{Config, StatementCache};
 use crate::retry::RetryPolicy;
 
 /// How a [`Pool`] behaves. Plain data: build one with [`PoolConfig::default`] and change the
@@ -155,6 +157,13 @@ impl PoolBuilder {
         max_message_len: usize;
         /// See [`PoolConfig::ready_check`].
         ready_check: bool;
+    }
+
+    /// Sets the connection configuration's `statement_cache`: [`StatementCache::Off`] is the
+    /// pooler-safe mode for PgBouncer in transaction pooling (`docs/pgbouncer.md`).
+    pub fn statement_cache(mut self, mode: StatementCache) -> Self {
+        self.config.statement_cache = mode;
+        self
     }
 
     /// Replaces the whole pool configuration.

@@ -1,5 +1,6 @@
 //! One pooled connection and the handle callers get.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::{Deref, DerefMut};
@@ -7,8 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement, ToStatement};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{IsNull, ToSql, Type};
+use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
 
 use crate::config::TargetSessionAttrs;
 use crate::connect::{CloseReason, ConnectionMonitor};
@@ -24,8 +26,11 @@ pub(crate) struct Conn {
     /// Retire after this instant (`max_lifetime` minus a random part of it, so connections
     /// opened together do not expire together).
     pub(crate) expires: Option<Instant>,
-    /// Statements prepared on this connection, by SQL text.
+    /// Statements prepared on this connection, by SQL text (`statement_cache=on`).
     statements: Mutex<HashMap<Box<str>, Statement>>,
+    /// With `statement_cache=off`: the pool's parameter types by SQL text; statements run
+    /// unnamed.
+    unnamed: Option<Arc<TypeCache>>,
     /// A statement on it failed because the connection is gone. Its task may not have seen
     /// the socket close yet: a worker that returns it and checks out again at once would get
     /// it back.
@@ -57,12 +62,14 @@ impl Conn {
         expires: Option<Instant>,
         spread: Arc<Spread>,
         wrong_server: Option<Arc<AtomicBool>>,
+        unnamed: Option<Arc<TypeCache>>,
     ) -> Self {
         Conn {
             client,
             monitor,
             expires,
             statements: Mutex::new(HashMap::new()),
+            unnamed,
             lost: AtomicBool::new(false),
             spread,
             wrong_server,
@@ -114,8 +121,10 @@ impl Conn {
 /// [`Client`]; returns to the pool when dropped.
 ///
 /// Its statement methods (`query`, `query_one`, `query_opt`, `execute`, `prepare`,
-/// `prepare_typed`, `simple_query`, `batch_execute`) have the [`Client`]'s signatures and
-/// shadow them: when one fails because the connection is gone (closed, reset, 57P01, 57P02,
+/// `prepare_typed`, `simple_query`, `batch_execute`) have the [`Client`]'s signatures (the
+/// statement is any [`Query`]: SQL text, a [`Statement`] or a [`CachedStatement`]) and shadow
+/// them. With `statement_cache=off` the query methods run statements unnamed, so that they
+/// work behind PgBouncer in transaction pooling (`docs/pgbouncer.md`). When one fails when one fails because the connection is gone (closed, reset, 57P01, 57P02,
 /// class 08...), the pool never hands this connection out again, even before its background
 /// task has seen the socket close.
 ///
@@ -134,7 +143,9 @@ impl fmt::Debug for PooledConnection {
 }
 
 impl PooledConnection {
-    /// Prepares `sql` once per connection and reuses the statement afterwards.
+    /// Prepares `sql` once and reuses it afterwards: with `statement_cache=on` (the default)
+    /// a named statement kept on this connection; with `statement_cache=off` (pooler-safe)
+    /// only its parameter types, learned once per pool, and every call runs it unnamed.
     ///
     /// # Examples
     ///
@@ -145,17 +156,32 @@ impl PooledConnection {
     /// let two: i32 = conn.query_one(&stmt, &[&1i32]).await?.get(0);
     /// # Ok(()) }
     /// ```
-    pub async fn prepare_cached(&self, sql: &str) -> Result<Statement, Error> {
-        if let Some(stmt) = self.cached(sql) {
-            return Ok(stmt);
+    pub async fn prepare_cached(&self, sql: &str) -> Result<CachedStatement, Error> {
+        if self.obj.unnamed.is_some() {
+            let params = self.describe(sql).await?;
+            return Ok(CachedStatement {
+                sql: sql.into(),
+                params,
+                named: None,
+            });
         }
-        let stmt = self.prepare(sql).await?;
-        self.obj
-            .statements
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sql.into(), stmt.clone());
-        Ok(stmt)
+        let named = match self.cached(sql) {
+            Some(stmt) => stmt,
+            None => {
+                let stmt = self.prepare(sql).await?;
+                self.obj
+                    .statements
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(sql.into(), stmt.clone());
+                stmt
+            }
+        };
+        Ok(CachedStatement {
+            sql: sql.into(),
+            params: named.params().into(),
+            named: Some(named),
+        })
     }
 
     fn cached(&self, sql: &str) -> Option<Statement> {
@@ -165,6 +191,65 @@ impl PooledConnection {
             .unwrap_or_else(|e| e.into_inner())
             .get(sql)
             .cloned()
+    }
+
+    /// Whether statements run unnamed on this connection (`statement_cache=off`).
+    pub fn is_pooler_safe(&self) -> bool {
+        self.obj.unnamed.is_some()
+    }
+
+    /// The parameter types of `sql` (pooler-safe mode): from the pool's cache, else learned
+    /// by preparing it inside a transaction that closes the statement before it ends, so the
+    /// named statement never outlives it (behind a transaction pooler the server connection
+    /// is the client's only until the transaction ends). Inside a transaction already (a
+    /// `SAVEPOINT` succeeds) it is prepared there; outside one (25P01) inside its own.
+    async fn describe(&self, sql: &str) -> Result<Arc<[Type]>, tokio_postgres::Error> {
+        let cache = self.obj.unnamed.as_ref().expect("pooler-safe mode");
+        if let Some(types) = cache.get(sql) {
+            return Ok(types);
+        }
+        let client = &self.obj.client;
+        let in_transaction = match self.note(client.batch_execute(SAVEPOINT).await) {
+            Ok(()) => true,
+            Err(e) if e.code() == Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION) => false,
+            Err(e) => return Err(e),
+        };
+        if !in_transaction {
+            self.note(client.batch_execute("BEGIN").await)?;
+        }
+        let prepared = self.note(client.prepare(sql).await);
+        let types: Result<Arc<[Type]>, _> = prepared.map(|stmt| stmt.params().into());
+        // The statement was dropped above: its Close is queued before the next message.
+        let end = match (&types, in_transaction) {
+            (Ok(_), true) => RELEASE,
+            (Err(_), true) => ROLLBACK_TO,
+            (Ok(_), false) => "COMMIT",
+            (Err(_), false) => "ROLLBACK",
+        };
+        let ended = self.note(client.batch_execute(end).await);
+        let types = types?;
+        ended?;
+        cache.insert(sql, types.clone());
+        Ok(types)
+    }
+
+    /// What to run for `query`: a named statement, or SQL text with parameter types to run
+    /// unnamed.
+    async fn resolve<'q, T>(&self, query: &'q T) -> Result<Resolved<'q>, tokio_postgres::Error>
+    where
+        T: ?Sized + Query,
+    {
+        Ok(match query.as_query() {
+            QueryRef::Statement(stmt) => Resolved::Named(Cow::Borrowed(stmt)),
+            QueryRef::Cached(c) => match &c.named {
+                Some(stmt) => Resolved::Named(Cow::Borrowed(stmt)),
+                None => Resolved::Unnamed(&c.sql, c.params.clone()),
+            },
+            QueryRef::Sql(sql) if self.obj.unnamed.is_some() => {
+                Resolved::Unnamed(sql, self.describe(sql).await?)
+            }
+            QueryRef::Sql(sql) => Resolved::Sql(sql),
+        })
     }
 
     /// Whether the connection is known to be closed: the server ended the session or the
@@ -179,12 +264,15 @@ impl PooledConnection {
         self.obj.close_reason()
     }
 
-    /// [`Client::prepare`], noting a lost connection.
+    /// [`Client::prepare`], noting a lost connection. The statement is named: with
+    /// `statement_cache=off` use it only inside a transaction, or use
+    /// [`PooledConnection::prepare_cached`].
     pub async fn prepare(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
         self.note(self.obj.client.prepare(query).await)
     }
 
-    /// [`Client::prepare_typed`], noting a lost connection.
+    /// [`Client::prepare_typed`], noting a lost connection. Named, as
+    /// [`PooledConnection::prepare`].
     pub async fn prepare_typed(
         &self,
         query: &str,
@@ -193,52 +281,92 @@ impl PooledConnection {
         self.note(self.obj.client.prepare_typed(query, parameter_types).await)
     }
 
-    /// [`Client::query`], noting a lost connection.
+    /// [`Client::query`], noting a lost connection; unnamed with `statement_cache=off`.
     pub async fn query<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + Query,
     {
-        self.note(self.obj.client.query(statement, params).await)
+        let client = &self.obj.client;
+        let result = match self.resolve(statement).await {
+            Err(e) => Err(e),
+            Ok(Resolved::Named(stmt)) => client.query(&*stmt, params).await,
+            Ok(Resolved::Sql(sql)) => client.query(sql, params).await,
+            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
+                Ok(typed) => client.query_typed(sql, &typed).await,
+                Err(wrong) => Err(wrong.error(client).await),
+            },
+        };
+        self.note(result)
     }
 
-    /// [`Client::query_one`], noting a lost connection.
+    /// [`Client::query_one`], noting a lost connection; unnamed with `statement_cache=off`.
     pub async fn query_one<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Row, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + Query,
     {
-        self.note(self.obj.client.query_one(statement, params).await)
+        let client = &self.obj.client;
+        let result = match self.resolve(statement).await {
+            Err(e) => Err(e),
+            Ok(Resolved::Named(stmt)) => client.query_one(&*stmt, params).await,
+            Ok(Resolved::Sql(sql)) => client.query_one(sql, params).await,
+            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
+                Ok(typed) => client.query_typed_one(sql, &typed).await,
+                Err(wrong) => Err(wrong.error(client).await),
+            },
+        };
+        self.note(result)
     }
 
-    /// [`Client::query_opt`], noting a lost connection.
+    /// [`Client::query_opt`], noting a lost connection; unnamed with `statement_cache=off`.
     pub async fn query_opt<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + Query,
     {
-        self.note(self.obj.client.query_opt(statement, params).await)
+        let client = &self.obj.client;
+        let result = match self.resolve(statement).await {
+            Err(e) => Err(e),
+            Ok(Resolved::Named(stmt)) => client.query_opt(&*stmt, params).await,
+            Ok(Resolved::Sql(sql)) => client.query_opt(sql, params).await,
+            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
+                Ok(typed) => client.query_typed_opt(sql, &typed).await,
+                Err(wrong) => Err(wrong.error(client).await),
+            },
+        };
+        self.note(result)
     }
 
-    /// [`Client::execute`], noting a lost connection.
+    /// [`Client::execute`], noting a lost connection; unnamed with `statement_cache=off`.
     pub async fn execute<T>(
         &self,
         statement: &T,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, tokio_postgres::Error>
     where
-        T: ?Sized + ToStatement,
+        T: ?Sized + Query,
     {
-        self.note(self.obj.client.execute(statement, params).await)
+        let client = &self.obj.client;
+        let result = match self.resolve(statement).await {
+            Err(e) => Err(e),
+            Ok(Resolved::Named(stmt)) => client.execute(&*stmt, params).await,
+            Ok(Resolved::Sql(sql)) => client.execute(sql, params).await,
+            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
+                Ok(typed) => client.execute_typed(sql, &typed).await,
+                Err(wrong) => Err(wrong.error(client).await),
+            },
+        };
+        self.note(result)
     }
 
     /// [`Client::simple_query`], noting a lost connection.
@@ -293,4 +421,188 @@ impl DerefMut for PooledConnection {
     fn deref_mut(&mut self) -> &mut Client {
         &mut self.obj.client
     }
+}
+
+const SAVEPOINT: &str = "SAVEPOINT pgsteady_describe";
+const RELEASE: &str = "RELEASE SAVEPOINT pgsteady_describe";
+const ROLLBACK_TO: &str =
+    "ROLLBACK TO SAVEPOINT pgsteady_describe; RELEASE SAVEPOINT pgsteady_describe";
+
+/// The most SQL texts whose parameter types a pool keeps (`statement_cache=off`); past it
+/// the cache starts over (a program has far fewer distinct statements; a program that builds
+/// SQL text with values in it would otherwise grow it without bound).
+const TYPE_CACHE_CAP: usize = 1024;
+
+/// Parameter types by SQL text, shared by a pool's connections (`statement_cache=off`).
+#[derive(Debug, Default)]
+pub(crate) struct TypeCache {
+    types: Mutex<HashMap<Box<str>, Arc<[Type]>>>,
+}
+
+impl TypeCache {
+    fn get(&self, sql: &str) -> Option<Arc<[Type]>> {
+        self.types
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sql)
+            .cloned()
+    }
+
+    fn insert(&self, sql: &str, types: Arc<[Type]>) {
+        let mut map = self.types.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= TYPE_CACHE_CAP {
+            map.clear();
+        }
+        map.insert(sql.into(), types);
+    }
+}
+
+/// A statement from [`PooledConnection::prepare_cached`]: its SQL text and parameter types,
+/// and with `statement_cache=on` the named statement prepared on the connection. Pass it to
+/// the query methods of the [`PooledConnection`] (or [`crate::Transaction`]) it came from.
+#[derive(Debug, Clone)]
+pub struct CachedStatement {
+    sql: Arc<str>,
+    params: Arc<[Type]>,
+    named: Option<Statement>,
+}
+
+impl CachedStatement {
+    /// The SQL text.
+    pub fn sql(&self) -> &str {
+        &self.sql
+    }
+
+    /// The parameter types the server inferred.
+    pub fn params(&self) -> &[Type] {
+        &self.params
+    }
+
+    /// The named statement on the connection (`statement_cache=on`), `None` in pooler-safe
+    /// mode.
+    pub fn statement(&self) -> Option<&Statement> {
+        self.named.as_ref()
+    }
+}
+
+/// A statement to run: SQL text (`&str`, `String`), a tokio-postgres [`Statement`], or a
+/// [`CachedStatement`]. Sealed: the [`PooledConnection`] query methods take any of these.
+pub trait Query: Sync + sealed::Sealed {
+    #[doc(hidden)]
+    fn as_query(&self) -> QueryRef<'_>;
+}
+
+/// What a [`Query`] is; an implementation detail of the sealed trait.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum QueryRef<'a> {
+    Sql(&'a str),
+    Statement(&'a Statement),
+    Cached(&'a CachedStatement),
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for str {}
+    impl Sealed for String {}
+    impl Sealed for tokio_postgres::Statement {}
+    impl Sealed for super::CachedStatement {}
+}
+
+impl Query for str {
+    fn as_query(&self) -> QueryRef<'_> {
+        QueryRef::Sql(self)
+    }
+}
+
+impl Query for String {
+    fn as_query(&self) -> QueryRef<'_> {
+        QueryRef::Sql(self)
+    }
+}
+
+impl Query for Statement {
+    fn as_query(&self) -> QueryRef<'_> {
+        QueryRef::Statement(self)
+    }
+}
+
+impl Query for CachedStatement {
+    fn as_query(&self) -> QueryRef<'_> {
+        QueryRef::Cached(self)
+    }
+}
+
+enum Resolved<'q> {
+    Named(Cow<'q, Statement>),
+    Sql(&'q str),
+    Unnamed(&'q str, Arc<[Type]>),
+}
+
+/// The parameters paired with their types for `query_typed`, or the count mismatch.
+#[allow(clippy::type_complexity)]
+fn typed<'p>(
+    params: &[&'p (dyn ToSql + Sync)],
+    types: &[Type],
+) -> Result<Vec<(&'p (dyn ToSql + Sync), Type)>, WrongCount> {
+    if params.len() != types.len() {
+        return Err(WrongCount {
+            expected: types.len(),
+            got: params.len(),
+        });
+    }
+    Ok(params.iter().copied().zip(types.iter().cloned()).collect())
+}
+
+/// A parameter count that does not match the statement's. Sent unnamed, the server would
+/// answer 08P01 (protocol violation), which reads as a lost connection; tokio-postgres checks
+/// the count for named statements on the client side, and so do we.
+#[derive(Debug)]
+struct WrongCount {
+    expected: usize,
+    got: usize,
+}
+
+impl WrongCount {
+    /// A tokio-postgres error for it, made on the client side without sending anything:
+    /// tokio-postgres errors cannot be constructed outside it, but a parameter that fails to
+    /// encode yields one (kind `ToSql`) before the message leaves the client.
+    async fn error(self, client: &Client) -> tokio_postgres::Error {
+        let param: &(dyn ToSql + Sync) = &self;
+        match client.query_typed("", &[(param, Type::INT4)]).await {
+            Err(e) => e,
+            Ok(_) => unreachable!("WrongCount never encodes"),
+        }
+    }
+}
+
+impl fmt::Display for WrongCount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "expected {} parameters but got {}",
+            self.expected, self.got
+        )
+    }
+}
+
+impl std::error::Error for WrongCount {}
+
+impl ToSql for WrongCount {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Err(Box::new(WrongCount {
+            expected: self.expected,
+            got: self.got,
+        }))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    tokio_postgres::types::to_sql_checked!();
 }

@@ -16,7 +16,7 @@ use crate::connect::Connector;
 use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
 
-use super::conn::Conn;
+use super::conn::{Conn, TypeCache};
 use super::gate::{Gate, Open, Spread};
 
 /// Opens connections with the connector and keeps count of them.
@@ -36,11 +36,16 @@ pub(crate) struct Opener {
     /// Per server (`host:port`), the wrong-server mark its connections share (see
     /// `Conn::mark_wrong_server`); `None` when `target_session_attrs` accepts any server.
     pub(crate) wrong_server: Option<Mutex<HashMap<String, Arc<AtomicBool>>>>,
+    /// With `statement_cache=off`, the parameter types shared by the pool's connections.
+    pub(crate) unnamed: Option<Arc<TypeCache>>,
+    /// Bound on the round trip that proves a new connection reaches a server
+    /// (`validation_timeout`).
+    pub(crate) probe_timeout: Duration,
 }
 
 impl Open for Opener {
     async fn open(&self) -> Result<Conn, Error> {
-        match self.connector.connect_once().await {
+        match self.connect().await {
             Ok(connected) => {
                 self.metrics.created();
                 self.live.fetch_add(1, Ordering::Relaxed);
@@ -65,6 +70,7 @@ impl Open for Opener {
                     self.max_lifetime.map(|max| self.expiry(max)),
                     self.spread.clone(),
                     wrong_server,
+                    self.unnamed.clone(),
                 ))
             }
             Err(e) => {
@@ -88,6 +94,35 @@ impl Open for Opener {
 }
 
 impl Opener {
+    /// One connection attempt. In pooler-safe mode (`statement_cache=off`, meant for
+    /// PgBouncer) the login answered by a pooler says nothing about the server behind it, so
+    /// an empty query, which the pooler must hand to a server connection, proves it before
+    /// the connection counts as open: a server that is down then fails the attempt with the
+    /// pooler's error (`pooler_login_failing`...), which the gate waits out and readiness
+    /// reports, instead of every checkout succeeding and every statement failing.
+    async fn connect(&self) -> Result<crate::Connected, Error> {
+        let connected = self.connector.connect_once().await?;
+        if self.unnamed.is_none() {
+            return Ok(connected);
+        }
+        match tokio::time::timeout(self.probe_timeout, connected.client.simple_query("")).await {
+            Ok(Ok(_)) => Ok(connected),
+            Ok(Err(e)) => Err(Error::from_pg(
+                e,
+                "the connection pooler accepted the login, but no server answered through it",
+            )),
+            Err(_) => Err(Error::new(
+                crate::ErrorKind::Timeout,
+                format!(
+                    "the connection pooler accepted the login, but no server answered through it \
+                     within {:?}",
+                    self.probe_timeout
+                ),
+            )
+            .with_reason(Reason::TimedOut)),
+        }
+    }
+
     /// The mark shared by connections to `server` opened from now on. A connection that
     /// just connected proved the server is what the configuration asks for (the connect
     /// checked `target_session_attrs`), so a mark already set belongs to older connections:

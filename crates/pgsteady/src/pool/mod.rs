@@ -35,7 +35,7 @@ use crate::{Error, ErrorKind};
 use budget::Budget;
 
 pub use config::{PoolBuilder, PoolConfig};
-pub use conn::PooledConnection;
+pub use conn::{CachedStatement, PooledConnection, Query, QueryRef};
 pub(crate) use gate::GateState;
 pub use transaction::{CommitOutcomeUnknown, Transaction, TransactionError};
 

@@ -8,6 +8,7 @@ mod lifecycle;
 mod outage;
 mod restart;
 mod silent_drop;
+mod statement_cache;
 mod statement_timeout;
 mod transaction;
 

@@ -1,0 +1,414 @@
+//! Behind a real PgBouncer 1.18 in transaction pooling mode, in front of a real server
+//! (issue #17). Its own test target, every test `#[ignore]`d: the set takes minutes, so the
+//! default `cargo test` stays quick; `.ci/run` runs it with
+//! `cargo test -p pgsteady --test pgbouncer -- --ignored`. Each test skips, printing why,
+//! where PgBouncer cannot run.
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use pgsteady::{Config, Pool, RetryPolicy, StatementCache};
+use pgsteady_testkit::{Cluster, Error as KitError, PgBouncer, PoolMode, StopMode};
+
+/// Starts PgBouncer in transaction mode or prints why not.
+async fn bouncer(
+    cluster: &Cluster,
+    tune: impl FnOnce(pgsteady_testkit::PgBouncerBuilder) -> pgsteady_testkit::PgBouncerBuilder,
+) -> Option<PgBouncer> {
+    match tune(PgBouncer::builder().pool_mode(PoolMode::Transaction))
+        .start(cluster)
+        .await
+    {
+        Ok(b) => Some(b),
+        Err(KitError::Unsupported(why)) => {
+            eprintln!("skipped: PgBouncer cannot run here: {why}");
+            None
+        }
+        Err(e) => panic!("PgBouncer did not start: {e}"),
+    }
+}
+
+fn url(bouncer: &PgBouncer, mode: StatementCache) -> String {
+    format!("{}?statement_cache={mode}", bouncer.url())
+}
+
+// ---------------------------------------------------------------------------------------
+// 2 processes x 8 tasks x N parameterised calls through Pool::run.
+
+const SQL: &str = "SELECT $1::int8 + 1";
+const CHILD_ENV: &str = "PGSTEADY_PGBOUNCER_LOAD";
+
+/// What one process saw: calls that succeeded, errors by SQLSTATE (or reason).
+#[derive(Debug, Default)]
+struct Counts {
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+/// Runs `tasks` x `calls` through `Pool::run`, half with `prepare_cached`, half with SQL
+/// text, each checking its answer.
+async fn load(url: &str, tasks: usize, calls: i64) -> Counts {
+    let pool = Pool::builder(Config::parse(url).unwrap())
+        .max_size(tasks)
+        .build()
+        .unwrap();
+    let mut handles = Vec::new();
+    for task in 0..tasks {
+        let pool = pool.clone();
+        handles.push(tokio::spawn(async move {
+            let mut counts = Counts::default();
+            for i in 0..calls {
+                let n = task as i64 * 1_000_000 + i;
+                let result = pool
+                    .run(async move |conn| {
+                        let row = if n % 2 == 0 {
+                            let stmt = conn.prepare_cached(SQL).await?;
+                            conn.query_one(&stmt, &[&n]).await?
+                        } else {
+                            conn.query_one(SQL, &[&n]).await?
+                        };
+                        Ok(row.get::<_, i64>(0))
+                    })
+                    .await;
+                match result {
+                    Ok(got) => {
+                        assert_eq!(got, n + 1, "a wrong answer");
+                        counts.ok += 1;
+                    }
+                    Err(e) => {
+                        let key = e
+                            .code()
+                            .map_or_else(|| format!("{:?}", e.reason()), |c| c.code().to_owned());
+                        *counts.errors.entry(key).or_default() += 1;
+                    }
+                }
+            }
+            counts
+        }));
+    }
+    let mut total = Counts::default();
+    for h in handles {
+        let c = h.await.unwrap();
+        total.ok += c.ok;
+        for (k, v) in c.errors {
+            *total.errors.entry(k).or_default() += v;
+        }
+    }
+    pool.close(Duration::from_secs(5)).await;
+    total
+}
+
+/// The child half of the two-process load: runs only when the parent started it.
+#[tokio::test]
+#[ignore = "the child process of the two-process load tests"]
+async fn child_load() {
+    let Ok(spec) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let mut parts = spec.splitn(3, ' ');
+    let tasks: usize = parts.next().unwrap().parse().unwrap();
+    let calls: i64 = parts.next().unwrap().parse().unwrap();
+    let url = parts.next().unwrap();
+    let counts = load(url, tasks, calls).await;
+    let errors: Vec<String> = counts
+        .errors
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!("LOAD ok={} {}", counts.ok, errors.join(" "));
+}
+
+/// Runs the load in two processes at once (this test binary, re-run as `child_load`):
+/// tokio-postgres numbers its statements per process, so two processes name different
+/// statements alike, as two services behind one PgBouncer do.
+async fn two_processes(url: &str, tasks: usize, calls: i64) -> Counts {
+    let exe = std::env::current_exe().unwrap();
+    let mut children = Vec::new();
+    for _ in 0..2 {
+        let child = tokio::process::Command::new(&exe)
+            .args([
+                "child_load",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--quiet",
+            ])
+            .env(CHILD_ENV, format!("{tasks} {calls} {url}"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        children.push(child);
+    }
+    let mut total = Counts::default();
+    for child in children {
+        let out = tokio::time::timeout(Duration::from_secs(600), child.wait_with_output())
+            .await
+            .expect("a load process did not finish within 10 min")
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "load process failed: {stdout}");
+        let line = stdout
+            .lines()
+            .find(|l| l.starts_with("LOAD "))
+            .unwrap_or_else(|| panic!("no LOAD line in: {stdout}"));
+        for field in line["LOAD ".len()..].split_whitespace() {
+            let (k, v) = field.split_once('=').unwrap();
+            let v: u64 = v.parse().unwrap();
+            if k == "ok" {
+                total.ok += v;
+            } else {
+                *total.errors.entry(k.to_owned()).or_default() += v;
+            }
+        }
+    }
+    total
+}
+
+/// Done when: 2 processes x 8 tasks x 5,000 parameterised calls through `Pool::run` with
+/// `statement_cache=off` -> no error at all (in particular none with 26000 or 42P05).
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn pooler_safe_mode_runs_two_processes_without_statement_errors() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4)).await else {
+        return;
+    };
+    let started = Instant::now();
+    let counts = two_processes(&url(&bouncer, StatementCache::Off), 8, 5_000).await;
+    eprintln!(
+        "pooler-safe: {counts:?} in {:?} through PgBouncer (transaction pooling)",
+        started.elapsed()
+    );
+    assert_eq!(counts.errors, BTreeMap::new(), "errors through run");
+    assert_eq!(counts.ok, 2 * 8 * 5_000);
+    // Every server connection was shared: the test did go through transaction pooling.
+    let servers = bouncer.show("SERVERS").await.unwrap();
+    assert!(servers.len() <= 4, "{servers:?}");
+}
+
+/// The negative control: the same load with named statements (the default) fails with
+/// 26000 (prepared statement does not exist) or 42P05 (already exists).
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn named_statements_through_transaction_pooling_fail() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4)).await else {
+        return;
+    };
+    let counts = two_processes(&url(&bouncer, StatementCache::On), 8, 500).await;
+    eprintln!("named statements: {counts:?}");
+    let statement_errors = counts.errors.get("26000").copied().unwrap_or(0)
+        + counts.errors.get("42P05").copied().unwrap_or(0);
+    assert!(
+        statement_errors > 0,
+        "named statements went through transaction pooling unharmed: {counts:?}"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// A fast restart of the server behind PgBouncer, under load.
+
+/// Done when: `pg_ctl restart -m fast` behind PgBouncer (`server_login_retry = 1`) under
+/// reads through `run` and writes through `transaction`: no error, the first success within
+/// 3 s of the server being ready, no write duplicated (nor any acknowledged write lost).
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn fast_restart_behind_pgbouncer_under_load() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4).server_login_retry(1)).await
+    else {
+        return;
+    };
+    let pool = Pool::builder(Config::parse(&url(&bouncer, StatementCache::Off)).unwrap())
+        .max_size(8)
+        .build()
+        .unwrap();
+    pool.run(async |conn| {
+        conn.batch_execute("CREATE TABLE writes (worker int, seq int)")
+            .await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut handles = Vec::new();
+    for worker in 0..8i32 {
+        let (pool, stop) = (pool.clone(), stop.clone());
+        handles.push(tokio::spawn(async move {
+            let mut successes: Vec<SystemTime> = Vec::new();
+            let mut errors: Vec<String> = Vec::new();
+            let mut acked = 0i32;
+            let mut seq = 0i32;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let ok = if worker % 2 == 0 {
+                    pool.run(async move |conn| {
+                        Ok(conn
+                            .query_one("SELECT $1::int4", &[&seq])
+                            .await?
+                            .get::<_, i32>(0))
+                    })
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+                } else {
+                    let r = pool
+                        .transaction(async move |tx| {
+                            tx.execute("INSERT INTO writes VALUES ($1, $2)", &[&worker, &seq])
+                                .await?;
+                            Ok(())
+                        })
+                        .await;
+                    if r.is_ok() {
+                        acked += 1;
+                    }
+                    r.map_err(|e| e.to_string())
+                };
+                match ok {
+                    Ok(()) => successes.push(SystemTime::now()),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (worker, successes, errors, acked)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let before = SystemTime::now();
+    cluster.restart(StopMode::Fast).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    let ready = cluster.ready_at().expect("ready line");
+    assert!(ready > before);
+
+    let mut errors = Vec::new();
+    let mut first_after_ready: Option<SystemTime> = None;
+    let mut acked_by_worker = BTreeMap::new();
+    for h in handles {
+        let (worker, successes, errs, acked) = h.await.unwrap();
+        errors.extend(errs);
+        if let Some(t) = successes.into_iter().find(|t| *t > ready) {
+            first_after_ready = Some(first_after_ready.map_or(t, |f| f.min(t)));
+        }
+        if worker % 2 == 1 {
+            acked_by_worker.insert(worker, acked);
+        }
+    }
+    assert!(
+        errors.is_empty(),
+        "errors through run/transaction: {errors:?}"
+    );
+    let first = first_after_ready.expect("no success after the restart");
+    let gap = first.duration_since(ready).unwrap();
+    eprintln!("first success {gap:?} after the server was ready");
+    assert!(
+        gap <= Duration::from_secs(3),
+        "first success {gap:?} after ready"
+    );
+
+    let rows = pool
+        .run(async |conn| {
+            Ok(conn
+                .query(
+                    "SELECT worker, count(*)::int4, count(DISTINCT seq)::int4 FROM writes GROUP BY worker",
+                    &[],
+                )
+                .await?)
+        })
+        .await
+        .unwrap();
+    for row in rows {
+        let (worker, all, distinct): (i32, i32, i32) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!(all, distinct, "worker {worker}: a write was duplicated");
+        assert!(
+            all >= acked_by_worker[&worker],
+            "worker {worker}: {all} rows for {} acknowledged writes",
+            acked_by_worker[&worker]
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The server down for longer than query_wait_timeout.
+
+/// Done when: the server behind PgBouncer down longer than `query_wait_timeout = 5`: `get()`
+/// and `run` return a typed error within their bounds, never hang; readiness answers 503
+/// with a reason naming the pooler.
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn server_down_behind_pgbouncer_is_a_bounded_typed_error() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster, |b| b.query_wait_timeout(5).server_login_retry(1)).await
+    else {
+        return;
+    };
+    let pool = Pool::builder(Config::parse(&url(&bouncer, StatementCache::Off)).unwrap())
+        .max_size(4)
+        .acquire_timeout(Duration::from_secs(8))
+        .retry({
+            let mut retry = RetryPolicy::default();
+            retry.deadline = Duration::from_secs(10);
+            retry
+        })
+        .build()
+        .unwrap();
+    let readiness = pgsteady::Readiness::builder()
+        .pool(&pool)
+        .grace(Duration::from_secs(1))
+        .build();
+    pool.run(async |conn| Ok(conn.query_one("SELECT 1", &[]).await?.get::<_, i32>(0)))
+        .await
+        .unwrap();
+    assert_eq!(readiness.check().http_status(), 200);
+
+    cluster.stop(StopMode::Fast).await.unwrap();
+
+    let started = Instant::now();
+    let err = pool
+        .run(async |conn| Ok(conn.query_one("SELECT 1", &[]).await?.get::<_, i32>(0)))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    eprintln!("run: {err} after {took:?}");
+    assert!(took < Duration::from_secs(10 + 3), "run took {took:?}");
+    // Either the pooler's error itself, or the deadline's timeout naming it as the last
+    // error seen.
+    let reason = err.reason().expect("a reason");
+    assert!(
+        reason.is_pooler() || reason == pgsteady::Reason::TimedOut,
+        "{reason:?}: {err}"
+    );
+    assert!(err.to_string().contains("PgBouncer"), "{err}");
+
+    // A checkout: the pool's connections to PgBouncer are gone (PgBouncer closed them with
+    // its error); a new one cannot be had while the server is down.
+    let started = Instant::now();
+    let got = pool.get().await;
+    let took = started.elapsed();
+    match got {
+        Ok(conn) => {
+            // A connection PgBouncer still holds open: its first statement gets the error.
+            let e = conn.query_one("SELECT 1", &[]).await.unwrap_err();
+            assert!(pgsteady::classify::reason_of(&e).is_pooler(), "{e}");
+            assert!(took < Duration::from_secs(1), "{took:?}");
+        }
+        Err(e) => {
+            eprintln!("get: {e} after {took:?}");
+            assert!(took < Duration::from_secs(8 + 3), "get took {took:?}");
+            assert!(e.is_transient(), "{e}");
+        }
+    }
+
+    let report = readiness.check();
+    eprintln!("readiness: {report:?}");
+    assert_eq!(report.http_status(), 503, "{report:?}");
+    assert!(
+        report.reason.is_some_and(|r| r.starts_with("pooler_")),
+        "{report:?}"
+    );
+}
