@@ -53,7 +53,7 @@ impl fmt::Debug for Tls {
 /// A PostgreSQL server negotiates the classical key exchanges ring offers (X25519, P-256,
 /// P-384), so the warning is silenced here, once; `.ci/fresh-deps` builds against the newest
 /// rustls with `-D warnings` and shows when this needs revisiting.
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     #[allow(deprecated)]
     let provider = rustls::crypto::ring::default_provider();
     Arc::new(provider)

@@ -232,7 +232,7 @@ fn parse_error(msg: &[u8]) -> ServerError {
 fn recording_connector(
     seen: Arc<Mutex<Vec<CertificateDer<'static>>>>,
 ) -> tokio_rustls::TlsConnector {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = pgsteady::connect::crypto_provider();
     let verifier = Recorder {
         seen,
         algorithms: provider.signature_verification_algorithms,

@@ -24,6 +24,13 @@ pub use monitor::{CloseReason, ConnectionMonitor};
 pub use session::SessionState;
 pub use stream::{SslAnswer, request_ssl};
 
+/// The rustls crypto provider pgsteady's TLS uses (*ring*, chosen and silenced in one place:
+/// see `tls.rs`), for code that builds its own TLS client beside pgsteady's, such as
+/// `pgsteady doctor`'s certificate probe.
+pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
+    crate::tls::provider()
+}
+
 use checks::{Phase, check_session, combine};
 
 use crate::backoff::{self, Backoff, Decision, Sleeper, TokioSleeper};
