@@ -75,21 +75,35 @@ fn expect(role: &str) -> Expect {
     }
 }
 
+/// The most bytes of one REST reply doctor reads.
+const MAX_REPLY: usize = 1 << 20;
+
 async fn get<T: serde::de::DeserializeOwned>(
     http: &reqwest::Client,
     url: &str,
 ) -> Result<T, String> {
-    let response = http
+    let mut response = http
         .get(url)
         .send()
         .await
         .map_err(|e| format!("GET {url}: {e}"))?;
-    // Patroni answers /patroni with 503 when its server is not running, body included.
-    let body = response
-        .text()
+    // Patroni answers /patroni with 503 when its server is not running, body included. The
+    // client's timeout bounds the wait; this cap bounds the memory (a Patroni reply is a few
+    // KB; something else answering on that port may stream without end).
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
-    serde_json::from_str(&body).map_err(|e| format!("GET {url}: not Patroni's JSON: {e}"))
+        .map_err(|e| format!("GET {url}: {e}"))?
+    {
+        if body.len() + chunk.len() > MAX_REPLY {
+            return Err(format!(
+                "GET {url}: the reply exceeds {MAX_REPLY} bytes: not Patroni's REST API"
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not Patroni's JSON: {e}"))
 }
 
 /// Runs the check and adds a `patroni` layer per member to `hosts` (to the target host of
