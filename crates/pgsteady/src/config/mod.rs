@@ -47,17 +47,19 @@ use crate::Error;
 
 /// The default PostgreSQL port.
 pub const DEFAULT_PORT: u16 = 5432;
-/// Default TCP keepalive idle time before the first probe (libpq leaves the OS default, often
-/// 2 hours; pgsteady detects a dead idle peer within idle + interval * count = 25 s).
-pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(10);
+/// Default TCP keepalive idle time before the first probe. libpq leaves the OS default, often
+/// 2 hours; pgsteady's defaults end a connection to a silently vanished peer within about 12-14 s
+/// whether it is idle (keepalive probes, bounded by `tcp_user_timeout` too) or has a request in
+/// flight (`tcp_user_timeout`): see docs/library.md#silent-drops for the cost on slow networks.
+pub const DEFAULT_KEEPALIVES_IDLE: Duration = Duration::from_secs(5);
 /// Default interval between TCP keepalive probes.
-pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(5);
+pub const DEFAULT_KEEPALIVES_INTERVAL: Duration = Duration::from_secs(2);
 /// Default number of unanswered keepalive probes before the connection is dropped.
 pub const DEFAULT_KEEPALIVES_COUNT: u32 = 3;
 /// Default `TCP_USER_TIMEOUT`: unacknowledged data for this long drops the connection, so a
 /// query on a silently dropped network fails in bounded time instead of retransmitting for
 /// ~15 minutes.
-pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_TCP_USER_TIMEOUT: Duration = Duration::from_secs(12);
 
 /// A validated connection configuration.
 ///
