@@ -32,8 +32,9 @@ pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionS
 pub use error::{Error, ErrorKind, HostFailure};
 pub use metrics::{EvictReason, PoolMetrics};
 pub use pool::{
-    CachedStatement, CommitOutcomeUnknown, Pool, PoolBuilder, PoolConfig, PoolHealth,
-    PooledConnection, Query, QueryRef, Reachability, Transaction, TransactionError,
+    CachedStatement, CommitOutcomeUnknown, GenericClient, Pool, PoolBuilder, PoolConfig,
+    PoolHealth, PooledConnection, Query, QueryRef, Reachability, RowStream, Transaction,
+    TransactionError,
 };
 pub use readiness::{
     Readiness, ReadinessBuilder, ReadinessConfig, ReadinessReport, ReadyState, ShutdownConfig,

@@ -17,7 +17,8 @@ use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
 
 use super::conn::{Conn, TypeCache};
-use super::gate::{Gate, Open, Spread};
+use super::gate::{Gate, Open};
+use super::spread::Spread;
 
 /// Opens connections with the connector and keeps count of them.
 #[derive(Debug)]
@@ -184,6 +185,10 @@ impl managed::Manager for Manager {
         if conn.serves_wrong_server(self.target_session_attrs) {
             self.metrics.evicted(EvictReason::WrongServer, None);
             return Err(RecycleError::message("wrong server"));
+        }
+        if conn.is_retired() {
+            self.metrics.evicted(EvictReason::Lifetime, None);
+            return Err(RecycleError::message("retired"));
         }
         // One clock read for both checks (this runs on every checkout).
         let now = Instant::now();
