@@ -37,13 +37,18 @@ fn uri_and_keyvalue_agree() {
     assert_eq!(a.tls.mode, SslMode::Require);
 }
 
-/// `statement_cache` (issue 17): on by default, `off` in a URI or key=value string, shown
+/// `statement_cache`: auto by default, `on` / `off` in a URI or key=value string, shown
 /// again by `Display`, anything else refused naming the value.
 #[test]
 fn statement_cache_key() {
     let c = Config::parse("postgresql://app@db/app").unwrap();
-    assert_eq!(c.statement_cache, StatementCache::On);
+    assert_eq!(c.statement_cache, StatementCache::Auto);
     assert!(!c.to_string().contains("statement_cache"));
+    let on = Config::parse("postgresql://app@db/app?statement_cache=on").unwrap();
+    assert_eq!(on.statement_cache, StatementCache::On);
+    assert!(on.to_string().contains("&statement_cache=on"), "{on}");
+    let auto = Config::parse("host=db statement_cache=auto").unwrap();
+    assert_eq!(auto.statement_cache, StatementCache::Auto);
     let c = Config::parse("postgresql://app@db/app?statement_cache=off").unwrap();
     assert_eq!(c.statement_cache, StatementCache::Off);
     assert!(c.to_string().contains("&statement_cache=off"), "{c}");
@@ -56,7 +61,7 @@ fn statement_cache_key() {
     let err = Config::parse("postgresql://app@db/app?statement_cache=maybe").unwrap_err();
     assert!(
         err.to_string()
-            .contains("invalid statement_cache (expected one of: on, off)"),
+            .contains("invalid statement_cache (expected one of: auto, on, off)"),
         "{err}"
     );
 }

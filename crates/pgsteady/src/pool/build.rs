@@ -11,12 +11,12 @@ use deadpool::managed;
 use tokio::sync::Notify;
 
 use super::budget::Budget;
-use super::conn::TypeCache;
 use super::gate::Gate;
 use super::manager::{Manager, Opener};
+use super::mode::Mode;
 use super::{Pool, PoolBuilder, PoolInner, deadline, maintain};
 use crate::Error;
-use crate::config::{StatementCache, TargetSessionAttrs};
+use crate::config::TargetSessionAttrs;
 use crate::connect::Connector;
 use crate::metrics::Metrics;
 
@@ -43,8 +43,7 @@ impl PoolBuilder {
             return Err(Error::config("lifetime_jitter must be between 0 and 1"));
         }
         let target_session_attrs = config.target_session_attrs;
-        let unnamed =
-            (config.statement_cache == StatementCache::Off).then(|| Arc::new(TypeCache::default()));
+        let mode = Mode::new(config.statement_cache);
         let connector = Connector::new(config)?
             .with_max_message_len(pool.max_message_len)
             .with_ready_check(pool.ready_check);
@@ -70,7 +69,7 @@ impl PoolBuilder {
                 TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
             )
             .then(|| Mutex::new(HashMap::new())),
-            unnamed,
+            mode: mode.clone(),
             probe_timeout: pool.validation_timeout,
         });
         let manager = Manager {
@@ -100,6 +99,7 @@ impl PoolBuilder {
             deadlines: deadline::Deadlines::start(),
             config: pool,
             target_session_attrs,
+            mode,
         });
         tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
         inner.events.notify_one();

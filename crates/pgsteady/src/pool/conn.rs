@@ -17,6 +17,7 @@ use crate::Reason;
 use crate::config::TargetSessionAttrs;
 use crate::connect::{CloseReason, ConnectionMonitor};
 
+use super::mode::Mode;
 use super::spread::Spread;
 
 /// A connection as the pool keeps it.
@@ -28,9 +29,11 @@ pub(crate) struct Conn {
     pub(crate) expires: Option<Instant>,
     /// Statements prepared on this connection, by SQL text (`statement_cache=on`).
     pub(crate) statements: Mutex<HashMap<Box<str>, Statement>>,
-    /// With `statement_cache=off`: the pool's parameter types by SQL text; statements run
-    /// unnamed.
-    pub(crate) unnamed: Option<Arc<TypeCache>>,
+    /// The pool's statement mode, and its parameter types for unnamed statements.
+    pub(crate) mode: Arc<Mode>,
+    /// Opened while the pool named its statements: retired once it no longer does (its
+    /// named statements are then dropped with its client, which sends no Close for them).
+    born_named: bool,
     /// In pooler-safe mode, held exclusively while the parameter types of a statement are
     /// learned (a named statement exists on the server for that while) and shared by every
     /// other statement: a statement sent by a concurrent call on the same connection could
@@ -71,14 +74,15 @@ impl Conn {
         expires: Option<Instant>,
         spread: Arc<Spread>,
         wrong_server: Option<Arc<AtomicBool>>,
-        unnamed: Option<Arc<TypeCache>>,
+        mode: Arc<Mode>,
     ) -> Self {
         Conn {
             client,
             monitor,
             expires,
             statements: Mutex::new(HashMap::new()),
-            unnamed,
+            born_named: !mode.unnamed(),
+            mode,
             describing: RwLock::new(()),
             retire: AtomicBool::new(false),
             lost: AtomicBool::new(false),
@@ -121,7 +125,12 @@ impl Conn {
 
     /// Works, but must not be handed out again (see `retire`).
     pub(crate) fn is_retired(&self) -> bool {
-        self.retire.load(Ordering::Relaxed)
+        self.retire.load(Ordering::Relaxed) || (self.born_named && self.mode.unnamed())
+    }
+
+    /// Whether statements run unnamed on it now.
+    pub(crate) fn unnamed(&self) -> bool {
+        self.mode.unnamed()
     }
 
     /// Why the server or the network closed it, once it has.
@@ -152,13 +161,27 @@ impl Conn {
         result
     }
 
+    /// [`Conn::note`] for a statement pgsteady named (or had tokio-postgres name): with
+    /// `statement_cache=auto`, a sign of a transaction pooler in `result` switches the pool
+    /// to unnamed statements.
+    pub(crate) fn note_named<R>(
+        &self,
+        result: Result<R, tokio_postgres::Error>,
+    ) -> Result<R, tokio_postgres::Error> {
+        if let Err(e) = &result {
+            self.mode.saw(e);
+        }
+        self.note(result)
+    }
+
     /// In pooler-safe mode, a share of the lock that keeps statements out of a type
     /// look-up's transaction (see `describing`); `None` (no lock at all) with named
     /// statements.
     pub(crate) async fn statement_guard(&self) -> Option<RwLockReadGuard<'_, ()>> {
-        match self.unnamed {
-            Some(_) => Some(self.describing.read().await),
-            None => None,
+        if self.mode.unnamed() {
+            Some(self.describing.read().await)
+        } else {
+            None
         }
     }
 
@@ -186,9 +209,7 @@ impl Conn {
         sql: &str,
         typed: &[Type],
     ) -> Result<Arc<[Type]>, tokio_postgres::Error> {
-        let Some(cache) = self.unnamed.as_ref() else {
-            unreachable!("describe is for pooler-safe mode only")
-        };
+        let cache = &self.mode.types;
         if typed.is_empty()
             && let Some(types) = cache.get(sql)
         {
@@ -208,7 +229,25 @@ impl Conn {
             lost: &self.lost,
             done: false,
         };
-        let prepared = self.note(client.prepare_typed(sql, typed).await);
+        let mut prepared = self.note(client.prepare_typed(sql, typed).await);
+        if let Err(e) = &prepared
+            && e.code() == Some(&SqlState::DUPLICATE_PSTATEMENT)
+        {
+            // Another client of this server connection (behind a transaction pooler) left a
+            // statement of the name tokio-postgres chose; names are numbered per process, so
+            // more may follow. Those leftovers are of no use to anyone (their clients reach
+            // other server connections): drop them, and this connection with them, since
+            // `DEALLOCATE ALL` also drops any type look-up statement its client keeps.
+            self.retire.store(true, Ordering::Relaxed);
+            let undo = if in_transaction {
+                ROLLBACK_TO_KEEP
+            } else {
+                "ROLLBACK; BEGIN"
+            };
+            self.note(client.batch_execute(undo).await)?;
+            self.note(client.batch_execute("DEALLOCATE ALL").await)?;
+            prepared = self.note(client.prepare_typed(sql, typed).await);
+        }
         if let Err(e) = &prepared
             && e.as_db_error().is_none()
         {
@@ -262,34 +301,6 @@ impl Drop for Unfinished<'_> {
 
 const SAVEPOINT: &str = "SAVEPOINT pgsteady_describe";
 const RELEASE: &str = "RELEASE SAVEPOINT pgsteady_describe";
+const ROLLBACK_TO_KEEP: &str = "ROLLBACK TO SAVEPOINT pgsteady_describe";
 const ROLLBACK_TO: &str =
     "ROLLBACK TO SAVEPOINT pgsteady_describe; RELEASE SAVEPOINT pgsteady_describe";
-
-/// The most SQL texts whose parameter types a pool keeps (`statement_cache=off`); past it
-/// the cache starts over (a program has far fewer distinct statements; a program that builds
-/// SQL text with values in it would otherwise grow it without bound).
-const TYPE_CACHE_CAP: usize = 1024;
-
-/// Parameter types by SQL text, shared by a pool's connections (`statement_cache=off`).
-#[derive(Debug, Default)]
-pub(crate) struct TypeCache {
-    types: Mutex<HashMap<Box<str>, Arc<[Type]>>>,
-}
-
-impl TypeCache {
-    pub(crate) fn get(&self, sql: &str) -> Option<Arc<[Type]>> {
-        self.types
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(sql)
-            .cloned()
-    }
-
-    pub(crate) fn insert(&self, sql: &str, types: Arc<[Type]>) {
-        let mut map = self.types.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= TYPE_CACHE_CAP {
-            map.clear();
-        }
-        map.insert(sql.into(), types);
-    }
-}

@@ -14,6 +14,7 @@ mod conn;
 pub(crate) mod deadline;
 mod gate;
 mod manager;
+mod mode;
 mod ping;
 mod pooled;
 mod resolve;
@@ -33,7 +34,7 @@ use tokio::sync::Notify;
 
 use crate::classify::Reason;
 use crate::config::{Config, TargetSessionAttrs};
-use crate::metrics::{EvictReason, Metrics, PoolMetrics};
+use crate::metrics::{EvictReason, Metrics, PoolMetrics, StatementMode};
 use crate::{Error, ErrorKind};
 use budget::Budget;
 
@@ -87,6 +88,8 @@ pub(crate) struct PoolInner {
     pub(crate) config: PoolConfig,
     /// What the connection configuration asks of a server.
     target_session_attrs: TargetSessionAttrs,
+    /// Named or unnamed statements (`statement_cache`).
+    pub(crate) mode: Arc<mode::Mode>,
 }
 
 impl fmt::Debug for Pool {
@@ -115,6 +118,9 @@ pub struct PoolHealth {
     pub open: usize,
     /// Whether [`Pool::close`] has been called.
     pub closing: bool,
+    /// Whether statements run named or unnamed, and whether `statement_cache=auto` detected
+    /// a transaction pooler.
+    pub statement_mode: StatementMode,
 }
 
 /// The reconnection state in [`PoolHealth`].
@@ -282,7 +288,9 @@ impl Pool {
 
     /// The pool's counters and sizes now.
     pub fn metrics(&self) -> PoolMetrics {
-        self.inner.metrics.snapshot(self.inner.deadpool.status())
+        let mut metrics = self.inner.metrics.snapshot(self.inner.deadpool.status());
+        metrics.statement_mode = self.inner.mode.state();
+        metrics
     }
 
     /// What the pool knows of the server's reachability; costs no round trip.
@@ -303,6 +311,7 @@ impl Pool {
             },
             open: self.inner.deadpool.status().size,
             closing: self.inner.closing.load(Ordering::Relaxed),
+            statement_mode: self.inner.mode.state(),
         }
     }
 

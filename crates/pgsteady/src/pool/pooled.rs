@@ -80,7 +80,7 @@ impl PooledConnection {
     /// ```
     pub async fn prepare_cached(&self, sql: &str) -> Result<CachedStatement, Error> {
         let conn = self.conn();
-        if conn.unnamed.is_some() {
+        if conn.unnamed() {
             return Ok(self.prepare_typed(sql, &[]).await?);
         }
         let cached = conn
@@ -92,7 +92,7 @@ impl PooledConnection {
         let named = match cached {
             Some(stmt) => stmt,
             None => {
-                let stmt = conn.note(conn.client.prepare(sql).await)?;
+                let stmt = conn.note_named(conn.client.prepare(sql).await)?;
                 conn.statements
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -119,14 +119,14 @@ impl PooledConnection {
         parameter_types: &[Type],
     ) -> Result<CachedStatement, tokio_postgres::Error> {
         let conn = self.conn();
-        if conn.unnamed.is_some() {
+        if conn.unnamed() {
             return Ok(CachedStatement {
                 sql: sql.into(),
                 params: conn.describe(sql, parameter_types).await?,
                 named: None,
             });
         }
-        let stmt = conn.note(conn.client.prepare_typed(sql, parameter_types).await)?;
+        let stmt = conn.note_named(conn.client.prepare_typed(sql, parameter_types).await)?;
         Ok(CachedStatement {
             sql: sql.into(),
             params: stmt.params().into(),
@@ -134,9 +134,10 @@ impl PooledConnection {
         })
     }
 
-    /// Whether statements run unnamed on this connection (`statement_cache=off`).
+    /// Whether statements run unnamed on this connection (`statement_cache=off`, or `auto`
+    /// after it detected a transaction pooler).
     pub fn is_pooler_safe(&self) -> bool {
-        self.conn().unnamed.is_some()
+        self.conn().unnamed()
     }
 
     /// What to run for `query`.
@@ -150,7 +151,7 @@ impl PooledConnection {
                 Some(stmt) => Resolved::Named(stmt),
                 None => Resolved::Unnamed(&c.sql, c.params.clone()),
             },
-            QueryRef::Sql(sql) if self.conn().unnamed.is_some() => {
+            QueryRef::Sql(sql) if self.conn().unnamed() => {
                 Resolved::Unnamed(sql, self.conn().describe(sql, &[]).await?)
             }
             QueryRef::Sql(sql) => Resolved::Sql(sql),
@@ -180,9 +181,11 @@ impl PooledConnection {
     {
         let conn = self.conn();
         let client = &conn.client;
+        let mut named = false;
         let result = match self.resolve(statement).await {
             Err(e) => Err(e),
             Ok(resolved) => {
+                named = !matches!(resolved, Resolved::Unnamed(..));
                 let _shared = conn.statement_guard().await;
                 match resolved {
                     Resolved::Named(stmt) => client.query(stmt, params).await,
@@ -194,7 +197,10 @@ impl PooledConnection {
                 }
             }
         };
-        conn.note(result)
+        match named {
+            true => conn.note_named(result),
+            false => conn.note(result),
+        }
     }
 
     /// [`GenericClient::query_one`].
@@ -208,9 +214,11 @@ impl PooledConnection {
     {
         let conn = self.conn();
         let client = &conn.client;
+        let mut named = false;
         let result = match self.resolve(statement).await {
             Err(e) => Err(e),
             Ok(resolved) => {
+                named = !matches!(resolved, Resolved::Unnamed(..));
                 let _shared = conn.statement_guard().await;
                 match resolved {
                     Resolved::Named(stmt) => client.query_one(stmt, params).await,
@@ -222,7 +230,10 @@ impl PooledConnection {
                 }
             }
         };
-        conn.note(result)
+        match named {
+            true => conn.note_named(result),
+            false => conn.note(result),
+        }
     }
 
     /// [`GenericClient::query_opt`].
@@ -236,9 +247,11 @@ impl PooledConnection {
     {
         let conn = self.conn();
         let client = &conn.client;
+        let mut named = false;
         let result = match self.resolve(statement).await {
             Err(e) => Err(e),
             Ok(resolved) => {
+                named = !matches!(resolved, Resolved::Unnamed(..));
                 let _shared = conn.statement_guard().await;
                 match resolved {
                     Resolved::Named(stmt) => client.query_opt(stmt, params).await,
@@ -250,7 +263,10 @@ impl PooledConnection {
                 }
             }
         };
-        conn.note(result)
+        match named {
+            true => conn.note_named(result),
+            false => conn.note(result),
+        }
     }
 
     /// [`GenericClient::query_raw`].
@@ -267,9 +283,11 @@ impl PooledConnection {
     {
         let conn = self.conn();
         let client = &conn.client;
+        let mut named = false;
         let result = match self.resolve(statement).await {
             Err(e) => Err(e),
             Ok(resolved) => {
+                named = !matches!(resolved, Resolved::Unnamed(..));
                 let _shared = conn.statement_guard().await;
                 match resolved {
                     Resolved::Named(stmt) => client.query_raw(stmt, params).await,
@@ -291,7 +309,11 @@ impl PooledConnection {
                 }
             }
         };
-        conn.note(result).map(|rows| RowStream {
+        let result = match named {
+            true => conn.note_named(result),
+            false => conn.note(result),
+        };
+        result.map(|rows| RowStream {
             rows: Box::pin(rows),
             conn,
         })
@@ -319,9 +341,11 @@ impl PooledConnection {
     {
         let conn = self.conn();
         let client = &conn.client;
+        let mut named = false;
         let result = match self.resolve(statement).await {
             Err(e) => Err(e),
             Ok(resolved) => {
+                named = !matches!(resolved, Resolved::Unnamed(..));
                 let _shared = conn.statement_guard().await;
                 match resolved {
                     Resolved::Named(stmt) => client.execute(stmt, params).await,
@@ -333,7 +357,10 @@ impl PooledConnection {
                 }
             }
         };
-        conn.note(result)
+        match named {
+            true => conn.note_named(result),
+            false => conn.note(result),
+        }
     }
 
     /// [`GenericClient::simple_query`].

@@ -22,6 +22,8 @@ pub(super) struct CallAttempts<'a> {
     count: u32,
     /// Built on the first back-off: almost every call succeeds at once.
     delays: Option<crate::BackoffIter>,
+    /// Whether the call was replayed once already after `statement_cache=auto` switched.
+    replayed_after_switch: bool,
 }
 
 impl<'a> CallAttempts<'a> {
@@ -35,6 +37,7 @@ impl<'a> CallAttempts<'a> {
             deadline: started + policy.deadline,
             count: 0,
             delays: None,
+            replayed_after_switch: false,
         }
     }
 
@@ -99,6 +102,22 @@ impl<'a> CallAttempts<'a> {
         true
     }
 
+    /// Whether to replay at once after `err`: the sign of a transaction pooler that made the
+    /// pool switch to unnamed statements (`statement_cache=auto`), whose statement certainly
+    /// did not run. Once per call, within the deadline, outside the retry budget (the switch
+    /// happens once per pool).
+    pub(super) fn replay_after_switch(&mut self, err: &Error) -> bool {
+        if self.replayed_after_switch
+            || self.remaining().is_zero()
+            || !self.pool.inner.mode.replayable(err)
+        {
+            return false;
+        }
+        self.replayed_after_switch = true;
+        self.pool.inner.metrics.retried();
+        true
+    }
+
     pub(super) fn finish(&self, err: Error) -> Error {
         err.with_attempts(self.count, self.started.elapsed())
     }
@@ -148,6 +167,9 @@ where
                 attempt_timed_out(at.saturating_duration_since(now))
             }
         };
+        if attempts.replay_after_switch(&err) {
+            continue;
+        }
         let class = classify::query(&err);
         if !class.is_retry() || !attempts.retry_after(class.reason).await {
             return Err(attempts.finish(err));

@@ -148,6 +148,11 @@ where
                 }
             }
         };
+        // The sign of a transaction pooler (statement_cache=auto) failed a statement of the
+        // transaction, which was then rolled back: it certainly did not commit.
+        if attempts.replay_after_switch(&err) {
+            continue;
+        }
         let class = classify::query(&err);
         if !class.is_retry() || !attempts.retry_after(class.reason).await {
             return Err(TransactionError::NotCommitted(attempts.finish(err)));
