@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pgsteady::{Config, Pool, RetryPolicy, StatementCache, StatementMode};
 use pgsteady_testkit::{Cluster, Error as KitError, PgBouncer, PoolMode, StopMode};
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 
 /// Starts PgBouncer in transaction mode or prints why not.
 async fn bouncer(
@@ -102,8 +102,30 @@ async fn call(pool: &Pool, n: i64) -> Result<i64, pgsteady::Error> {
     }
 }
 
-/// Runs `tasks` workers for `secs` seconds through one pool.
-async fn load(url: &str, tasks: usize, secs: u64) -> Counts {
+/// Three statements at once on one connection, with SQL texts from a set larger than the
+/// pool's type cache, so that parameter types are learned again and again while other
+/// statements of the same connection are in flight.
+async fn concurrent_call(pool: &Pool, n: i64) -> Result<i64, pgsteady::Error> {
+    pool.run(async move |conn| {
+        let k = n % 3000;
+        let plus = format!("SELECT $1::int8 + {k}");
+        let minus = format!("SELECT $1::int8 - {k}");
+        let params: [&(dyn ToSql + Sync); 1] = [&n];
+        let (a, b, c) = tokio::join!(
+            conn.query_one(&plus, &params),
+            conn.query_one(&minus, &params),
+            conn.execute("SELECT $1::int8", &params),
+        );
+        let (a, b): (i64, i64) = (a?.get(0), b?.get(0));
+        assert_eq!((a, b, c?), (n + k, n - k, 1), "a wrong answer");
+        Ok(n + 1)
+    })
+    .await
+}
+
+/// Runs `tasks` workers for `secs` seconds through one pool, each call a [`call`] (or a
+/// [`concurrent_call`]).
+async fn load(url: &str, tasks: usize, secs: u64, concurrent: bool) -> Counts {
     let pool = Pool::builder(Config::parse(url).unwrap())
         .max_size(tasks)
         .build()
@@ -119,7 +141,11 @@ async fn load(url: &str, tasks: usize, secs: u64) -> Counts {
             while Instant::now() < until {
                 let n = task as i64 * 1_000_000_000 + i;
                 i += 1;
-                match call(&pool, n).await {
+                let result = match concurrent {
+                    true => concurrent_call(&pool, n).await,
+                    false => call(&pool, n).await,
+                };
+                match result {
                     Ok(got) => {
                         assert_eq!(got, n + 1, "a wrong answer");
                         counts.ok += 1;
@@ -157,11 +183,12 @@ async fn child_load() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut parts = spec.splitn(3, ' ');
+    let mut parts = spec.splitn(4, ' ');
     let tasks: usize = parts.next().unwrap().parse().unwrap();
     let secs: u64 = parts.next().unwrap().parse().unwrap();
+    let concurrent = parts.next().unwrap() == "concurrent";
     let url = parts.next().unwrap();
-    let counts = load(url, tasks, secs).await;
+    let counts = load(url, tasks, secs, concurrent).await;
     let errors: Vec<String> = counts
         .errors
         .iter()
@@ -180,6 +207,11 @@ async fn child_load() {
 /// tokio-postgres numbers its statements per process, so two processes name different
 /// statements alike, as two services behind one PgBouncer do.
 async fn two_processes(url: &str, tasks: usize, secs: u64) -> Counts {
+    two_processes_of(url, tasks, secs, "mix").await
+}
+
+/// [`two_processes`] with `kind` `mix` ([`call`]) or `concurrent` ([`concurrent_call`]).
+async fn two_processes_of(url: &str, tasks: usize, secs: u64, kind: &str) -> Counts {
     let exe = std::env::current_exe().unwrap();
     let mut children = Vec::new();
     for _ in 0..2 {
@@ -191,7 +223,7 @@ async fn two_processes(url: &str, tasks: usize, secs: u64) -> Counts {
                 "--nocapture",
                 "--quiet",
             ])
-            .env(CHILD_ENV, format!("{tasks} {secs} {url}"))
+            .env(CHILD_ENV, format!("{tasks} {secs} {kind} {url}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -292,6 +324,73 @@ async fn pooler_safe_mode_runs_two_processes_without_statement_errors() {
     );
     assert!(counts.ok > 0);
     assert_eq!(counts.switched, 0);
+}
+
+/// Done when: `statement_cache=off`, concurrent calls on one connection while parameter
+/// types are learned (with a named statement inside a transaction): nothing named outlives
+/// its transaction, or the other process, which names its statements alike, would meet it
+/// (42P05) or lose one of its own (26000).
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn pooler_safe_mode_with_concurrent_calls_on_one_connection_leaks_nothing() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4)).await else {
+        return;
+    };
+    let url = url(&bouncer, StatementCache::Off);
+    let counts = two_processes_of(&url, 8, 10, "concurrent").await;
+    eprintln!("pooler-safe, concurrent calls: {counts:?}");
+    assert_eq!(counts.errors, BTreeMap::new(), "errors through run");
+    assert!(counts.ok > 0);
+}
+
+/// Done when: `statement_cache=off` on a PgBouncer whose server connections hold named
+/// statements left by earlier clients (here a `statement_cache=on` load; in production any
+/// client that named statements, or an `auto` pool before its switch): PgBouncer keeps server
+/// connections, and what is prepared on them, for `server_lifetime`. A name pgsteady picks
+/// for learning parameter types may be one of them (42P05): the leftovers are deallocated and
+/// the statement prepared again, and no call fails.
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn pooler_safe_mode_survives_statements_left_by_other_clients() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4)).await else {
+        return;
+    };
+    let named = two_processes(&url(&bouncer, StatementCache::On), 8, 3).await;
+    assert!(statement_errors(&named) > 0, "{named:?}");
+    // The control: named statements are left on the server connections.
+    let config = bouncer.pg_config();
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    let task = tokio::spawn(connection);
+    let mut left = 0i64;
+    for _ in 0..20 {
+        // The simple protocol: a named statement of this client would meet the leftovers.
+        let messages = client
+            .simple_query("SELECT count(*) FROM pg_prepared_statements")
+            .await
+            .unwrap();
+        for message in messages {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                left = left.max(row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0));
+            }
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    assert!(
+        left > 0,
+        "no statement was left behind: the test would prove nothing"
+    );
+
+    let counts = two_processes(&url(&bouncer, StatementCache::Off), 8, 10).await;
+    eprintln!("pooler-safe after {left}+ leftovers per server connection: {counts:?}");
+    assert_eq!(
+        counts.errors,
+        BTreeMap::new(),
+        "errors through run/transaction"
+    );
+    assert!(counts.ok > 0);
 }
 
 /// The negative control: the same load with `statement_cache=on` fails with 26000
