@@ -35,11 +35,14 @@ use tokio::sync::Notify;
 use crate::classify::Reason;
 use crate::config::{Config, TargetSessionAttrs};
 use crate::metrics::{EvictReason, Metrics, PoolMetrics, StatementMode};
+#[cfg(doc)]
+use crate::retry::RetryPolicy;
 use crate::{Error, ErrorKind};
 use budget::Budget;
 
+pub use build::PoolBuilder;
 pub use client::{CachedStatement, GenericClient, Query, QueryRef, RowStream};
-pub use config::{PoolBuilder, PoolConfig};
+pub use config::PoolConfig;
 pub(crate) use gate::GateState;
 pub use pooled::PooledConnection;
 pub use transaction::{CommitOutcomeUnknown, Transaction, TransactionError};
@@ -210,8 +213,9 @@ impl Pool {
 
     /// Runs idempotent work, retrying it on a fresh connection when the connection was lost
     /// (restart, crash, terminated session, network failure) or the server asked for a retry
-    /// (40001, 40P01, 53300), within [`RetryPolicy::deadline`], [`RetryPolicy::max_attempts`]
-    /// and the pool's retry budget. Other errors are returned at once.
+    /// (40001, 40P01, 53300), within [`RetryPolicy::deadline`],
+    /// [`RetryPolicy::max_attempts`] and the pool's retry budget. Other errors are returned at
+    /// once.
     ///
     /// The closure may run more than once: use it for reads and idempotent writes only. For
     /// other writes, use [`Pool::transaction`].
