@@ -435,7 +435,7 @@ fn parse_string(s: &str) -> Result<Params, Error> {
 /// length of startup packet", which a retry loop would retry until its deadline.
 pub const MAX_STARTUP_PACKET: usize = 10_000;
 
-/// Refuses, before connecting, a startup packet the server would refuse (issue 19: 100 KB
+/// Refuses, before connecting, a startup packet the server would refuse (100 KB
 /// user names were retried until the timeout). Names the fields and their sizes, never their
 /// contents.
 fn startup_packet_fits(
@@ -477,7 +477,7 @@ fn int(v: &str) -> Option<i64> {
     v.trim().parse().ok()
 }
 
-/// Values are never shown in messages (issue 19): a mistyped string may have put a password
+/// Values are never shown in messages: a mistyped string may have put a password
 /// anywhere; the key and what was expected are enough to find it.
 fn bad_number(key: &str, expected: &str) -> Error {
     Error::config(format!("invalid {key}: expected {expected}"))

@@ -165,7 +165,7 @@ fn libpq_value_rules() {
 
 #[test]
 fn bad_values_name_the_bad_part() {
-    // Issue 19: values are never shown (a mistyped string may have put a password there);
+    // Values are never shown (a mistyped string may have put a password there);
     // the key and what was expected are.
     let rows = [
         (
@@ -232,7 +232,7 @@ fn bad_values_name_the_bad_part() {
     assert!(!err.to_string().contains("S3cret"), "{err}");
 }
 
-/// Issue 19 item 13: a startup packet over PostgreSQL's limit is a usage error found before
+/// A startup packet over PostgreSQL's limit is a usage error found before
 /// connecting, naming field sizes, not contents.
 #[test]
 fn oversized_startup_packet_is_refused_before_connecting() {
@@ -468,7 +468,7 @@ mod fuzz {
         #![proptest_config(ProptestConfig {
             cases: CASES,
             rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
-            // Fixed: the same cases on every run and in CI (issue 19); a failure reproduces.
+            // Fixed: the same cases on every run and in CI; a failure reproduces.
             rng_seed: proptest::test_runner::RngSeed::Fixed(19),
             failure_persistence: None,
             ..ProptestConfig::default()
@@ -508,7 +508,7 @@ mod fuzz {
             ..ProptestConfig::default()
         })]
 
-        /// Issue 19: a known password inserted anywhere in a random target never appears in
+        /// A known password inserted anywhere in a random target never appears in
         /// any parse error, nor in the redacted display of what parsed, unless it landed in a
         /// field that is not secret (a host or a database name is printed by design).
         #[test]

@@ -11,10 +11,8 @@ use crate::{Error, ErrorKind};
 /// One call's attempts at the caller's work ([`Pool::run`], [`Pool::transaction`]): the
 /// retry loop over *work*, as opposed to `backoff::retry_operation` (one connection attempt)
 /// and the gate's `reconnect_until_open` (the pool's reconnection).
-/// It borrows the pool: a clone adds two read-modify-writes of
-/// the pool's shared reference count to every call, from every core (in issue 7's throughput
-/// benchmark at 64 workers, `run()` cost 0.6-0.9 µs of CPU per call more than `get()` with
-/// the clone, 0.3 µs without).
+/// It borrows the pool: a clone would add two read-modify-writes of the pool's shared
+/// reference count to every call, from every core, a cost the throughput benchmark shows.
 pub(super) struct CallAttempts<'a> {
     pool: &'a Pool,
     started: Instant,

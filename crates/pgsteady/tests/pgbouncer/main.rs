@@ -1,5 +1,5 @@
-//! Behind a real PgBouncer 1.18 in transaction pooling mode, in front of a real server
-//! (issue #17). Its own test target, every test `#[ignore]`d: the set takes minutes, so the
+//! Behind a real PgBouncer 1.18 in transaction pooling mode, in front of a real server.
+//! Its own test target, every test `#[ignore]`d: the set takes minutes, so the
 //! default `cargo test` stays quick; `.ci/run` runs it with
 //! `cargo test -p pgsteady --test pgbouncer -- --ignored`. Each test skips, printing why,
 //! where PgBouncer cannot run.
