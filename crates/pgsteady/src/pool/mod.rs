@@ -290,6 +290,11 @@ impl Pool {
         transaction::run(self, work).await
     }
 
+    /// How the pool's statements run now (`statement_cache`); one atomic load.
+    pub fn statement_mode(&self) -> StatementMode {
+        self.inner.mode.state()
+    }
+
     /// The pool's counters and sizes now.
     pub fn metrics(&self) -> PoolMetrics {
         let mut metrics = self.inner.metrics.snapshot(self.inner.deadpool.status());
