@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pgsteady::{Error, ErrorKind, Pool, Reason};
+use pgsteady::{Error, ErrorKind, Pool, Reason, StatementCache};
 use pgsteady_testkit::workload::{ErrorClass, Workload};
 
 use crate::subject::{BoxError, ClientKind, Closing, QUERY, Subject, Target};
@@ -12,32 +12,27 @@ struct Pgsteady {
     pool: Pool,
     /// `pool.run` (retried) instead of `get()` + query.
     run: bool,
-    /// `statement_cache=off` (unnamed statements).
-    unnamed: bool,
+    /// The `statement_cache` setting.
+    mode: StatementCache,
 }
 
-/// Builds the pool for `target`; `run` picks `pool.run` over plain `get()` + query;
-/// `unnamed` sets `statement_cache=off`.
+/// Builds the pool for `target`; `run` picks `pool.run` over plain `get()` + query; `mode`
+/// is the `statement_cache` setting.
 pub(crate) fn build(
     target: &Target,
     run: bool,
-    unnamed: bool,
+    mode: StatementCache,
 ) -> Result<Box<dyn Subject>, BoxError> {
     // The test kit's passwords are alphanumeric: the URL needs no escaping.
     let url = format!(
         "postgresql://{}:{}@{}:{}/{}",
         target.user, target.password, target.host, target.port, target.dbname
     );
-    let mode = if unnamed {
-        pgsteady::StatementCache::Off
-    } else {
-        pgsteady::StatementCache::On
-    };
     let pool = Pool::builder(pgsteady::Config::parse(&url)?)
         .max_size(target.pool_size)
         .statement_cache(mode)
         .build()?;
-    Ok(Box::new(Pgsteady { pool, run, unnamed }))
+    Ok(Box::new(Pgsteady { pool, run, mode }))
 }
 
 /// pgsteady's error as a class: its SQLSTATE, else its kind and reason (a timeout is a
@@ -62,8 +57,10 @@ pub(crate) fn class(err: &Error) -> ErrorClass {
 
 impl Subject for Pgsteady {
     fn kind(&self) -> ClientKind {
-        if self.unnamed {
+        if self.mode == StatementCache::Off {
             ClientKind::PgsteadyRunUnnamed
+        } else if self.mode == StatementCache::Auto {
+            ClientKind::PgsteadyRunAuto
         } else if self.run {
             ClientKind::PgsteadyRun
         } else {

@@ -4,6 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use pgsteady::StatementCache;
 use pgsteady_testkit::Cluster;
 use pgsteady_testkit::workload::{NaiveClient, Workload};
 
@@ -36,6 +37,9 @@ pub enum ClientKind {
     PgsteadyRunUnnamed,
     /// sqlx with `statement_cache_capacity(0)`, its setting for transaction poolers.
     SqlxNoCache,
+    /// `pgsteady::Pool::run` with no `statement_cache` setting (`auto`): named statements
+    /// until a transaction pooler shows, unnamed after (the warm-up sees the switch).
+    PgsteadyRunAuto,
 }
 
 impl ClientKind {
@@ -50,7 +54,8 @@ impl ClientKind {
     ];
 
     /// The clients compared behind a transaction pooler (`--via pgbouncer`).
-    pub const POOLER: [ClientKind; 5] = [
+    pub const POOLER: [ClientKind; 6] = [
+        ClientKind::PgsteadyRunAuto,
         ClientKind::PgsteadyRunUnnamed,
         ClientKind::PgsteadyRun,
         ClientKind::Deadpool,
@@ -69,6 +74,7 @@ impl ClientKind {
             ClientKind::Sqlx => "sqlx",
             ClientKind::PgsteadyRunUnnamed => "pgsteady run() unnamed",
             ClientKind::SqlxNoCache => "sqlx no stmt cache",
+            ClientKind::PgsteadyRunAuto => "pgsteady run() auto",
         }
     }
 
@@ -84,7 +90,10 @@ impl ClientKind {
     pub fn unavailable(self) -> Option<&'static str> {
         match self {
             ClientKind::Naive => None,
-            ClientKind::Pgsteady | ClientKind::PgsteadyRun | ClientKind::PgsteadyRunUnnamed => None,
+            ClientKind::Pgsteady
+            | ClientKind::PgsteadyRun
+            | ClientKind::PgsteadyRunUnnamed
+            | ClientKind::PgsteadyRunAuto => None,
             _ if cfg!(feature = "peers") => None,
             _ => Some("built without the `peers` feature"),
         }
@@ -113,9 +122,10 @@ impl ClientKind {
         }
         match self {
             ClientKind::Naive => Ok(Box::new(Naive(target.clone()))),
-            ClientKind::Pgsteady => crate::ours::build(target, false, false),
-            ClientKind::PgsteadyRun => crate::ours::build(target, true, false),
-            ClientKind::PgsteadyRunUnnamed => crate::ours::build(target, true, true),
+            ClientKind::Pgsteady => crate::ours::build(target, false, StatementCache::On),
+            ClientKind::PgsteadyRun => crate::ours::build(target, true, StatementCache::On),
+            ClientKind::PgsteadyRunUnnamed => crate::ours::build(target, true, StatementCache::Off),
+            ClientKind::PgsteadyRunAuto => crate::ours::build(target, true, StatementCache::Auto),
             #[cfg(feature = "peers")]
             ClientKind::Deadpool => crate::peers::deadpool(target),
             #[cfg(feature = "peers")]

@@ -30,10 +30,11 @@ pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{Config, Host, HostSpec, Password, SslMode, StatementCache, TargetSessionAttrs};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
-pub use metrics::{EvictReason, PoolMetrics};
+pub use metrics::{EvictReason, PoolMetrics, StatementMode};
 pub use pool::{
-    CachedStatement, CommitOutcomeUnknown, Pool, PoolBuilder, PoolConfig, PoolHealth,
-    PooledConnection, Query, QueryRef, Reachability, Transaction, TransactionError,
+    CachedStatement, CommitOutcomeUnknown, GenericClient, Pool, PoolBuilder, PoolConfig,
+    PoolHealth, PooledConnection, Query, QueryRef, Reachability, RowStream, Transaction,
+    TransactionError,
 };
 pub use readiness::{
     Readiness, ReadinessBuilder, ReadinessConfig, ReadinessReport, ReadyState, ShutdownConfig,

@@ -226,6 +226,40 @@ impl Metrics {
             checkout_failures: load(&self.checkout_failures),
             checkout_buckets,
             checkout_seconds_sum: Duration::from_nanos(load(&self.checkout_nanos)).as_secs_f64(),
+            // The pool fills it in: the mode is the pool's, not a counter.
+            statement_mode: StatementMode::Named,
+        }
+    }
+}
+
+/// How a pool's statements run now ([`PoolMetrics::statement_mode`],
+/// [`crate::PoolHealth::statement_mode`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatementMode {
+    /// Named prepared statements (`statement_cache=on`, or `auto` before any sign of a
+    /// transaction pooler).
+    Named,
+    /// Unnamed statements, as configured (`statement_cache=off`).
+    Unnamed,
+    /// Unnamed statements since `statement_cache=auto` detected a transaction pooler.
+    UnnamedAfterPoolerDetected,
+}
+
+impl StatementMode {
+    /// Every mode, in the order of their values.
+    pub const ALL: [StatementMode; 3] = [
+        StatementMode::Named,
+        StatementMode::Unnamed,
+        StatementMode::UnnamedAfterPoolerDetected,
+    ];
+
+    /// `named`, `unnamed` or `unnamed_after_pooler_detected`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            StatementMode::Named => "named",
+            StatementMode::Unnamed => "unnamed",
+            StatementMode::UnnamedAfterPoolerDetected => "unnamed_after_pooler_detected",
         }
     }
 }
@@ -268,6 +302,8 @@ pub struct PoolMetrics {
     pub checkout_buckets: [u64; N_BUCKETS],
     /// Total checkout latency, in seconds.
     pub checkout_seconds_sum: f64,
+    /// Named or unnamed statements now (`statement_cache`).
+    pub statement_mode: StatementMode,
 }
 
 impl PoolMetrics {

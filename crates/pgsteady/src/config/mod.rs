@@ -123,20 +123,31 @@ pub struct Config {
     pub target_session_attrs: TargetSessionAttrs,
     /// TLS settings.
     pub tls: TlsSettings,
-    /// `statement_cache` (a pgsteady keyword, not libpq's): `on` keeps named prepared
-    /// statements per connection; `off` is the pooler-safe mode for PgBouncer in transaction
-    /// (or statement) pooling, in which no named prepared statement outlives a transaction
-    /// (see [`StatementCache`] and `docs/pgbouncer.md`). Default: [`StatementCache::On`].
+    /// `statement_cache` (a pgsteady keyword, not libpq's): `auto` starts with named prepared
+    /// statements and switches to unnamed ones on the first sign of a transaction pooler;
+    /// `on` keeps named prepared statements per connection whatever happens; `off` is the
+    /// pooler-safe mode for PgBouncer in transaction (or statement) pooling, in which no named
+    /// prepared statement outlives a transaction (see [`StatementCache`] and
+    /// `docs/pgbouncer.md`). Default: [`StatementCache::Auto`].
     pub statement_cache: StatementCache,
 }
 
 /// Whether a pool keeps named prepared statements on its connections (`statement_cache`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum StatementCache {
-    /// Named statements, prepared once per connection (`PooledConnection::prepare_cached`)
-    /// and by each `query(&str, ...)`: the fastest with a direct connection or a session
-    /// pooler, unsafe behind a transaction pooler (26000 / 42P05 errors).
+    /// Named statements until the first sign of a transaction pooler, then unnamed ones for
+    /// the pool's lifetime: a statement pgsteady named is missing (26000) or a name it is
+    /// about to create exists already (42P05). The pool then drops its named statements, logs
+    /// it once, reports it (`PoolHealth::statement_mode`, the `pgsteady_statement_mode`
+    /// metric), and `Pool::run` / `Pool::transaction` replay the call that saw the sign (it
+    /// certainly did not run). Where named statements keep working (a direct connection, a
+    /// session pooler, PgBouncer 1.21+ with `max_prepared_statements`) it never switches.
     #[default]
+    Auto,
+    /// Named statements, prepared once per connection (`PooledConnection::prepare_cached`)
+    /// and by each `query(&str, ...)`, never switching: the fastest with a direct connection
+    /// or a session pooler, unsafe behind a transaction pooler (26000 / 42P05 errors).
     On,
     /// Pooler-safe: statements run unnamed, parsed, bound and executed in one round trip
     /// (tokio-postgres `query_typed`), their parameter types learned once per pool by
@@ -145,9 +156,10 @@ pub enum StatementCache {
 }
 
 impl StatementCache {
-    /// `on` or `off`.
+    /// `auto`, `on` or `off`.
     pub const fn as_str(self) -> &'static str {
         match self {
+            StatementCache::Auto => "auto",
             StatementCache::On => "on",
             StatementCache::Off => "off",
         }
@@ -304,11 +316,12 @@ impl Config {
             }
         };
         let statement_cache = match p.get("statement_cache") {
-            None | Some("") | Some("on") => StatementCache::On,
+            None | Some("") | Some("auto") => StatementCache::Auto,
+            Some("on") => StatementCache::On,
             Some("off") => StatementCache::Off,
             Some(_) => {
                 return Err(Error::config(
-                    "invalid statement_cache (expected one of: on, off)",
+                    "invalid statement_cache (expected one of: auto, on, off)",
                 ));
             }
         };
@@ -424,7 +437,7 @@ fn parse_string(s: &str) -> Result<Params, Error> {
 /// length of startup packet", which a retry loop would retry until its deadline.
 pub const MAX_STARTUP_PACKET: usize = 10_000;
 
-/// Refuses, before connecting, a startup packet the server would refuse (issue 19: 100 KB
+/// Refuses, before connecting, a startup packet the server would refuse (100 KB
 /// user names were retried until the timeout). Names the fields and their sizes, never their
 /// contents.
 fn startup_packet_fits(
@@ -466,7 +479,7 @@ fn int(v: &str) -> Option<i64> {
     v.trim().parse().ok()
 }
 
-/// Values are never shown in messages (issue 19): a mistyped string may have put a password
+/// Values are never shown in messages: a mistyped string may have put a password
 /// anywhere; the key and what was expected are enough to find it.
 fn bad_number(key: &str, expected: &str) -> Error {
     Error::config(format!("invalid {key}: expected {expected}"))
@@ -643,7 +656,7 @@ impl fmt::Display for Config {
         if let Some(o) = &self.options {
             write!(f, "&options={}", enc(o))?;
         }
-        if self.statement_cache != StatementCache::On {
+        if self.statement_cache != StatementCache::Auto {
             write!(f, "&statement_cache={}", self.statement_cache)?;
         }
         Ok(())

@@ -37,13 +37,18 @@ fn uri_and_keyvalue_agree() {
     assert_eq!(a.tls.mode, SslMode::Require);
 }
 
-/// `statement_cache` (issue 17): on by default, `off` in a URI or key=value string, shown
+/// `statement_cache`: auto by default, `on` / `off` in a URI or key=value string, shown
 /// again by `Display`, anything else refused naming the value.
 #[test]
 fn statement_cache_key() {
     let c = Config::parse("postgresql://app@db/app").unwrap();
-    assert_eq!(c.statement_cache, StatementCache::On);
+    assert_eq!(c.statement_cache, StatementCache::Auto);
     assert!(!c.to_string().contains("statement_cache"));
+    let on = Config::parse("postgresql://app@db/app?statement_cache=on").unwrap();
+    assert_eq!(on.statement_cache, StatementCache::On);
+    assert!(on.to_string().contains("&statement_cache=on"), "{on}");
+    let auto = Config::parse("host=db statement_cache=auto").unwrap();
+    assert_eq!(auto.statement_cache, StatementCache::Auto);
     let c = Config::parse("postgresql://app@db/app?statement_cache=off").unwrap();
     assert_eq!(c.statement_cache, StatementCache::Off);
     assert!(c.to_string().contains("&statement_cache=off"), "{c}");
@@ -56,7 +61,7 @@ fn statement_cache_key() {
     let err = Config::parse("postgresql://app@db/app?statement_cache=maybe").unwrap_err();
     assert!(
         err.to_string()
-            .contains("invalid statement_cache (expected one of: on, off)"),
+            .contains("invalid statement_cache (expected one of: auto, on, off)"),
         "{err}"
     );
 }
@@ -160,7 +165,7 @@ fn libpq_value_rules() {
 
 #[test]
 fn bad_values_name_the_bad_part() {
-    // Issue 19: values are never shown (a mistyped string may have put a password there);
+    // Values are never shown (a mistyped string may have put a password there);
     // the key and what was expected are.
     let rows = [
         (
@@ -227,7 +232,7 @@ fn bad_values_name_the_bad_part() {
     assert!(!err.to_string().contains("S3cret"), "{err}");
 }
 
-/// Issue 19 item 13: a startup packet over PostgreSQL's limit is a usage error found before
+/// A startup packet over PostgreSQL's limit is a usage error found before
 /// connecting, naming field sizes, not contents.
 #[test]
 fn oversized_startup_packet_is_refused_before_connecting() {
@@ -463,7 +468,7 @@ mod fuzz {
         #![proptest_config(ProptestConfig {
             cases: CASES,
             rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
-            // Fixed: the same cases on every run and in CI (issue 19); a failure reproduces.
+            // Fixed: the same cases on every run and in CI; a failure reproduces.
             rng_seed: proptest::test_runner::RngSeed::Fixed(19),
             failure_persistence: None,
             ..ProptestConfig::default()
@@ -503,7 +508,7 @@ mod fuzz {
             ..ProptestConfig::default()
         })]
 
-        /// Issue 19: a known password inserted anywhere in a random target never appears in
+        /// A known password inserted anywhere in a random target never appears in
         /// any parse error, nor in the redacted display of what parsed, unless it landed in a
         /// field that is not secret (a host or a database name is printed by design).
         #[test]

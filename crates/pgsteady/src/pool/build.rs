@@ -1,24 +1,92 @@
-//! [`PoolBuilder::build`]: validates a [`PoolConfig`] and wires the pool together (the
-//! reconnection gate, the connection opener, deadpool's manager, the shared state) and
-//! starts its maintenance task.
+//! [`PoolBuilder`]: collects a [`PoolConfig`]; its `build()` validates it, wires the pool
+//! together (the reconnection gate, the connection opener, deadpool's manager, the shared
+//! state) and starts its maintenance task.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use deadpool::managed;
 use tokio::sync::Notify;
 
 use super::budget::Budget;
-use super::conn::TypeCache;
 use super::gate::Gate;
 use super::manager::{Manager, Opener};
-use super::{Pool, PoolBuilder, PoolInner, deadline, maintain};
-use crate::Error;
-use crate::config::{StatementCache, TargetSessionAttrs};
+use super::mode::Mode;
+use super::{Pool, PoolConfig, PoolInner, deadline, maintain};
+use crate::config::TargetSessionAttrs;
+use crate::config::{Config, StatementCache};
 use crate::connect::Connector;
 use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
+use crate::{Backoff, Error};
+
+/// Builds a [`Pool`]; every setter changes one [`PoolConfig`] field.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PoolBuilder {
+    pub(super) config: Config,
+    pub(super) pool: PoolConfig,
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $name(mut self, value: $ty) -> Self {
+                self.pool.$name = value;
+                self
+            }
+        )*
+    };
+}
+
+impl PoolBuilder {
+    setters! {
+        /// See [`PoolConfig::max_size`].
+        max_size: usize;
+        /// See [`PoolConfig::min_idle`].
+        min_idle: usize;
+        /// See [`PoolConfig::acquire_timeout`].
+        acquire_timeout: Duration;
+        /// See [`PoolConfig::max_connecting`].
+        max_connecting: usize;
+        /// See [`PoolConfig::validate_after_idle`].
+        validate_after_idle: Duration;
+        /// See [`PoolConfig::validation_timeout`].
+        validation_timeout: Duration;
+        /// See [`PoolConfig::max_lifetime`].
+        max_lifetime: Option<Duration>;
+        /// See [`PoolConfig::idle_timeout`].
+        idle_timeout: Option<Duration>;
+        /// See [`PoolConfig::reconnect`].
+        reconnect: Backoff;
+        /// See [`PoolConfig::reconnect_spread`].
+        reconnect_spread: Duration;
+        /// See [`PoolConfig::retry`].
+        retry: RetryPolicy;
+        /// See [`PoolConfig::idle_ping`].
+        idle_ping: Option<Duration>;
+        /// See [`PoolConfig::max_message_len`].
+        max_message_len: usize;
+        /// See [`PoolConfig::ready_check`].
+        ready_check: bool;
+    }
+
+    /// Sets the connection configuration's `statement_cache`: [`StatementCache::Off`] is the
+    /// pooler-safe mode for PgBouncer in transaction pooling (`docs/pgbouncer.md`).
+    pub fn statement_cache(mut self, mode: StatementCache) -> Self {
+        self.config.statement_cache = mode;
+        self
+    }
+
+    /// Replaces the whole pool configuration.
+    pub fn pool_config(mut self, pool: PoolConfig) -> Self {
+        self.pool = pool;
+        self
+    }
+}
 
 impl PoolBuilder {
     /// Validates the configuration and starts the pool (and its background task). Connections
@@ -43,8 +111,7 @@ impl PoolBuilder {
             return Err(Error::config("lifetime_jitter must be between 0 and 1"));
         }
         let target_session_attrs = config.target_session_attrs;
-        let unnamed =
-            (config.statement_cache == StatementCache::Off).then(|| Arc::new(TypeCache::default()));
+        let mode = Mode::new(config.statement_cache);
         let connector = Connector::new(config)?
             .with_max_message_len(pool.max_message_len)
             .with_ready_check(pool.ready_check);
@@ -70,7 +137,7 @@ impl PoolBuilder {
                 TargetSessionAttrs::ReadWrite | TargetSessionAttrs::Primary
             )
             .then(|| Mutex::new(HashMap::new())),
-            unnamed,
+            mode: mode.clone(),
             probe_timeout: pool.validation_timeout,
         });
         let manager = Manager {
@@ -100,6 +167,7 @@ impl PoolBuilder {
             deadlines: deadline::Deadlines::start(),
             config: pool,
             target_session_attrs,
+            mode,
         });
         tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
         inner.events.notify_one();

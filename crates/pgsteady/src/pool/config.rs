@@ -1,5 +1,4 @@
-//! [`PoolConfig`], how a pool behaves, and [`PoolBuilder`], which collects it. The builder's
-//! `build()`, which wires the pool together, is in `build.rs`.
+//! [`PoolConfig`], how a pool behaves (collected by [`super::PoolBuilder`]).
 
 use std::time::Duration;
 
@@ -10,11 +9,11 @@ use crate::Backoff;
 #[cfg(doc)]
 use crate::Connector;
 use crate::backoff::Jitter;
-use crate::config::{Config, StatementCache};
+
 use crate::retry::RetryPolicy;
 
 /// How a [`Pool`] behaves. Plain data: build one with [`PoolConfig::default`] and change the
-/// fields, or use [`PoolBuilder`].
+/// fields, or use [`PoolBuilder`](super::PoolBuilder).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PoolConfig {
@@ -104,71 +103,5 @@ impl Default for PoolConfig {
             max_message_len: crate::connect::DEFAULT_MAX_MESSAGE_LEN,
             ready_check: false,
         }
-    }
-}
-
-/// Builds a [`Pool`]; every setter changes one [`PoolConfig`] field.
-#[derive(Debug, Clone)]
-#[must_use]
-pub struct PoolBuilder {
-    pub(super) config: Config,
-    pub(super) pool: PoolConfig,
-}
-
-macro_rules! setters {
-    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {
-        $(
-            $(#[$doc])*
-            pub fn $name(mut self, value: $ty) -> Self {
-                self.pool.$name = value;
-                self
-            }
-        )*
-    };
-}
-
-impl PoolBuilder {
-    setters! {
-        /// See [`PoolConfig::max_size`].
-        max_size: usize;
-        /// See [`PoolConfig::min_idle`].
-        min_idle: usize;
-        /// See [`PoolConfig::acquire_timeout`].
-        acquire_timeout: Duration;
-        /// See [`PoolConfig::max_connecting`].
-        max_connecting: usize;
-        /// See [`PoolConfig::validate_after_idle`].
-        validate_after_idle: Duration;
-        /// See [`PoolConfig::validation_timeout`].
-        validation_timeout: Duration;
-        /// See [`PoolConfig::max_lifetime`].
-        max_lifetime: Option<Duration>;
-        /// See [`PoolConfig::idle_timeout`].
-        idle_timeout: Option<Duration>;
-        /// See [`PoolConfig::reconnect`].
-        reconnect: Backoff;
-        /// See [`PoolConfig::reconnect_spread`].
-        reconnect_spread: Duration;
-        /// See [`PoolConfig::retry`].
-        retry: RetryPolicy;
-        /// See [`PoolConfig::idle_ping`].
-        idle_ping: Option<Duration>;
-        /// See [`PoolConfig::max_message_len`].
-        max_message_len: usize;
-        /// See [`PoolConfig::ready_check`].
-        ready_check: bool;
-    }
-
-    /// Sets the connection configuration's `statement_cache`: [`StatementCache::Off`] is the
-    /// pooler-safe mode for PgBouncer in transaction pooling (`docs/pgbouncer.md`).
-    pub fn statement_cache(mut self, mode: StatementCache) -> Self {
-        self.config.statement_cache = mode;
-        self
-    }
-
-    /// Replaces the whole pool configuration.
-    pub fn pool_config(mut self, pool: PoolConfig) -> Self {
-        self.pool = pool;
-        self
     }
 }

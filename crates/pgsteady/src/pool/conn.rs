@@ -1,23 +1,24 @@
-//! One pooled connection and the handle callers get.
+//! One connection as the pool keeps it, and what every statement on it goes through: the
+//! lost-connection mark and, in pooler-safe mode, the parameter types learned without leaving
+//! a named statement behind.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use tokio::sync::{RwLock, RwLockReadGuard};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{IsNull, ToSql, Type};
-use tokio_postgres::{Client, Row, SimpleQueryMessage, Statement};
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, Statement};
 
+use crate::Reason;
 use crate::config::TargetSessionAttrs;
 use crate::connect::{CloseReason, ConnectionMonitor};
-use crate::{Error, Reason};
 
-use super::gate::Spread;
-use super::manager::Manager;
+use super::mode::Mode;
+use super::spread::Spread;
 
 /// A connection as the pool keeps it.
 pub(crate) struct Conn {
@@ -27,10 +28,21 @@ pub(crate) struct Conn {
     /// opened together do not expire together).
     pub(crate) expires: Option<Instant>,
     /// Statements prepared on this connection, by SQL text (`statement_cache=on`).
-    statements: Mutex<HashMap<Box<str>, Statement>>,
-    /// With `statement_cache=off`: the pool's parameter types by SQL text; statements run
-    /// unnamed.
-    unnamed: Option<Arc<TypeCache>>,
+    pub(crate) statements: Mutex<HashMap<Box<str>, Statement>>,
+    /// The pool's statement mode, and its parameter types for unnamed statements.
+    pub(crate) mode: Arc<Mode>,
+    /// Opened while the pool named its statements: retired once it no longer does (its
+    /// named statements are then dropped with its client, which sends no Close for them).
+    born_named: bool,
+    /// In pooler-safe mode, held exclusively while the parameter types of a statement are
+    /// learned (a named statement exists on the server for that while) and shared by every
+    /// other statement: a statement sent by a concurrent call on the same connection could
+    /// end the transaction (or fail and abort it) between the Parse and the Close, and the
+    /// Close would then reach whatever server connection the pooler hands out next.
+    describing: RwLock<()>,
+    /// Not to be handed out again, though it works: tokio-postgres cached a type look-up
+    /// statement in its client that pgsteady had to deallocate on the server.
+    retire: AtomicBool,
     /// A statement on it failed because the connection is gone. Its task may not have seen
     /// the socket close yet: a worker that returns it and checks out again at once would get
     /// it back.
@@ -62,14 +74,17 @@ impl Conn {
         expires: Option<Instant>,
         spread: Arc<Spread>,
         wrong_server: Option<Arc<AtomicBool>>,
-        unnamed: Option<Arc<TypeCache>>,
+        mode: Arc<Mode>,
     ) -> Self {
         Conn {
             client,
             monitor,
             expires,
             statements: Mutex::new(HashMap::new()),
-            unnamed,
+            born_named: !mode.unnamed(),
+            mode,
+            describing: RwLock::new(()),
+            retire: AtomicBool::new(false),
             lost: AtomicBool::new(false),
             spread,
             wrong_server,
@@ -108,6 +123,16 @@ impl Conn {
         self.lost.load(Ordering::Relaxed) || self.monitor.is_closed() || self.client.is_closed()
     }
 
+    /// Works, but must not be handed out again (see `retire`).
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retire.load(Ordering::Relaxed) || (self.born_named && self.mode.unnamed())
+    }
+
+    /// Whether statements run unnamed on it now.
+    pub(crate) fn unnamed(&self) -> bool {
+        self.mode.unnamed()
+    }
+
     /// Why the server or the network closed it, once it has.
     pub(crate) fn close_reason(&self) -> Option<Reason> {
         self.monitor
@@ -115,100 +140,83 @@ impl Conn {
             .as_ref()
             .and_then(CloseReason::reason)
     }
-}
-
-/// A connection checked out of a [`crate::Pool`]. Derefs to a tokio-postgres
-/// [`Client`]; returns to the pool when dropped.
-///
-/// Its statement methods (`query`, `query_one`, `query_opt`, `execute`, `prepare`,
-/// `prepare_typed`, `simple_query`, `batch_execute`) have the [`Client`]'s signatures (the
-/// statement is any [`Query`]: SQL text, a [`Statement`] or a [`CachedStatement`]) and shadow
-/// them. With `statement_cache=off` the query methods run statements unnamed, so that they
-/// work behind PgBouncer in transaction pooling (`docs/pgbouncer.md`). When one fails when one fails because the connection is gone (closed, reset, 57P01, 57P02,
-/// class 08...), the pool never hands this connection out again, even before its background
-/// task has seen the socket close.
-///
-/// Prefer [`crate::Pool::run`] / [`crate::Pool::transaction`], which retry what is safe to
-/// retry. With a plain checkout, an error from a query is yours to handle.
-pub struct PooledConnection {
-    pub(crate) obj: deadpool::managed::Object<Manager>,
-}
-
-impl fmt::Debug for PooledConnection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledConnection")
-            .field("closed", &self.obj.is_closed())
-            .finish_non_exhaustive()
-    }
-}
-
-impl PooledConnection {
-    /// Prepares `sql` once and reuses it afterwards: with `statement_cache=on` (the default)
-    /// a named statement kept on this connection; with `statement_cache=off` (pooler-safe)
-    /// only its parameter types, learned once per pool, and every call runs it unnamed.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
-    /// let conn = pool.get().await?;
-    /// let stmt = conn.prepare_cached("SELECT $1::int4 + 1").await?;
-    /// let two: i32 = conn.query_one(&stmt, &[&1i32]).await?.get(0);
-    /// # Ok(()) }
-    /// ```
-    pub async fn prepare_cached(&self, sql: &str) -> Result<CachedStatement, Error> {
-        if self.obj.unnamed.is_some() {
-            let params = self.describe(sql).await?;
-            return Ok(CachedStatement {
-                sql: sql.into(),
-                params,
-                named: None,
-            });
-        }
-        let named = match self.cached(sql) {
-            Some(stmt) => stmt,
-            None => {
-                let stmt = self.prepare(sql).await?;
-                self.obj
-                    .statements
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(sql.into(), stmt.clone());
-                stmt
+    /// Marks the connection lost when `result` says it is gone (by SQLSTATE, I/O error kind
+    /// or `is_closed()`, never by message text), and its server the wrong one on 25006.
+    pub(crate) fn note<R>(
+        &self,
+        result: Result<R, tokio_postgres::Error>,
+    ) -> Result<R, tokio_postgres::Error> {
+        if let Err(e) = &result {
+            let reason = crate::classify::reason_of(e);
+            if reason == Reason::ReadOnlyTransaction {
+                self.mark_wrong_server();
             }
-        };
-        Ok(CachedStatement {
-            sql: sql.into(),
-            params: named.params().into(),
-            named: Some(named),
-        })
+            if reason.is_connection_lost()
+                && !self.lost.swap(true, Ordering::Relaxed)
+                && reason.is_incident()
+            {
+                self.spread.server_closed();
+            }
+        }
+        result
     }
 
-    fn cached(&self, sql: &str) -> Option<Statement> {
-        self.obj
-            .statements
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(sql)
-            .cloned()
+    /// [`Conn::note`] for a statement pgsteady named (or had tokio-postgres name): with
+    /// `statement_cache=auto`, a sign of a transaction pooler in `result` switches the pool
+    /// to unnamed statements.
+    pub(crate) fn note_named<R>(
+        &self,
+        result: Result<R, tokio_postgres::Error>,
+    ) -> Result<R, tokio_postgres::Error> {
+        if let Err(e) = &result {
+            self.mode.saw(e);
+        }
+        self.note(result)
     }
 
-    /// Whether statements run unnamed on this connection (`statement_cache=off`).
-    pub fn is_pooler_safe(&self) -> bool {
-        self.obj.unnamed.is_some()
+    /// In pooler-safe mode, a share of the lock that keeps statements out of a type
+    /// look-up's transaction (see `describing`); `None` (no lock at all) with named
+    /// statements.
+    pub(crate) async fn statement_guard(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        if self.mode.unnamed() {
+            Some(self.describing.read().await)
+        } else {
+            None
+        }
     }
 
-    /// The parameter types of `sql` (pooler-safe mode): from the pool's cache, else learned
-    /// by preparing it inside a transaction that closes the statement before it ends, so the
-    /// named statement never outlives it (behind a transaction pooler the server connection
-    /// is the client's only until the transaction ends). Inside a transaction already (a
-    /// `SAVEPOINT` succeeds) it is prepared there; outside one (25P01) inside its own.
-    async fn describe(&self, sql: &str) -> Result<Arc<[Type]>, tokio_postgres::Error> {
-        let cache = self.obj.unnamed.as_ref().expect("pooler-safe mode");
-        if let Some(types) = cache.get(sql) {
+    /// The parameter types of `sql` (pooler-safe mode), given the types of its first
+    /// parameters (`typed`, usually none): from the pool's cache when `typed` is empty, else
+    /// learned by preparing it inside a transaction (behind a transaction pooler the server
+    /// connection is the client's only until the transaction ends) that closes the statement
+    /// before it ends. Inside a transaction already (a `SAVEPOINT` succeeds) it is prepared
+    /// there; outside one (25P01) inside its own.
+    ///
+    /// Nothing named outlives that transaction:
+    /// - no other statement of this connection is sent meanwhile (`describing`);
+    /// - the `Statement` is dropped before the statement that ends the transaction is sent,
+    ///   and tokio-postgres sends its Close on drop, ahead of anything sent after;
+    /// - a prepare that fails after its Parse may have left the statement named with no
+    ///   `Statement` to close it, and a caller that drops the call midway leaves the
+    ///   transaction open: either way the connection is marked lost, so it is closed and a
+    ///   pooler drops the server connection that held the transaction;
+    /// - a type that is not built in makes tokio-postgres prepare a type look-up statement of
+    ///   its own and keep it in the client: `DEALLOCATE ALL` drops it on the server before
+    ///   the transaction ends, and the connection is retired, so its client never uses the
+    ///   deallocated statement.
+    pub(crate) async fn describe(
+        &self,
+        sql: &str,
+        typed: &[Type],
+    ) -> Result<Arc<[Type]>, tokio_postgres::Error> {
+        let cache = &self.mode.types;
+        if typed.is_empty()
+            && let Some(types) = cache.get(sql)
+        {
             return Ok(types);
         }
-        let client = &self.obj.client;
+        let _exclusive = self.describing.write().await;
+        let client = &self.client;
         let in_transaction = match self.note(client.batch_execute(SAVEPOINT).await) {
             Ok(()) => true,
             Err(e) if e.code() == Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION) => false,
@@ -217,9 +225,47 @@ impl PooledConnection {
         if !in_transaction {
             self.note(client.batch_execute("BEGIN").await)?;
         }
-        let prepared = self.note(client.prepare(sql).await);
+        let mut unfinished = Unfinished {
+            lost: &self.lost,
+            done: false,
+        };
+        let mut prepared = self.note(client.prepare_typed(sql, typed).await);
+        if let Err(e) = &prepared
+            && e.code() == Some(&SqlState::DUPLICATE_PSTATEMENT)
+        {
+            // Another client of this server connection (behind a transaction pooler) left a
+            // statement of the name tokio-postgres chose; names are numbered per process, so
+            // more may follow. Those leftovers are of no use to anyone (their clients reach
+            // other server connections): drop them, and this connection with them, since
+            // `DEALLOCATE ALL` also drops any type look-up statement its client keeps.
+            self.retire.store(true, Ordering::Relaxed);
+            let undo = if in_transaction {
+                ROLLBACK_TO_KEEP
+            } else {
+                "ROLLBACK; BEGIN"
+            };
+            self.note(client.batch_execute(undo).await)?;
+            self.note(client.batch_execute("DEALLOCATE ALL").await)?;
+            prepared = self.note(client.prepare_typed(sql, typed).await);
+        }
+        if let Err(e) = &prepared
+            && e.as_db_error().is_none()
+        {
+            // Not the server refusing the Parse: the statement may exist, unclosable.
+            self.lost.store(true, Ordering::Relaxed);
+        }
+        let looked_up = prepared.as_ref().is_ok_and(|stmt| {
+            stmt.params()
+                .iter()
+                .chain(stmt.columns().iter().map(|c| c.type_()))
+                .any(|t| Type::from_oid(t.oid()).is_none())
+        });
+        // Dropping the statement sends its Close now, ahead of what follows.
         let types: Result<Arc<[Type]>, _> = prepared.map(|stmt| stmt.params().into());
-        // The statement was dropped above: its Close is queued before the next message.
+        if looked_up {
+            self.retire.store(true, Ordering::Relaxed);
+            self.note(client.batch_execute("DEALLOCATE ALL").await)?;
+        }
         let end = match (&types, in_transaction) {
             (Ok(_), true) => RELEASE,
             (Err(_), true) => ROLLBACK_TO,
@@ -227,382 +273,34 @@ impl PooledConnection {
             (Err(_), false) => "ROLLBACK",
         };
         let ended = self.note(client.batch_execute(end).await);
+        unfinished.done = true;
         let types = types?;
         ended?;
-        cache.insert(sql, types.clone());
+        if typed.is_empty() {
+            cache.insert(sql, types.clone());
+        }
         Ok(types)
     }
+}
 
-    /// What to run for `query`: a named statement, or SQL text with parameter types to run
-    /// unnamed.
-    async fn resolve<'q, T>(&self, query: &'q T) -> Result<Resolved<'q>, tokio_postgres::Error>
-    where
-        T: ?Sized + Query,
-    {
-        Ok(match query.as_query() {
-            QueryRef::Statement(stmt) => Resolved::Named(Cow::Borrowed(stmt)),
-            QueryRef::Cached(c) => match &c.named {
-                Some(stmt) => Resolved::Named(Cow::Borrowed(stmt)),
-                None => Resolved::Unnamed(&c.sql, c.params.clone()),
-            },
-            QueryRef::Sql(sql) if self.obj.unnamed.is_some() => {
-                Resolved::Unnamed(sql, self.describe(sql).await?)
-            }
-            QueryRef::Sql(sql) => Resolved::Sql(sql),
-        })
-    }
+/// Marks the connection lost unless `done`: a describe dropped midway (its caller's
+/// timeout) or failing before its transaction ended leaves that transaction open, perhaps
+/// with a statement named in it.
+struct Unfinished<'a> {
+    lost: &'a AtomicBool,
+    done: bool,
+}
 
-    /// Whether the connection is known to be closed: the server ended the session or the
-    /// socket died. Such a connection is never handed out, but one can die while checked out.
-    pub fn is_closed(&self) -> bool {
-        self.obj.is_closed()
-    }
-
-    /// Why the server or the network closed the connection, if it has (e.g.
-    /// [`Reason::AdminShutdown`] for 57P01).
-    pub fn close_reason(&self) -> Option<Reason> {
-        self.obj.close_reason()
-    }
-
-    /// [`Client::prepare`], noting a lost connection. The statement is named: with
-    /// `statement_cache=off` use it only inside a transaction, or use
-    /// [`PooledConnection::prepare_cached`].
-    pub async fn prepare(&self, query: &str) -> Result<Statement, tokio_postgres::Error> {
-        self.note(self.obj.client.prepare(query).await)
-    }
-
-    /// [`Client::prepare_typed`], noting a lost connection. Named, as
-    /// [`PooledConnection::prepare`].
-    pub async fn prepare_typed(
-        &self,
-        query: &str,
-        parameter_types: &[Type],
-    ) -> Result<Statement, tokio_postgres::Error> {
-        self.note(self.obj.client.prepare_typed(query, parameter_types).await)
-    }
-
-    /// [`Client::query`], noting a lost connection; unnamed with `statement_cache=off`.
-    pub async fn query<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Vec<Row>, tokio_postgres::Error>
-    where
-        T: ?Sized + Query,
-    {
-        let client = &self.obj.client;
-        let result = match self.resolve(statement).await {
-            Err(e) => Err(e),
-            Ok(Resolved::Named(stmt)) => client.query(&*stmt, params).await,
-            Ok(Resolved::Sql(sql)) => client.query(sql, params).await,
-            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
-                Ok(typed) => client.query_typed(sql, &typed).await,
-                Err(wrong) => Err(wrong.error(client).await),
-            },
-        };
-        self.note(result)
-    }
-
-    /// [`Client::query_one`], noting a lost connection; unnamed with `statement_cache=off`.
-    pub async fn query_one<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Row, tokio_postgres::Error>
-    where
-        T: ?Sized + Query,
-    {
-        let client = &self.obj.client;
-        let result = match self.resolve(statement).await {
-            Err(e) => Err(e),
-            Ok(Resolved::Named(stmt)) => client.query_one(&*stmt, params).await,
-            Ok(Resolved::Sql(sql)) => client.query_one(sql, params).await,
-            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
-                Ok(typed) => client.query_typed_one(sql, &typed).await,
-                Err(wrong) => Err(wrong.error(client).await),
-            },
-        };
-        self.note(result)
-    }
-
-    /// [`Client::query_opt`], noting a lost connection; unnamed with `statement_cache=off`.
-    pub async fn query_opt<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, tokio_postgres::Error>
-    where
-        T: ?Sized + Query,
-    {
-        let client = &self.obj.client;
-        let result = match self.resolve(statement).await {
-            Err(e) => Err(e),
-            Ok(Resolved::Named(stmt)) => client.query_opt(&*stmt, params).await,
-            Ok(Resolved::Sql(sql)) => client.query_opt(sql, params).await,
-            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
-                Ok(typed) => client.query_typed_opt(sql, &typed).await,
-                Err(wrong) => Err(wrong.error(client).await),
-            },
-        };
-        self.note(result)
-    }
-
-    /// [`Client::execute`], noting a lost connection; unnamed with `statement_cache=off`.
-    pub async fn execute<T>(
-        &self,
-        statement: &T,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<u64, tokio_postgres::Error>
-    where
-        T: ?Sized + Query,
-    {
-        let client = &self.obj.client;
-        let result = match self.resolve(statement).await {
-            Err(e) => Err(e),
-            Ok(Resolved::Named(stmt)) => client.execute(&*stmt, params).await,
-            Ok(Resolved::Sql(sql)) => client.execute(sql, params).await,
-            Ok(Resolved::Unnamed(sql, types)) => match typed(params, &types) {
-                Ok(typed) => client.execute_typed(sql, &typed).await,
-                Err(wrong) => Err(wrong.error(client).await),
-            },
-        };
-        self.note(result)
-    }
-
-    /// [`Client::simple_query`], noting a lost connection.
-    pub async fn simple_query(
-        &self,
-        query: &str,
-    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
-        self.note(self.obj.client.simple_query(query).await)
-    }
-
-    /// [`Client::batch_execute`], noting a lost connection.
-    pub async fn batch_execute(&self, query: &str) -> Result<(), tokio_postgres::Error> {
-        self.note(self.obj.client.batch_execute(query).await)
-    }
-
-    /// Marks the connection lost when `result` says it is gone (by SQLSTATE, I/O error kind
-    /// or `is_closed()`, never by message text), and its server the wrong one on 25006.
-    fn note<R>(
-        &self,
-        result: Result<R, tokio_postgres::Error>,
-    ) -> Result<R, tokio_postgres::Error> {
-        if let Err(e) = &result {
-            let reason = crate::classify::reason_of(e);
-            if reason == Reason::ReadOnlyTransaction {
-                self.obj.mark_wrong_server();
-            }
-            if reason.is_connection_lost()
-                && !self.obj.lost.swap(true, Ordering::Relaxed)
-                && reason.is_incident()
-            {
-                self.obj.spread.server_closed();
-            }
+impl Drop for Unfinished<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.lost.store(true, Ordering::Relaxed);
         }
-        result
-    }
-
-    /// Takes the connection out of the pool for good; the pool opens another when needed.
-    pub(crate) fn discard(self) {
-        let _ = deadpool::managed::Object::take(self.obj);
-    }
-}
-
-impl Deref for PooledConnection {
-    type Target = Client;
-
-    fn deref(&self) -> &Client {
-        &self.obj.client
-    }
-}
-
-impl DerefMut for PooledConnection {
-    fn deref_mut(&mut self) -> &mut Client {
-        &mut self.obj.client
     }
 }
 
 const SAVEPOINT: &str = "SAVEPOINT pgsteady_describe";
 const RELEASE: &str = "RELEASE SAVEPOINT pgsteady_describe";
+const ROLLBACK_TO_KEEP: &str = "ROLLBACK TO SAVEPOINT pgsteady_describe";
 const ROLLBACK_TO: &str =
     "ROLLBACK TO SAVEPOINT pgsteady_describe; RELEASE SAVEPOINT pgsteady_describe";
-
-/// The most SQL texts whose parameter types a pool keeps (`statement_cache=off`); past it
-/// the cache starts over (a program has far fewer distinct statements; a program that builds
-/// SQL text with values in it would otherwise grow it without bound).
-const TYPE_CACHE_CAP: usize = 1024;
-
-/// Parameter types by SQL text, shared by a pool's connections (`statement_cache=off`).
-#[derive(Debug, Default)]
-pub(crate) struct TypeCache {
-    types: Mutex<HashMap<Box<str>, Arc<[Type]>>>,
-}
-
-impl TypeCache {
-    fn get(&self, sql: &str) -> Option<Arc<[Type]>> {
-        self.types
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(sql)
-            .cloned()
-    }
-
-    fn insert(&self, sql: &str, types: Arc<[Type]>) {
-        let mut map = self.types.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= TYPE_CACHE_CAP {
-            map.clear();
-        }
-        map.insert(sql.into(), types);
-    }
-}
-
-/// A statement from [`PooledConnection::prepare_cached`]: its SQL text and parameter types,
-/// and with `statement_cache=on` the named statement prepared on the connection. Pass it to
-/// the query methods of the [`PooledConnection`] (or [`crate::Transaction`]) it came from.
-#[derive(Debug, Clone)]
-pub struct CachedStatement {
-    sql: Arc<str>,
-    params: Arc<[Type]>,
-    named: Option<Statement>,
-}
-
-impl CachedStatement {
-    /// The SQL text.
-    pub fn sql(&self) -> &str {
-        &self.sql
-    }
-
-    /// The parameter types the server inferred.
-    pub fn params(&self) -> &[Type] {
-        &self.params
-    }
-
-    /// The named statement on the connection (`statement_cache=on`), `None` in pooler-safe
-    /// mode.
-    pub fn statement(&self) -> Option<&Statement> {
-        self.named.as_ref()
-    }
-}
-
-/// A statement to run: SQL text (`&str`, `String`), a tokio-postgres [`Statement`], or a
-/// [`CachedStatement`]. Sealed: the [`PooledConnection`] query methods take any of these.
-pub trait Query: Sync + sealed::Sealed {
-    #[doc(hidden)]
-    fn as_query(&self) -> QueryRef<'_>;
-}
-
-/// What a [`Query`] is; an implementation detail of the sealed trait.
-#[doc(hidden)]
-#[derive(Debug)]
-pub enum QueryRef<'a> {
-    Sql(&'a str),
-    Statement(&'a Statement),
-    Cached(&'a CachedStatement),
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for str {}
-    impl Sealed for String {}
-    impl Sealed for tokio_postgres::Statement {}
-    impl Sealed for super::CachedStatement {}
-}
-
-impl Query for str {
-    fn as_query(&self) -> QueryRef<'_> {
-        QueryRef::Sql(self)
-    }
-}
-
-impl Query for String {
-    fn as_query(&self) -> QueryRef<'_> {
-        QueryRef::Sql(self)
-    }
-}
-
-impl Query for Statement {
-    fn as_query(&self) -> QueryRef<'_> {
-        QueryRef::Statement(self)
-    }
-}
-
-impl Query for CachedStatement {
-    fn as_query(&self) -> QueryRef<'_> {
-        QueryRef::Cached(self)
-    }
-}
-
-enum Resolved<'q> {
-    Named(Cow<'q, Statement>),
-    Sql(&'q str),
-    Unnamed(&'q str, Arc<[Type]>),
-}
-
-/// The parameters paired with their types for `query_typed`, or the count mismatch.
-#[allow(clippy::type_complexity)]
-fn typed<'p>(
-    params: &[&'p (dyn ToSql + Sync)],
-    types: &[Type],
-) -> Result<Vec<(&'p (dyn ToSql + Sync), Type)>, WrongCount> {
-    if params.len() != types.len() {
-        return Err(WrongCount {
-            expected: types.len(),
-            got: params.len(),
-        });
-    }
-    Ok(params.iter().copied().zip(types.iter().cloned()).collect())
-}
-
-/// A parameter count that does not match the statement's. Sent unnamed, the server would
-/// answer 08P01 (protocol violation), which reads as a lost connection; tokio-postgres checks
-/// the count for named statements on the client side, and so do we.
-#[derive(Debug)]
-struct WrongCount {
-    expected: usize,
-    got: usize,
-}
-
-impl WrongCount {
-    /// A tokio-postgres error for it, made on the client side without sending anything:
-    /// tokio-postgres errors cannot be constructed outside it, but a parameter that fails to
-    /// encode yields one (kind `ToSql`) before the message leaves the client.
-    async fn error(self, client: &Client) -> tokio_postgres::Error {
-        let param: &(dyn ToSql + Sync) = &self;
-        match client.query_typed("", &[(param, Type::INT4)]).await {
-            Err(e) => e,
-            Ok(_) => unreachable!("WrongCount never encodes"),
-        }
-    }
-}
-
-impl fmt::Display for WrongCount {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "expected {} parameters but got {}",
-            self.expected, self.got
-        )
-    }
-}
-
-impl std::error::Error for WrongCount {}
-
-impl ToSql for WrongCount {
-    fn to_sql(
-        &self,
-        _: &Type,
-        _: &mut bytes::BytesMut,
-    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        Err(Box::new(WrongCount {
-            expected: self.expected,
-            got: self.got,
-        }))
-    }
-
-    fn accepts(_: &Type) -> bool {
-        true
-    }
-
-    tokio_postgres::types::to_sql_checked!();
-}

@@ -16,8 +16,10 @@ use crate::connect::Connector;
 use crate::metrics::{EvictReason, Metrics};
 use crate::{Error, Reason};
 
-use super::conn::{Conn, TypeCache};
-use super::gate::{Gate, Open, Spread};
+use super::conn::Conn;
+use super::gate::{Gate, Open};
+use super::mode::Mode;
+use super::spread::Spread;
 
 /// Opens connections with the connector and keeps count of them.
 #[derive(Debug)]
@@ -36,8 +38,8 @@ pub(crate) struct Opener {
     /// Per server (`host:port`), the wrong-server mark its connections share (see
     /// `Conn::mark_wrong_server`); `None` when `target_session_attrs` accepts any server.
     pub(crate) wrong_server: Option<Mutex<HashMap<String, Arc<AtomicBool>>>>,
-    /// With `statement_cache=off`, the parameter types shared by the pool's connections.
-    pub(crate) unnamed: Option<Arc<TypeCache>>,
+    /// The pool's statement mode, shared by its connections.
+    pub(crate) mode: Arc<Mode>,
     /// Bound on the round trip that proves a new connection reaches a server
     /// (`validation_timeout`).
     pub(crate) probe_timeout: Duration,
@@ -70,7 +72,7 @@ impl Open for Opener {
                     self.max_lifetime.map(|max| self.expiry(max)),
                     self.spread.clone(),
                     wrong_server,
-                    self.unnamed.clone(),
+                    self.mode.clone(),
                 ))
             }
             Err(e) => {
@@ -94,15 +96,15 @@ impl Open for Opener {
 }
 
 impl Opener {
-    /// One connection attempt. In pooler-safe mode (`statement_cache=off`, meant for
-    /// PgBouncer) the login answered by a pooler says nothing about the server behind it, so
+    /// One connection attempt. With unnamed statements (`statement_cache=off`, meant for
+    /// PgBouncer, or `auto` once it detected a transaction pooler) the login answered by a pooler says nothing about the server behind it, so
     /// an empty query, which the pooler must hand to a server connection, proves it before
     /// the connection counts as open: a server that is down then fails the attempt with the
     /// pooler's error (`pooler_login_failing`...), which the gate waits out and readiness
     /// reports, instead of every checkout succeeding and every statement failing.
     async fn connect(&self) -> Result<crate::Connected, Error> {
         let connected = self.connector.connect_once().await?;
-        if self.unnamed.is_none() {
+        if !self.mode.unnamed() {
             return Ok(connected);
         }
         match tokio::time::timeout(self.probe_timeout, connected.client.simple_query("")).await {
@@ -184,6 +186,10 @@ impl managed::Manager for Manager {
         if conn.serves_wrong_server(self.target_session_attrs) {
             self.metrics.evicted(EvictReason::WrongServer, None);
             return Err(RecycleError::message("wrong server"));
+        }
+        if conn.is_retired() {
+            self.metrics.evicted(EvictReason::Lifetime, None);
+            return Err(RecycleError::message("retired"));
         }
         // One clock read for both checks (this runs on every checkout).
         let now = Instant::now();

@@ -8,14 +8,18 @@
 
 mod budget;
 mod build;
+mod client;
 mod config;
 mod conn;
 pub(crate) mod deadline;
 mod gate;
 mod manager;
+mod mode;
 mod ping;
+mod pooled;
 mod resolve;
 mod run;
+mod spread;
 #[cfg(test)]
 mod tests;
 mod transaction;
@@ -30,13 +34,17 @@ use tokio::sync::Notify;
 
 use crate::classify::Reason;
 use crate::config::{Config, TargetSessionAttrs};
-use crate::metrics::{EvictReason, Metrics, PoolMetrics};
+use crate::metrics::{EvictReason, Metrics, PoolMetrics, StatementMode};
+#[cfg(doc)]
+use crate::retry::RetryPolicy;
 use crate::{Error, ErrorKind};
 use budget::Budget;
 
-pub use config::{PoolBuilder, PoolConfig};
-pub use conn::{CachedStatement, PooledConnection, Query, QueryRef};
+pub use build::PoolBuilder;
+pub use client::{CachedStatement, GenericClient, Query, QueryRef, RowStream};
+pub use config::PoolConfig;
 pub(crate) use gate::GateState;
+pub use pooled::PooledConnection;
 pub use transaction::{CommitOutcomeUnknown, Transaction, TransactionError};
 
 use gate::Gate;
@@ -83,6 +91,8 @@ pub(crate) struct PoolInner {
     pub(crate) config: PoolConfig,
     /// What the connection configuration asks of a server.
     target_session_attrs: TargetSessionAttrs,
+    /// Named or unnamed statements (`statement_cache`).
+    pub(crate) mode: Arc<mode::Mode>,
 }
 
 impl fmt::Debug for Pool {
@@ -111,6 +121,9 @@ pub struct PoolHealth {
     pub open: usize,
     /// Whether [`Pool::close`] has been called.
     pub closing: bool,
+    /// Whether statements run named or unnamed, and whether `statement_cache=auto` detected
+    /// a transaction pooler.
+    pub statement_mode: StatementMode,
 }
 
 /// The reconnection state in [`PoolHealth`].
@@ -198,9 +211,95 @@ impl Pool {
         err
     }
 
+    /// Runs idempotent work, retrying it on a fresh connection when the connection was lost
+    /// (restart, crash, terminated session, network failure) or the server asked for a retry
+    /// (40001, 40P01, 53300), within [`RetryPolicy::deadline`],
+    /// [`RetryPolicy::max_attempts`] and the pool's retry budget. Other errors are returned at
+    /// once.
+    ///
+    /// The closure may run more than once: use it for reads and idempotent writes only. For
+    /// other writes, use [`Pool::transaction`].
+    ///
+    /// Write the closure as `async move |conn| { ... }`: it then owns what it captures, and
+    /// its future is `Send`. A plain `async |conn|` closure that borrows variables from its
+    /// surroundings across an `.await` makes the call's future fail to prove `Send` (a
+    /// limitation of the compiler as of Rust 1.95), which `tokio::spawn` requires.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
+    /// let name: String = pool
+    ///     .run(async move |conn| {
+    ///         let stmt = conn.prepare_cached("SELECT name FROM users WHERE id = $1").await?;
+    ///         Ok(conn.query_one(&stmt, &[&42i64]).await?.get(0))
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        F: AsyncFnMut(&PooledConnection) -> Result<T, Error>,
+    {
+        run::run(self, work).await
+    }
+
+    /// Runs a transaction: `BEGIN`, the closure, `COMMIT`, replaying the whole transaction
+    /// when it certainly did not commit and may succeed if replayed: serialization failure
+    /// (40001), deadlock (40P01), or a connection lost before COMMIT was sent.
+    ///
+    /// When the connection is lost while COMMIT is in flight, the outcome is resolved on a
+    /// new connection with `txid_status()` (terminating the old backend first if it still
+    /// holds the transaction open): committed means success, aborted means replay. After a
+    /// crash the server may have handed the transaction id out again; the server's start
+    /// time and its restart checkpoint tell whether the status is still about this
+    /// transaction. Only if that cannot be learned before the deadline is the result
+    /// [`TransactionError::OutcomeUnknown`]. A transaction is never replayed when it may
+    /// have committed.
+    ///
+    /// Write the closure as `async move |tx| { ... }`: it then owns what it captures, and
+    /// its future is `Send`. A plain `async |tx|` closure that borrows variables from its
+    /// surroundings across an `.await` makes the call's future fail to prove `Send` (a
+    /// limitation of the compiler as of Rust 1.95), which `tokio::spawn` requires.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
+    /// use pgsteady::TransactionError;
+    ///
+    /// let order_id = 7i64;
+    /// match pool
+    ///     .transaction(async move |tx| {
+    ///         tx.execute("INSERT INTO payments (order_id) VALUES ($1)", &[&order_id]).await?;
+    ///         tx.execute("UPDATE orders SET paid = true WHERE id = $1", &[&order_id]).await?;
+    ///         Ok(())
+    ///     })
+    ///     .await
+    /// {
+    ///     Ok(()) => println!("paid"),
+    ///     Err(TransactionError::NotCommitted(e)) => eprintln!("not paid: {e}"),
+    ///     Err(TransactionError::OutcomeUnknown(u)) => eprintln!("check transaction {}", u.xid),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<T, F>(&self, work: F) -> Result<T, TransactionError>
+    where
+        F: AsyncFnMut(&Transaction) -> Result<T, Error>,
+    {
+        transaction::run(self, work).await
+    }
+
+    /// How the pool's statements run now (`statement_cache`); one atomic load.
+    pub fn statement_mode(&self) -> StatementMode {
+        self.inner.mode.state()
+    }
+
     /// The pool's counters and sizes now.
     pub fn metrics(&self) -> PoolMetrics {
-        self.inner.metrics.snapshot(self.inner.deadpool.status())
+        let mut metrics = self.inner.metrics.snapshot(self.inner.deadpool.status());
+        metrics.statement_mode = self.inner.mode.state();
+        metrics
     }
 
     /// What the pool knows of the server's reachability; costs no round trip.
@@ -221,6 +320,7 @@ impl Pool {
             },
             open: self.inner.deadpool.status().size,
             closing: self.inner.closing.load(Ordering::Relaxed),
+            statement_mode: self.inner.mode.state(),
         }
     }
 
@@ -328,7 +428,7 @@ fn evict(inner: &PoolInner) {
             metrics.evicted(EvictReason::WrongServer, None);
             return false;
         }
-        if conn.expires.is_some_and(|at| at <= now) {
+        if conn.is_retired() || conn.expires.is_some_and(|at| at <= now) {
             metrics.evicted(EvictReason::Lifetime, None);
             return false;
         }

@@ -3,18 +3,16 @@
 
 use std::time::{Duration, Instant};
 
+use super::{Pool, PooledConnection, deadline};
 use crate::classify::{self, Reason};
-use crate::pool::{Pool, PooledConnection, deadline};
 use crate::retry::RetryPolicy;
 use crate::{Error, ErrorKind};
 
 /// One call's attempts at the caller's work ([`Pool::run`], [`Pool::transaction`]): the
 /// retry loop over *work*, as opposed to `backoff::retry_operation` (one connection attempt)
 /// and the gate's `reconnect_until_open` (the pool's reconnection).
-/// It borrows the pool: a clone adds two read-modify-writes of
-/// the pool's shared reference count to every call, from every core (in issue 7's throughput
-/// benchmark at 64 workers, `run()` cost 0.6-0.9 µs of CPU per call more than `get()` with
-/// the clone, 0.3 µs without).
+/// It borrows the pool: a clone would add two read-modify-writes of the pool's shared
+/// reference count to every call, from every core, a cost the throughput benchmark shows.
 pub(super) struct CallAttempts<'a> {
     pool: &'a Pool,
     started: Instant,
@@ -22,6 +20,8 @@ pub(super) struct CallAttempts<'a> {
     count: u32,
     /// Built on the first back-off: almost every call succeeds at once.
     delays: Option<crate::BackoffIter>,
+    /// Whether the call was replayed once already after `statement_cache=auto` switched.
+    replayed_after_switch: bool,
 }
 
 impl<'a> CallAttempts<'a> {
@@ -35,6 +35,7 @@ impl<'a> CallAttempts<'a> {
             deadline: started + policy.deadline,
             count: 0,
             delays: None,
+            replayed_after_switch: false,
         }
     }
 
@@ -99,6 +100,22 @@ impl<'a> CallAttempts<'a> {
         true
     }
 
+    /// Whether to replay at once after `err`: the sign of a transaction pooler that made the
+    /// pool switch to unnamed statements (`statement_cache=auto`), whose statement certainly
+    /// did not run. Once per call, within the deadline, outside the retry budget (the switch
+    /// happens once per pool).
+    pub(super) fn replay_after_switch(&mut self, err: &Error) -> bool {
+        if self.replayed_after_switch
+            || self.remaining().is_zero()
+            || !self.pool.inner.mode.replayable(err)
+        {
+            return false;
+        }
+        self.replayed_after_switch = true;
+        self.pool.inner.metrics.retried();
+        true
+    }
+
     pub(super) fn finish(&self, err: Error) -> Error {
         err.with_attempts(self.count, self.started.elapsed())
     }
@@ -125,58 +142,35 @@ pub(super) fn attempt_timed_out(limit: Duration) -> Error {
     .with_reason(Reason::TimedOut)
 }
 
-impl Pool {
-    /// Runs idempotent work, retrying it on a fresh connection when the connection was lost
-    /// (restart, crash, terminated session, network failure) or the server asked for a retry
-    /// (40001, 40P01, 53300), within [`RetryPolicy::deadline`], [`RetryPolicy::max_attempts`]
-    /// and the pool's retry budget. Other errors are returned at once.
-    ///
-    /// The closure may run more than once: use it for reads and idempotent writes only. For
-    /// other writes, use [`Pool::transaction`].
-    ///
-    /// Write the closure as `async move |conn| { ... }`: it then owns what it captures, and
-    /// its future is `Send`. A plain `async |conn|` closure that borrows variables from its
-    /// surroundings across an `.await` makes the call's future fail to prove `Send` (a
-    /// limitation of the compiler as of Rust 1.95), which `tokio::spawn` requires.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
-    /// let name: String = pool
-    ///     .run(async move |conn| {
-    ///         let stmt = conn.prepare_cached("SELECT name FROM users WHERE id = $1").await?;
-    ///         Ok(conn.query_one(&stmt, &[&42i64]).await?.get(0))
-    ///     })
-    ///     .await?;
-    /// # Ok(()) }
-    /// ```
-    pub async fn run<T, F>(&self, mut work: F) -> Result<T, Error>
-    where
-        F: AsyncFnMut(&PooledConnection) -> Result<T, Error>,
-    {
-        let mut attempts = CallAttempts::new(self);
-        loop {
-            let conn = attempts.checkout().await.map_err(|e| attempts.finish(e))?;
-            // The pool's own timer (see `pool::deadline`): this runs on every call.
-            let now = Instant::now();
-            let at = attempts.attempt_deadline(now);
-            let limit = self.inner.deadlines.sleep_until(now, at);
-            let err = match deadline::timeout(limit, work(&conn)).await {
-                Some(Ok(value)) => {
-                    self.record_ok();
-                    return Ok(value);
-                }
-                Some(Err(err)) => err,
-                None => {
-                    conn.discard();
-                    attempt_timed_out(at.saturating_duration_since(now))
-                }
-            };
-            let class = classify::query(&err);
-            if !class.is_retry() || !attempts.retry_after(class.reason).await {
-                return Err(attempts.finish(err));
+/// [`Pool::run`].
+pub(super) async fn run<T, F>(pool: &Pool, mut work: F) -> Result<T, Error>
+where
+    F: AsyncFnMut(&PooledConnection) -> Result<T, Error>,
+{
+    let mut attempts = CallAttempts::new(pool);
+    loop {
+        let conn = attempts.checkout().await.map_err(|e| attempts.finish(e))?;
+        // The pool's own timer (see `pool::deadline`): this runs on every call.
+        let now = Instant::now();
+        let at = attempts.attempt_deadline(now);
+        let limit = pool.inner.deadlines.sleep_until(now, at);
+        let err = match deadline::timeout(limit, work(&conn)).await {
+            Some(Ok(value)) => {
+                pool.record_ok();
+                return Ok(value);
             }
+            Some(Err(err)) => err,
+            None => {
+                conn.discard();
+                attempt_timed_out(at.saturating_duration_since(now))
+            }
+        };
+        if attempts.replay_after_switch(&err) {
+            continue;
+        }
+        let class = classify::query(&err);
+        if !class.is_retry() || !attempts.retry_after(class.reason).await {
+            return Err(attempts.finish(err));
         }
     }
 }

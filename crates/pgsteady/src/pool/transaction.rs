@@ -6,11 +6,14 @@ use std::ops::Deref;
 use std::time::Duration;
 
 use tokio_postgres::error::Severity;
+use tokio_postgres::types::{BorrowToSql, ToSql, Type};
+use tokio_postgres::{Row, SimpleQueryMessage};
 
+use super::client::{CachedStatement, GenericClient, Query, RowStream};
 use super::resolve::{self, ORIGIN_SQL, Origin, Verdict};
 use super::run::{CallAttempts, attempt_timed_out};
+use super::{Pool, PooledConnection};
 use crate::classify::{self, Reason};
-use crate::pool::{Pool, PooledConnection};
 use crate::{Error, ErrorKind};
 
 /// Why [`Pool::transaction`] failed, telling apart "nothing happened" from "it may have
@@ -78,161 +81,131 @@ enum Resolution {
     Unknown(Error),
 }
 
-impl Pool {
-    /// Runs a transaction: `BEGIN`, the closure, `COMMIT`, replaying the whole transaction
-    /// when it certainly did not commit and may succeed if replayed: serialization failure
-    /// (40001), deadlock (40P01), or a connection lost before COMMIT was sent.
-    ///
-    /// When the connection is lost while COMMIT is in flight, the outcome is resolved on a
-    /// new connection with `txid_status()` (terminating the old backend first if it still
-    /// holds the transaction open): committed means success, aborted means replay. After a
-    /// crash the server may have handed the transaction id out again; the server's start
-    /// time and its restart checkpoint tell whether the status is still about this
-    /// transaction. Only if that cannot be learned before the deadline is the result
-    /// [`TransactionError::OutcomeUnknown`]. A transaction is never replayed when it may
-    /// have committed.
-    ///
-    /// Write the closure as `async move |tx| { ... }`: it then owns what it captures, and
-    /// its future is `Send`. A plain `async |tx|` closure that borrows variables from its
-    /// surroundings across an `.await` makes the call's future fail to prove `Send` (a
-    /// limitation of the compiler as of Rust 1.95), which `tokio::spawn` requires.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
-    /// use pgsteady::TransactionError;
-    ///
-    /// let order_id = 7i64;
-    /// match pool
-    ///     .transaction(async move |tx| {
-    ///         tx.execute("INSERT INTO payments (order_id) VALUES ($1)", &[&order_id]).await?;
-    ///         tx.execute("UPDATE orders SET paid = true WHERE id = $1", &[&order_id]).await?;
-    ///         Ok(())
-    ///     })
-    ///     .await
-    /// {
-    ///     Ok(()) => println!("paid"),
-    ///     Err(TransactionError::NotCommitted(e)) => eprintln!("not paid: {e}"),
-    ///     Err(TransactionError::OutcomeUnknown(u)) => eprintln!("check transaction {}", u.xid),
-    /// }
-    /// # Ok(()) }
-    /// ```
-    pub async fn transaction<T, F>(&self, mut work: F) -> Result<T, TransactionError>
-    where
-        F: AsyncFnMut(&Transaction) -> Result<T, Error>,
-    {
-        let mut attempts = CallAttempts::new(self);
-        loop {
-            let conn = attempts
-                .checkout()
-                .await
-                .map_err(|e| TransactionError::NotCommitted(attempts.finish(e)))?;
-            let limit = attempts.attempt_limit();
-            let commit_timeout = self.inner.config.retry.commit_timeout;
-            let tx = Transaction { conn };
-            let outcome = {
-                let before_commit = async {
-                    tx.conn.batch_execute("BEGIN").await?;
-                    let value = work(&tx).await?;
-                    let row = tx.conn.query_one(ORIGIN_SQL, &[]).await?;
-                    let origin = Origin::from_row(&row);
-                    Ok::<_, Error>((value, origin, row.get::<_, Option<i64>>(1)))
-                };
-                match tokio::time::timeout(limit, before_commit).await {
-                    Ok(Ok((value, origin, xid))) => {
-                        commit(&tx, value, origin, xid, commit_timeout).await
-                    }
-                    Ok(Err(e)) => {
-                        rollback(&tx, limit).await;
-                        Attempt::NotCommitted(e)
-                    }
-                    Err(_) => Attempt::NotCommitted(attempt_timed_out(limit)),
-                }
+/// [`Pool::transaction`].
+pub(super) async fn run<T, F>(pool: &Pool, mut work: F) -> Result<T, TransactionError>
+where
+    F: AsyncFnMut(&Transaction) -> Result<T, Error>,
+{
+    let mut attempts = CallAttempts::new(pool);
+    loop {
+        let conn = attempts
+            .checkout()
+            .await
+            .map_err(|e| TransactionError::NotCommitted(attempts.finish(e)))?;
+        let limit = attempts.attempt_limit();
+        let commit_timeout = pool.inner.config.retry.commit_timeout;
+        let tx = Transaction { conn };
+        let outcome = {
+            let before_commit = async {
+                tx.conn.batch_execute("BEGIN").await?;
+                let value = work(&tx).await?;
+                let row = tx.conn.query_one(ORIGIN_SQL, &[]).await?;
+                let origin = Origin::from_row(&row);
+                Ok::<_, Error>((value, origin, row.get::<_, Option<i64>>(1)))
             };
-            let conn = tx.conn;
-            let err = match outcome {
-                Attempt::Committed(value) => {
-                    self.record_ok();
-                    return Ok(value);
+            match tokio::time::timeout(limit, before_commit).await {
+                Ok(Ok((value, origin, xid))) => {
+                    commit(&tx, value, origin, xid, commit_timeout).await
                 }
-                Attempt::NotCommitted(err) => {
-                    if conn.is_closed() || err.is_timeout() {
-                        conn.discard();
-                    }
-                    err
+                Ok(Err(e)) => {
+                    rollback(&tx, limit).await;
+                    Attempt::NotCommitted(e)
                 }
-                Attempt::InDoubt {
-                    value,
-                    xid,
-                    origin,
-                    err,
-                } => {
-                    conn.discard();
-                    match self.resolve(xid, &origin, &attempts).await {
-                        Resolution::Committed => {
-                            self.record_ok();
-                            return Ok(value);
-                        }
-                        Resolution::Aborted => err,
-                        Resolution::Unknown(why) => {
-                            return Err(TransactionError::OutcomeUnknown(CommitOutcomeUnknown {
-                                xid,
-                                error: attempts.finish(why),
-                            }));
-                        }
-                    }
-                }
-            };
-            let class = classify::query(&err);
-            if !class.is_retry() || !attempts.retry_after(class.reason).await {
-                return Err(TransactionError::NotCommitted(attempts.finish(err)));
+                Err(_) => Attempt::NotCommitted(attempt_timed_out(limit)),
             }
+        };
+        let conn = tx.conn;
+        let err = match outcome {
+            Attempt::Committed(value) => {
+                pool.record_ok();
+                return Ok(value);
+            }
+            Attempt::NotCommitted(err) => {
+                if conn.is_closed() || err.is_timeout() {
+                    conn.discard();
+                }
+                err
+            }
+            Attempt::InDoubt {
+                value,
+                xid,
+                origin,
+                err,
+            } => {
+                conn.discard();
+                match resolve_outcome(pool, xid, &origin, &attempts).await {
+                    Resolution::Committed => {
+                        pool.record_ok();
+                        return Ok(value);
+                    }
+                    Resolution::Aborted => err,
+                    Resolution::Unknown(why) => {
+                        return Err(TransactionError::OutcomeUnknown(CommitOutcomeUnknown {
+                            xid,
+                            error: attempts.finish(why),
+                        }));
+                    }
+                }
+            }
+        };
+        // The sign of a transaction pooler (statement_cache=auto) failed a statement of the
+        // transaction, which was then rolled back: it certainly did not commit.
+        if attempts.replay_after_switch(&err) {
+            continue;
+        }
+        let class = classify::query(&err);
+        if !class.is_retry() || !attempts.retry_after(class.reason).await {
+            return Err(TransactionError::NotCommitted(attempts.finish(err)));
         }
     }
+}
 
-    /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
-    async fn resolve(&self, xid: i64, origin: &Origin, attempts: &CallAttempts<'_>) -> Resolution {
-        let mut last = None;
-        loop {
-            let remaining = attempts.remaining();
-            if remaining.is_zero() {
-                return Resolution::Unknown(attempts.out_of_time(last));
+/// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
+async fn resolve_outcome(
+    pool: &Pool,
+    xid: i64,
+    origin: &Origin,
+    attempts: &CallAttempts<'_>,
+) -> Resolution {
+    let mut last = None;
+    loop {
+        let remaining = attempts.remaining();
+        if remaining.is_zero() {
+            return Resolution::Unknown(attempts.out_of_time(last));
+        }
+        // Checkouts wait through the outage; keep asking until the deadline.
+        let conn = match pool.get_timeout(remaining).await {
+            Ok(conn) => conn,
+            Err(e) if !e.is_transient() => return Resolution::Unknown(e),
+            Err(e) => {
+                last = Some(e);
+                continue;
             }
-            // Checkouts wait through the outage; keep asking until the deadline.
-            let conn = match self.get_timeout(remaining).await {
-                Ok(conn) => conn,
-                Err(e) if !e.is_transient() => return Resolution::Unknown(e),
-                Err(e) => {
-                    last = Some(e);
-                    continue;
-                }
-            };
-            let verdict = tokio::time::timeout(
-                remaining.min(self.inner.config.validation_timeout),
-                resolve::verdict(&conn, xid, origin),
-            )
-            .await;
-            match verdict {
-                Ok(Ok(Verdict::Committed)) => return Resolution::Committed,
-                Ok(Ok(Verdict::Aborted)) => return Resolution::Aborted,
-                Ok(Ok(Verdict::InProgress)) => {
-                    // Same server, still open: its backend never got (or never finished) the
-                    // COMMIT. End it, so the answer becomes final.
-                    let _ = conn
-                        .query_one("SELECT pg_terminate_backend($1)", &[&origin.pid])
-                        .await;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Ok(Ok(Verdict::Unknown(why))) => return Resolution::Unknown(resolve::unknown(why)),
-                Ok(Err(e)) => {
-                    last = Some(e);
-                    conn.discard();
-                }
-                Err(_) => {
-                    last = Some(attempt_timed_out(self.inner.config.validation_timeout));
-                    conn.discard();
-                }
+        };
+        let verdict = tokio::time::timeout(
+            remaining.min(pool.inner.config.validation_timeout),
+            resolve::verdict(&conn, xid, origin),
+        )
+        .await;
+        match verdict {
+            Ok(Ok(Verdict::Committed)) => return Resolution::Committed,
+            Ok(Ok(Verdict::Aborted)) => return Resolution::Aborted,
+            Ok(Ok(Verdict::InProgress)) => {
+                // Same server, still open: its backend never got (or never finished) the
+                // COMMIT. End it, so the answer becomes final.
+                let _ = conn
+                    .query_one("SELECT pg_terminate_backend($1)", &[&origin.pid])
+                    .await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Ok(Ok(Verdict::Unknown(why))) => return Resolution::Unknown(resolve::unknown(why)),
+            Ok(Err(e)) => {
+                last = Some(e);
+                conn.discard();
+            }
+            Err(_) => {
+                last = Some(attempt_timed_out(pool.inner.config.validation_timeout));
+                conn.discard();
             }
         }
     }
@@ -323,4 +296,105 @@ async fn commit<T>(
 fn rejected_commit(err: &tokio_postgres::Error) -> bool {
     err.as_db_error()
         .is_some_and(|db| db.parsed_severity() == Some(Severity::Error))
+}
+
+impl super::client::sealed::Sealed for Transaction {}
+
+impl GenericClient for Transaction {
+    async fn prepare_cached(&self, sql: &str) -> Result<CachedStatement, Error> {
+        self.conn.prepare_cached(sql).await
+    }
+
+    async fn prepare(&self, sql: &str) -> Result<CachedStatement, tokio_postgres::Error> {
+        self.conn.prepare(sql).await
+    }
+
+    async fn prepare_typed(
+        &self,
+        sql: &str,
+        parameter_types: &[Type],
+    ) -> Result<CachedStatement, tokio_postgres::Error> {
+        self.conn.prepare_typed(sql, parameter_types).await
+    }
+
+    async fn query<Q>(
+        &self,
+        statement: &Q,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error>
+    where
+        Q: ?Sized + Query,
+    {
+        self.conn.query(statement, params).await
+    }
+
+    async fn query_one<Q>(
+        &self,
+        statement: &Q,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error>
+    where
+        Q: ?Sized + Query,
+    {
+        self.conn.query_one(statement, params).await
+    }
+
+    async fn query_opt<Q>(
+        &self,
+        statement: &Q,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error>
+    where
+        Q: ?Sized + Query,
+    {
+        self.conn.query_opt(statement, params).await
+    }
+
+    async fn query_raw<Q, P, I>(
+        &self,
+        statement: &Q,
+        params: I,
+    ) -> Result<RowStream<'_>, tokio_postgres::Error>
+    where
+        Q: ?Sized + Query,
+        P: BorrowToSql + Send,
+        I: IntoIterator<Item = P> + Send,
+        I::IntoIter: ExactSizeIterator + Send,
+    {
+        self.conn.query_raw(statement, params).await
+    }
+
+    async fn query_typed(
+        &self,
+        sql: &str,
+        params: &[(&(dyn ToSql + Sync), Type)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error> {
+        self.conn.query_typed(sql, params).await
+    }
+
+    async fn execute<Q>(
+        &self,
+        statement: &Q,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error>
+    where
+        Q: ?Sized + Query,
+    {
+        self.conn.execute(statement, params).await
+    }
+
+    async fn simple_query(
+        &self,
+        query: &str,
+    ) -> Result<Vec<SimpleQueryMessage>, tokio_postgres::Error> {
+        self.conn.simple_query(query).await
+    }
+
+    async fn batch_execute(&self, query: &str) -> Result<(), tokio_postgres::Error> {
+        self.conn.batch_execute(query).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.conn.is_closed()
+    }
 }

@@ -51,6 +51,7 @@ use tokio::sync::watch;
 
 use crate::Error;
 use crate::classify::Reason;
+use crate::metrics::StatementMode;
 use crate::pool::{Pool, Reachability};
 
 pub use shutdown::{ShutdownConfig, ShutdownSignal, shutdown_signal};
@@ -144,6 +145,9 @@ pub struct ReadinessReport {
     pub failing_for: Option<Duration>,
     /// How long ago a failure was last seen (`None`: never).
     pub last_failure_age: Option<Duration>,
+    /// How the pool's statements run (`None`: no pool attached); shows when
+    /// `statement_cache=auto` detected a transaction pooler.
+    pub statement_mode: Option<StatementMode>,
 }
 
 impl ReadinessReport {
@@ -158,7 +162,8 @@ impl ReadinessReport {
     }
 
     /// A small JSON object: `state`, `ready`, `reason`, `error`, `last_success_age_ms`,
-    /// `failing_for_ms`, `last_failure_age_ms`. With the `json` feature (on with `axum`).
+    /// `failing_for_ms`, `last_failure_age_ms`, `statement_mode`. With the `json` feature (on
+    /// with `axum`).
     #[cfg(feature = "json")]
     pub fn to_json(&self) -> String {
         let ms = |d: Option<Duration>| d.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
@@ -170,6 +175,7 @@ impl ReadinessReport {
             "last_success_age_ms": ms(self.last_success_age),
             "failing_for_ms": ms(self.failing_for),
             "last_failure_age_ms": ms(self.last_failure_age),
+            "statement_mode": self.statement_mode.map(StatementMode::as_str),
         })
         .to_string()
     }
@@ -406,6 +412,7 @@ impl Readiness {
             last_success_age: None,
             failing_for: None,
             last_failure_age: None,
+            statement_mode: self.pool().map(Pool::statement_mode),
         };
         let (last_ok, failing) = self.facts(now);
         report.last_success_age = last_ok.map(|t| now.saturating_duration_since(t));

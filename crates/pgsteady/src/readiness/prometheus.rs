@@ -16,6 +16,7 @@
 //! | `pgsteady_pool_checkouts_total` | counter | |
 //! | `pgsteady_pool_checkout_failures_total` | counter | |
 //! | `pgsteady_pool_checkout_duration_seconds` | histogram | |
+//! | `pgsteady_statement_mode` | gauge (1 for the current mode) | `mode` |
 //! | `pgsteady_readiness_state` | gauge (1 for the current state) | `state` |
 //! | `pgsteady_readiness_last_success_age_seconds` | gauge (absent: never) | |
 //!
@@ -31,7 +32,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::{Readiness, ReadyState};
-use crate::metrics::{CHECKOUT_BUCKETS, EvictReason, PoolMetrics, ReasonCounts};
+use crate::metrics::{CHECKOUT_BUCKETS, EvictReason, PoolMetrics, ReasonCounts, StatementMode};
 use crate::pool::Pool;
 
 /// Reads a pool's [`PoolMetrics`] at each scrape.
@@ -126,6 +127,19 @@ pub fn encode(registry: &Registry) -> Result<String, FmtError> {
 }
 
 fn encode_pool(m: &PoolMetrics, encoder: &mut DescriptorEncoder<'_>) -> Result<(), FmtError> {
+    {
+        let mut family = encoder.encode_descriptor(
+            "pgsteady_statement_mode",
+            "1 for how the pool's statements run now (named, unnamed, or unnamed since \
+         statement_cache=auto detected a transaction pooler), 0 for the others",
+            None,
+            MetricType::Gauge,
+        )?;
+        for mode in StatementMode::ALL {
+            let value = i64::from(m.statement_mode == mode);
+            ConstGauge::new(value).encode(family.encode_family(&[("mode", mode.as_str())])?)?;
+        }
+    }
     let gauges = [
         (
             "pgsteady_pool_max_size",

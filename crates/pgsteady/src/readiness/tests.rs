@@ -145,7 +145,8 @@ fn the_json_body_holds_only_the_documented_fields() {
             "last_success_age_ms",
             "ready",
             "reason",
-            "state"
+            "state",
+            "statement_mode"
         ]
     );
     assert_eq!(json["state"], "degraded");

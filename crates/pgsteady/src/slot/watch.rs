@@ -125,7 +125,10 @@ async fn refresh_loop(
         }
         let result = tokio::time::timeout(bound, async {
             let conn = pool.get().await?;
-            super::read::read_all(&conn).await
+            // The slot readers take a tokio-postgres client: their catalogue queries run
+            // named, and a lost connection is not marked, which costs this watcher one failed
+            // tick at most (the connection's task sees the close before the next one).
+            super::read::read_all(conn.raw_client_unguarded()).await
         })
         .await;
         let mut next = (**lock(&snapshot)).clone();

@@ -1,5 +1,5 @@
-//! Behind a real PgBouncer 1.18 in transaction pooling mode, in front of a real server
-//! (issue #17). Its own test target, every test `#[ignore]`d: the set takes minutes, so the
+//! Behind a real PgBouncer 1.18 in transaction pooling mode, in front of a real server.
+//! Its own test target, every test `#[ignore]`d: the set takes minutes, so the
 //! default `cargo test` stays quick; `.ci/run` runs it with
 //! `cargo test -p pgsteady --test pgbouncer -- --ignored`. Each test skips, printing why,
 //! where PgBouncer cannot run.
@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-use pgsteady::{Config, Pool, RetryPolicy, StatementCache};
+use pgsteady::{Config, Pool, RetryPolicy, StatementCache, StatementMode};
 use pgsteady_testkit::{Cluster, Error as KitError, PgBouncer, PoolMode, StopMode};
+use tokio_postgres::types::{ToSql, Type};
 
 /// Starts PgBouncer in transaction mode or prints why not.
 async fn bouncer(
@@ -36,43 +37,114 @@ fn url(bouncer: &PgBouncer, mode: StatementCache) -> String {
 }
 
 // ---------------------------------------------------------------------------------------
-// 2 processes x 8 tasks x N parameterised calls through Pool::run.
+// 2 processes x 8 tasks x N seconds of parameterised calls through Pool::run and
+// Pool::transaction, every statement method of the pooled connection in turn.
 
 const SQL: &str = "SELECT $1::int8 + 1";
 const CHILD_ENV: &str = "PGSTEADY_PGBOUNCER_LOAD";
 
-/// What one process saw: calls that succeeded, errors by SQLSTATE (or reason).
+/// What one process saw: calls that succeeded, errors by SQLSTATE (or reason), and whether
+/// its pool switched to unnamed statements (`statement_cache=auto`).
 #[derive(Debug, Default)]
 struct Counts {
     ok: u64,
     errors: BTreeMap<String, u64>,
+    /// Pools that ended in `StatementMode::UnnamedAfterPoolerDetected`.
+    switched: u64,
+    /// The slowest process's load time, for ops/s.
+    seconds: f64,
 }
 
-/// Runs `tasks` x `calls` through `Pool::run`, half with `prepare_cached`, half with SQL
-/// text, each checking its answer.
-async fn load(url: &str, tasks: usize, calls: i64) -> Counts {
+impl Counts {
+    fn ops_per_second(&self) -> f64 {
+        self.ok as f64 / self.seconds.max(f64::MIN_POSITIVE)
+    }
+}
+
+/// One call of kind `n % 5`: `prepare_cached` + `query_one`, `query` with SQL text,
+/// `query_typed`, `execute`, or a `Pool::transaction`; each checks its answer.
+async fn call(pool: &Pool, n: i64) -> Result<i64, pgsteady::Error> {
+    match n % 5 {
+        0 => {
+            pool.run(async move |conn| {
+                let stmt = conn.prepare_cached(SQL).await?;
+                Ok(conn.query_one(&stmt, &[&n]).await?.get::<_, i64>(0))
+            })
+            .await
+        }
+        1 => {
+            pool.run(async move |conn| Ok(conn.query(SQL, &[&n]).await?[0].get::<_, i64>(0)))
+                .await
+        }
+        2 => {
+            pool.run(async move |conn| {
+                let rows = conn.query_typed(SQL, &[(&n, Type::INT8)]).await?;
+                Ok(rows[0].get::<_, i64>(0))
+            })
+            .await
+        }
+        3 => {
+            pool.run(async move |conn| {
+                let affected = conn.execute(SQL, &[&n]).await?;
+                assert_eq!(affected, 1, "a SELECT of one row");
+                Ok(n + 1)
+            })
+            .await
+        }
+        _ => Ok(pool
+            .transaction(async move |tx| {
+                let stmt = tx.prepare_cached(SQL).await?;
+                let got: i64 = tx.query_one(&stmt, &[&n]).await?.get(0);
+                tx.execute("SELECT $1::int8", &[&got]).await?;
+                Ok(got)
+            })
+            .await?),
+    }
+}
+
+/// Three statements at once on one connection, with SQL texts from a set larger than the
+/// pool's type cache, so that parameter types are learned again and again while other
+/// statements of the same connection are in flight.
+async fn concurrent_call(pool: &Pool, n: i64) -> Result<i64, pgsteady::Error> {
+    pool.run(async move |conn| {
+        let k = n % 3000;
+        let plus = format!("SELECT $1::int8 + {k}");
+        let minus = format!("SELECT $1::int8 - {k}");
+        let params: [&(dyn ToSql + Sync); 1] = [&n];
+        let (a, b, c) = tokio::join!(
+            conn.query_one(&plus, &params),
+            conn.query_one(&minus, &params),
+            conn.execute("SELECT $1::int8", &params),
+        );
+        let (a, b): (i64, i64) = (a?.get(0), b?.get(0));
+        assert_eq!((a, b, c?), (n + k, n - k, 1), "a wrong answer");
+        Ok(n + 1)
+    })
+    .await
+}
+
+/// Runs `tasks` workers for `secs` seconds through one pool, each call a [`call`] (or a
+/// [`concurrent_call`]).
+async fn load(url: &str, tasks: usize, secs: u64, concurrent: bool) -> Counts {
     let pool = Pool::builder(Config::parse(url).unwrap())
         .max_size(tasks)
         .build()
         .unwrap();
+    let started = Instant::now();
+    let until = started + Duration::from_secs(secs);
     let mut handles = Vec::new();
     for task in 0..tasks {
         let pool = pool.clone();
         handles.push(tokio::spawn(async move {
             let mut counts = Counts::default();
-            for i in 0..calls {
-                let n = task as i64 * 1_000_000 + i;
-                let result = pool
-                    .run(async move |conn| {
-                        let row = if n % 2 == 0 {
-                            let stmt = conn.prepare_cached(SQL).await?;
-                            conn.query_one(&stmt, &[&n]).await?
-                        } else {
-                            conn.query_one(SQL, &[&n]).await?
-                        };
-                        Ok(row.get::<_, i64>(0))
-                    })
-                    .await;
+            let mut i = 0i64;
+            while Instant::now() < until {
+                let n = task as i64 * 1_000_000_000 + i;
+                i += 1;
+                let result = match concurrent {
+                    true => concurrent_call(&pool, n).await,
+                    false => call(&pool, n).await,
+                };
                 match result {
                     Ok(got) => {
                         assert_eq!(got, n + 1, "a wrong answer");
@@ -97,6 +169,9 @@ async fn load(url: &str, tasks: usize, calls: i64) -> Counts {
             *total.errors.entry(k).or_default() += v;
         }
     }
+    total.seconds = started.elapsed().as_secs_f64();
+    total.switched =
+        u64::from(pool.health().statement_mode == StatementMode::UnnamedAfterPoolerDetected);
     pool.close(Duration::from_secs(5)).await;
     total
 }
@@ -108,23 +183,35 @@ async fn child_load() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let mut parts = spec.splitn(3, ' ');
+    let mut parts = spec.splitn(4, ' ');
     let tasks: usize = parts.next().unwrap().parse().unwrap();
-    let calls: i64 = parts.next().unwrap().parse().unwrap();
+    let secs: u64 = parts.next().unwrap().parse().unwrap();
+    let concurrent = parts.next().unwrap() == "concurrent";
     let url = parts.next().unwrap();
-    let counts = load(url, tasks, calls).await;
+    let counts = load(url, tasks, secs, concurrent).await;
     let errors: Vec<String> = counts
         .errors
         .iter()
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    println!("LOAD ok={} {}", counts.ok, errors.join(" "));
+    println!(
+        "LOAD ok={} switched={} seconds={:.3} {}",
+        counts.ok,
+        counts.switched,
+        counts.seconds,
+        errors.join(" ")
+    );
 }
 
 /// Runs the load in two processes at once (this test binary, re-run as `child_load`):
 /// tokio-postgres numbers its statements per process, so two processes name different
 /// statements alike, as two services behind one PgBouncer do.
-async fn two_processes(url: &str, tasks: usize, calls: i64) -> Counts {
+async fn two_processes(url: &str, tasks: usize, secs: u64) -> Counts {
+    two_processes_of(url, tasks, secs, "mix").await
+}
+
+/// [`two_processes`] with `kind` `mix` ([`call`]) or `concurrent` ([`concurrent_call`]).
+async fn two_processes_of(url: &str, tasks: usize, secs: u64, kind: &str) -> Counts {
     let exe = std::env::current_exe().unwrap();
     let mut children = Vec::new();
     for _ in 0..2 {
@@ -136,7 +223,7 @@ async fn two_processes(url: &str, tasks: usize, calls: i64) -> Counts {
                 "--nocapture",
                 "--quiet",
             ])
-            .env(CHILD_ENV, format!("{tasks} {calls} {url}"))
+            .env(CHILD_ENV, format!("{tasks} {secs} {kind} {url}"))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -158,56 +245,263 @@ async fn two_processes(url: &str, tasks: usize, calls: i64) -> Counts {
             .unwrap_or_else(|| panic!("no LOAD line in: {stdout}"));
         for field in line["LOAD ".len()..].split_whitespace() {
             let (k, v) = field.split_once('=').unwrap();
-            let v: u64 = v.parse().unwrap();
-            if k == "ok" {
-                total.ok += v;
-            } else {
-                *total.errors.entry(k.to_owned()).or_default() += v;
+            match k {
+                "ok" => total.ok += v.parse::<u64>().unwrap(),
+                "switched" => total.switched += v.parse::<u64>().unwrap(),
+                "seconds" => total.seconds = total.seconds.max(v.parse().unwrap()),
+                _ => *total.errors.entry(k.to_owned()).or_default() += v.parse::<u64>().unwrap(),
             }
         }
     }
     total
 }
 
-/// Done when: 2 processes x 8 tasks x 5,000 parameterised calls through `Pool::run` with
-/// `statement_cache=off` -> no error at all (in particular none with 26000 or 42P05).
+/// The number of statement errors (26000, 42P05) among `counts`.
+fn statement_errors(counts: &Counts) -> u64 {
+    counts.errors.get("26000").copied().unwrap_or(0)
+        + counts.errors.get("42P05").copied().unwrap_or(0)
+}
+
+/// The `url` for `mode`, or PgBouncer's own URL when `mode` is `None` (no setting).
+fn url_for(bouncer: &PgBouncer, mode: Option<StatementCache>) -> String {
+    match mode {
+        Some(mode) => url(bouncer, mode),
+        None => bouncer.url(),
+    }
+}
+
+/// Runs 2 processes x 8 workers x `secs` through a fresh transaction-pooling PgBouncer.
+async fn transaction_pooling_run(mode: Option<StatementCache>, secs: u64) -> Option<Counts> {
+    let cluster = Cluster::start().await.unwrap();
+    let bouncer = bouncer(&cluster, |b| b.default_pool_size(4)).await?;
+    let counts = two_processes(&url_for(&bouncer, mode), 8, secs).await;
+    // Every server connection was shared: the load did go through transaction pooling.
+    let servers = bouncer.show("SERVERS").await.unwrap();
+    assert!(servers.len() <= 4, "{servers:?}");
+    Some(counts)
+}
+
+/// Done when: no setting (`statement_cache=auto`), transaction pooling, 2 processes x 8
+/// workers x 10 s of every statement method through `run` and `transaction`: no error
+/// surfaced, and each pool switched to unnamed statements once (the switch is one-way).
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn no_setting_detects_transaction_pooling_and_surfaces_no_error() {
+    let Some(counts) = transaction_pooling_run(None, 10).await else {
+        return;
+    };
+    eprintln!(
+        "auto through transaction pooling: {counts:?}, {:.0} ops/s",
+        counts.ops_per_second()
+    );
+    assert_eq!(
+        counts.errors,
+        BTreeMap::new(),
+        "errors through run/transaction"
+    );
+    assert!(counts.ok > 0);
+    // Named statements cannot last 10 s of 16 clients over 4 shared server connections: both
+    // pools saw the sign and switched.
+    assert_eq!(counts.switched, 2, "{counts:?}");
+}
+
+/// Done when: `statement_cache=off`, the same load: no error at all (in particular none with
+/// 26000 or 42P05), and no switch (`off` is not `auto`).
 #[tokio::test]
 #[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
 async fn pooler_safe_mode_runs_two_processes_without_statement_errors() {
+    let Some(counts) = transaction_pooling_run(Some(StatementCache::Off), 10).await else {
+        return;
+    };
+    eprintln!(
+        "pooler-safe: {counts:?}, {:.0} ops/s through PgBouncer (transaction pooling)",
+        counts.ops_per_second()
+    );
+    assert_eq!(
+        counts.errors,
+        BTreeMap::new(),
+        "errors through run/transaction"
+    );
+    assert!(counts.ok > 0);
+    assert_eq!(counts.switched, 0);
+}
+
+/// Done when: `statement_cache=off`, concurrent calls on one connection while parameter
+/// types are learned (with a named statement inside a transaction): nothing named outlives
+/// its transaction, or the other process, which names its statements alike, would meet it
+/// (42P05) or lose one of its own (26000).
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn pooler_safe_mode_with_concurrent_calls_on_one_connection_leaks_nothing() {
     let cluster = Cluster::start().await.unwrap();
     let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4)).await else {
         return;
     };
-    let started = Instant::now();
-    let counts = two_processes(&url(&bouncer, StatementCache::Off), 8, 5_000).await;
-    eprintln!(
-        "pooler-safe: {counts:?} in {:?} through PgBouncer (transaction pooling)",
-        started.elapsed()
-    );
+    let url = url(&bouncer, StatementCache::Off);
+    let counts = two_processes_of(&url, 8, 10, "concurrent").await;
+    eprintln!("pooler-safe, concurrent calls: {counts:?}");
     assert_eq!(counts.errors, BTreeMap::new(), "errors through run");
-    assert_eq!(counts.ok, 2 * 8 * 5_000);
-    // Every server connection was shared: the test did go through transaction pooling.
-    let servers = bouncer.show("SERVERS").await.unwrap();
-    assert!(servers.len() <= 4, "{servers:?}");
+    assert!(counts.ok > 0);
 }
 
-/// The negative control: the same load with named statements (the default) fails with
-/// 26000 (prepared statement does not exist) or 42P05 (already exists).
+/// Done when: `statement_cache=off` on a PgBouncer whose server connections hold named
+/// statements left by earlier clients (here a `statement_cache=on` load; in production any
+/// client that named statements, or an `auto` pool before its switch): PgBouncer keeps server
+/// connections, and what is prepared on them, for `server_lifetime`. A name pgsteady picks
+/// for learning parameter types may be one of them (42P05): the leftovers are deallocated and
+/// the statement prepared again, and no call fails.
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn pooler_safe_mode_survives_statements_left_by_other_clients() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4)).await else {
+        return;
+    };
+    let named = two_processes(&url(&bouncer, StatementCache::On), 8, 3).await;
+    assert!(statement_errors(&named) > 0, "{named:?}");
+    // The control: named statements are left on the server connections.
+    let config = bouncer.pg_config();
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    let task = tokio::spawn(connection);
+    let mut left = 0i64;
+    for _ in 0..20 {
+        // The simple protocol: a named statement of this client would meet the leftovers.
+        let messages = client
+            .simple_query("SELECT count(*) FROM pg_prepared_statements")
+            .await
+            .unwrap();
+        for message in messages {
+            if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+                left = left.max(row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0));
+            }
+        }
+    }
+    drop(client);
+    let _ = task.await;
+    assert!(
+        left > 0,
+        "no statement was left behind: the test would prove nothing"
+    );
+
+    let counts = two_processes(&url(&bouncer, StatementCache::Off), 8, 10).await;
+    eprintln!("pooler-safe after {left}+ leftovers per server connection: {counts:?}");
+    assert_eq!(
+        counts.errors,
+        BTreeMap::new(),
+        "errors through run/transaction"
+    );
+    assert!(counts.ok > 0);
+}
+
+/// The negative control: the same load with `statement_cache=on` fails with 26000
+/// (prepared statement does not exist) or 42P05 (already exists), and never switches.
 #[tokio::test]
 #[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
 async fn named_statements_through_transaction_pooling_fail() {
-    let cluster = Cluster::start().await.unwrap();
-    let Some(bouncer) = bouncer(&cluster, |b| b.default_pool_size(4)).await else {
+    let Some(counts) = transaction_pooling_run(Some(StatementCache::On), 3).await else {
         return;
     };
-    let counts = two_processes(&url(&bouncer, StatementCache::On), 8, 500).await;
     eprintln!("named statements: {counts:?}");
-    let statement_errors = counts.errors.get("26000").copied().unwrap_or(0)
-        + counts.errors.get("42P05").copied().unwrap_or(0);
     assert!(
-        statement_errors > 0,
+        statement_errors(&counts) > 0,
         "named statements went through transaction pooling unharmed: {counts:?}"
     );
+    assert_eq!(counts.switched, 0, "on never switches");
+}
+
+/// Done when: a direct connection with no setting never switches, at the throughput of
+/// `statement_cache=on` (printed, not asserted: a loaded machine makes any bound flaky).
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn direct_connection_with_auto_never_switches() {
+    let cluster = Cluster::start().await.unwrap();
+    let base = cluster.url();
+    let auto = two_processes(&base, 8, 10).await;
+    let on = two_processes(&format!("{base}?statement_cache=on"), 8, 10).await;
+    eprintln!(
+        "direct: auto {:.0} ops/s {auto:?}; on {:.0} ops/s {on:?}",
+        auto.ops_per_second(),
+        on.ops_per_second()
+    );
+    assert_eq!(auto.errors, BTreeMap::new());
+    assert_eq!(on.errors, BTreeMap::new());
+    assert_eq!(auto.switched, 0, "auto switched on a direct connection");
+}
+
+/// Done when: session pooling with `server_reset_query = DISCARD ALL` (pgsteady's named
+/// statements vanish between checkouts) and no setting: 0 errors, the pools switched.
+#[tokio::test]
+#[ignore = "PgBouncer set (slow): cargo test -p pgsteady --test pgbouncer -- --ignored"]
+async fn session_pooling_with_discard_all_recovers_with_auto() {
+    let cluster = Cluster::start().await.unwrap();
+    let started = PgBouncer::builder()
+        .pool_mode(PoolMode::Session)
+        .default_pool_size(16)
+        .setting("server_reset_query", "DISCARD ALL")
+        .setting("server_reset_query_always", "1")
+        .start(&cluster)
+        .await;
+    let bouncer = match started {
+        Ok(b) => b,
+        Err(KitError::Unsupported(why)) => {
+            eprintln!("skipped: PgBouncer cannot run here: {why}");
+            return;
+        }
+        Err(e) => panic!("PgBouncer did not start: {e}"),
+    };
+    let counts = two_processes(&bouncer.url(), 8, 10).await;
+    eprintln!("auto through session pooling with DISCARD ALL: {counts:?}");
+    assert_eq!(
+        counts.errors,
+        BTreeMap::new(),
+        "errors through run/transaction"
+    );
+    assert!(counts.ok > 0);
+}
+
+/// The repetitions of the "done when" runs: `PGSTEADY_PGBOUNCER_RUNS` (default 10) runs of
+/// the load with no setting and twice as many with `statement_cache=off`, each on a fresh
+/// PgBouncer; prints one line per run and the totals, and fails on any error.
+#[tokio::test]
+#[ignore = "PgBouncer repetitions (minutes): cargo test -p pgsteady --test pgbouncer -- --ignored repeated"]
+async fn repeated_runs_surface_no_error() {
+    if std::env::var_os("PGSTEADY_PGBOUNCER_RUNS").is_none() {
+        eprintln!("skipped: set PGSTEADY_PGBOUNCER_RUNS (e.g. 10) to run the repetitions");
+        return;
+    }
+    let runs: usize = std::env::var("PGSTEADY_PGBOUNCER_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let mut failed = Vec::new();
+    for (mode, n) in [(None, runs), (Some(StatementCache::Off), 2 * runs)] {
+        let (mut clean, mut ops) = (0, Vec::new());
+        for run in 0..n {
+            let Some(counts) = transaction_pooling_run(mode, 10).await else {
+                return;
+            };
+            eprintln!(
+                "run {run} {mode:?}: ok={} errors={:?} switched={} {:.0} ops/s",
+                counts.ok,
+                counts.errors,
+                counts.switched,
+                counts.ops_per_second()
+            );
+            ops.push(counts.ops_per_second());
+            let max_switches = if mode.is_none() { 2 } else { 0 };
+            if counts.errors.is_empty() && counts.switched <= max_switches {
+                clean += 1;
+            } else {
+                failed.push(format!("{mode:?} run {run}: {counts:?}"));
+            }
+        }
+        ops.sort_by(f64::total_cmp);
+        eprintln!(
+            "REPEAT {mode:?}: {clean} of {n} runs without error, median {:.0} ops/s",
+            ops[ops.len() / 2]
+        );
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
 }
 
 // ---------------------------------------------------------------------------------------

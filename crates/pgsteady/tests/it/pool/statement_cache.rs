@@ -1,9 +1,13 @@
-//! `statement_cache=off` (issue 17) against a direct server: the query methods and
+//! `statement_cache` against a direct server: with `off` the query methods and
 //! `prepare_cached` work with unnamed statements, no named statement is left on the
 //! session, a caller's transaction is untouched by the type look-up, and a wrong parameter
-//! count is a client-side error, not a "lost connection".
+//! count is a client-side error, not a "lost connection"; with `auto` a statement of ours
+//! that vanished from the session switches the pool once and the call is replayed.
 
-use pgsteady::StatementCache;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pgsteady::{StatementCache, StatementMode};
 use pgsteady_testkit::Cluster;
 
 use super::pool;
@@ -114,4 +118,137 @@ async fn a_wrong_parameter_count_is_a_client_error_not_a_lost_connection() {
         .unwrap()
         .get(0);
     assert_eq!(ok, 3);
+}
+
+/// Our statements vanish from the session (`DEALLOCATE ALL`, as a pooler's reset or a
+/// transaction pooler's other server connection would have it): with `auto` (no setting) the
+/// 26000 switches the pool to unnamed statements for good and `run` / `transaction` replay
+/// the call once, with no error; with `on` (the negative control) the 26000 is the caller's.
+#[tokio::test]
+async fn auto_switches_once_when_our_statement_vanishes_and_replays_the_call() {
+    const SQL: &str = "SELECT $1::int8 + 1";
+    let cluster = Cluster::start().await.unwrap();
+    for mode in [StatementCache::Auto, StatementCache::On] {
+        let pool = pool(&cluster, None, |b| b.max_size(1).statement_cache(mode));
+        let warm: i64 = pool
+            .run(async move |conn| {
+                Ok(conn
+                    .query_one(&conn.prepare_cached(SQL).await?, &[&1i64])
+                    .await?
+                    .get(0))
+            })
+            .await
+            .unwrap();
+        assert_eq!(warm, 2);
+        assert_eq!(pool.health().statement_mode, StatementMode::Named);
+
+        let calls = Arc::new(AtomicU32::new(0));
+        let counted = calls.clone();
+        let run = pool
+            .run(async move |conn| {
+                if counted.fetch_add(1, Ordering::Relaxed) == 0 {
+                    conn.batch_execute("DEALLOCATE ALL").await?;
+                }
+                let stmt = conn.prepare_cached(SQL).await?;
+                Ok(conn.query_one(&stmt, &[&41i64]).await?.get::<_, i64>(0))
+            })
+            .await;
+
+        let tx_calls = Arc::new(AtomicU32::new(0));
+        let counted = tx_calls.clone();
+        let tx = pool
+            .transaction(async move |tx| {
+                if counted.fetch_add(1, Ordering::Relaxed) == 0 {
+                    tx.batch_execute("DEALLOCATE ALL").await?;
+                }
+                let stmt = tx.prepare_cached(SQL).await?;
+                Ok(tx.query_one(&stmt, &[&1i64]).await?.get::<_, i64>(0))
+            })
+            .await;
+
+        if mode == StatementCache::Auto {
+            assert_eq!(run.unwrap(), 42);
+            assert_eq!(calls.load(Ordering::Relaxed), 2, "replayed once");
+            assert_eq!(
+                pool.health().statement_mode,
+                StatementMode::UnnamedAfterPoolerDetected
+            );
+            assert_eq!(
+                pool.metrics().statement_mode,
+                StatementMode::UnnamedAfterPoolerDetected
+            );
+            // After the switch nothing is named: the transaction's DEALLOCATE takes nothing
+            // from it, and it runs once.
+            assert_eq!(tx.unwrap(), 2);
+            assert_eq!(tx_calls.load(Ordering::Relaxed), 1);
+            let conn = pool.get().await.unwrap();
+            assert!(conn.is_pooler_safe());
+        } else {
+            let err = run.unwrap_err();
+            assert_eq!(
+                err.code(),
+                Some(&pgsteady::SqlState::INVALID_SQL_STATEMENT_NAME),
+                "{err}"
+            );
+            assert_eq!(calls.load(Ordering::Relaxed), 1, "on never replays it");
+            assert!(tx.is_err(), "the control's transaction met the same 26000");
+            assert_eq!(
+                pool.health().statement_mode,
+                StatementMode::Named,
+                "on never switches"
+            );
+        }
+        pool.close(std::time::Duration::from_secs(5)).await;
+    }
+}
+
+/// A column of a type that is not built in, met while learning a statement's parameter types
+/// (`off`): tokio-postgres looks the type up with a named statement of its own, kept in its
+/// client. Nothing named is left on the session, and the connection is retired.
+#[tokio::test]
+async fn a_type_look_up_while_learning_leaves_nothing_named_and_retires_the_connection() {
+    let cluster = Cluster::start().await.unwrap();
+    let pool = pool(&cluster, None, |b| {
+        b.max_size(1).statement_cache(StatementCache::Off)
+    });
+    let conn = pool.get().await.unwrap();
+    conn.batch_execute("CREATE TYPE mood AS ENUM ('ok', 'sad')")
+        .await
+        .unwrap();
+    let pid: i32 = conn
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let rows = conn
+        .query("SELECT $1::int8 AS n, 'ok'::mood AS m", &[&7i64])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, i64>(0), 7);
+    assert_eq!(
+        rows[0].columns()[1].type_().name(),
+        "mood",
+        "the look-up happened"
+    );
+    let named: i64 = conn
+        .query_one("SELECT count(*) FROM pg_prepared_statements", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        named, 0,
+        "tokio-postgres' type look-up statement outlived the transaction"
+    );
+    drop(conn);
+    let conn = pool.get().await.unwrap();
+    let next: i32 = conn
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(
+        next, pid,
+        "the connection whose client lost its look-up statement was reused"
+    );
 }
