@@ -1,9 +1,9 @@
 //! `pgsteady drill`: a throwaway cluster, a sequence of real faults, and what two clients
 //! side by side saw: tokio-postgres as people write it today, and `pgsteady::Pool`.
 //!
-//! Its own crate so that the production binary need not carry the test kit and the chart
-//! library: `pgsteady-cli` includes it behind its default-on `drill` feature
-//! (`cargo install pgsteady-cli --no-default-features` builds `pgsteady` without it).
+//! The engine of the `pgsteady-drill` binary (`src/main.rs`), which `pgsteady drill` runs: a
+//! crate and a binary of its own so that the production `pgsteady` carries neither the test
+//! kit nor the chart library.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -32,12 +32,23 @@ use faults::{Fault, Target, Window};
 use figures::Record;
 use output::{Guarantees, Mode, Progress, Report, Totals};
 
-/// Exit codes of `pgsteady drill`.
-const HELD: u8 = 0;
-const BROKEN: u8 = 1;
-const USAGE: u8 = 2;
-const FAILED: u8 = 3;
-const INTERRUPTED: u8 = 130;
+pub mod exit {
+    //! Exit codes of `pgsteady drill`, from the project's one-meaning-per-code table
+    //! (docs/exit-codes.md): 1 and 3 mean "not ready in time" and "permanent" there, so a
+    //! broken guarantee and a drill that could not run have codes of their own.
+
+    /// pgsteady's guarantees held (or `--list`).
+    pub const HELD: u8 = 0;
+    /// Usage error: nothing was started.
+    pub const USAGE: u8 = 2;
+    /// A guarantee was broken (each one is named).
+    pub const BROKEN: u8 = 9;
+    /// The drill could not run: no PostgreSQL binaries, no Patroni, the cluster failed.
+    pub const COULD_NOT_RUN: u8 = 10;
+    /// Stopped by SIGINT or SIGTERM (128 + 2, for both: the cluster was stopped and removed).
+    pub const INTERRUPTED: u8 = 130;
+}
+use exit::{BROKEN, COULD_NOT_RUN, HELD, INTERRUPTED, USAGE};
 
 /// Workers per client.
 const DEFAULT_WORKERS: u16 = 4;
@@ -66,18 +77,18 @@ Faults (run in this order; --faults picks some, --list shows them):
   silent-drop, lost-commit
   with --ha (a Patroni cluster): switchover, leader-crash, leader-lost
 
-pgsteady's guarantees (exit 0 when all hold, 1 otherwise):
+pgsteady's guarantees (exit 0 when all hold, 9 otherwise):
   - 0 errors surfaced through run / transaction (an unknown commit outcome counts as one)
   - every acknowledged write is in the table
   - no write is in the table twice
   - no write reported not committed is in the table
 
-Exit codes:
+Exit codes (docs/exit-codes.md):
   0    pgsteady's guarantees held (or --list); --herd: pgsteady's callers saw no error
        and no 53300, and all N were serving again within 30 s
-  1    a guarantee was broken (each one is named)
   2    usage error (nothing was started)
-  3    the drill could not run (no PostgreSQL binaries, no Patroni, the cluster failed)
+  9    a guarantee was broken (each one is named)
+  10   the drill could not run (no PostgreSQL binaries, no Patroni, the cluster failed)
   130  interrupted: the throwaway cluster was stopped and its directory removed";
 
 /// Arguments of `pgsteady drill` (a clap `Args` struct for the CLI to embed).
@@ -241,9 +252,8 @@ impl Plan {
     }
 }
 
-/// Runs `pgsteady drill` with these arguments and returns its exit code (see the help
-/// text's table: 0 the guarantees held, 1 one was broken, 2 usage, 3 could not run, 130
-/// interrupted).
+/// Runs `pgsteady drill` with these arguments and returns its exit code (see [`exit`]: 0
+/// the guarantees held, 2 usage, 9 one was broken, 10 could not run, 130 interrupted).
 pub async fn run(args: DrillArgs) -> ExitCode {
     if args.list {
         if args.ha {
@@ -382,7 +392,7 @@ async fn drill(plan: Plan, mode: Mode) -> u8 {
         Ok(report) => finish(&plan, &report),
         Err(e) => {
             progress.note(&format!("pgsteady drill: {e}"));
-            FAILED
+            COULD_NOT_RUN
         }
     }
 }
@@ -601,7 +611,7 @@ fn finish(plan: &Plan, report: &Report) -> u8 {
             Ok(json) => println!("{json}"),
             Err(e) => {
                 eprintln!("pgsteady drill: cannot encode the figures: {e}");
-                return FAILED;
+                return COULD_NOT_RUN;
             }
         }
     } else {
@@ -612,7 +622,7 @@ fn finish(plan: &Plan, report: &Report) -> u8 {
             Ok(()) => eprintln!("report written to {}", path.display()),
             Err(e) => {
                 eprintln!("pgsteady drill: cannot write {}: {e}", path.display());
-                return FAILED;
+                return COULD_NOT_RUN;
             }
         }
     }

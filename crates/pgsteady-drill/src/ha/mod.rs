@@ -23,7 +23,7 @@ use tokio_postgres::NoTls;
 use super::clients::{self, Ledger, NaiveWorker, PoolWorker, Side, TrafficControl};
 use super::faults::Window;
 use super::output::{Mode, Progress, Report};
-use super::{BROKEN, BoxError, DrillArgs, FAILED, HELD, PACE, SETTLE, STOP_GRACE, WARMUP};
+use super::{BROKEN, BoxError, COULD_NOT_RUN, DrillArgs, HELD, PACE, SETTLE, STOP_GRACE, WARMUP};
 use figures::{Engine, EngineFigures};
 
 /// How long the cluster may take to become healthy (leader + streaming replica) before and
@@ -172,8 +172,8 @@ struct Pass {
     error_examples: BTreeMap<&'static str, BTreeMap<String, String>>,
 }
 
-/// Runs `drill --ha` and returns the exit code (0 the guarantees held on every path, 1 one
-/// was broken, 3 the drill could not run).
+/// Runs `drill --ha` and returns the exit code (0 the guarantees held on every path, 9 one
+/// was broken, 10 the drill could not run: see [`crate::exit`]).
 pub(crate) async fn run(plan: HaPlan, mode: Mode) -> u8 {
     let progress = Progress::new(mode, Default::default());
     match drill(&plan, mode, &progress).await {
@@ -186,7 +186,7 @@ pub(crate) async fn run(plan: HaPlan, mode: Mode) -> u8 {
             } else {
                 progress.note(&format!("pgsteady drill: {e}"));
             }
-            FAILED
+            COULD_NOT_RUN
         }
     }
 }
@@ -565,7 +565,7 @@ fn finish(plan: &HaPlan, report: &HaReport) -> u8 {
             Ok(json) => println!("{json}"),
             Err(e) => {
                 eprintln!("pgsteady drill: cannot encode the figures: {e}");
-                return FAILED;
+                return COULD_NOT_RUN;
             }
         }
     } else {

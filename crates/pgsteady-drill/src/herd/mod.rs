@@ -21,7 +21,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 use super::output::{Mode, Progress};
-use super::{BROKEN, FAILED, HELD};
+use super::{BROKEN, COULD_NOT_RUN, HELD};
 use figures::{ms, rate, table, window_rate};
 
 /// The fixed retry interval the comparison uses (the field reports sleep a fixed 2 s; a
@@ -93,7 +93,7 @@ pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mod
                     Ok(s) => println!("{s}"),
                     Err(e) => {
                         eprintln!("pgsteady drill: cannot encode the figures: {e}");
-                        return FAILED;
+                        return COULD_NOT_RUN;
                     }
                 }
             } else {
@@ -103,7 +103,7 @@ pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mod
         }
         Err(e) => {
             progress.note(&format!("pgsteady drill --herd: {e}"));
-            FAILED
+            COULD_NOT_RUN
         }
     }
 }
