@@ -45,10 +45,12 @@ pub mod exit {
     pub const BROKEN: u8 = 9;
     /// The drill could not run: no PostgreSQL binaries, no Patroni, the cluster failed.
     pub const COULD_NOT_RUN: u8 = 10;
-    /// Stopped by SIGINT or SIGTERM (128 + 2, for both: the cluster was stopped and removed).
+    /// Stopped by SIGINT (128 + 2): the cluster was stopped and its directory removed.
     pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM (128 + 15), with the same clean-up.
+    pub const TERMINATED: u8 = 143;
 }
-use exit::{BROKEN, COULD_NOT_RUN, HELD, INTERRUPTED, USAGE};
+use exit::{BROKEN, COULD_NOT_RUN, HELD, INTERRUPTED, TERMINATED, USAGE};
 
 /// Workers per client.
 const DEFAULT_WORKERS: u16 = 4;
@@ -89,7 +91,8 @@ Exit codes (docs/exit-codes.md):
   2    usage error (nothing was started)
   9    a guarantee was broken (each one is named)
   10   the drill could not run (no PostgreSQL binaries, no Patroni, the cluster failed)
-  130  interrupted: the throwaway cluster was stopped and its directory removed";
+  130  interrupted (SIGINT; 143 SIGTERM): the throwaway cluster was stopped and its
+       directory removed";
 
 /// Arguments of `pgsteady drill` (a clap `Args` struct for the CLI to embed).
 #[derive(Debug, clap::Args)]
@@ -253,7 +256,7 @@ impl Plan {
 }
 
 /// Runs `pgsteady drill` with these arguments and returns its exit code (see [`exit`]: 0
-/// the guarantees held, 2 usage, 9 one was broken, 10 could not run, 130 interrupted).
+/// the guarantees held, 2 usage, 9 one was broken, 10 could not run, 130 / 143 interrupted).
 pub async fn run(args: DrillArgs) -> ExitCode {
     if args.list {
         if args.ha {
@@ -311,9 +314,9 @@ pub async fn run(args: DrillArgs) -> ExitCode {
     let code = tokio::select! {
         code = work => code,
         _ = tokio::signal::ctrl_c() => INTERRUPTED,
-        _ = sigterm => INTERRUPTED,
+        _ = sigterm => TERMINATED,
     };
-    if code == INTERRUPTED {
+    if code == INTERRUPTED || code == TERMINATED {
         let clear = if mode == Mode::Tty { "\r\x1b[2K" } else { "" };
         eprintln!(
             "{clear}interrupted: the throwaway cluster was stopped and its directory removed"
