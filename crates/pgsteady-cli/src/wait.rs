@@ -10,7 +10,7 @@ use pgsteady::backoff::{self, Backoff, TokioSleeper};
 use pgsteady::{Config, Connector, FailFastClass, TargetSessionAttrs};
 use tokio::time::Instant;
 
-use crate::common::{Output, parse_duration, resolve_target};
+use crate::common::{Output, resolve_target};
 use crate::exit::{self, EXIT_CODES_HELP};
 use crate::probe::{Failure, probe};
 use crate::report::Reporter;
@@ -34,11 +34,11 @@ pub(crate) struct WaitOptions {
     /// PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...) and ~/.pgpass.
     pub(crate) target: Option<String>,
     /// Give up after this long (e.g. 60s, 2m, 500ms).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on one connection attempt (TCP, TLS, startup, authentication, query). Default:
     /// the target's connect_timeout, else 5s.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
     /// The query that must succeed. If it returns a single false value, keep waiting.
     #[arg(long, default_value = "SELECT 1", value_name = "SQL")]

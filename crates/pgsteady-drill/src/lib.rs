@@ -28,7 +28,7 @@ use tokio_postgres::NoTls;
 
 use chart::Format;
 use clients::{Ledger, NaiveWorker, PoolWorker, Side, TrafficControl};
-use faults::{Fault, Target, Window};
+use faults::{Step, Target, Window};
 use figures::Record;
 use output::{Guarantees, Mode, Progress, Report, Totals};
 
@@ -50,7 +50,7 @@ pub mod exit {
     /// Stopped by SIGTERM (128 + 15), with the same clean-up.
     pub const TERMINATED: u8 = 143;
 }
-use exit::{BROKEN, COULD_NOT_RUN, HELD, INTERRUPTED, TERMINATED, USAGE};
+use exit::{COULD_NOT_RUN, HELD, INTERRUPTED, TERMINATED, USAGE};
 
 /// Workers per client.
 const DEFAULT_WORKERS: u16 = 4;
@@ -122,7 +122,7 @@ pub struct DrillArgs {
     /// With --ha: pgsteady's run / transaction deadline (and acquire timeout). A failover
     /// that takes longer surfaces as a typed timeout error after this long.
     #[arg(long, value_name = "DURATION", default_value = "30s",
-          value_parser = parse_duration, requires = "ha")]
+          value_parser = humantime::parse_duration, requires = "ha")]
     deadline: Duration,
     /// With --ha: Patroni's primary_start_timeout in seconds. 0 (the default here): a
     /// leader whose postmaster died is failed over at once; Patroni's default 300 restarts
@@ -133,7 +133,7 @@ pub struct DrillArgs {
     /// check, down after two failed ones). It bounds how late HAProxy follows a new leader.
     /// Patroni's example configuration uses 3s.
     #[arg(long, value_name = "DURATION", default_value = "250ms",
-          value_parser = parse_duration, requires = "ha")]
+          value_parser = humantime::parse_duration, requires = "ha")]
     haproxy_check_interval: Duration,
     /// Workers per client.
     #[arg(long, default_value_t = DEFAULT_WORKERS, value_name = "N",
@@ -174,21 +174,12 @@ pub enum Via {
 /// A validated drill.
 #[derive(Debug)]
 struct Plan {
-    faults: Vec<Fault>,
+    faults: Vec<Step>,
     workers: usize,
     report: Option<(PathBuf, Format)>,
     json: bool,
     pg_bin: Option<PathBuf>,
     via: Option<Via>,
-}
-
-/// `--deadline`: a humantime duration (`30s`, `1m`, `1500ms`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 1500ms)"))?;
-    if d.is_zero() {
-        return Err("must be more than 0".to_owned());
-    }
-    Ok(d)
 }
 
 /// Parses `--faults` names against `all`: an unknown one is named with the possible values.
@@ -220,7 +211,7 @@ pub(crate) fn parse_faults<F: Copy + Ord>(
 
 impl Plan {
     fn new(args: DrillArgs) -> Result<Plan, String> {
-        let faults = parse_faults(&args.faults, &Fault::ALL, Fault::name)?;
+        let faults = parse_faults(&args.faults, &Step::ALL, Step::name)?;
         let report = match args.report {
             None => None,
             Some(path) => {
@@ -264,7 +255,7 @@ pub async fn run(args: DrillArgs) -> ExitCode {
                 println!("{:<16} {}", fault.name(), fault.summary());
             }
         } else {
-            for fault in Fault::ALL {
+            for fault in Step::ALL {
                 println!("{:<16} {}", fault.name(), fault.summary());
             }
         }
@@ -452,7 +443,7 @@ async fn steps(
         .retry(retry)
         .build()?;
 
-    if plan.faults.contains(&Fault::LateStart) {
+    if plan.faults.contains(&Step::LateStart) {
         cluster.stop(StopMode::Fast).await?;
     }
     let control = TrafficControl::new(PACE);
@@ -474,7 +465,7 @@ async fn steps(
     let mut windows: Vec<Window> = Vec::new();
     let n = plan.faults.len();
     for (i, &fault) in plan.faults.iter().enumerate() {
-        if fault != Fault::LateStart {
+        if fault != Step::LateStart {
             progress.stage(if i == 0 { "warming up" } else { "steady" });
             tokio::time::sleep(if i == 0 { WARMUP } else { SETTLE }).await;
         }
@@ -609,16 +600,9 @@ async fn cut_hung_naive(proxy: &FaultProxy, ledger: &Ledger) -> Option<String> {
 
 /// Prints the result, writes the report file, and picks the exit code.
 fn finish(plan: &Plan, report: &Report) -> u8 {
-    if plan.json {
-        match serde_json::to_string(report) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("pgsteady drill: cannot encode the figures: {e}");
-                return COULD_NOT_RUN;
-            }
-        }
-    } else {
-        print!("{}", output::summary(report));
+    let code = output::verdict(plan.json, report, output::summary, report.guarantees.held);
+    if code == COULD_NOT_RUN {
+        return code;
     }
     if let Some((path, format)) = &plan.report {
         match chart::write(path, *format, report) {
@@ -629,7 +613,7 @@ fn finish(plan: &Plan, report: &Report) -> u8 {
             }
         }
     }
-    if report.guarantees.held { HELD } else { BROKEN }
+    code
 }
 
 #[cfg(test)]
@@ -652,8 +636,8 @@ mod tests {
     #[test]
     fn faults_run_in_the_listed_order_once_each() {
         let p = plan(&["--faults", "terminate,fast-restart,terminate"]).unwrap();
-        assert_eq!(p.faults, [Fault::FastRestart, Fault::Terminate]);
-        assert_eq!(plan(&[]).unwrap().faults, Fault::ALL);
+        assert_eq!(p.faults, [Step::FastRestart, Step::Terminate]);
+        assert_eq!(plan(&[]).unwrap().faults, Step::ALL);
     }
 
     #[test]
@@ -737,8 +721,8 @@ mod tests {
     #[test]
     fn every_fault_has_a_name_clap_accepts() {
         use clap::ValueEnum;
-        for fault in Fault::ALL {
-            let parsed = Fault::from_str(fault.name(), false).unwrap();
+        for fault in Step::ALL {
+            let parsed = Step::from_str(fault.name(), false).unwrap();
             assert_eq!(parsed, fault);
             assert!(AFTER_HELP.contains(fault.name()));
         }
