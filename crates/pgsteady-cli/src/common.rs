@@ -57,7 +57,8 @@ mod tests {
     fn durations_are_humantime_with_a_unit() {
         use clap::Parser;
         let timeout = |value: &str| {
-            crate::Cli::try_parse_from(["pgsteady", "wait", "host=h", "--timeout", value])
+            let flag = format!("--timeout={value}");
+            crate::Cli::try_parse_from(["pgsteady", "wait", "host=h", flag.as_str()])
         };
         for good in ["60s", "1m30s", "250ms", "0"] {
             assert!(timeout(good).is_ok(), "{good:?} refused");

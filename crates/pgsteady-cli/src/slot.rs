@@ -130,15 +130,15 @@ impl Plan {
         };
         Ok(Plan {
             what,
-            wait: wait::Plan::for_config(
+            wait: wait::Plan::for_config(wait::Wanted {
                 config,
-                args.timeout,
-                args.attempt_timeout,
-                args.retry_on,
-                String::new(),
-                progress,
-                "pgsteady slot",
-            ),
+                timeout: args.timeout,
+                attempt_timeout: args.attempt_timeout,
+                retry_on: args.retry_on,
+                query: String::new(),
+                output: progress,
+                name: "pgsteady slot",
+            }),
             strict: args.strict,
             output,
         })
