@@ -12,12 +12,12 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
 ARG GIT_COMMIT=unknown
-# Without the default `drill` feature: the drill starts PostgreSQL servers, and this image has
-# none (`pgsteady --version` says "drill not included"). Stripped: no symbols in the image.
+# `pgsteady` only: the drill (its own binary, pgsteady-drill) starts PostgreSQL servers, and
+# this image has none; `pgsteady drill` says so (exit 127). Stripped: no symbols in the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     PGSTEADY_BUILD_GIT_COMMIT="$GIT_COMMIT" \
-      cargo build --release --locked -p pgsteady-cli --no-default-features \
+      cargo build --release --locked -p pgsteady-cli \
  && install -D -m 0755 target/release/pgsteady /out/pgsteady \
  && strip /out/pgsteady
 

@@ -4,14 +4,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use pgsteady_testkit::workload::{FaultMetrics, Workload};
-use pgsteady_testkit::{BackendFilter, Cluster, FaultProxy, StopMode};
+use pgsteady_testkit::{BackendFilter, Cluster, Fault, FaultProxy, StopMode};
 use serde::Serialize;
 
 use crate::attempts::AttemptCounter;
 use crate::report::{Table, fmt_ms, median, median_ms, thousands};
 use crate::subject::{BoxError, ClientKind, Target};
 
-/// The faults, applied to the server while the workload runs.
+/// The faults a benchmark run can pick (`--faults`), each one of the test kit's [`Fault`]s
+/// applied to the server while the workload runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, Serialize)]
 pub enum FaultKind {
     /// `pg_ctl stop -m fast` (SIGINT), then start: sessions end with 57P01.
@@ -59,34 +60,37 @@ impl FaultKind {
     ) -> Result<(Option<Duration>, Option<u64>), BoxError> {
         let id = workload.begin_fault(self.name());
         let (mut down, mut attempts_down) = (None, None);
-        match self {
-            FaultKind::FastRestart => cluster.restart(StopMode::Fast).await?,
-            FaultKind::ImmediateRestart => cluster.restart(StopMode::Immediate).await?,
-            FaultKind::KillPostmaster => {
-                cluster.kill_postmaster().await?;
-                cluster.start_server().await?;
-            }
-            FaultKind::TerminateBackends => {
-                cluster
-                    .terminate_backends(BackendFilter::ClientBackends)
-                    .await?;
-            }
-            FaultKind::Outage => {
-                cluster.stop(StopMode::Fast).await?;
-                let (from, count) = (Instant::now(), attempts.total().await);
-                tokio::time::sleep(outage).await;
-                down = Some(from.elapsed());
-                attempts_down = count
-                    .zip(attempts.total().await)
-                    .map(|(b, a)| a.saturating_sub(b));
-                cluster.start_server().await?;
-            }
+        let fault = self.fault(outage);
+        if let Fault::Outage(hold) = fault {
+            // `Fault::Outage` by hand: the attempts are counted while the server is down,
+            // not while it stops and starts.
+            cluster.stop(StopMode::Fast).await?;
+            let (from, count) = (Instant::now(), attempts.total().await);
+            tokio::time::sleep(hold).await;
+            down = Some(from.elapsed());
+            attempts_down = count
+                .zip(attempts.total().await)
+                .map(|(b, a)| a.saturating_sub(b));
+            cluster.start_server().await?;
+        } else {
+            fault.apply(cluster).await?;
         }
         workload.end_fault(id);
-        if self != FaultKind::TerminateBackends {
+        if fault.starts_the_server() {
             workload.server_ready(id, cluster.ready_at());
         }
         Ok((down, attempts_down))
+    }
+
+    /// The test kit's fault; `outage` is how long [`FaultKind::Outage`] keeps the server down.
+    pub fn fault(self, outage: Duration) -> Fault {
+        match self {
+            FaultKind::FastRestart => Fault::Restart(StopMode::Fast),
+            FaultKind::ImmediateRestart => Fault::Restart(StopMode::Immediate),
+            FaultKind::KillPostmaster => Fault::KillPostmaster,
+            FaultKind::TerminateBackends => Fault::Terminate(BackendFilter::ClientBackends),
+            FaultKind::Outage => Fault::Outage(outage),
+        }
     }
 }
 
@@ -193,7 +197,7 @@ pub async fn run_once(
 ) -> Result<RunResult, BoxError> {
     let port = attempts.proxy().map_or(cluster.port(), FaultProxy::port);
     let target = Target::new(cluster, port, plan.pool_size);
-    let subject = kind.build(&target).await?;
+    let subject = crate::clients::build(kind, &target).await?;
     let workload = subject.start(plan.workers);
     let serving = wait_until(Instant::now() + Duration::from_secs(10), || {
         workload.progress().ok > 0

@@ -35,6 +35,7 @@
 )]
 
 pub mod attempts;
+pub mod clients;
 pub mod failover;
 pub mod faults;
 mod ours;

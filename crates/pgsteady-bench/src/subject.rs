@@ -4,9 +4,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use pgsteady::StatementCache;
 use pgsteady_testkit::Cluster;
-use pgsteady_testkit::workload::{NaiveClient, Workload};
+use pgsteady_testkit::workload::Workload;
 
 /// A boxed error for setup failures.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -114,30 +113,6 @@ impl ClientKind {
             })
             .collect()
     }
-
-    /// Builds the client (a pool, not yet connected: pools connect on first use) for `target`.
-    pub async fn build(self, target: &Target) -> Result<Box<dyn Subject>, BoxError> {
-        if let Some(why) = self.unavailable() {
-            return Err(format!("{}: {why}", self.name()).into());
-        }
-        match self {
-            ClientKind::Naive => Ok(Box::new(Naive(target.clone()))),
-            ClientKind::Pgsteady => crate::ours::build(target, false, StatementCache::On),
-            ClientKind::PgsteadyRun => crate::ours::build(target, true, StatementCache::On),
-            ClientKind::PgsteadyRunUnnamed => crate::ours::build(target, true, StatementCache::Off),
-            ClientKind::PgsteadyRunAuto => crate::ours::build(target, true, StatementCache::Auto),
-            #[cfg(feature = "peers")]
-            ClientKind::Deadpool => crate::peers::deadpool(target),
-            #[cfg(feature = "peers")]
-            ClientKind::Bb8 => crate::peers::bb8(target).await,
-            #[cfg(feature = "peers")]
-            ClientKind::Sqlx => crate::peers::sqlx(target, false),
-            #[cfg(feature = "peers")]
-            ClientKind::SqlxNoCache => crate::peers::sqlx(target, true),
-            #[cfg(not(feature = "peers"))]
-            _ => unreachable!("checked by unavailable()"),
-        }
-    }
 }
 
 impl fmt::Display for ClientKind {
@@ -216,25 +191,6 @@ pub trait Subject: Send + Sync {
 
     /// Closes the client's connections (after its workload stopped).
     fn close(self: Box<Self>) -> Closing;
-}
-
-/// [`NaiveClient`] per worker; the pool size does not apply (one connection per worker).
-struct Naive(Target);
-
-impl Subject for Naive {
-    fn kind(&self) -> ClientKind {
-        ClientKind::Naive
-    }
-
-    fn start(&self, workers: usize) -> Workload {
-        let config = self.0.pg_config();
-        Workload::start(workers, |_| NaiveClient::with_query(config.clone(), QUERY))
-    }
-
-    fn close(self: Box<Self>) -> Closing {
-        // Each worker owned its connection; they closed when the workload stopped.
-        Box::pin(async {})
-    }
 }
 
 #[cfg(test)]

@@ -55,7 +55,7 @@ pub async fn measure_once(
     warmup: Duration,
     measure: Duration,
 ) -> Result<Sample, BoxError> {
-    let subject = kind.build(target).await?;
+    let subject = crate::clients::build(kind, target).await?;
     let workload = subject.start(workers);
     tokio::time::sleep(warmup).await;
     let (before, started, cpu_before) = (workload.progress(), Instant::now(), cpu_time());

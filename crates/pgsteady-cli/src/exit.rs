@@ -14,10 +14,14 @@ pub(crate) const USAGE: u8 = 2;
 /// Permanent error (wrong password or none found, missing database, TLS, an option the server
 /// rejects, not a PostgreSQL server): retrying will not help.
 pub(crate) const PERMANENT: u8 = 3;
+/// A program to run was found but cannot be executed (the shell's 126).
+pub(crate) const CANNOT_EXECUTE: u8 = 126;
+/// A program to run was not found (the shell's 127): `pgsteady drill` without `pgsteady-drill`.
+pub(crate) const NOT_FOUND: u8 = 127;
 
 /// The longest data-carrying message the CLI accepts from a server: its own queries read a
 /// row or two, and a migration's notices are small. A longer one is a protocol violation
-/// (issue 19: a server announcing 2 GB made `check` reserve it).
+/// (a server announcing 2 GB would otherwise make `check` reserve it).
 pub(crate) const MAX_MESSAGE_LEN: usize = 16 << 20;
 
 /// The help text's exit-code table.
@@ -35,7 +39,7 @@ pub(crate) fn for_error(err: &pgsteady::Error) -> u8 {
         // No host is of the wanted type (target_session_attrs) right now: not ready yet.
         _ if err.reason() == Some(Reason::WrongSessionType) => NOT_READY,
         // Only our own validation is a usage error: 42704 (`options=-c bogus=1`) is a
-        // configuration the server rejected after connecting, permanent (issue 19 item 12).
+        // configuration the server rejected after connecting, permanent.
         ErrorKind::Config if matches!(err.reason(), None | Some(Reason::Config)) => USAGE,
         ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Closed => {
             if err.is_transient() {

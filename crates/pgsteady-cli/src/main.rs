@@ -1,8 +1,8 @@
-//! `pgsteady`: wait for, check, diagnose, migrate, serve health for, run behind and drill
-//! PostgreSQL.
+//! `pgsteady`: wait for, check, diagnose, migrate, serve health for and run behind
+//! PostgreSQL; `pgsteady drill` runs the separate `pgsteady-drill` binary.
 //!
 //! This crate is glue: argument parsing (clap), output and exit codes. The logic lives in
-//! the `pgsteady` library and, for `drill` (the default-on `drill` feature), in `pgsteady-drill`.
+//! the `pgsteady` library.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -13,6 +13,7 @@ use clap::{FromArgMatches, Parser, Subcommand};
 mod check;
 mod common;
 mod doctor;
+mod drill;
 mod exit;
 mod generate;
 mod help;
@@ -24,28 +25,14 @@ mod serve;
 mod slot;
 mod wait;
 
-/// What `pgsteady --version` prints after the name: the crate version, the git commit it was
-/// built from (`unknown` from a packaged crate or outside a checkout: see `build.rs`) and
-/// whether `pgsteady drill` (the default-on cargo feature `drill`) is included.
-const VERSION: &str = if cfg!(feature = "drill") {
-    version!("drill included")
-} else {
-    version!("drill not included")
-};
-
-macro_rules! version {
-    ($drill:literal) => {
-        concat!(
-            env!("CARGO_PKG_VERSION"),
-            " (commit ",
-            env!("PGSTEADY_GIT_COMMIT"),
-            ", ",
-            $drill,
-            ")"
-        )
-    };
-}
-use version;
+/// What `pgsteady --version` prints after the name: the crate version and the git commit it
+/// was built from (`unknown` from a packaged crate or outside a checkout: see `build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("PGSTEADY_GIT_COMMIT"),
+    ")"
+);
 
 /// Keep applications connected to PostgreSQL through start-up, restarts, crashes and
 /// silent network drops.
@@ -77,9 +64,9 @@ enum Command {
     /// Check a replication slot and a consumer's stored offset (CDC): missing, lost, gap,
     /// ahead, at risk, inactive or ok; or list every slot with --all.
     Slot(slot::SlotArgs),
-    /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw.
-    #[cfg(feature = "drill")]
-    Drill(pgsteady_drill::DrillArgs),
+    /// Start a throwaway PostgreSQL cluster, break it on purpose, and show what a client saw:
+    /// runs the pgsteady-drill binary (`cargo install pgsteady-drill`) with these arguments.
+    Drill(drill::DrillArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
     Completions(generate::CompletionsArgs),
     /// Print the man page to stdout, or write one page per command into a directory.
@@ -89,6 +76,11 @@ enum Command {
 fn main() -> ExitCode {
     // The clap definitions with every command's examples added (`help.rs`).
     let cli = Cli::from_arg_matches(&help::command().get_matches()).unwrap_or_else(|e| e.exit());
+    // Before the runtime starts: the drill replaces this process, no threads to leave behind.
+    let command = match cli.command {
+        Command::Drill(args) => return drill::run(args),
+        command => command,
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -100,7 +92,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Wait(args) => wait::run(args).await,
             Command::Check(args) => check::run(args).await,
             Command::Doctor(args) => doctor::run(args).await,
@@ -108,8 +100,8 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(args).await,
             Command::Run(args) => run::run(args).await,
             Command::Slot(args) => slot::run(args).await,
-            #[cfg(feature = "drill")]
-            Command::Drill(args) => pgsteady_drill::run(args).await,
+            // Not reached (the drill ran above); replacing the process from here is as right.
+            Command::Drill(args) => drill::run(args),
             Command::Completions(args) => generate::completions(args),
             Command::Man(args) => generate::man(args),
         }

@@ -16,7 +16,7 @@ use pgsteady::{Config, Pool, Readiness, ReadyState, ShutdownConfig};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
-use crate::common::{parse_duration, resolve_target};
+use crate::common::resolve_target;
 use crate::exit;
 
 const SERVE_HELP: &str = "\
@@ -55,10 +55,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
     /// How long the database may be unreachable before /readyz answers 503.
-    #[arg(long, default_value = "1s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     grace: Duration,
     /// After SIGTERM, keep answering (/readyz: 503 draining) this long before closing.
-    #[arg(long, default_value = "0s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     linger: Duration,
     /// Print only errors (no start line, no readiness changes).
     #[arg(long, short)]
@@ -67,7 +67,7 @@ pub(crate) struct ServeArgs {
     #[arg(long = "slot", value_name = "NAME")]
     slots: Vec<String>,
     /// How often the watched slots are read: one query per interval, not per scrape.
-    #[arg(long, default_value = "10s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     slot_interval: Duration,
     /// /readyz answers 503 while a watched slot is missing or lost, or not read yet.
     #[arg(long, requires = "slots")]

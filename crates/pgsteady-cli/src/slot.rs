@@ -10,7 +10,7 @@ use pgsteady::FailFastClass;
 use pgsteady::slot::{self, Lsn, SlotState, Verdict};
 use serde_json::{Value, json};
 
-use crate::common::{Output, parse_duration, resolve_target};
+use crate::common::{Output, resolve_target};
 use crate::exit;
 use crate::probe::Failure;
 use crate::report::Reporter;
@@ -63,10 +63,10 @@ pub(crate) struct SlotArgs {
     #[arg(long, value_name = "LSN")]
     offset: Option<String>,
     /// Give up waiting for the server after this long (e.g. 60s, 2m, 500ms).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on one connection attempt. Default: the target's connect_timeout, else 5s.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
     /// Also retry these normally permanent failures, comma-separated: auth, missing-db,
     /// undefined-object, tls, session-type (as `wait --retry-on`).
@@ -130,15 +130,15 @@ impl Plan {
         };
         Ok(Plan {
             what,
-            wait: wait::Plan::for_config(
+            wait: wait::Plan::for_config(wait::Wanted {
                 config,
-                args.timeout,
-                args.attempt_timeout,
-                args.retry_on,
-                String::new(),
-                progress,
-                "pgsteady slot",
-            ),
+                timeout: args.timeout,
+                attempt_timeout: args.attempt_timeout,
+                retry_on: args.retry_on,
+                query: String::new(),
+                output: progress,
+                name: "pgsteady slot",
+            }),
             strict: args.strict,
             output,
         })

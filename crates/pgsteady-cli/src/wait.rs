@@ -6,11 +6,11 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use pgsteady::backoff::{self, Backoff, TokioSleeper};
+use pgsteady::backoff::{self, Attempt, Backoff, Retryable, TokioSleeper};
 use pgsteady::{Config, Connector, FailFastClass, TargetSessionAttrs};
 use tokio::time::Instant;
 
-use crate::common::{Output, parse_duration, resolve_target};
+use crate::common::{Output, resolve_target};
 use crate::exit::{self, EXIT_CODES_HELP};
 use crate::probe::{Failure, probe};
 use crate::report::Reporter;
@@ -34,11 +34,11 @@ pub(crate) struct WaitOptions {
     /// PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...) and ~/.pgpass.
     pub(crate) target: Option<String>,
     /// Give up after this long (e.g. 60s, 2m, 500ms).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on one connection attempt (TCP, TLS, startup, authentication, query). Default:
     /// the target's connect_timeout, else 5s.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
     /// The query that must succeed. If it returns a single false value, keep waiting.
     #[arg(long, default_value = "SELECT 1", value_name = "SQL")]
@@ -64,6 +64,26 @@ pub(crate) fn parse_class(s: &str) -> Result<FailFastClass, String> {
     })
 }
 
+/// What a command asks of a wait, by name ([`Plan::for_config`] turns it into a plan).
+#[derive(Debug)]
+pub(crate) struct Wanted {
+    /// The resolved target.
+    pub(crate) config: Config,
+    /// The whole wait's bound.
+    pub(crate) timeout: Duration,
+    /// One attempt's bound. `None`: the target's connect_timeout, else
+    /// [`backoff::DEFAULT_ATTEMPT_TIMEOUT`].
+    pub(crate) attempt_timeout: Option<Duration>,
+    /// Normally permanent failures to retry anyway.
+    pub(crate) retry_on: Vec<FailFastClass>,
+    /// The query that must succeed; empty: none.
+    pub(crate) query: String,
+    /// How progress is printed.
+    pub(crate) output: Output,
+    /// The name in messages: `pgsteady wait`, `pgsteady run`, `pgsteady slot`.
+    pub(crate) name: &'static str,
+}
+
 /// What `wait` will do, validated before any network I/O.
 #[derive(Debug)]
 pub(crate) struct Plan {
@@ -83,30 +103,30 @@ impl Plan {
         if options.query.trim().is_empty() {
             return Err(pgsteady::Error::config("--query must not be empty"));
         }
-        Ok(Plan::for_config(
+        Ok(Plan::for_config(Wanted {
             config,
-            options.timeout,
-            options.attempt_timeout,
-            options.retry_on,
-            options.query,
-            Output::choose(options.quiet, options.json),
+            timeout: options.timeout,
+            attempt_timeout: options.attempt_timeout,
+            retry_on: options.retry_on,
+            query: options.query,
+            output: Output::choose(options.quiet, options.json),
             name,
-        ))
+        }))
     }
 
-    /// A plan for a resolved target: how `wait`, `run` and `slot` wait. `attempt_timeout`
-    /// defaults to the target's connect_timeout, else 5 s.
-    pub(crate) fn for_config(
-        config: Config,
-        timeout: Duration,
-        attempt_timeout: Option<Duration>,
-        mut retry_on: Vec<FailFastClass>,
-        query: String,
-        output: Output,
-        name: &'static str,
-    ) -> Self {
-        let attempt_timeout =
-            attempt_timeout.unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
+    /// A plan for a resolved target: how `wait`, `run` and `slot` wait.
+    pub(crate) fn for_config(wanted: Wanted) -> Self {
+        let Wanted {
+            config,
+            timeout,
+            attempt_timeout,
+            mut retry_on,
+            query,
+            output,
+            name,
+        } = wanted;
+        let attempt_timeout = attempt_timeout
+            .unwrap_or_else(|| config.attempt_timeout(backoff::DEFAULT_ATTEMPT_TIMEOUT));
         // No host of the wanted type yet (a standby being promoted, a failover between two
         // servers both in recovery) is a state to wait out, not a wrong configuration.
         if config.target_session_attrs != TargetSessionAttrs::Any
@@ -228,29 +248,28 @@ where
     let hosts = plan.config.hosts.len().max(1) as u32;
     let start = Instant::now();
     let attempts = std::cell::Cell::new(0u32);
-    let result = backoff::retry_operation(
-        &policy,
-        &TokioSleeper,
-        plan.attempt_timeout.saturating_mul(hosts),
-        |attempt| {
-            attempts.set(attempt.number);
-            op(attempt.timeout)
-        },
-        |f: &Failure| f.decision(connector),
-        |attempt, failure, delay| {
-            let (reason, message) = match failure {
-                Some(f) => (f.reason().unwrap_or(pgsteady::Reason::Other), f.message()),
-                None => (
-                    pgsteady::Reason::TimedOut,
-                    format!(
-                        "attempt timed out after {:.1}s",
-                        attempt.timeout.as_secs_f64()
-                    ),
+    let result = (|attempt: Attempt| {
+        attempts.set(attempt.number);
+        op(attempt.timeout)
+    })
+    .retry(&policy)
+    .sleep(&TokioSleeper)
+    .attempt_timeout(plan.attempt_timeout.saturating_mul(hosts))
+    .when(|f: &Failure| f.decision(connector))
+    .notify(|attempt, failure, delay| {
+        let (reason, message) = match failure {
+            Some(f) => (f.reason().unwrap_or(pgsteady::Reason::Other), f.message()),
+            None => (
+                pgsteady::Reason::TimedOut,
+                format!(
+                    "attempt timed out after {:.1}s",
+                    attempt.timeout.as_secs_f64()
                 ),
-            };
-            reporter.attempt_failed(attempt.number, start.elapsed(), reason, &message, delay);
-        },
-    )
+            ),
+        };
+        reporter.attempt_failed(attempt.number, start.elapsed(), reason, &message, delay);
+    })
+    .run()
     .await;
     match result {
         Ok(value) => Ok((value, attempts.get(), start.elapsed())),

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use pgsteady_testkit::workload::Clock;
-use pgsteady_testkit::{BackendFilter, Cluster, FaultProxy, ProxyMode, StopMode};
+use pgsteady_testkit::{BackendFilter, Cluster, Fault, FaultProxy, ProxyMode, StopMode};
 use tokio::task::JoinHandle;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
@@ -26,9 +26,10 @@ const LOST_COMMIT_HOLD: Duration = Duration::from_millis(1000);
 /// How long to wait for a COMMIT to arm the lost-commit fault.
 const LOST_COMMIT_ARM: Duration = Duration::from_secs(3);
 
-/// A fault, in the order a drill applies them.
+/// A step of the drill, in the order it applies them: a server fault of the test kit's
+/// ([`Fault`]), or one that also needs the drill's traffic or proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum)]
-pub(crate) enum Fault {
+pub(crate) enum Step {
     /// The server is down when the clients start and comes up 1.5 s later.
     LateStart,
     /// Fast shutdown (SIGINT: sessions end with 57P01), then start again.
@@ -51,50 +52,50 @@ pub(crate) enum Fault {
     LostCommit,
 }
 
-impl Fault {
-    pub(crate) const ALL: [Fault; 9] = [
-        Fault::LateStart,
-        Fault::FastRestart,
-        Fault::Crash,
-        Fault::Terminate,
-        Fault::IdleTimeout,
-        Fault::SlotsExhausted,
-        Fault::Hung,
-        Fault::SilentDrop,
-        Fault::LostCommit,
+impl Step {
+    pub(crate) const ALL: [Step; 9] = [
+        Step::LateStart,
+        Step::FastRestart,
+        Step::Crash,
+        Step::Terminate,
+        Step::IdleTimeout,
+        Step::SlotsExhausted,
+        Step::Hung,
+        Step::SilentDrop,
+        Step::LostCommit,
     ];
 
     /// The name `--faults` takes.
     pub(crate) fn name(self) -> &'static str {
         match self {
-            Fault::LateStart => "late-start",
-            Fault::FastRestart => "fast-restart",
-            Fault::Crash => "crash",
-            Fault::Terminate => "terminate",
-            Fault::IdleTimeout => "idle-timeout",
-            Fault::SlotsExhausted => "slots-exhausted",
-            Fault::Hung => "hung",
-            Fault::SilentDrop => "silent-drop",
-            Fault::LostCommit => "lost-commit",
+            Step::LateStart => "late-start",
+            Step::FastRestart => "fast-restart",
+            Step::Crash => "crash",
+            Step::Terminate => "terminate",
+            Step::IdleTimeout => "idle-timeout",
+            Step::SlotsExhausted => "slots-exhausted",
+            Step::Hung => "hung",
+            Step::SilentDrop => "silent-drop",
+            Step::LostCommit => "lost-commit",
         }
     }
 
     /// What it does, for `--list`, the report and JSON.
     pub(crate) fn summary(self) -> &'static str {
         match self {
-            Fault::LateStart => "server down when the clients start, up 1.5 s later",
-            Fault::FastRestart => "fast shutdown (sessions end with 57P01), start again",
-            Fault::Crash => "SIGKILL of the postmaster, start with crash recovery",
-            Fault::Terminate => "pg_terminate_backend of every client session (57P01)",
-            Fault::IdleTimeout => {
+            Step::LateStart => "server down when the clients start, up 1.5 s later",
+            Step::FastRestart => "fast shutdown (sessions end with 57P01), start again",
+            Step::Crash => "SIGKILL of the postmaster, start with crash recovery",
+            Step::Terminate => "pg_terminate_backend of every client session (57P01)",
+            Step::IdleTimeout => {
                 "idle_session_timeout 250ms, traffic pauses 1 s (57P05), traffic resumes"
             }
-            Fault::SlotsExhausted => {
+            Step::SlotsExhausted => {
                 "sessions terminated, a hog takes every free slot for 1.5 s: reconnecting gets 53300"
             }
-            Fault::Hung => "SIGSTOP of every server process for 2 s, then SIGCONT",
-            Fault::SilentDrop => "the network drops everything silently for 3 s (fault proxy)",
-            Fault::LostCommit => {
+            Step::Hung => "SIGSTOP of every server process for 2 s, then SIGCONT",
+            Step::SilentDrop => "the network drops everything silently for 3 s (fault proxy)",
+            Step::LostCommit => {
                 "a COMMIT is executed but its reply, and all replies for 1 s, is lost"
             }
         }
@@ -102,7 +103,7 @@ impl Fault {
 
     /// Whether the naive client's calls may hang forever afterwards (it has no timeouts).
     pub(crate) fn may_hang_naive(self) -> bool {
-        matches!(self, Fault::SilentDrop | Fault::LostCommit)
+        matches!(self, Step::SilentDrop | Step::LostCommit)
     }
 }
 
@@ -156,40 +157,34 @@ impl Target<'_> {
 
     /// Applies `fault`. `late-start` expects the server stopped and `began` to be when the
     /// clients started; the others ignore `began`.
-    pub(crate) async fn apply(&self, fault: Fault, began: Instant) -> Result<Window> {
+    pub(crate) async fn apply(&self, fault: Step, began: Instant) -> Result<Window> {
         let mut notes = Vec::new();
-        let start = if fault == Fault::LateStart {
+        let start = if fault == Step::LateStart {
             began
         } else {
             Instant::now()
         };
         let mut traffic_from = start;
         let (end, ready) = match fault {
-            Fault::LateStart => {
+            Step::LateStart => {
                 tokio::time::sleep_until((start + LATE_START).into()).await;
                 let started = Instant::now();
                 self.cluster.start_server().await?;
                 (Instant::now(), self.ready_since(started))
             }
-            Fault::FastRestart => {
-                self.cluster.restart(StopMode::Fast).await?;
-                (Instant::now(), self.ready_since(start))
+            Step::FastRestart => {
+                self.server(Fault::Restart(StopMode::Fast), start, &mut notes)
+                    .await?
             }
-            Fault::Crash => {
-                self.cluster.kill_postmaster().await?;
-                self.cluster.start_server().await?;
-                (Instant::now(), self.ready_since(start))
+            Step::Crash => {
+                self.server(Fault::KillPostmaster, start, &mut notes)
+                    .await?
             }
-            Fault::Terminate => {
-                let n = self
-                    .cluster
-                    .terminate_backends(BackendFilter::ClientBackends)
-                    .await?;
-                notes.push(format!("{n} sessions terminated"));
-                let end = Instant::now();
-                (end, end)
+            Step::Terminate => {
+                let all = Fault::Terminate(BackendFilter::ClientBackends);
+                self.server(all, start, &mut notes).await?
             }
-            Fault::IdleTimeout => {
+            Step::IdleTimeout => {
                 self.cluster
                     .set("idle_session_timeout", IDLE_SESSION_TIMEOUT)
                     .await?;
@@ -201,27 +196,21 @@ impl Target<'_> {
                 self.cluster.set("idle_session_timeout", "0").await?;
                 (resumed, resumed)
             }
-            Fault::SlotsExhausted => {
+            Step::SlotsExhausted => {
                 let (held, resumed, released) = self.exhaust_slots().await?;
                 traffic_from = resumed;
                 notes.push(format!("the hog held {held} connections (every free slot)"));
                 (released, released)
             }
-            Fault::Hung => {
-                self.cluster.pause()?;
-                tokio::time::sleep(HUNG).await;
-                self.cluster.resume()?;
-                let end = Instant::now();
-                (end, end)
-            }
-            Fault::SilentDrop => {
+            Step::Hung => self.server(Fault::Hang(HUNG), start, &mut notes).await?,
+            Step::SilentDrop => {
                 self.set_proxies(ProxyMode::Blackhole);
                 tokio::time::sleep(SILENT_DROP).await;
                 self.set_proxies(ProxyMode::Pass);
                 let end = Instant::now();
                 (end, end)
             }
-            Fault::LostCommit => {
+            Step::LostCommit => {
                 let fired = self.lose_a_commit().await;
                 for (side, fired) in Side::BOTH.iter().zip(fired) {
                     if !fired {
@@ -241,6 +230,27 @@ impl Target<'_> {
             traffic_from,
             notes,
         })
+    }
+
+    /// Inflicts a server fault of the test kit's; returns when it was over and when the
+    /// server was ready again (its log line, for a fault that starts it; else the end).
+    async fn server(
+        &self,
+        fault: Fault,
+        start: Instant,
+        notes: &mut Vec<String>,
+    ) -> Result<(Instant, Instant)> {
+        let applied = fault.apply(self.cluster).await?;
+        if let Some(n) = applied.terminated {
+            notes.push(format!("{n} sessions terminated"));
+        }
+        let end = Instant::now();
+        let ready = if fault.starts_the_server() {
+            self.ready_since(start)
+        } else {
+            end
+        };
+        Ok((end, ready))
     }
 
     /// Arms both proxies to drop replies from the next COMMIT on, holds that for a while

@@ -1,9 +1,9 @@
 //! `pgsteady drill`: a throwaway cluster, a sequence of real faults, and what two clients
 //! side by side saw: tokio-postgres as people write it today, and `pgsteady::Pool`.
 //!
-//! Its own crate so that the production binary need not carry the test kit and the chart
-//! library: `pgsteady-cli` includes it behind its default-on `drill` feature
-//! (`cargo install pgsteady-cli --no-default-features` builds `pgsteady` without it).
+//! The engine of the `pgsteady-drill` binary (`src/main.rs`), which `pgsteady drill` runs: a
+//! crate and a binary of its own so that the production `pgsteady` carries neither the test
+//! kit nor the chart library.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations, rust_2018_idioms)]
 
@@ -28,16 +28,29 @@ use tokio_postgres::NoTls;
 
 use chart::Format;
 use clients::{Ledger, NaiveWorker, PoolWorker, Side, TrafficControl};
-use faults::{Fault, Target, Window};
+use faults::{Step, Target, Window};
 use figures::Record;
 use output::{Guarantees, Mode, Progress, Report, Totals};
 
-/// Exit codes of `pgsteady drill`.
-const HELD: u8 = 0;
-const BROKEN: u8 = 1;
-const USAGE: u8 = 2;
-const FAILED: u8 = 3;
-const INTERRUPTED: u8 = 130;
+pub mod exit {
+    //! Exit codes of `pgsteady drill`, from the project's one-meaning-per-code table
+    //! (docs/exit-codes.md): 1 and 3 mean "not ready in time" and "permanent" there, so a
+    //! broken guarantee and a drill that could not run have codes of their own.
+
+    /// pgsteady's guarantees held (or `--list`).
+    pub const HELD: u8 = 0;
+    /// Usage error: nothing was started.
+    pub const USAGE: u8 = 2;
+    /// A guarantee was broken (each one is named).
+    pub const BROKEN: u8 = 9;
+    /// The drill could not run: no PostgreSQL binaries, no Patroni, the cluster failed.
+    pub const COULD_NOT_RUN: u8 = 10;
+    /// Stopped by SIGINT (128 + 2): the cluster was stopped and its directory removed.
+    pub const INTERRUPTED: u8 = 130;
+    /// Stopped by SIGTERM (128 + 15), with the same clean-up.
+    pub const TERMINATED: u8 = 143;
+}
+use exit::{COULD_NOT_RUN, HELD, INTERRUPTED, TERMINATED, USAGE};
 
 /// Workers per client.
 const DEFAULT_WORKERS: u16 = 4;
@@ -66,19 +79,20 @@ Faults (run in this order; --faults picks some, --list shows them):
   silent-drop, lost-commit
   with --ha (a Patroni cluster): switchover, leader-crash, leader-lost
 
-pgsteady's guarantees (exit 0 when all hold, 1 otherwise):
+pgsteady's guarantees (exit 0 when all hold, 9 otherwise):
   - 0 errors surfaced through run / transaction (an unknown commit outcome counts as one)
   - every acknowledged write is in the table
   - no write is in the table twice
   - no write reported not committed is in the table
 
-Exit codes:
+Exit codes (docs/exit-codes.md):
   0    pgsteady's guarantees held (or --list); --herd: pgsteady's callers saw no error
        and no 53300, and all N were serving again within 30 s
-  1    a guarantee was broken (each one is named)
   2    usage error (nothing was started)
-  3    the drill could not run (no PostgreSQL binaries, no Patroni, the cluster failed)
-  130  interrupted: the throwaway cluster was stopped and its directory removed";
+  9    a guarantee was broken (each one is named)
+  10   the drill could not run (no PostgreSQL binaries, no Patroni, the cluster failed)
+  130  interrupted (SIGINT; 143 SIGTERM): the throwaway cluster was stopped and its
+       directory removed";
 
 /// Arguments of `pgsteady drill` (a clap `Args` struct for the CLI to embed).
 #[derive(Debug, clap::Args)]
@@ -108,7 +122,7 @@ pub struct DrillArgs {
     /// With --ha: pgsteady's run / transaction deadline (and acquire timeout). A failover
     /// that takes longer surfaces as a typed timeout error after this long.
     #[arg(long, value_name = "DURATION", default_value = "30s",
-          value_parser = parse_duration, requires = "ha")]
+          value_parser = humantime::parse_duration, requires = "ha")]
     deadline: Duration,
     /// With --ha: Patroni's primary_start_timeout in seconds. 0 (the default here): a
     /// leader whose postmaster died is failed over at once; Patroni's default 300 restarts
@@ -119,7 +133,7 @@ pub struct DrillArgs {
     /// check, down after two failed ones). It bounds how late HAProxy follows a new leader.
     /// Patroni's example configuration uses 3s.
     #[arg(long, value_name = "DURATION", default_value = "250ms",
-          value_parser = parse_duration, requires = "ha")]
+          value_parser = humantime::parse_duration, requires = "ha")]
     haproxy_check_interval: Duration,
     /// Workers per client.
     #[arg(long, default_value_t = DEFAULT_WORKERS, value_name = "N",
@@ -160,21 +174,12 @@ pub enum Via {
 /// A validated drill.
 #[derive(Debug)]
 struct Plan {
-    faults: Vec<Fault>,
+    faults: Vec<Step>,
     workers: usize,
     report: Option<(PathBuf, Format)>,
     json: bool,
     pg_bin: Option<PathBuf>,
     via: Option<Via>,
-}
-
-/// `--deadline`: a humantime duration (`30s`, `1m`, `1500ms`).
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 1500ms)"))?;
-    if d.is_zero() {
-        return Err("must be more than 0".to_owned());
-    }
-    Ok(d)
 }
 
 /// Parses `--faults` names against `all`: an unknown one is named with the possible values.
@@ -206,7 +211,7 @@ pub(crate) fn parse_faults<F: Copy + Ord>(
 
 impl Plan {
     fn new(args: DrillArgs) -> Result<Plan, String> {
-        let faults = parse_faults(&args.faults, &Fault::ALL, Fault::name)?;
+        let faults = parse_faults(&args.faults, &Step::ALL, Step::name)?;
         let report = match args.report {
             None => None,
             Some(path) => {
@@ -241,9 +246,8 @@ impl Plan {
     }
 }
 
-/// Runs `pgsteady drill` with these arguments and returns its exit code (see the help
-/// text's table: 0 the guarantees held, 1 one was broken, 2 usage, 3 could not run, 130
-/// interrupted).
+/// Runs `pgsteady drill` with these arguments and returns its exit code (see [`exit`]: 0
+/// the guarantees held, 2 usage, 9 one was broken, 10 could not run, 130 / 143 interrupted).
 pub async fn run(args: DrillArgs) -> ExitCode {
     if args.list {
         if args.ha {
@@ -251,7 +255,7 @@ pub async fn run(args: DrillArgs) -> ExitCode {
                 println!("{:<16} {}", fault.name(), fault.summary());
             }
         } else {
-            for fault in Fault::ALL {
+            for fault in Step::ALL {
                 println!("{:<16} {}", fault.name(), fault.summary());
             }
         }
@@ -301,9 +305,9 @@ pub async fn run(args: DrillArgs) -> ExitCode {
     let code = tokio::select! {
         code = work => code,
         _ = tokio::signal::ctrl_c() => INTERRUPTED,
-        _ = sigterm => INTERRUPTED,
+        _ = sigterm => TERMINATED,
     };
-    if code == INTERRUPTED {
+    if code == INTERRUPTED || code == TERMINATED {
         let clear = if mode == Mode::Tty { "\r\x1b[2K" } else { "" };
         eprintln!(
             "{clear}interrupted: the throwaway cluster was stopped and its directory removed"
@@ -382,7 +386,7 @@ async fn drill(plan: Plan, mode: Mode) -> u8 {
         Ok(report) => finish(&plan, &report),
         Err(e) => {
             progress.note(&format!("pgsteady drill: {e}"));
-            FAILED
+            COULD_NOT_RUN
         }
     }
 }
@@ -439,7 +443,7 @@ async fn steps(
         .retry(retry)
         .build()?;
 
-    if plan.faults.contains(&Fault::LateStart) {
+    if plan.faults.contains(&Step::LateStart) {
         cluster.stop(StopMode::Fast).await?;
     }
     let control = TrafficControl::new(PACE);
@@ -461,7 +465,7 @@ async fn steps(
     let mut windows: Vec<Window> = Vec::new();
     let n = plan.faults.len();
     for (i, &fault) in plan.faults.iter().enumerate() {
-        if fault != Fault::LateStart {
+        if fault != Step::LateStart {
             progress.stage(if i == 0 { "warming up" } else { "steady" });
             tokio::time::sleep(if i == 0 { WARMUP } else { SETTLE }).await;
         }
@@ -596,27 +600,20 @@ async fn cut_hung_naive(proxy: &FaultProxy, ledger: &Ledger) -> Option<String> {
 
 /// Prints the result, writes the report file, and picks the exit code.
 fn finish(plan: &Plan, report: &Report) -> u8 {
-    if plan.json {
-        match serde_json::to_string(report) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("pgsteady drill: cannot encode the figures: {e}");
-                return FAILED;
-            }
-        }
-    } else {
-        print!("{}", output::summary(report));
+    let code = output::verdict(plan.json, report, output::summary, report.guarantees.held);
+    if code == COULD_NOT_RUN {
+        return code;
     }
     if let Some((path, format)) = &plan.report {
         match chart::write(path, *format, report) {
             Ok(()) => eprintln!("report written to {}", path.display()),
             Err(e) => {
                 eprintln!("pgsteady drill: cannot write {}: {e}", path.display());
-                return FAILED;
+                return COULD_NOT_RUN;
             }
         }
     }
-    if report.guarantees.held { HELD } else { BROKEN }
+    code
 }
 
 #[cfg(test)]
@@ -639,8 +636,8 @@ mod tests {
     #[test]
     fn faults_run_in_the_listed_order_once_each() {
         let p = plan(&["--faults", "terminate,fast-restart,terminate"]).unwrap();
-        assert_eq!(p.faults, [Fault::FastRestart, Fault::Terminate]);
-        assert_eq!(plan(&[]).unwrap().faults, Fault::ALL);
+        assert_eq!(p.faults, [Step::FastRestart, Step::Terminate]);
+        assert_eq!(plan(&[]).unwrap().faults, Step::ALL);
     }
 
     #[test]
@@ -724,8 +721,8 @@ mod tests {
     #[test]
     fn every_fault_has_a_name_clap_accepts() {
         use clap::ValueEnum;
-        for fault in Fault::ALL {
-            let parsed = Fault::from_str(fault.name(), false).unwrap();
+        for fault in Step::ALL {
+            let parsed = Step::from_str(fault.name(), false).unwrap();
             assert_eq!(parsed, fault);
             assert!(AFTER_HELP.contains(fault.name()));
         }

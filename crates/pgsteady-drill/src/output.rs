@@ -230,6 +230,31 @@ fn row(
     ]
 }
 
+/// Prints a drill's figures, one JSON object with `--json`, else `text` (the table), and
+/// returns the verdict's exit code: [`crate::exit::HELD`] or [`crate::exit::BROKEN`];
+/// [`crate::exit::COULD_NOT_RUN`] when the figures cannot be encoded. The one ending of the
+/// plain, `--ha` and `--herd` drills.
+pub(crate) fn verdict<R: Serialize>(
+    json: bool,
+    report: &R,
+    text: impl FnOnce(&R) -> String,
+    held: bool,
+) -> u8 {
+    use crate::exit::{BROKEN, COULD_NOT_RUN, HELD};
+    if json {
+        match serde_json::to_string(report) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("pgsteady drill: cannot encode the figures: {e}");
+                return COULD_NOT_RUN;
+            }
+        }
+    } else {
+        print!("{}", text(report));
+    }
+    if held { HELD } else { BROKEN }
+}
+
 /// The end table, aligned, with the totals and the verdict.
 pub(crate) fn table(report: &Report) -> String {
     let mut rows: Vec<[String; 11]> = vec![HEADER.map(str::to_owned)];

@@ -7,6 +7,8 @@
 //!   then stop / start / restart / crash (SIGKILL) / kill one backend / terminate sessions /
 //!   hang (SIGSTOP) it, change settings, and read from its log when it became ready; make a
 //!   streaming standby of it, promote it, rewind an old primary into a standby, fence it.
+//!   [`Fault`] names the server faults and applies one ([`Fault::apply`]): the one
+//!   vocabulary of tests, benchmarks and the drill.
 //! - [`FaultProxy`]: a TCP proxy in front of it that refuses, resets, delays, blackholes or
 //!   swallows replies on command, and counts connections and bytes.
 //! - [`PgBouncer`]: a real PgBouncer (session or transaction pooling) in front of a cluster,
@@ -39,6 +41,7 @@ mod bin;
 mod cluster;
 mod error;
 pub mod fake;
+mod fault;
 #[cfg(feature = "http")]
 pub mod http;
 mod log;
@@ -54,6 +57,7 @@ pub mod workload;
 pub use bin::PgBin;
 pub use cluster::{BackendFilter, Cluster, ClusterBuilder, Rewind, StandbyBuilder, StopMode};
 pub use error::{Error, Result};
+pub use fault::{Applied, Fault};
 #[cfg(feature = "patroni")]
 pub use patroni::{
     Healthy, LeaderChange, Member, PatroniBuilder, PatroniCluster, PatroniNode, PatroniTimings,

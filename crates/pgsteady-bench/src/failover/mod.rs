@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use pgsteady_testkit::workload::ErrorClass;
-use pgsteady_testkit::{Cluster, StopMode};
+use pgsteady_testkit::{Cluster, Fault, StopMode};
 use serde::Serialize;
 
 use crate::report::{Table, fmt_ms, median, median_ms, thousands};
@@ -27,7 +27,8 @@ use crate::subject::BoxError;
 
 pub use writers::{Failure, INSERT, Told, WriteClient};
 
-/// What happens to the primary before the standby is promoted.
+/// What happens to the primary before the standby is promoted (`--faults`), each one of
+/// the test kit's [`Fault`]s.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum, Serialize)]
 pub enum Failover {
     /// `pg_ctl stop -m fast`: sessions end with 57P01, the standby receives everything.
@@ -49,6 +50,15 @@ impl Failover {
             Failover::FastStop => "fast stop + promotion",
             Failover::ImmediateStop => "immediate stop + promotion",
             Failover::Fence => "fenced primary + promotion",
+        }
+    }
+
+    /// The test kit's fault done to the primary.
+    pub fn fault(self) -> Fault {
+        match self {
+            Failover::FastStop => Fault::Stop(StopMode::Fast),
+            Failover::ImmediateStop => Fault::Stop(StopMode::Immediate),
+            Failover::Fence => Fault::Fence,
         }
     }
 }
@@ -238,11 +248,7 @@ pub async fn run_once(
     tokio::time::sleep(plan.warmup).await;
 
     let fault_at = SystemTime::now();
-    match fault {
-        Failover::FastStop => primary.stop(StopMode::Fast).await?,
-        Failover::ImmediateStop => primary.stop(StopMode::Immediate).await?,
-        Failover::Fence => primary.fence().await?,
-    }
+    fault.fault().apply(&primary).await?;
     tokio::time::sleep(plan.decide).await;
     standby.promote().await?;
     let promoted = standby

@@ -13,7 +13,7 @@ use pgsteady::connect::{AttemptOutcome, ConnectEvent};
 use pgsteady::migrate::{HistoryTable, Migrator};
 use pgsteady::{Backoff, Config, Connector, ErrorKind, FailFastClass};
 
-use crate::common::{Output, parse_duration, resolve_target};
+use crate::common::{Output, resolve_target};
 use crate::exit;
 use crate::report::Reporter;
 use crate::wait::parse_class;
@@ -61,7 +61,7 @@ pub(crate) struct MigrateArgs {
     out_of_order: bool,
     /// Give up waiting for another runner's migration lock after this long. Default: wait as
     /// long as it holds it (the lock dies with its session).
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     lock_timeout: Option<Duration>,
 }
 
@@ -107,10 +107,10 @@ struct Common {
     #[arg(long, default_value = HistoryTable::DEFAULT_NAME, value_name = "TABLE")]
     table: String,
     /// Give up waiting for the database after this long (e.g. 60s, 2m).
-    #[arg(long, default_value = "60s", value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on one connection attempt. Default: the target's connect_timeout, else 5s.
-    #[arg(long, value_parser = parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
     /// Also retry these normally permanent connect failures while waiting, comma-separated:
     /// auth, missing-db, undefined-object, tls, session-type.
@@ -378,7 +378,7 @@ mod tests {
         let err = parse(&["postgresql://h/db", "status"]).unwrap_err();
         assert_eq!(err.exit_code(), 2);
         let err = parse(&["--timeout", "soon"]).unwrap_err();
-        assert!(err.to_string().contains("`soon`"), "{err}");
+        assert!(err.to_string().contains("'soon'"), "{err}");
     }
 
     #[test]

@@ -1,14 +1,12 @@
-//! `pgsteady wait`, `check`, `doctor`, `migrate` and `drill` against real PostgreSQL servers: one module per
-//! command or failure mode. Every test also checks that the password never appears in output.
+//! `pgsteady wait`, `check`, `doctor`, `migrate` and `drill` (handing over to
+//! `pgsteady-drill`) against real PostgreSQL servers: one module per command or failure mode.
+//! Every test also checks that the password never appears in output.
 
 mod check;
 mod doctor;
 mod doctor_fixes;
 mod doctor_patroni;
-#[cfg(feature = "drill")]
 mod drill;
-#[cfg(feature = "drill")]
-mod drill_ha;
 mod exec;
 mod generate;
 mod hostile;
@@ -51,8 +49,17 @@ impl TestCommand {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        Self::program(Path::new(env!("CARGO_BIN_EXE_pgsteady")), args)
+    }
+
+    /// The same for another copy of the binary (`drill.rs` runs one from its own directory).
+    pub fn program<I, S>(program: &Path, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
         let home = tempfile::tempdir().unwrap();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgsteady"));
+        let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .env("HOME", home.path())
             .env_remove("DATABASE_URL")

@@ -1,10 +1,9 @@
-//! Issue 20: `pgsteady --version` names the release, the commit it was built from and whether
-//! the drill is in this build.
+//! `pgsteady --version` names the release and the commit it was built from.
 
 use crate::TestCommand;
 
 #[tokio::test]
-async fn version_names_the_release_this_checkouts_commit_and_the_drill() {
+async fn version_names_the_release_and_this_checkouts_commit() {
     let head = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
@@ -12,13 +11,8 @@ async fn version_names_the_release_this_checkouts_commit_and_the_drill() {
         .expect("git");
     assert!(head.status.success(), "the tests run in a git checkout");
     let head = String::from_utf8(head.stdout).unwrap();
-    let drill = if cfg!(feature = "drill") {
-        "drill included"
-    } else {
-        "drill not included"
-    };
     let expected = format!(
-        "pgsteady {} (commit {}, {drill})\n",
+        "pgsteady {} (commit {})\n",
         env!("CARGO_PKG_VERSION"),
         head.trim()
     );

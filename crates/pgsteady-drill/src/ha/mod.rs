@@ -22,8 +22,8 @@ use tokio_postgres::NoTls;
 
 use super::clients::{self, Ledger, NaiveWorker, PoolWorker, Side, TrafficControl};
 use super::faults::Window;
-use super::output::{Mode, Progress, Report};
-use super::{BROKEN, BoxError, DrillArgs, FAILED, HELD, PACE, SETTLE, STOP_GRACE, WARMUP};
+use super::output::{self, Mode, Progress, Report};
+use super::{BoxError, COULD_NOT_RUN, DrillArgs, PACE, SETTLE, STOP_GRACE, WARMUP};
 use figures::{Engine, EngineFigures};
 
 /// How long the cluster may take to become healthy (leader + streaming replica) before and
@@ -119,6 +119,16 @@ impl HaPlan {
         };
         paths.sort();
         paths.dedup();
+        // Durations parse as everywhere in pgsteady (humantime, a unit required, `0` allowed);
+        // these two bound waits that must be able to succeed.
+        for (flag, d) in [
+            ("--deadline", args.deadline),
+            ("--haproxy-check-interval", args.haproxy_check_interval),
+        ] {
+            if d.is_zero() {
+                return Err(format!("{flag} must be more than 0"));
+            }
+        }
         Ok(HaPlan {
             faults,
             paths,
@@ -172,8 +182,8 @@ struct Pass {
     error_examples: BTreeMap<&'static str, BTreeMap<String, String>>,
 }
 
-/// Runs `drill --ha` and returns the exit code (0 the guarantees held on every path, 1 one
-/// was broken, 3 the drill could not run).
+/// Runs `drill --ha` and returns the exit code (0 the guarantees held on every path, 9 one
+/// was broken, 10 the drill could not run: see [`crate::exit`]).
 pub(crate) async fn run(plan: HaPlan, mode: Mode) -> u8 {
     let progress = Progress::new(mode, Default::default());
     match drill(&plan, mode, &progress).await {
@@ -186,7 +196,7 @@ pub(crate) async fn run(plan: HaPlan, mode: Mode) -> u8 {
             } else {
                 progress.note(&format!("pgsteady drill: {e}"));
             }
-            FAILED
+            COULD_NOT_RUN
         }
     }
 }
@@ -560,16 +570,5 @@ async fn wait_writable(
 }
 
 fn finish(plan: &HaPlan, report: &HaReport) -> u8 {
-    if plan.json {
-        match serde_json::to_string(report) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("pgsteady drill: cannot encode the figures: {e}");
-                return FAILED;
-            }
-        }
-    } else {
-        print!("{}", figures::summary(report));
-    }
-    if report.held { HELD } else { BROKEN }
+    output::verdict(plan.json, report, figures::summary, report.held)
 }

@@ -20,8 +20,9 @@ use tokio::task::JoinSet;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+use super::COULD_NOT_RUN;
+use super::output;
 use super::output::{Mode, Progress};
-use super::{BROKEN, FAILED, HELD};
 use figures::{ms, rate, table, window_rate};
 
 /// The fixed retry interval the comparison uses (the field reports sleep a fixed 2 s; a
@@ -87,23 +88,10 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mode) -> u8 {
     let progress = Progress::new(mode, Default::default());
     match herds(n, pg_bin, &progress).await {
-        Ok(report) => {
-            if json {
-                match serde_json::to_string(&report) {
-                    Ok(s) => println!("{s}"),
-                    Err(e) => {
-                        eprintln!("pgsteady drill: cannot encode the figures: {e}");
-                        return FAILED;
-                    }
-                }
-            } else {
-                print!("{}", table(&report));
-            }
-            if report.guarantees_held { HELD } else { BROKEN }
-        }
+        Ok(report) => output::verdict(json, &report, table, report.guarantees_held),
         Err(e) => {
             progress.note(&format!("pgsteady drill --herd: {e}"));
-            FAILED
+            COULD_NOT_RUN
         }
     }
 }

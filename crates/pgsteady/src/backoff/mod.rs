@@ -4,7 +4,8 @@
 //! `Iterator<Item = Duration>` that yields the delay before each retry and `None` when the policy
 //! says "give up" (attempts or elapsed time exhausted).
 //!
-//! [`retry_operation`] runs an async operation under a policy with a total deadline: every attempt gets a
+//! [`Retry`] (`op.retry(&policy)`, every other knob named) runs an async operation under a
+//! policy with a total deadline: every attempt gets a
 //! timeout clamped to the time that remains, and no sleep is started that would end past the
 //! deadline, so the deadline is never overshot by more than one attempt's timeout (in practice
 //! by scheduling noise only).
@@ -17,7 +18,10 @@ use std::time::Duration;
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-pub use run::{Attempt, Decision, RetryError, SleepFuture, Sleeper, TokioSleeper, retry_operation};
+pub use run::{
+    Attempt, DEFAULT_ATTEMPT_TIMEOUT, Decision, DefaultRetry, Retry, RetryError, Retryable,
+    SleepFuture, Sleeper, TokioSleeper,
+};
 
 /// How random noise is added to each exponential delay.
 ///
@@ -121,7 +125,7 @@ impl Backoff {
             .from_attempt_start()
     }
 
-    /// Makes [`retry_operation`] count each delay from the start of the attempt that failed, not from
+    /// Makes a [`Retry`] count each delay from the start of the attempt that failed, not from
     /// its failure: attempts then start on a steady cadence whatever they take (an attempt
     /// that outlasts the delay is followed at once). Iterating the policy is unaffected.
     #[must_use]
@@ -279,7 +283,7 @@ impl fmt::Debug for BackoffIter {
 impl BackoffIter {
     /// The next delay given the time elapsed so far (measured by the caller's clock), or `None`
     /// when the policy gives up. [`Iterator::next`] calls this with the wall clock since
-    /// [`Backoff::build`]; tests and [`retry_operation`] pass their own clock.
+    /// [`Backoff::build`]; tests and [`Retry`] pass their own clock.
     pub fn next_at(&mut self, elapsed: Duration) -> Option<Duration> {
         if let Some(max) = self.policy.max_attempts {
             // `retries` delays have been handed out, so `retries + 1` attempts were made.

@@ -1,5 +1,5 @@
 //! Running an operation under a [`Backoff`] policy: the injectable [`Sleeper`] and the
-//! deadline-bounded [`retry_operation`] loop.
+//! deadline-bounded [`Retry`] loop, every knob named.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +26,7 @@ impl Sleeper for TokioSleeper {
     }
 }
 
-/// What one attempt of [`retry_operation`] is told.
+/// What one attempt of a [`Retry`] is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Attempt {
     /// 1 for the first attempt.
@@ -37,7 +37,7 @@ pub struct Attempt {
     pub elapsed: Duration,
 }
 
-/// What the caller of [`retry_operation`] decides about a failed attempt.
+/// What [`Retry::when`] decides about a failed attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
     /// Try again after the next back-off delay.
@@ -46,7 +46,7 @@ pub enum Decision {
     Stop,
 }
 
-/// Why [`retry_operation`] gave up.
+/// Why a [`Retry`] gave up.
 #[derive(Debug)]
 pub struct RetryError<E> {
     /// The last error seen; `None` if the last attempt timed out.
@@ -62,97 +62,215 @@ pub struct RetryError<E> {
     pub elapsed: Duration,
 }
 
-/// Runs one operation (for pgsteady: one connection attempt, in `Connector::connect` and
-/// `pgsteady wait`) under `policy`, retrying failures that `decide` allows. Not to be confused
-/// with the pool's two loops: `Pool::run` / `Pool::transaction` retrying a caller's work
-/// (`pool/run.rs`) and the pool's reconnection (`reconnect_until_open` in `pool/gate.rs`).
+/// How long one attempt of a [`Retry`] may take unless [`Retry::attempt_timeout`] says
+/// otherwise: the CLI's default attempt timeout too.
+pub const DEFAULT_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The [`Retry`] that [`Retryable::retry`] starts: every error retried, nobody notified.
+pub type DefaultRetry<'a, Op, E> =
+    Retry<'a, Op, fn(&E) -> Decision, fn(&Attempt, Option<&E>, Duration)>;
+
+/// Makes an operation retryable: `op.retry(&policy)` starts a [`Retry`], every other knob
+/// set by name, as backon does (`f.retry(b).sleep(s).when(p).notify(n)`), so that no call
+/// site passes three closures by position. Implemented for every `FnMut(Attempt) -> Future`
+/// returning a `Result`; annotate the closure's argument (`|attempt: Attempt|`) so that the
+/// compiler knows it is one.
+pub trait Retryable<T, E, Fut>: FnMut(Attempt) -> Fut + Sized
+where
+    Fut: Future<Output = Result<T, E>>,
+{
+    /// The operation under `policy`: by default with [`TokioSleeper`], each attempt bounded by
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`], every error retried and nobody notified.
+    fn retry(self, policy: &Backoff) -> DefaultRetry<'_, Self, E>;
+}
+
+impl<T, E, Fut, Op> Retryable<T, E, Fut> for Op
+where
+    Op: FnMut(Attempt) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    fn retry(self, policy: &Backoff) -> DefaultRetry<'_, Self, E> {
+        Retry {
+            op: self,
+            policy,
+            sleeper: &TokioSleeper,
+            attempt_timeout: DEFAULT_ATTEMPT_TIMEOUT,
+            when: |_| Decision::Retry,
+            notify: |_, _, _| {},
+        }
+    }
+}
+
+/// One operation (for pgsteady: one connection attempt, in `Connector::connect` and
+/// `pgsteady wait`) retried under a [`Backoff`] policy; made by [`Retryable::retry`], run by
+/// [`Retry::run`]. Not to be confused with the pool's two loops: `Pool::run` /
+/// `Pool::transaction` retrying a caller's work (`pool/run.rs`) and the pool's reconnection
+/// (`reconnect_until_open` in `pool/gate.rs`).
 ///
-/// Every attempt runs under `attempt_timeout` clamped to the time left before `max_elapsed`
-/// (when the policy has one), and no delay is slept that would end past the deadline. A timed
-/// out attempt is retried like a retryable error. `on_retry` is called with the failed attempt,
-/// its error (`None` for a timeout) and the delay about to be slept: use it for logging.
+/// Every attempt runs under [`Retry::attempt_timeout`] clamped to the time left before the
+/// policy's `max_elapsed` (when it has one), and no delay is slept that would end past the
+/// deadline. A timed out attempt is retried like a retryable error.
 ///
 /// # Examples
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// use std::time::Duration;
-/// use pgsteady::backoff::{retry_operation, Backoff, Decision, Jitter, TokioSleeper};
+/// use pgsteady::backoff::{Attempt, Backoff, Decision, Jitter, Retryable, TokioSleeper};
 ///
 /// let policy = Backoff::new().with_base(Duration::from_millis(1)).with_jitter(Jitter::None);
 /// let mut calls = 0;
-/// let out = retry_operation(
-///     &policy,
-///     &TokioSleeper,
-///     Duration::from_secs(1),
-///     |_attempt| { calls += 1; let n = calls; async move { if n < 3 { Err("not yet") } else { Ok(n) } } },
-///     |_err: &&str| Decision::Retry,
-///     |_attempt, _err, _delay| {},
-/// ).await;
+/// let out = (|_attempt: Attempt| {
+///     calls += 1;
+///     let n = calls;
+///     async move { if n < 3 { Err("not yet") } else { Ok(n) } }
+/// })
+/// .retry(&policy)
+/// .sleep(&TokioSleeper)
+/// .attempt_timeout(Duration::from_secs(1))
+/// .when(|_err: &&str| Decision::Retry)
+/// .notify(|attempt, err, delay| eprintln!("attempt {}: {err:?}, next in {delay:?}", attempt.number))
+/// .run()
+/// .await;
 /// assert_eq!(out.unwrap(), 3);
 /// # }
 /// ```
-pub async fn retry_operation<T, E, Fut>(
-    policy: &Backoff,
-    sleeper: &dyn Sleeper,
+#[must_use = "a retry does nothing until run"]
+pub struct Retry<'a, Op, W, N> {
+    op: Op,
+    policy: &'a Backoff,
+    sleeper: &'a dyn Sleeper,
     attempt_timeout: Duration,
-    mut op: impl FnMut(Attempt) -> Fut,
-    mut decide: impl FnMut(&E) -> Decision,
-    mut on_retry: impl FnMut(&Attempt, Option<&E>, Duration),
-) -> Result<T, RetryError<E>>
+    when: W,
+    notify: N,
+}
+
+impl<Op, W, N> std::fmt::Debug for Retry<'_, Op, W, N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Retry")
+            .field("policy", self.policy)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a, T, E, Fut, Op, W, N> Retry<'a, Op, W, N>
 where
+    Op: FnMut(Attempt) -> Fut,
     Fut: Future<Output = Result<T, E>>,
+    W: FnMut(&E) -> Decision,
+    N: FnMut(&Attempt, Option<&E>, Duration),
 {
-    let start = tokio::time::Instant::now();
-    let mut delays = policy.build();
-    let mut number = 0u32;
-    loop {
-        number += 1;
-        let elapsed = start.elapsed();
-        let timeout = match policy.max_elapsed {
-            Some(max) => attempt_timeout.min(max.saturating_sub(elapsed)),
-            None => attempt_timeout,
-        };
-        let attempt = Attempt {
-            number,
-            timeout,
-            elapsed,
-        };
-        let attempt_started = tokio::time::Instant::now();
-        let (err, timed_out) = match tokio::time::timeout(timeout, op(attempt)).await {
-            Ok(Ok(value)) => return Ok(value),
-            Ok(Err(err)) => {
-                if decide(&err) == Decision::Stop {
+    /// Waits out the delays with `sleeper` (a recording fake in tests). Default:
+    /// [`TokioSleeper`].
+    pub fn sleep(self, sleeper: &'a dyn Sleeper) -> Self {
+        Retry { sleeper, ..self }
+    }
+
+    /// Bounds each attempt (clamped to the time left before the policy's deadline). Default:
+    /// [`DEFAULT_ATTEMPT_TIMEOUT`].
+    pub fn attempt_timeout(self, timeout: Duration) -> Self {
+        Retry {
+            attempt_timeout: timeout,
+            ..self
+        }
+    }
+
+    /// Decides about each failed attempt's error: [`Decision::Retry`] or [`Decision::Stop`]
+    /// (a permanent error). Default: retry every error.
+    pub fn when<W2: FnMut(&E) -> Decision>(self, when: W2) -> Retry<'a, Op, W2, N> {
+        Retry {
+            op: self.op,
+            policy: self.policy,
+            sleeper: self.sleeper,
+            attempt_timeout: self.attempt_timeout,
+            when,
+            notify: self.notify,
+        }
+    }
+
+    /// Called before each delay with the failed attempt, its error (`None` for a timeout)
+    /// and the delay about to be slept: for logging. Default: nothing.
+    pub fn notify<N2: FnMut(&Attempt, Option<&E>, Duration)>(
+        self,
+        notify: N2,
+    ) -> Retry<'a, Op, W, N2> {
+        Retry {
+            op: self.op,
+            policy: self.policy,
+            sleeper: self.sleeper,
+            attempt_timeout: self.attempt_timeout,
+            when: self.when,
+            notify,
+        }
+    }
+
+    /// Runs the attempts until one succeeds, [`Retry::when`] says stop, or the policy runs
+    /// out.
+    ///
+    /// # Errors
+    ///
+    /// [`RetryError`]: the last error (or a timeout), how many attempts, how long.
+    pub async fn run(self) -> Result<T, RetryError<E>> {
+        let Retry {
+            mut op,
+            policy,
+            sleeper,
+            attempt_timeout,
+            mut when,
+            mut notify,
+        } = self;
+        let start = tokio::time::Instant::now();
+        let mut delays = policy.build();
+        let mut number = 0u32;
+        loop {
+            number += 1;
+            let elapsed = start.elapsed();
+            let timeout = match policy.max_elapsed {
+                Some(max) => attempt_timeout.min(max.saturating_sub(elapsed)),
+                None => attempt_timeout,
+            };
+            let attempt = Attempt {
+                number,
+                timeout,
+                elapsed,
+            };
+            let attempt_started = tokio::time::Instant::now();
+            let (err, timed_out) = match tokio::time::timeout(timeout, op(attempt)).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(err)) => {
+                    if when(&err) == Decision::Stop {
+                        return Err(RetryError {
+                            last: Some(err),
+                            stopped: true,
+                            last_timed_out: false,
+                            attempts: number,
+                            elapsed: start.elapsed(),
+                        });
+                    }
+                    (Some(err), false)
+                }
+                Err(_elapsed) => (None, true),
+            };
+            match delays.next_at(start.elapsed()) {
+                Some(delay) => {
+                    let delay = if policy.counts_from_attempt_start() {
+                        delay.saturating_sub(attempt_started.elapsed())
+                    } else {
+                        delay
+                    };
+                    notify(&attempt, err.as_ref(), delay);
+                    sleeper.sleep(delay).await;
+                }
+                None => {
                     return Err(RetryError {
-                        last: Some(err),
-                        stopped: true,
-                        last_timed_out: false,
+                        last: err,
+                        stopped: false,
+                        last_timed_out: timed_out,
                         attempts: number,
                         elapsed: start.elapsed(),
                     });
                 }
-                (Some(err), false)
-            }
-            Err(_elapsed) => (None, true),
-        };
-        match delays.next_at(start.elapsed()) {
-            Some(delay) => {
-                let delay = if policy.counts_from_attempt_start() {
-                    delay.saturating_sub(attempt_started.elapsed())
-                } else {
-                    delay
-                };
-                on_retry(&attempt, err.as_ref(), delay);
-                sleeper.sleep(delay).await;
-            }
-            None => {
-                return Err(RetryError {
-                    last: err,
-                    stopped: false,
-                    last_timed_out: timed_out,
-                    attempts: number,
-                    elapsed: start.elapsed(),
-                });
             }
         }
     }
@@ -185,15 +303,14 @@ mod tests {
             .with_jitter(Jitter::None)
             .with_max_attempts(4);
         let mut logged = Vec::new();
-        let out: Result<(), _> = retry_operation(
-            &policy,
-            &rec,
-            MS(100),
-            |_| async { Err::<(), _>("refused") },
-            |_| Decision::Retry,
-            |a, e, d| logged.push((a.number, e.copied(), d)),
-        )
-        .await;
+        let out: Result<(), _> = (|_: Attempt| async { Err::<(), _>("refused") })
+            .retry(&policy)
+            .sleep(&rec)
+            .attempt_timeout(MS(100))
+            .when(|_| Decision::Retry)
+            .notify(|a, e, d| logged.push((a.number, e.copied(), d)))
+            .run()
+            .await;
         let err = out.unwrap_err();
         assert_eq!(err.attempts, 4);
         assert!(!err.stopped);
@@ -205,15 +322,13 @@ mod tests {
     #[tokio::test]
     async fn retry_stops_on_permanent_error_without_sleeping() {
         let rec = Recorder::default();
-        let out: Result<(), _> = retry_operation(
-            &Backoff::new(),
-            &rec,
-            MS(100),
-            |_| async { Err::<(), _>("bad password") },
-            |_| Decision::Stop,
-            |_, _, _| {},
-        )
-        .await;
+        let out: Result<(), _> = (|_: Attempt| async { Err::<(), _>("bad password") })
+            .retry(&Backoff::new())
+            .sleep(&rec)
+            .attempt_timeout(MS(100))
+            .when(|_| Decision::Stop)
+            .run()
+            .await;
         let err = out.unwrap_err();
         assert!(err.stopped);
         assert_eq!(err.attempts, 1);
@@ -230,17 +345,13 @@ mod tests {
             .with_max_elapsed(Duration::from_secs(1));
         let start = tokio::time::Instant::now();
         let mut timeouts = Vec::new();
-        let out: Result<(), RetryError<()>> = retry_operation(
-            &policy,
-            &TokioSleeper,
-            MS(300),
-            |a| {
-                timeouts.push(a.timeout);
-                std::future::pending()
-            },
-            |_| Decision::Retry,
-            |_, _, _| {},
-        )
+        let out: Result<(), RetryError<()>> = (|a: Attempt| {
+            timeouts.push(a.timeout);
+            std::future::pending()
+        })
+        .retry(&policy)
+        .attempt_timeout(MS(300))
+        .run()
         .await;
         let err = out.unwrap_err();
         assert!(err.last_timed_out);
@@ -264,20 +375,19 @@ mod tests {
         let mut slept = Vec::new();
         let started = std::time::Instant::now();
         let mut starts = Vec::new();
-        let out: Result<(), _> = retry_operation(
-            &policy,
-            &TokioSleeper,
-            Duration::from_secs(1),
-            |_| {
-                starts.push(started.elapsed());
-                async {
-                    tokio::time::sleep(Duration::from_millis(15)).await;
-                    Err::<(), _>("not yet")
-                }
-            },
-            |_: &&str| Decision::Retry,
-            |_, _, delay| slept.push(delay),
-        )
+        let out: Result<(), _> = (|_: Attempt| {
+            starts.push(started.elapsed());
+            async {
+                tokio::time::sleep(Duration::from_millis(15)).await;
+                Err::<(), _>("not yet")
+            }
+        })
+        .retry(&policy)
+        .sleep(&TokioSleeper)
+        .attempt_timeout(Duration::from_secs(1))
+        .when(|_: &&str| Decision::Retry)
+        .notify(|_, _, delay| slept.push(delay))
+        .run()
         .await;
         assert!(out.is_err());
         assert_eq!(slept.len(), 3);

@@ -33,7 +33,7 @@ pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 use checks::{Phase, check_session, combine};
 
-use crate::backoff::{self, Backoff, Decision, Sleeper, TokioSleeper};
+use crate::backoff::{Attempt, Backoff, Decision, Retryable, Sleeper, TokioSleeper};
 use crate::classify::{self, Action, Classification, FailFastClass, Reason};
 use crate::config::{Config, Host, HostSpec, SslMode, TargetSessionAttrs};
 use crate::error::HostFailure;
@@ -295,16 +295,15 @@ impl Connector {
         let start = Instant::now();
         let hosts = self.config.hosts.len().max(1) as u32;
         let pass_timeout = self.attempt_timeout.saturating_mul(hosts);
-        let result = backoff::retry_operation(
-            &self.backoff,
-            &*self.sleeper,
-            pass_timeout,
-            |attempt| self.connect_within(attempt.timeout),
-            |err: &Error| match self.classify(err).action {
+        let result = (|attempt: Attempt| self.connect_within(attempt.timeout))
+            .retry(&self.backoff)
+            .sleep(&*self.sleeper)
+            .attempt_timeout(pass_timeout)
+            .when(|err: &Error| match self.classify(err).action {
                 Action::Retry => Decision::Retry,
                 Action::FailFast => Decision::Stop,
-            },
-            |attempt, err, delay| {
+            })
+            .notify(|attempt, err, delay| {
                 if let (Some(observer), Some(err)) = (&self.observer, err) {
                     observer(&ConnectEvent {
                         attempt: attempt.number,
@@ -316,9 +315,9 @@ impl Connector {
                         },
                     });
                 }
-            },
-        )
-        .await;
+            })
+            .run()
+            .await;
         match result {
             Ok(connected) => {
                 if let Some(observer) = &self.observer {
@@ -350,7 +349,7 @@ impl Connector {
         }
     }
 
-    fn give_up(&self, e: backoff::RetryError<Error>) -> Error {
+    fn give_up(&self, e: crate::backoff::RetryError<Error>) -> Error {
         match e.last {
             Some(last) if e.stopped => last.with_attempts(e.attempts, e.elapsed),
             Some(last) => {

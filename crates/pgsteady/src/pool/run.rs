@@ -9,7 +9,7 @@ use crate::retry::RetryPolicy;
 use crate::{Error, ErrorKind};
 
 /// One call's attempts at the caller's work ([`Pool::run`], [`Pool::transaction`]): the
-/// retry loop over *work*, as opposed to `backoff::retry_operation` (one connection attempt)
+/// retry loop over *work*, as opposed to `backoff::Retry` (one connection attempt)
 /// and the gate's `reconnect_until_open` (the pool's reconnection).
 /// It borrows the pool: a clone would add two read-modify-writes of the pool's shared
 /// reference count to every call, from every core, a cost the throughput benchmark shows.

@@ -1,4 +1,4 @@
-//! Issue 14: the pool follows the primary. A real primary and its streaming standby; writes
+//! The pool follows the primary. A real primary and its streaming standby; writes
 //! through `Pool::transaction` (unique keys) and reads through `Pool::run` at a steady pace
 //! from a pool given both hosts with `target_session_attrs=read-write`; then the primary is
 //! stopped (fast, immediate) or fenced read-only with its sessions open, and the standby is
@@ -12,16 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use pgsteady::{Config, Pool, TransactionError};
-use pgsteady_testkit::{Cluster, StopMode};
+use pgsteady_testkit::{Cluster, Fault, StopMode};
 
 const WORKERS: usize = 8;
 const PACE: Duration = Duration::from_millis(10);
-
-#[derive(Debug, Clone, Copy)]
-enum Fault {
-    Stop(StopMode),
-    Fence,
-}
 
 #[derive(Debug, Default)]
 struct Seen {
@@ -133,10 +127,7 @@ async fn promote_under_load(sync: bool, fault: Fault) -> (Seen, SystemTime, Clus
         .collect();
 
     tokio::time::sleep(Duration::from_millis(700)).await;
-    match fault {
-        Fault::Stop(mode) => primary.stop(mode).await.unwrap(),
-        Fault::Fence => primary.fence().await.unwrap(),
-    }
+    fault.apply(&primary).await.unwrap();
     // A failover takes a moment to be decided: writes wait for a primary meanwhile.
     tokio::time::sleep(Duration::from_millis(300)).await;
     standby.promote().await.unwrap();
