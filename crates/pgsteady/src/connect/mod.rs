@@ -18,15 +18,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
+// The `probe` feature: items a diagnostic tool needs below the connect path; applications
+// use the connector and the pool.
+#[cfg(feature = "probe")]
 pub use checks::{MAX_OWN_ROWS, bounded_simple_query};
 pub use frame::DEFAULT_MAX_MESSAGE_LEN;
 pub use monitor::{CloseReason, ConnectionMonitor};
 pub use session::SessionState;
+#[cfg(feature = "probe")]
 pub use stream::{SslAnswer, request_ssl};
 
 /// The rustls crypto provider pgsteady's TLS uses (*ring*, chosen and silenced in one place:
 /// see `tls.rs`), for code that builds its own TLS client beside pgsteady's, such as
-/// `pgsteady doctor`'s certificate probe.
+/// `pgsteady doctor`'s certificate probe (feature `probe`).
+#[cfg(feature = "probe")]
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     crate::tls::provider()
 }

@@ -15,12 +15,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use pgsteady::config::{Host, HostSpec, PassFileSearch, ProcessEnv, password_search};
+use pgsteady::text::sanitize;
 use pgsteady::{Config, Connector, Reason, TargetSessionAttrs};
-use tokio_postgres::SimpleQueryMessage;
 
-use super::certs;
-use super::layers::Layer;
-use super::wire::{self, Answer, AuthRequest, Dial, ServerError};
+use crate::certs;
+use crate::finding::Layer;
+use crate::query::{self, MAX_QUERY_BYTES};
+use crate::wire::{self, Answer, AuthRequest, Dial, ServerError};
 
 /// What the failed session was made of.
 #[derive(Debug)]
@@ -241,8 +242,9 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
     };
     if !search.found() {
         let detail = format!(
-            "the server asks for a password ({}) and none was found; looked in: {search}",
-            req.method()
+            "the server asks for a password ({}) and none was found; looked in: {}",
+            req.method(),
+            sanitize(&search.to_string())
         );
         let fix = match &search.passfile {
             PassFileSearch::Ignored {
@@ -252,7 +254,7 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
             } => format!(
                 "chmod 0600 {}: it has mode {mode:04o}, and pgsteady (like libpq) ignores a \
                  password file that group or others may read",
-                path.display()
+                shown(path)
             ),
             PassFileSearch::NoMatch {
                 path,
@@ -264,17 +266,17 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
                     "no line of {} matches {wanted} (line {} `{}`: {}); add a line \
                      `{wanted}:<password>` or correct that field (`*` matches anything; the \
                      host is compared as written, so `localhost` does not match `127.0.0.1`)",
-                    path.display(),
+                    shown(path),
                     first.line,
-                    first.key,
-                    first.mismatch.as_deref().unwrap_or("")
+                    sanitize(&first.key),
+                    sanitize(first.mismatch.as_deref().unwrap_or(""))
                 )
             }
             other => {
                 let file = match other {
                     PassFileSearch::Missing(p)
                     | PassFileSearch::Ignored { path: p, .. }
-                    | PassFileSearch::NoMatch { path: p, .. } => p.display().to_string(),
+                    | PassFileSearch::NoMatch { path: p, .. } => shown(p),
                     _ => "~/.pgpass".to_owned(),
                 };
                 format!(
@@ -289,7 +291,7 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
         };
         return Layer::fail("auth", detail, Reason::InvalidPassword).with_fix(fix);
     }
-    let origin = search.origin().unwrap_or_default();
+    let origin = sanitize(&search.origin().unwrap_or_default()).into_owned();
     let method = match req {
         AuthRequest::Sasl(_) => format!(
             "; the server asked for SCRAM-SHA-256: if role `{user}`'s password was stored as an \
@@ -477,16 +479,14 @@ async fn database_fix(ctx: &Ctx<'_>) -> String {
         };
         let sql = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate \
                    AND has_database_privilege(datname, 'CONNECT') ORDER BY datname LIMIT 50";
-        let query = connected.client.simple_query(sql);
-        let Ok(Ok(rows)) = tokio::time::timeout(ctx.timeout, query).await else {
+        let Ok(rows) = query::rows(&connected.client, sql, 50, MAX_QUERY_BYTES, ctx.timeout).await
+        else {
             continue;
         };
         let names: Vec<String> = rows
             .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                _ => None,
-            })
+            .filter_map(|r| query::column(r, "datname").ok().flatten())
+            .map(|n| sanitize(n).into_owned())
             .collect();
         if names.is_empty() {
             return format!("role `{user}` may connect to no database here; {create}");
@@ -508,6 +508,11 @@ async fn database_fix(ctx: &Ctx<'_>) -> String {
          to `postgres` or `template1` with these credentials): check the name (`\\l` in psql), \
          {create}"
     )
+}
+
+/// A path from the configuration or the environment, escaped for the report.
+fn shown(path: &std::path::Path) -> String {
+    sanitize(&path.display().to_string()).into_owned()
 }
 
 /// Directories to search for sockets besides the usual ones: the configuration's and

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use pgsteady::Connector;
-use tokio_postgres::{Client, SimpleQueryMessage};
+use tokio_postgres::Client;
 
-use super::layers::Layer;
+use crate::finding::Layer;
+use crate::query::{self, MAX_QUERY_BYTES, QueryError};
 
 /// What doctor says when the pooler answers but cannot reach the server.
 pub(crate) const SERVER_BEHIND_DOWN: &str = "PgBouncer answers; the server behind it does not";
@@ -17,7 +18,14 @@ pub(crate) const SERVER_BEHIND_DOWN: &str = "PgBouncer answers; the server behin
 pub(crate) fn pooler_failure(e: &(dyn std::error::Error + 'static)) -> Option<Layer> {
     let reason = pgsteady::classify::reason_of(e);
     reason.is_pooler().then(|| {
-        let mut layer = Layer::fail("pooler", format!("{SERVER_BEHIND_DOWN}: {e}"), reason);
+        let mut layer = Layer::fail(
+            "pooler",
+            format!(
+                "{SERVER_BEHIND_DOWN}: {}",
+                pgsteady::text::sanitize(&e.to_string())
+            ),
+            reason,
+        );
         layer.fix = Some(
             "start the server PgBouncer points at (its [databases] entry), or fix that entry; \
              PgBouncer's log says why its logins fail"
@@ -35,8 +43,8 @@ pub(crate) async fn unanswered(connector: &Connector, waited: Duration) -> Optio
     match connector.connect_once().await {
         Err(e) => pooler_failure(&e),
         Ok(second) => {
-            match tokio::time::timeout(waited, second.client.simple_query("SELECT 1")).await {
-                Ok(Err(e)) => pooler_failure(&e),
+            match query::rows(&second.client, "SELECT 1", 1, MAX_QUERY_BYTES, waited).await {
+                Err(QueryError::Server(e)) => pooler_failure(&e),
                 _ => None,
             }
         }
@@ -56,10 +64,10 @@ pub(crate) async fn transaction_pooling(
         let second = connector.connect_once().await.ok()?;
         let mut seen = Vec::new();
         for (a, b) in [(first, &second.client), (&second.client, first)] {
-            let before = pid(a).await?;
+            let before = pid(a, timeout).await?;
             b.batch_execute("BEGIN").await.ok()?;
-            let _ = pid(b).await?;
-            let after = pid(a).await;
+            let _ = pid(b, timeout).await?;
+            let after = pid(a, timeout).await;
             b.batch_execute("COMMIT").await.ok()?;
             seen.push((before, after?));
         }
@@ -97,18 +105,21 @@ pub(crate) async fn transaction_pooling(
     })
 }
 
-async fn pid(client: &Client) -> Option<String> {
-    let messages = client.simple_query("SELECT pg_backend_pid()").await.ok()?;
-    messages.into_iter().find_map(|m| match m {
-        SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-        _ => None,
-    })
+async fn pid(client: &Client, timeout: Duration) -> Option<String> {
+    let sql = "SELECT pg_backend_pid()::text AS pid";
+    let rows = query::rows(client, sql, 1, MAX_QUERY_BYTES, timeout)
+        .await
+        .ok()?;
+    query::column(rows.first()?, "pid")
+        .ok()
+        .flatten()
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
-    fn the_sentence_the_issue_asks_for() {
+    fn the_sentence_users_see() {
         assert_eq!(
             super::SERVER_BEHIND_DOWN,
             "PgBouncer answers; the server behind it does not"
@@ -117,7 +128,7 @@ mod tests {
 
     #[test]
     fn a_server_error_is_not_the_pooler() {
-        let e = pgsteady::Error::new(pgsteady::ErrorKind::Db, "x");
+        let e = std::io::Error::other("x");
         assert!(super::pooler_failure(&e).is_none());
     }
 }
