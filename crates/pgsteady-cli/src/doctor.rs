@@ -42,8 +42,38 @@ pub(crate) struct DoctorArgs {
     json: bool,
     /// A Patroni REST API address (http://HOST:PORT, repeatable): check that Patroni's view
     /// (GET /patroni, GET /cluster) agrees with each member's own pg_is_in_recovery().
-    #[arg(long, value_name = "URL", value_parser = pgsteady_doctor::parse_patroni_url)]
+    #[arg(long, value_name = "URL", value_parser = PatroniUrl)]
     patroni: Vec<String>,
+}
+
+/// `--patroni`'s parser. Not a plain function: clap repeats a rejected value in its error,
+/// and an address may carry a password (`http://user:password@host/`); this error shows the
+/// address with the credentials redacted, and only once.
+#[derive(Debug, Clone, Copy)]
+struct PatroniUrl;
+
+impl clap::builder::TypedValueParser for PatroniUrl {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        use clap::error::ErrorKind;
+        let invalid = |kind, text: String| {
+            clap::Error::raw(
+                kind,
+                format!("invalid value for '--patroni <URL>': {text}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| invalid(ErrorKind::InvalidUtf8, "not valid UTF-8".to_owned()))?;
+        pgsteady_doctor::parse_patroni_url(text).map_err(|e| invalid(ErrorKind::ValueValidation, e))
+    }
 }
 
 pub(crate) async fn run(args: DoctorArgs) -> ExitCode {

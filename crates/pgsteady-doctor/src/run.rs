@@ -38,6 +38,9 @@ impl Default for Options {
     }
 }
 
+/// The longest bound of one step that doctor uses: a day.
+const MAX_STEP: Duration = Duration::from_secs(24 * 3600);
+
 pub use crate::patroni::parse_url as parse_patroni_url;
 
 /// Checks every host of `config` in order until `options.max_time` runs out. `target` is
@@ -58,8 +61,10 @@ pub use crate::patroni::parse_url as parse_patroni_url;
 pub async fn run(config: &Config, target: Option<&str>, options: &Options) -> Report {
     // A bound too large for the clock is no bound.
     let deadline = Instant::now().checked_add(options.max_time);
+    // A step's bound past any real wait is capped, so no deadline built from it overflows
+    // the clock.
     let bounds = Bounds {
-        timeout: options.timeout,
+        timeout: options.timeout.min(MAX_STEP),
         max_message_len: options.max_message_len,
     };
     let mut hosts = Vec::new();
@@ -100,7 +105,7 @@ pub async fn run(config: &Config, target: Option<&str>, options: &Options) -> Re
     );
     // After libpq's pick: the Patroni layers add no host a client would try.
     if !options.patroni.is_empty() {
-        patroni::check(config, &options.patroni, options.timeout, &mut hosts).await;
+        patroni::check(config, &options.patroni, bounds.timeout, &mut hosts).await;
     }
     let broken = report::first_broken(&hosts);
     let healthy = hosts.iter().any(HostReport::works);

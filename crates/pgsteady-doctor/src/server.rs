@@ -147,14 +147,22 @@ pub(crate) fn unanswered(e: &QueryError) -> Layer {
             Reason::Other,
         )
         .with_fix(NOT_POSTGRES_FIX),
-        QueryError::Server(pg) => crate::pooler::pooler_failure(pg).unwrap_or_else(|| {
-            Layer::fail(
-                "version",
-                format!("cannot query the server: {e}"),
-                Reason::Db,
-            )
-            .with_fix(QUERY_FIX)
-        }),
+        QueryError::Server(pg) => {
+            if let Some(layer) = crate::pooler::pooler_failure(pg) {
+                return layer;
+            }
+            let detail = format!("cannot query the server: {e}");
+            if pg.as_db_error().is_some() {
+                Layer::fail("version", detail, Reason::Db).with_fix(QUERY_FIX)
+            } else if pg.is_closed() {
+                let reason = pgsteady::classify::reason_of(pg);
+                Layer::fail("version", detail, reason).with_fix(QUERY_FIX)
+            } else {
+                // tokio-postgres could not parse the answer (a row with another column count
+                // than its description, say): not PostgreSQL speaking.
+                Layer::fail("version", detail, Reason::Other).with_fix(NOT_POSTGRES_FIX)
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 mod check;
 mod doctor;
 mod doctor_fixes;
+mod doctor_hostile;
 mod doctor_patroni;
 #[cfg(feature = "drill")]
 mod drill;
