@@ -14,7 +14,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pgsteady::config::{Host, HostSpec, PassFileSearch, ProcessEnv, password_search};
+use pgsteady::config::{
+    Host, HostSpec, PassFileSearch, PasswordSearch, ProcessEnv, password_search,
+};
 use pgsteady::text::sanitize;
 use pgsteady::{Config, Connector, Reason, TargetSessionAttrs};
 
@@ -211,7 +213,17 @@ async fn auth_failure(reason: Reason, detail: String, ctx: &Ctx<'_>) -> Layer {
         );
     };
     match probe.answer {
-        Answer::Auth(req) => password_failure(&req, detail, reason, ctx),
+        Answer::Auth(req) => {
+            let search =
+                password_search(ctx.target, &ProcessEnv, ctx.host).map_err(|e| e.to_string());
+            let who = Who {
+                user: &ctx.config.user,
+                host: ctx.host_name(),
+                port: ctx.host.port,
+                dbname: &ctx.config.dbname,
+            };
+            password_failure(&req, detail, reason, search, &who)
+        }
         Answer::Error(e) if e.code == "28000" => refusal_failure(&e, false, detail, ctx).await,
         Answer::ErrorAfterAuth(e) if e.code == "28000" => {
             refusal_failure(&e, true, detail, ctx).await
@@ -231,9 +243,25 @@ async fn auth_failure(reason: Reason, detail: String, ctx: &Ctx<'_>) -> Layer {
 }
 
 /// 28P01 or no password sent: where pgsteady looked, and what to change.
-fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx<'_>) -> Layer {
-    let user = &ctx.config.user;
-    let search = match password_search(ctx.target, &ProcessEnv, ctx.host) {
+/// Whose password a fix talks about.
+#[derive(Debug)]
+pub(crate) struct Who<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) dbname: &'a str,
+}
+
+/// The rule of a password refusal: `search` is where pgsteady looked (the probe's facts).
+pub(crate) fn password_failure(
+    req: &AuthRequest,
+    detail: String,
+    reason: Reason,
+    search: Result<PasswordSearch, String>,
+    who: &Who<'_>,
+) -> Layer {
+    let user = who.user;
+    let search = match search {
         Ok(s) => s,
         Err(e) => {
             return Layer::fail("auth", detail, Reason::InvalidPassword)
@@ -283,9 +311,7 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
                     "give the password for role `{user}`: in the URL \
                      (postgresql://{user}:<password>@host/db), in PGPASSWORD, or as a line \
                      `{}:{}:{}:{user}:<password>` in {file} (mode 0600)",
-                    ctx.host_name(),
-                    ctx.host.port,
-                    ctx.config.dbname
+                    who.host, who.port, who.dbname
                 )
             }
         };
@@ -546,6 +572,91 @@ mod tests {
             code: code.into(),
             message: message.into(),
         }
+    }
+
+    fn who() -> Who<'static> {
+        Who {
+            user: "app",
+            host: "db".into(),
+            port: 5432,
+            dbname: "app",
+        }
+    }
+
+    fn searched(passfile: PassFileSearch) -> Result<PasswordSearch, String> {
+        Ok(PasswordSearch {
+            string_name: "the connection string",
+            in_string: false,
+            in_env: false,
+            passfile,
+        })
+    }
+
+    #[test]
+    fn password_rules_say_where_pgsteady_looked() {
+        let scram = AuthRequest::Sasl(vec!["SCRAM-SHA-256".into()]);
+        let fail = |search| {
+            password_failure(
+                &scram,
+                "refused".into(),
+                Reason::InvalidPassword,
+                search,
+                &who(),
+            )
+        };
+        let l = fail(searched(PassFileSearch::Ignored {
+            path: "/home/a/.pgpass".into(),
+            why: "group or world access".into(),
+            mode: Some(0o644),
+        }));
+        assert_eq!((l.layer, l.cause), ("auth", Some(Reason::InvalidPassword)));
+        assert!(
+            l.fix
+                .unwrap()
+                .starts_with("chmod 0600 /home/a/.pgpass: it has mode 0644")
+        );
+        let l = fail(searched(PassFileSearch::Missing("/home/a/.pgpass".into())));
+        assert!(
+            l.detail
+                .starts_with("the server asks for a password (scram-sha-256"),
+            "{}",
+            l.detail
+        );
+        assert!(
+            l.fix
+                .unwrap()
+                .contains("`db:5432:app:app:<password>` in /home/a/.pgpass"),
+        );
+        // A line of the file, and the file's path, are text from outside: escaped.
+        let line = pgsteady::config::LineMatch {
+            line: 1,
+            key: "ot\x1bher:5432:app:app".into(),
+            mismatch: Some("host `ot\x1bher`".into()),
+        };
+        let l = fail(searched(PassFileSearch::NoMatch {
+            path: "/tmp/p\nq".into(),
+            lines: vec![line],
+            wanted: "db:5432:app:app".into(),
+        }));
+        let fix = l.fix.unwrap();
+        assert!(
+            fix.starts_with("no line of /tmp/p\\nq matches db:5432:app:app (line 1 `ot\\u{1b}her"),
+            "{fix}"
+        );
+        // A password that was found and refused: the SCRAM / MD5 hint.
+        let mut found = searched(PassFileSearch::NoPath).unwrap();
+        found.in_env = true;
+        let fix = fail(Ok(found)).fix.unwrap();
+        assert!(
+            fix.starts_with("the password from PGPASSWORD was refused for role `app`"),
+            "{fix}"
+        );
+        assert!(fix.contains("MD5 hash"), "{fix}");
+        let l = fail(Err("bad string".into()));
+        assert_eq!(
+            l.fix.as_deref(),
+            Some("the configuration cannot be read again: bad string")
+        );
     }
 
     /// The one place doctor reads message text (module docs): the PostgreSQL 12-17 English

@@ -185,7 +185,7 @@ impl Connector {
     /// attempt timeout before it counts as connected, when nothing else would run one (the
     /// `target_session_attrs` check reads the server's startup report on PostgreSQL 14+). A
     /// server that authenticates and then never answers is then a timed-out attempt, not a
-    /// connection (issue 19). Off by default so a connect costs no extra round trip; the CLI
+    /// connection. Off by default so a connect costs no extra round trip; the CLI
     /// and `pgsteady serve` turn it on (`PoolConfig::ready_check` for a pool). Default: false.
     #[must_use]
     pub fn with_ready_check(mut self, on: bool) -> Self {
@@ -552,7 +552,7 @@ impl Connector {
         })
     }
 
-    /// "password required, none found", with where pgsteady looked (issue 19 item 11).
+    /// "password required, none found", with where pgsteady looked.
     fn no_password(&self, host: &HostSpec) -> Error {
         let c = &self.config;
         let passfile = match (&c.passfile, &c.passfile_note) {
