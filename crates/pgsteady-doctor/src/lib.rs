@@ -1,18 +1,4 @@
-//! The logic of `pgsteady doctor`: walk the layers between this process and the database and
-//! name the first broken one: config, DNS, TCP (with the likely cause of a refused port), TLS,
-//! startup, authentication, database, server version, recovery / read-only, connection
-//! headroom, round-trip time, replication slots (a warning for inactive, at-risk and lost
-//! ones), a pooler in front, and Patroni's view. Every failed layer carries a `fix`: the
-//! concrete change, found by bounded, read-only probing (docs/doctor.md lists them).
-//!
-//! Probes gather facts (plain structs: [`ServerFacts`], ...); rules turn facts into
-//! [`Layer`]s (layer, status, facts, fix) and need no server. The command line (arguments,
-//! rendering, exit codes) is in pgsteady-cli.
-//!
-//! Everything from outside (a server's answers, certificate names, file contents and paths)
-//! is escaped before it reaches a layer's text, and every query doctor runs is capped in rows
-//! and bytes.
-
+#![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,
