@@ -661,6 +661,34 @@ mod tests {
         assert_eq!(l.layer, "startup");
     }
 
+    /// The `socket` layer from what the file system shows: no socket file, a listening
+    /// socket, a socket file left behind.
+    #[tokio::test]
+    async fn socket_rules() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let bound = Duration::from_secs(2);
+        let l = unix_socket(dir.path(), port, &[], bound).await.unwrap_err();
+        assert_eq!((l.layer, l.cause), ("socket", Some(Reason::Refused)));
+        assert!(l.detail.starts_with("no server socket at "), "{}", l.detail);
+        assert!(l.fix.is_some());
+        let path = dir.path().join(format!(".s.PGSQL.{port}"));
+        let listener = tokio::net::UnixListener::bind(&path).unwrap();
+        let (l, dialled) = unix_socket(dir.path(), port, &[], bound).await.unwrap();
+        assert_eq!((l.status, dialled), (Status::Ok, path.clone()));
+        drop(listener);
+        let l = unix_socket(dir.path(), port, &[], bound).await.unwrap_err();
+        assert!(
+            l.detail.contains("left behind by a server that is gone"),
+            "{}",
+            l.detail
+        );
+    }
+
     #[test]
     fn session_rules() {
         let [startup, auth, db] = session_ok(true, Duration::ZERO, "app", "d\nb", "password given");
