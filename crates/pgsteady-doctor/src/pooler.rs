@@ -74,34 +74,53 @@ pub(crate) async fn transaction_pooling(
         Some(seen)
     };
     let seen = match tokio::time::timeout(timeout, check).await {
-        Ok(Some(seen)) => seen,
+        Ok(Some(seen)) => Pooling::Pids(seen),
+        Err(_) => Pooling::Waited(timeout),
+        Ok(None) => Pooling::Unknown,
+    };
+    pooling_layer(seen)
+}
+
+/// What the two-session check saw.
+#[derive(Debug)]
+pub(crate) enum Pooling {
+    /// Each session's backend pid before and after the other's transaction.
+    Pids(Vec<(String, String)>),
+    /// A statement waited this long for the other session's open transaction.
+    Waited(Duration),
+    /// The check could not run (a second session refused, a query failed).
+    Unknown,
+}
+
+/// The rule of the `pooler` layer (`None`: nothing suggests a pooler).
+pub(crate) fn pooling_layer(seen: Pooling) -> Option<Layer> {
+    let seen = match seen {
+        Pooling::Pids(seen) => seen,
         // A pooler with a single server connection makes the first session wait for the
         // second's transaction: a timeout here says as much as a changed pid.
-        Err(_) => {
+        Pooling::Waited(d) => {
             return Some(Layer::warn(
                 "pooler",
                 format!(
                     "a statement waited {:.1}s for another session's open transaction: a \
                      transaction pooler with one server connection is likely in front",
-                    timeout.as_secs_f64()
+                    d.as_secs_f64()
                 ),
             ));
         }
-        Ok(None) => return None,
+        Pooling::Unknown => return None,
     };
     seen.iter().any(|(before, after)| before != after).then(|| {
-        let mut layer = Layer::warn(
+        Layer::warn(
             "pooler",
             "a transaction pooler (PgBouncer in transaction mode?) is in front: the backend \
              pid changed between transactions of one connection",
-        );
-        layer.fix = Some(
+        )
+        .with_fix(
             "add statement_cache=off to the connection string: no named prepared statement \
              then outlives a transaction, and `pgsteady migrate` uses transaction-level locks \
-             (docs/pgbouncer.md)"
-                .to_owned(),
-        );
-        layer
+             (docs/pgbouncer.md)",
+        )
     })
 }
 
@@ -124,6 +143,26 @@ mod tests {
             super::SERVER_BEHIND_DOWN,
             "PgBouncer answers; the server behind it does not"
         );
+    }
+
+    #[test]
+    fn a_changed_pid_or_a_wait_means_a_transaction_pooler() {
+        use super::{Pooling, pooling_layer};
+        let same = vec![("7".to_owned(), "7".to_owned()); 2];
+        assert!(pooling_layer(Pooling::Pids(same)).is_none());
+        let moved = vec![
+            ("7".to_owned(), "7".to_owned()),
+            ("8".to_owned(), "9".to_owned()),
+        ];
+        let l = pooling_layer(Pooling::Pids(moved)).unwrap();
+        assert!(l.fix.unwrap().starts_with("add statement_cache=off"));
+        let l = pooling_layer(Pooling::Waited(std::time::Duration::from_secs(3))).unwrap();
+        assert!(
+            l.detail.starts_with("a statement waited 3.0s"),
+            "{}",
+            l.detail
+        );
+        assert!(pooling_layer(Pooling::Unknown).is_none());
     }
 
     #[test]

@@ -485,9 +485,13 @@ async fn tcp_alternative(ctx: &Ctx<'_>) -> String {
 /// 3D000: which databases this role may connect to, learned over a session to `postgres` or
 /// `template1` with the same credentials (read-only).
 async fn database_fix(ctx: &Ctx<'_>) -> String {
-    let wanted = &ctx.config.dbname;
-    let user = &ctx.config.user;
-    let create = format!("or create it (CREATE DATABASE \"{wanted}\" OWNER \"{user}\")");
+    let names = visible_databases(ctx).await;
+    database_rule(&ctx.config.dbname, &ctx.config.user, names.as_deref())
+}
+
+/// The databases this role may connect to, over a session to `postgres` or `template1`;
+/// `None` when neither session could list them.
+async fn visible_databases(ctx: &Ctx<'_>) -> Option<Vec<String>> {
     for db in ["postgres", "template1"] {
         let mut config = ctx.config.clone();
         config.hosts = vec![ctx.host.clone()];
@@ -509,30 +513,40 @@ async fn database_fix(ctx: &Ctx<'_>) -> String {
         else {
             continue;
         };
-        let names: Vec<String> = rows
-            .iter()
-            .filter_map(|r| query::column(r, "datname").ok().flatten())
-            .map(|n| sanitize(n).into_owned())
-            .collect();
-        if names.is_empty() {
-            return format!("role `{user}` may connect to no database here; {create}");
-        }
-        let close = names
-            .iter()
-            .min_by_key(|n| strsim::damerau_levenshtein(n, wanted))
-            .filter(|n| strsim::damerau_levenshtein(n, wanted) <= wanted.len().div_ceil(3))
-            .map(|n| format!(" (did you mean `{n}`?)"))
-            .unwrap_or_default();
-        return format!(
-            "database `{wanted}` does not exist; role `{user}` may connect to: {}{close}: use one \
-             of them as the database name, {create}",
-            names.join(", ")
+        return Some(
+            rows.iter()
+                .filter_map(|r| query::column(r, "datname").ok().flatten())
+                .map(|n| sanitize(n).into_owned())
+                .collect(),
         );
     }
+    None
+}
+
+/// The rule of a missing database: the names this role may use (`None`: not listed), with
+/// the closest one offered.
+pub(crate) fn database_rule(wanted: &str, user: &str, names: Option<&[String]>) -> String {
+    let create = format!("or create it (CREATE DATABASE \"{wanted}\" OWNER \"{user}\")");
+    let Some(names) = names else {
+        return format!(
+            "database `{wanted}` does not exist, and doctor could not list the others (no \
+             session to `postgres` or `template1` with these credentials): check the name \
+             (`\\l` in psql), {create}"
+        );
+    };
+    if names.is_empty() {
+        return format!("role `{user}` may connect to no database here; {create}");
+    }
+    let close = names
+        .iter()
+        .min_by_key(|n| strsim::damerau_levenshtein(n, wanted))
+        .filter(|n| strsim::damerau_levenshtein(n, wanted) <= wanted.len().div_ceil(3))
+        .map(|n| format!(" (did you mean `{n}`?)"))
+        .unwrap_or_default();
     format!(
-        "database `{wanted}` does not exist, and doctor could not list the others (no session \
-         to `postgres` or `template1` with these credentials): check the name (`\\l` in psql), \
-         {create}"
+        "database `{wanted}` does not exist; role `{user}` may connect to: {}{close}: use one \
+         of them as the database name, {create}",
+        names.join(", ")
     )
 }
 
@@ -657,6 +671,22 @@ mod tests {
             l.fix.as_deref(),
             Some("the configuration cannot be read again: bad string")
         );
+    }
+
+    #[test]
+    fn database_rule_offers_the_closest_name() {
+        let names = ["app".to_owned(), "billing".to_owned()];
+        let fix = database_rule("ap", "u", Some(&names));
+        assert!(
+            fix.starts_with("database `ap` does not exist; role `u` may connect to: app, billing (did you mean `app`?)"),
+            "{fix}"
+        );
+        assert!(!database_rule("zzzzzz", "u", Some(&names)).contains("did you mean"));
+        assert!(
+            database_rule("x", "u", Some(&[]))
+                .starts_with("role `u` may connect to no database here")
+        );
+        assert!(database_rule("x", "u", None).contains("could not list the others"));
     }
 
     /// The one place doctor reads message text (module docs): the PostgreSQL 12-17 English
