@@ -91,11 +91,11 @@ pub(crate) async fn probe(
         .await
         .map_err(Failure::Connect)?;
     // At most MAX_OWN_ROWS rows are read: a server streaming rows forever must not fill
-    // memory until the deadline (issue 19 item 8).
-    let messages = pgsteady::connect::bounded_simple_query(
+    // memory until the deadline.
+    let messages = pgsteady_doctor::probe::bounded_simple_query(
         &connected.client,
         query,
-        pgsteady::connect::MAX_OWN_ROWS,
+        pgsteady_doctor::probe::MAX_OWN_ROWS,
     )
     .await;
     let messages = match messages {

@@ -52,6 +52,35 @@ pub enum Behavior {
     PasswordRequest,
     /// Speaks HTTP: whatever arrives, answers `400 Bad Request` and closes.
     Http,
+    /// Authenticates (trust); answers an empty query normally, and each other query with
+    /// the first [`Table`] whose `when` its text contains (none: an empty result). For a
+    /// server that answers a tool's catalog queries with other columns, types or sizes.
+    Tables(Vec<Table>),
+}
+
+/// One canned answer of [`Behavior::Tables`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Answers a query whose text contains this.
+    pub when: String,
+    /// The column names (text columns).
+    pub columns: Vec<String>,
+    /// One row's values (`None`: NULL), sent as given: as many or as few as wanted.
+    pub row: Vec<Option<String>>,
+    /// How many times the row is sent.
+    pub rows: usize,
+}
+
+impl Table {
+    /// One row answering queries that contain `when`, with `(column, value)` pairs.
+    pub fn one(when: &str, pairs: &[(&str, &str)]) -> Self {
+        Table {
+            when: when.to_owned(),
+            columns: pairs.iter().map(|(c, _)| (*c).to_owned()).collect(),
+            row: pairs.iter().map(|(_, v)| Some((*v).to_owned())).collect(),
+            rows: 1,
+        }
+    }
 }
 
 /// A fake server; stops when dropped.
@@ -174,6 +203,41 @@ async fn read_message(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> 
     Ok((kind, body))
 }
 
+/// A RowDescription of text columns and `t.rows` DataRows, written in batches.
+async fn answer_table(stream: &mut TcpStream, t: &Table) -> std::io::Result<()> {
+    let mut desc = (t.columns.len() as u16).to_be_bytes().to_vec();
+    for name in &t.columns {
+        desc.extend_from_slice(name.as_bytes());
+        desc.push(0);
+        desc.extend_from_slice(&[0; 6]);
+        desc.extend_from_slice(&25u32.to_be_bytes());
+        desc.extend_from_slice(&(-1i16).to_be_bytes());
+        desc.extend_from_slice(&(-1i32).to_be_bytes());
+        desc.extend_from_slice(&0u16.to_be_bytes());
+    }
+    stream.write_all(&message(b'T', &desc)).await?;
+    let mut row = (t.row.len() as u16).to_be_bytes().to_vec();
+    for value in &t.row {
+        match value {
+            Some(v) => {
+                row.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                row.extend_from_slice(v.as_bytes());
+            }
+            None => row.extend_from_slice(&(-1i32).to_be_bytes()),
+        }
+    }
+    let row = message(b'D', &row);
+    let per_batch = (64 * 1024 / row.len()).max(1);
+    let mut left = t.rows;
+    while left > 0 {
+        let n = left.min(per_batch);
+        let batch: Vec<u8> = row.iter().copied().cycle().take(row.len() * n).collect();
+        stream.write_all(&batch).await?;
+        left -= n;
+    }
+    Ok(())
+}
+
 async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()> {
     if behavior == Behavior::Http {
         let mut buf = [0u8; 1024];
@@ -264,6 +328,28 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
                 stream
                     .write_all(&error_response("28P01", "password authentication failed"))
                     .await?;
+            }
+        }
+        Behavior::Tables(tables) => {
+            stream.write_all(&authenticated()).await?;
+            loop {
+                let (kind, body) = read_message(&mut stream).await?;
+                match kind {
+                    b'X' => return Ok(()),
+                    b'Q' if body.first() == Some(&0) => {
+                        stream.write_all(&message(b'I', b"")).await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    }
+                    b'Q' => {
+                        let sql = String::from_utf8_lossy(&body);
+                        if let Some(t) = tables.iter().find(|t| sql.contains(&t.when)) {
+                            answer_table(&mut stream, t).await?;
+                        }
+                        stream.write_all(&message(b'C', b"SELECT\x00")).await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    }
+                    _ => {}
+                }
             }
         }
         Behavior::Http => unreachable!("handled above"),

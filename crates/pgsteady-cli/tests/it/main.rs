@@ -5,6 +5,7 @@
 mod check;
 mod doctor;
 mod doctor_fixes;
+mod doctor_hostile;
 mod doctor_patroni;
 mod drill;
 mod exec;

@@ -557,6 +557,10 @@ impl Cluster {
                     client.simple_query("SELECT 1").await?;
                     drop(client);
                     let _ = driver.await;
+                    // A backend leaves after its client does: until it has exited it holds a
+                    // slot, and a test with a tiny max_connections that takes the last slots
+                    // at once would get 53300 by chance.
+                    self.wait_for_no_client_backends(START_TIMEOUT).await;
                     return Ok(());
                 }
                 Err(e)
@@ -567,6 +571,43 @@ impl Cluster {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// Waits (at most `bound`) until no child of the postmaster is a client backend, as the
+    /// process table shows them (`postgres: USER DB ...` titles; the auxiliary processes'
+    /// titles name their role instead).
+    async fn wait_for_no_client_backends(&self, bound: Duration) {
+        let Some(postmaster) = self.postmaster_pid() else {
+            return;
+        };
+        let prefixes = [
+            format!("postgres: {} ", self.user),
+            "postgres: postgres ".to_owned(),
+        ];
+        let started = Instant::now();
+        while started.elapsed() < bound {
+            let busy = fs::read_dir("/proc")
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    let dir = e.path();
+                    let parent = fs::read_to_string(dir.join("stat")).ok().and_then(|stat| {
+                        // `pid (comm) state ppid ...`: comm may hold spaces, so split after `)`.
+                        let after = stat.rsplit_once(')')?.1.to_owned();
+                        after.split_whitespace().nth(1)?.parse::<i32>().ok()
+                    });
+                    parent == Some(postmaster)
+                        && fs::read(dir.join("cmdline")).is_ok_and(|c| {
+                            let title = String::from_utf8_lossy(&c);
+                            prefixes.iter().any(|p| title.starts_with(p.as_str()))
+                        })
+                });
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
         }
     }
 

@@ -18,15 +18,20 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
+// The `probe` feature: items a diagnostic tool needs below the connect path; applications
+// use the connector and the pool.
+#[cfg(feature = "probe")]
 pub use checks::{MAX_OWN_ROWS, bounded_simple_query};
 pub use frame::DEFAULT_MAX_MESSAGE_LEN;
 pub use monitor::{CloseReason, ConnectionMonitor};
 pub use session::SessionState;
+#[cfg(feature = "probe")]
 pub use stream::{SslAnswer, request_ssl};
 
 /// The rustls crypto provider pgsteady's TLS uses (*ring*, chosen and silenced in one place:
 /// see `tls.rs`), for code that builds its own TLS client beside pgsteady's, such as
-/// `pgsteady doctor`'s certificate probe.
+/// `pgsteady doctor`'s certificate probe (feature `probe`).
+#[cfg(feature = "probe")]
 pub fn crypto_provider() -> Arc<rustls::crypto::CryptoProvider> {
     crate::tls::provider()
 }
@@ -180,7 +185,7 @@ impl Connector {
     /// attempt timeout before it counts as connected, when nothing else would run one (the
     /// `target_session_attrs` check reads the server's startup report on PostgreSQL 14+). A
     /// server that authenticates and then never answers is then a timed-out attempt, not a
-    /// connection (issue 19). Off by default so a connect costs no extra round trip; the CLI
+    /// connection. Off by default so a connect costs no extra round trip; the CLI
     /// and `pgsteady serve` turn it on (`PoolConfig::ready_check` for a pool). Default: false.
     #[must_use]
     pub fn with_ready_check(mut self, on: bool) -> Self {
@@ -546,7 +551,7 @@ impl Connector {
         })
     }
 
-    /// "password required, none found", with where pgsteady looked (issue 19 item 11).
+    /// "password required, none found", with where pgsteady looked.
     fn no_password(&self, host: &HostSpec) -> Error {
         let c = &self.config;
         let passfile = match (&c.passfile, &c.passfile_note) {

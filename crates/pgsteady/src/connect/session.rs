@@ -59,6 +59,11 @@ impl SessionState {
     ///   (both needed, unless `in_hot_standby` is on);
     /// - `read-only`: either is on (both needed, unless `in_hot_standby` is on);
     /// - `primary`: `in_hot_standby` off; `standby` and `prefer-standby`: on.
+    ///
+    /// For `prefer-standby` this is libpq's first pass over the host list; when no host
+    /// passes it, libpq's second pass takes any server ([`Connector`](crate::Connector) does
+    /// the same, and so does `pgsteady doctor`'s pick). This is the one copy of these rules:
+    /// the connector, the pool and doctor all ask it.
     pub fn satisfies(&self, want: TargetSessionAttrs) -> Option<bool> {
         // libpq queries when either value is missing; a reported `in_hot_standby=on` alone
         // already proves read-only (the `||` stops there), which saves that query and cannot

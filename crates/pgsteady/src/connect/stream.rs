@@ -163,6 +163,7 @@ const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 
 /// A server's one-byte answer to PostgreSQL's SSLRequest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "probe"), allow(unreachable_pub))]
 pub enum SslAnswer {
     /// `S`: the server will do a TLS handshake next.
     Offered,
@@ -175,6 +176,7 @@ pub enum SslAnswer {
 /// Sends PostgreSQL's SSLRequest on a fresh connection and reads the one-byte answer. The one
 /// place pgsteady writes that packet: the connect path, `doctor`'s TLS layer and its search
 /// for PostgreSQL listeners all use it. Unbounded: wrap it in a timeout.
+#[cfg_attr(not(feature = "probe"), allow(unreachable_pub))]
 pub async fn request_ssl<S>(stream: &mut S) -> std::io::Result<SslAnswer>
 where
     S: AsyncRead + AsyncWrite + Unpin,

@@ -14,13 +14,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pgsteady::config::{Host, HostSpec, PassFileSearch, ProcessEnv, password_search};
+use pgsteady::config::{
+    Host, HostSpec, PassFileSearch, PasswordSearch, ProcessEnv, password_search,
+};
+use pgsteady::text::sanitize;
 use pgsteady::{Config, Connector, Reason, TargetSessionAttrs};
-use tokio_postgres::SimpleQueryMessage;
 
-use super::certs;
-use super::layers::Layer;
-use super::wire::{self, Answer, AuthRequest, Dial, ServerError};
+use crate::certs;
+use crate::finding::Layer;
+use crate::query::{self, MAX_QUERY_BYTES};
+use crate::wire::{self, Answer, AuthRequest, Dial, ServerError};
 
 /// What the failed session was made of.
 #[derive(Debug)]
@@ -210,7 +213,17 @@ async fn auth_failure(reason: Reason, detail: String, ctx: &Ctx<'_>) -> Layer {
         );
     };
     match probe.answer {
-        Answer::Auth(req) => password_failure(&req, detail, reason, ctx),
+        Answer::Auth(req) => {
+            let search =
+                password_search(ctx.target, &ProcessEnv, ctx.host).map_err(|e| e.to_string());
+            let who = Who {
+                user: &ctx.config.user,
+                host: ctx.host_name(),
+                port: ctx.host.port,
+                dbname: &ctx.config.dbname,
+            };
+            password_failure(&req, detail, reason, search, &who)
+        }
         Answer::Error(e) if e.code == "28000" => refusal_failure(&e, false, detail, ctx).await,
         Answer::ErrorAfterAuth(e) if e.code == "28000" => {
             refusal_failure(&e, true, detail, ctx).await
@@ -230,9 +243,25 @@ async fn auth_failure(reason: Reason, detail: String, ctx: &Ctx<'_>) -> Layer {
 }
 
 /// 28P01 or no password sent: where pgsteady looked, and what to change.
-fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx<'_>) -> Layer {
-    let user = &ctx.config.user;
-    let search = match password_search(ctx.target, &ProcessEnv, ctx.host) {
+/// Whose password a fix talks about.
+#[derive(Debug)]
+pub(crate) struct Who<'a> {
+    pub(crate) user: &'a str,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) dbname: &'a str,
+}
+
+/// The rule of a password refusal: `search` is where pgsteady looked (the probe's facts).
+pub(crate) fn password_failure(
+    req: &AuthRequest,
+    detail: String,
+    reason: Reason,
+    search: Result<PasswordSearch, String>,
+    who: &Who<'_>,
+) -> Layer {
+    let user = who.user;
+    let search = match search {
         Ok(s) => s,
         Err(e) => {
             return Layer::fail("auth", detail, Reason::InvalidPassword)
@@ -241,8 +270,9 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
     };
     if !search.found() {
         let detail = format!(
-            "the server asks for a password ({}) and none was found; looked in: {search}",
-            req.method()
+            "the server asks for a password ({}) and none was found; looked in: {}",
+            req.method(),
+            sanitize(&search.to_string())
         );
         let fix = match &search.passfile {
             PassFileSearch::Ignored {
@@ -252,7 +282,7 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
             } => format!(
                 "chmod 0600 {}: it has mode {mode:04o}, and pgsteady (like libpq) ignores a \
                  password file that group or others may read",
-                path.display()
+                shown(path)
             ),
             PassFileSearch::NoMatch {
                 path,
@@ -264,32 +294,30 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
                     "no line of {} matches {wanted} (line {} `{}`: {}); add a line \
                      `{wanted}:<password>` or correct that field (`*` matches anything; the \
                      host is compared as written, so `localhost` does not match `127.0.0.1`)",
-                    path.display(),
+                    shown(path),
                     first.line,
-                    first.key,
-                    first.mismatch.as_deref().unwrap_or("")
+                    sanitize(&first.key),
+                    sanitize(first.mismatch.as_deref().unwrap_or(""))
                 )
             }
             other => {
                 let file = match other {
                     PassFileSearch::Missing(p)
                     | PassFileSearch::Ignored { path: p, .. }
-                    | PassFileSearch::NoMatch { path: p, .. } => p.display().to_string(),
+                    | PassFileSearch::NoMatch { path: p, .. } => shown(p),
                     _ => "~/.pgpass".to_owned(),
                 };
                 format!(
                     "give the password for role `{user}`: in the URL \
                      (postgresql://{user}:<password>@host/db), in PGPASSWORD, or as a line \
                      `{}:{}:{}:{user}:<password>` in {file} (mode 0600)",
-                    ctx.host_name(),
-                    ctx.host.port,
-                    ctx.config.dbname
+                    who.host, who.port, who.dbname
                 )
             }
         };
         return Layer::fail("auth", detail, Reason::InvalidPassword).with_fix(fix);
     }
-    let origin = search.origin().unwrap_or_default();
+    let origin = sanitize(&search.origin().unwrap_or_default()).into_owned();
     let method = match req {
         AuthRequest::Sasl(_) => format!(
             "; the server asked for SCRAM-SHA-256: if role `{user}`'s password was stored as an \
@@ -457,9 +485,13 @@ async fn tcp_alternative(ctx: &Ctx<'_>) -> String {
 /// 3D000: which databases this role may connect to, learned over a session to `postgres` or
 /// `template1` with the same credentials (read-only).
 async fn database_fix(ctx: &Ctx<'_>) -> String {
-    let wanted = &ctx.config.dbname;
-    let user = &ctx.config.user;
-    let create = format!("or create it (CREATE DATABASE \"{wanted}\" OWNER \"{user}\")");
+    let names = visible_databases(ctx).await;
+    database_rule(&ctx.config.dbname, &ctx.config.user, names.as_deref())
+}
+
+/// The databases this role may connect to, over a session to `postgres` or `template1`;
+/// `None` when neither session could list them.
+async fn visible_databases(ctx: &Ctx<'_>) -> Option<Vec<String>> {
     for db in ["postgres", "template1"] {
         let mut config = ctx.config.clone();
         config.hosts = vec![ctx.host.clone()];
@@ -477,37 +509,50 @@ async fn database_fix(ctx: &Ctx<'_>) -> String {
         };
         let sql = "SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate \
                    AND has_database_privilege(datname, 'CONNECT') ORDER BY datname LIMIT 50";
-        let query = connected.client.simple_query(sql);
-        let Ok(Ok(rows)) = tokio::time::timeout(ctx.timeout, query).await else {
+        let Ok(rows) = query::rows(&connected.client, sql, 50, MAX_QUERY_BYTES, ctx.timeout).await
+        else {
             continue;
         };
-        let names: Vec<String> = rows
-            .iter()
-            .filter_map(|m| match m {
-                SimpleQueryMessage::Row(r) => r.get(0).map(str::to_owned),
-                _ => None,
-            })
-            .collect();
-        if names.is_empty() {
-            return format!("role `{user}` may connect to no database here; {create}");
-        }
-        let close = names
-            .iter()
-            .min_by_key(|n| strsim::damerau_levenshtein(n, wanted))
-            .filter(|n| strsim::damerau_levenshtein(n, wanted) <= wanted.len().div_ceil(3))
-            .map(|n| format!(" (did you mean `{n}`?)"))
-            .unwrap_or_default();
-        return format!(
-            "database `{wanted}` does not exist; role `{user}` may connect to: {}{close}: use one \
-             of them as the database name, {create}",
-            names.join(", ")
+        return Some(
+            rows.iter()
+                .filter_map(|r| query::column(r, "datname").ok().flatten())
+                .map(|n| sanitize(n).into_owned())
+                .collect(),
         );
     }
+    None
+}
+
+/// The rule of a missing database: the names this role may use (`None`: not listed), with
+/// the closest one offered.
+pub(crate) fn database_rule(wanted: &str, user: &str, names: Option<&[String]>) -> String {
+    let create = format!("or create it (CREATE DATABASE \"{wanted}\" OWNER \"{user}\")");
+    let Some(names) = names else {
+        return format!(
+            "database `{wanted}` does not exist, and doctor could not list the others (no \
+             session to `postgres` or `template1` with these credentials): check the name \
+             (`\\l` in psql), {create}"
+        );
+    };
+    if names.is_empty() {
+        return format!("role `{user}` may connect to no database here; {create}");
+    }
+    let close = names
+        .iter()
+        .min_by_key(|n| strsim::damerau_levenshtein(n, wanted))
+        .filter(|n| strsim::damerau_levenshtein(n, wanted) <= wanted.len().div_ceil(3))
+        .map(|n| format!(" (did you mean `{n}`?)"))
+        .unwrap_or_default();
     format!(
-        "database `{wanted}` does not exist, and doctor could not list the others (no session \
-         to `postgres` or `template1` with these credentials): check the name (`\\l` in psql), \
-         {create}"
+        "database `{wanted}` does not exist; role `{user}` may connect to: {}{close}: use one \
+         of them as the database name, {create}",
+        names.join(", ")
     )
+}
+
+/// A path from the configuration or the environment, escaped for the report.
+fn shown(path: &std::path::Path) -> String {
+    sanitize(&path.display().to_string()).into_owned()
 }
 
 /// Directories to search for sockets besides the usual ones: the configuration's and
@@ -541,6 +586,107 @@ mod tests {
             code: code.into(),
             message: message.into(),
         }
+    }
+
+    fn who() -> Who<'static> {
+        Who {
+            user: "app",
+            host: "db".into(),
+            port: 5432,
+            dbname: "app",
+        }
+    }
+
+    fn searched(passfile: PassFileSearch) -> Result<PasswordSearch, String> {
+        Ok(PasswordSearch {
+            string_name: "the connection string",
+            in_string: false,
+            in_env: false,
+            passfile,
+        })
+    }
+
+    #[test]
+    fn password_rules_say_where_pgsteady_looked() {
+        let scram = AuthRequest::Sasl(vec!["SCRAM-SHA-256".into()]);
+        let fail = |search| {
+            password_failure(
+                &scram,
+                "refused".into(),
+                Reason::InvalidPassword,
+                search,
+                &who(),
+            )
+        };
+        let l = fail(searched(PassFileSearch::Ignored {
+            path: "/home/a/.pgpass".into(),
+            why: "group or world access".into(),
+            mode: Some(0o644),
+        }));
+        assert_eq!((l.layer, l.cause), ("auth", Some(Reason::InvalidPassword)));
+        assert!(
+            l.fix
+                .unwrap()
+                .starts_with("chmod 0600 /home/a/.pgpass: it has mode 0644")
+        );
+        let l = fail(searched(PassFileSearch::Missing("/home/a/.pgpass".into())));
+        assert!(
+            l.detail
+                .starts_with("the server asks for a password (scram-sha-256"),
+            "{}",
+            l.detail
+        );
+        assert!(
+            l.fix
+                .unwrap()
+                .contains("`db:5432:app:app:<password>` in /home/a/.pgpass"),
+        );
+        // A line of the file, and the file's path, are text from outside: escaped.
+        let line = pgsteady::config::LineMatch {
+            line: 1,
+            key: "ot\x1bher:5432:app:app".into(),
+            mismatch: Some("host `ot\x1bher`".into()),
+        };
+        let l = fail(searched(PassFileSearch::NoMatch {
+            path: "/tmp/p\nq".into(),
+            lines: vec![line],
+            wanted: "db:5432:app:app".into(),
+        }));
+        let fix = l.fix.unwrap();
+        assert!(
+            fix.starts_with("no line of /tmp/p\\nq matches db:5432:app:app (line 1 `ot\\u{1b}her"),
+            "{fix}"
+        );
+        // A password that was found and refused: the SCRAM / MD5 hint.
+        let mut found = searched(PassFileSearch::NoPath).unwrap();
+        found.in_env = true;
+        let fix = fail(Ok(found)).fix.unwrap();
+        assert!(
+            fix.starts_with("the password from PGPASSWORD was refused for role `app`"),
+            "{fix}"
+        );
+        assert!(fix.contains("MD5 hash"), "{fix}");
+        let l = fail(Err("bad string".into()));
+        assert_eq!(
+            l.fix.as_deref(),
+            Some("the configuration cannot be read again: bad string")
+        );
+    }
+
+    #[test]
+    fn database_rule_offers_the_closest_name() {
+        let names = ["app".to_owned(), "billing".to_owned()];
+        let fix = database_rule("ap", "u", Some(&names));
+        assert!(
+            fix.starts_with("database `ap` does not exist; role `u` may connect to: app, billing (did you mean `app`?)"),
+            "{fix}"
+        );
+        assert!(!database_rule("zzzzzz", "u", Some(&names)).contains("did you mean"));
+        assert!(
+            database_rule("x", "u", Some(&[]))
+                .starts_with("role `u` may connect to no database here")
+        );
+        assert!(database_rule("x", "u", None).contains("could not list the others"));
     }
 
     /// The one place doctor reads message text (module docs): the PostgreSQL 12-17 English

@@ -171,10 +171,15 @@ async fn exchange(stream: &mut Box<dyn Io>, user: &str, dbname: &str) -> std::io
                     3 => return Ok(Answer::Auth(AuthRequest::Cleartext)),
                     5 => return Ok(Answer::Auth(AuthRequest::Md5)),
                     10 => {
-                        let mechs = msg[4..]
+                        let mechs = msg
+                            .get(4..)
+                            .unwrap_or_default()
                             .split(|b| *b == 0)
                             .filter(|m| !m.is_empty())
-                            .map(|m| String::from_utf8_lossy(m).into_owned())
+                            .map(|m| {
+                                pgsteady::text::sanitize_to(&String::from_utf8_lossy(m), 64)
+                                    .into_owned()
+                            })
                             .collect();
                         return Ok(Answer::Auth(AuthRequest::Sasl(mechs)));
                     }
@@ -217,7 +222,9 @@ fn parse_error(msg: &[u8]) -> ServerError {
         let Some((&tag, value)) = field.split_first() else {
             continue;
         };
-        let value = String::from_utf8_lossy(value).into_owned();
+        // Whatever answers on the port chose these bytes: escaped before any report shows
+        // them (a legitimate server's English message is unchanged).
+        let value = pgsteady::text::sanitize(&String::from_utf8_lossy(value)).into_owned();
         match tag {
             b'C' => e.code = value,
             b'M' => e.message = value,

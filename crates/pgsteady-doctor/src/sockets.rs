@@ -148,7 +148,7 @@ pub(crate) async fn missing_fix(dir: &Path, port: u16, extra_dirs: &[PathBuf]) -
         );
     }
     let tcp = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    let over_tcp = if super::listeners::looks_like_postgres(
+    let over_tcp = if crate::listeners::looks_like_postgres(
         tcp,
         std::time::Duration::from_millis(500),
     )

@@ -5,7 +5,7 @@
 use pgsteady::slot::{self, SlotState, Verdict};
 use tokio_postgres::Client;
 
-use super::layers::{Layer, Status};
+use crate::finding::{Layer, Status};
 
 /// Reads every slot in one round trip and summarises them as one layer.
 pub(crate) async fn layer(client: &Client) -> Layer {
@@ -45,7 +45,8 @@ fn summarise(all: &[Verdict]) -> Layer {
     let mut hints = Vec::new();
     for v in all {
         let bytes = mib(v.retained_bytes.unwrap_or(0));
-        let name = &v.slot;
+        // A slot's name is the server's: escaped before it is shown.
+        let name = pgsteady::text::sanitize_to(&v.slot, 200);
         if v.has(SlotState::Lost) {
             problems.push(format!("`{name}` lost"));
             hints.push(format!(

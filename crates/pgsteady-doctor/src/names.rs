@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::compose;
+use crate::compose;
 
 /// How different a name may be (Damerau-Levenshtein edits) to be offered as "did you mean".
 fn max_edits(name: &str) -> usize {

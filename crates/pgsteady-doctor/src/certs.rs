@@ -69,10 +69,12 @@ pub(crate) fn facts(der: &CertificateDer<'_>) -> Option<CertFacts> {
                 .filter_map(|cn| cn.as_str().ok().map(str::to_owned)),
         );
     }
+    // The server chose every byte of its certificate: escaped before a fix shows it.
+    let clean = |s: &str| pgsteady::text::sanitize_to(s, 512).into_owned();
     Some(CertFacts {
-        subject: cert.subject().to_string(),
-        issuer: cert.issuer().to_string(),
-        names,
+        subject: clean(&cert.subject().to_string()),
+        issuer: clean(&cert.issuer().to_string()),
+        names: names.iter().map(|n| clean(n)).collect(),
         not_before: cert.validity().not_before.to_string(),
         not_after: cert.validity().not_after.to_string(),
     })

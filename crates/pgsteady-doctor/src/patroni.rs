@@ -11,20 +11,50 @@ use std::time::Duration;
 use pgsteady::config::{Host, HostSpec, TargetSessionAttrs};
 use pgsteady::{Config, Connector};
 use serde::Deserialize;
-use tokio_postgres::SimpleQueryMessage;
 
-use super::HostReport;
-use super::layers::{Layer, Status};
+use crate::finding::{Layer, Status};
+use crate::query::{self, MAX_QUERY_BYTES, QueryError};
+use crate::report::HostReport;
 
 /// `--patroni`: an `http://host:port` address of a Patroni REST API (trailing `/` removed).
-pub(crate) fn parse_url(text: &str) -> Result<String, String> {
+///
+/// An error never repeats credentials given in the address (`http://user:password@...`):
+/// the text is shown with them redacted.
+pub fn parse_url(text: &str) -> Result<String, String> {
+    let shown = redacted(text);
     let rest = text.strip_prefix("http://").ok_or_else(|| {
-        format!("{text}: must start with http:// (Patroni's REST API, e.g. http://db1:8008)")
+        format!("{shown}: must start with http:// (Patroni's REST API, e.g. http://db1:8008)")
     })?;
-    if rest.is_empty() || rest.starts_with('/') || rest.contains('@') {
-        return Err(format!("{text}: expected http://HOST:PORT"));
+    if rest.contains('@') {
+        return Err(format!(
+            "{shown}: expected http://HOST:PORT, without credentials (doctor reads Patroni's \
+             REST API without authentication)"
+        ));
+    }
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(format!("{shown}: expected http://HOST:PORT"));
     }
     Ok(text.trim_end_matches('/').to_owned())
+}
+
+/// `text` escaped, with anything between the scheme and the last `@` of the authority (a
+/// user and password) replaced.
+fn redacted(text: &str) -> String {
+    let (scheme, rest) = match text.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, text),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let authority = match authority.rfind('@') {
+        Some(at) => format!("<redacted>@{}", &authority[at + 1..]),
+        None => authority.to_owned(),
+    };
+    let joined = match scheme {
+        Some(scheme) => format!("{scheme}://{authority}{path}"),
+        None => format!("{authority}{path}"),
+    };
+    pgsteady::text::sanitize(&joined).into_owned()
 }
 
 #[derive(Debug, Deserialize)]
@@ -162,6 +192,22 @@ pub(crate) async fn check(
         }
         return;
     };
+    // Patroni's JSON is text from outside: escaped before any layer shows it.
+    let clean = |s: &str| pgsteady::text::sanitize_to(s, 200).into_owned();
+    let members: Vec<MemberJson> = members
+        .into_iter()
+        .map(|m| MemberJson {
+            name: clean(&m.name),
+            role: clean(&m.role),
+            state: clean(&m.state),
+            host: m.host.as_deref().map(clean),
+            port: m.port,
+        })
+        .collect();
+    for (_, node) in &mut own {
+        node.role = clean(&node.role);
+        node.state = clean(&node.state);
+    }
     for member in &members {
         // A node's own answer wins over the cluster's record of it.
         let (role, state, source) = match own.iter().find(|(_, n)| {
@@ -207,21 +253,19 @@ async fn in_recovery(
         .map_err(|e| e.to_string())?
         .with_attempt_timeout(timeout);
     let connected = connector.connect_once().await.map_err(|e| e.to_string())?;
-    let rows = tokio::time::timeout(
-        timeout,
-        connected
-            .client
-            .simple_query("SELECT pg_is_in_recovery()::text"),
-    )
-    .await
-    .map_err(|_| format!("no answer to SELECT pg_is_in_recovery() within {timeout:?}"))?
-    .map_err(|e| e.to_string())?;
-    rows.iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(r) => r.get(0).map(|v| v == "true"),
-            _ => None,
-        })
-        .ok_or_else(|| "SELECT pg_is_in_recovery() returned no row".to_owned())
+    let sql = "SELECT pg_is_in_recovery()::text AS in_recovery";
+    let rows = query::rows(&connected.client, sql, 1, MAX_QUERY_BYTES, timeout)
+        .await
+        .map_err(|e| match e {
+            QueryError::TimedOut(_) => {
+                format!("no answer to SELECT pg_is_in_recovery() within {timeout:?}")
+            }
+            other => other.to_string(),
+        })?;
+    let row = rows
+        .first()
+        .ok_or_else(|| "SELECT pg_is_in_recovery() returned no row".to_owned())?;
+    Ok(query::required(row, "in_recovery")? == "true")
 }
 
 /// The `patroni` layer of one member: Patroni's role against its server's recovery state.
@@ -317,16 +361,6 @@ fn push(hosts: &mut Vec<HostReport>, host: &str, layer: Layer) {
     }
 }
 
-/// The first failing `patroni` layer, if any.
-pub(crate) fn first_failure(hosts: &[HostReport]) -> Option<(&str, &Layer)> {
-    hosts.iter().find_map(|h| {
-        h.layers
-            .iter()
-            .find(|l| l.layer == "patroni" && l.status == Status::Fail)
-            .map(|l| (h.host.as_str(), l))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,7 +375,18 @@ mod tests {
         );
         assert!(parse_url("db1:8008").is_err());
         assert!(parse_url("http://").is_err());
-        assert!(parse_url("http://u:pw@db1:8008").is_err());
+        // Credentials are refused and never repeated.
+        for url in [
+            "http://u:Secr3tPw@db1:8008",
+            "https://u:Secr3tPw@db1:8008/x",
+            "u:Secr3tPw@db1",
+        ] {
+            let e = parse_url(url).unwrap_err();
+            assert!(!e.contains("Secr3tPw"), "{e}");
+            assert!(e.contains("<redacted>@db1"), "{e}");
+        }
+        assert_eq!(redacted("http://a@b@c:1/p@q"), "http://<redacted>@c:1/p@q");
+        assert_eq!(redacted("http://db1\x1b[2J"), "http://db1\\u{1b}[2J");
     }
 
     #[test]
