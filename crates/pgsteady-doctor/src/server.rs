@@ -1,5 +1,5 @@
 //! The layers of a working session: server version, recovery / read-only state, connection
-//! headroom and round-trip time. [`probe`] gathers [`ServerFacts`] with one bounded query;
+//! headroom and round-trip time. `probe` gathers [`ServerFacts`] with one bounded query;
 //! the rules ([`version`], [`recovery`], [`headroom`], [`rtt`]) turn facts into layers and
 //! need no server.
 

@@ -574,35 +574,43 @@ impl Cluster {
         }
     }
 
-    /// Waits (at most `bound`) until no child of the postmaster is a client backend, as the
-    /// process table shows them (`postgres: USER DB ...` titles; the auxiliary processes'
-    /// titles name their role instead).
+    /// Waits (at most `bound`) until no child of the postmaster is a backend of the login
+    /// user or the administrator, as the process table shows them: `postgres: [CLUSTER: ]USER
+    /// DB ...` (the auxiliary processes' titles name their role instead).
     async fn wait_for_no_client_backends(&self, bound: Duration) {
         let Some(postmaster) = self.postmaster_pid() else {
             return;
         };
-        let prefixes = [
-            format!("postgres: {} ", self.user),
-            "postgres: postgres ".to_owned(),
-        ];
+        let users = [format!("{} ", self.user), "postgres ".to_owned()];
+        let is_session = |title: &str| {
+            let Some(rest) = title.strip_prefix("postgres: ") else {
+                return false;
+            };
+            // With cluster_name set the title names the cluster first (no spaces in ours).
+            let rest = match rest.split_once(": ") {
+                Some((name, after)) if !name.contains(' ') => after,
+                _ => rest,
+            };
+            users.iter().any(|u| rest.starts_with(u.as_str()))
+        };
+        let child_of_postmaster = |dir: &Path| {
+            fs::read_to_string(dir.join("stat")).ok().and_then(|stat| {
+                // `pid (comm) state ppid ...`: comm may hold spaces, so split after `)`.
+                let after = stat.rsplit_once(')')?.1.to_owned();
+                after.split_whitespace().nth(1)?.parse::<i32>().ok()
+            }) == Some(postmaster)
+        };
         let started = Instant::now();
         while started.elapsed() < bound {
             let busy = fs::read_dir("/proc")
                 .into_iter()
                 .flatten()
                 .flatten()
-                .any(|e| {
-                    let dir = e.path();
-                    let parent = fs::read_to_string(dir.join("stat")).ok().and_then(|stat| {
-                        // `pid (comm) state ppid ...`: comm may hold spaces, so split after `)`.
-                        let after = stat.rsplit_once(')')?.1.to_owned();
-                        after.split_whitespace().nth(1)?.parse::<i32>().ok()
-                    });
-                    parent == Some(postmaster)
-                        && fs::read(dir.join("cmdline")).is_ok_and(|c| {
-                            let title = String::from_utf8_lossy(&c);
-                            prefixes.iter().any(|p| title.starts_with(p.as_str()))
-                        })
+                .map(|e| e.path())
+                .any(|dir| {
+                    child_of_postmaster(&dir)
+                        && fs::read(dir.join("cmdline"))
+                            .is_ok_and(|c| is_session(&String::from_utf8_lossy(&c)))
                 });
             if !busy {
                 return;
