@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use pgsteady::{Config, Pool, TransactionError};
@@ -78,9 +78,10 @@ async fn promote_under_load(sync: bool, fault: Fault) -> (Seen, SystemTime, Clus
         .build()
         .unwrap();
     let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..WORKERS)
         .map(|w| {
-            let (pool, stop) = (pool.clone(), stop.clone());
+            let (pool, stop, acked) = (pool.clone(), stop.clone(), acked.clone());
             tokio::spawn(async move {
                 let mut seen = Seen::default();
                 let mut i = 0u64;
@@ -108,7 +109,10 @@ async fn promote_under_load(sync: bool, fault: Fault) -> (Seen, SystemTime, Clus
                             })
                             .await;
                         match result {
-                            Ok(()) => seen.acknowledged.push((key, SystemTime::now())),
+                            Ok(()) => {
+                                seen.acknowledged.push((key, SystemTime::now()));
+                                acked.fetch_add(1, Ordering::Relaxed);
+                            }
                             Err(TransactionError::NotCommitted(e)) => {
                                 seen.write_errors.push(e.to_string());
                                 seen.not_committed.push(key);
@@ -127,12 +131,17 @@ async fn promote_under_load(sync: bool, fault: Fault) -> (Seen, SystemTime, Clus
         .collect();
 
     tokio::time::sleep(Duration::from_millis(700)).await;
+    // On a loaded machine the writers may be slow: the phases last until enough writes were
+    // made, not a fixed time (bounded; the callers' assertions decide).
+    wait_for_writes(&acked, WRITES_PER_PHASE).await;
     fault.apply(&primary).await.unwrap();
     // A failover takes a moment to be decided: writes wait for a primary meanwhile.
     tokio::time::sleep(Duration::from_millis(300)).await;
     standby.promote().await.unwrap();
     let promoted = standby.promoted_at().expect("the promotion is in the log");
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = acked.load(Ordering::Relaxed);
+    wait_for_writes(&acked, before + WRITES_PER_PHASE).await;
     stop.store(true, Ordering::Relaxed);
     let mut all = Seen::default();
     for w in workers {
@@ -145,6 +154,18 @@ async fn promote_under_load(sync: bool, fault: Fault) -> (Seen, SystemTime, Clus
     }
     pool.close(Duration::from_secs(5)).await;
     (all, promoted, primary, standby)
+}
+
+/// Acknowledged writes each phase of [`promote_under_load`] waits for, so that the callers'
+/// "the writers kept writing" (more than 50 in all) reflects a stalled pool, not a slow machine.
+const WRITES_PER_PHASE: usize = 40;
+
+/// Waits until `acked` reaches `target`, for at most 30 s.
+async fn wait_for_writes(acked: &AtomicUsize, target: usize) {
+    let cap = Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::Relaxed) < target && Instant::now() < cap {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Every acknowledged write present once, nothing reported not committed present, no

@@ -84,6 +84,12 @@ async fn readyz_follows_a_stop_and_a_start_while_livez_stays_up() {
     let ready_at = cluster.ready_at().expect("ready line");
     let ready_again = poll_until(ready_at, 200).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // A loaded machine polls more slowly: keep polling (bounded) until the sample count
+    // asserted below can tell a poller that stalled from one that was merely slow.
+    let cap = std::time::Instant::now() + Duration::from_secs(30);
+    while samples.lock().unwrap().len() <= 60 && std::time::Instant::now() < cap {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     poller.abort();
 
     let samples = samples.lock().unwrap().clone();

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use pgsteady::{RetryPolicy, TransactionError};
@@ -53,9 +53,10 @@ async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
     create_table(&cluster).await;
     let pool = pool(&cluster, None, |b| b.max_size(8));
 
+    let acked = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..8)
         .map(|w| {
-            let pool = pool.clone();
+            let (pool, acked) = (pool.clone(), acked.clone());
             tokio::spawn(async move {
                 let mut out = Outcomes::default();
                 for i in 0..u32::MAX {
@@ -69,7 +70,10 @@ async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
                         })
                         .await;
                     match result {
-                        Ok(()) => out.acknowledged.push(key),
+                        Ok(()) => {
+                            out.acknowledged.push(key);
+                            acked.fetch_add(1, Ordering::Relaxed);
+                        }
                         Err(TransactionError::NotCommitted(_)) => out.not_committed.push(key),
                         Err(TransactionError::OutcomeUnknown(u)) => out.unknown.push((key, u.xid)),
                     }
@@ -84,6 +88,13 @@ async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
 
     for fault in 0..4 {
         tokio::time::sleep(Duration::from_millis(300)).await;
+        // Slow writers on a loaded machine: each phase lasts until enough writes were
+        // acknowledged (bounded), so "the writers kept writing" below means a stalled pool.
+        let target = (fault + 1) * 30;
+        let cap = std::time::Instant::now() + Duration::from_secs(30);
+        while acked.load(Ordering::Relaxed) < target && std::time::Instant::now() < cap {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         match fault % 3 {
             0 => cluster.restart(StopMode::Fast).await.unwrap(),
             1 => {
@@ -94,6 +105,10 @@ async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
         }
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let cap = std::time::Instant::now() + Duration::from_secs(30);
+    while acked.load(Ordering::Relaxed) < 150 && std::time::Instant::now() < cap {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     pool.close(Duration::from_secs(10)).await;
     let mut all = Outcomes::default();
     for writer in writers {
