@@ -426,6 +426,11 @@ fn workspace_circles(root: &Path) -> Vec<Vec<String>> {
 
 #[test]
 fn no_file_of_any_crate_is_in_an_import_circle() {
+    // A packaged copy of this crate (crates.io, a vendored tree) has no workspace around it.
+    if !workspace().join("crates/pgsteady/src/lib.rs").is_file() {
+        eprintln!("skipped: not inside the pgsteady workspace");
+        return;
+    }
     let circles = workspace_circles(&workspace());
     let known: Vec<Vec<String>> = KNOWN
         .iter()
