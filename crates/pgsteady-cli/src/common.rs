@@ -41,9 +41,21 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
         }
         return Err(format!("`{s}` is not a valid duration"));
     }
-    humantime::parse_duration(s)
-        .map_err(|e| format!("`{s}` is not a valid duration ({e}); use e.g. 60s, 1m30s, 500ms"))
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("`{s}` is not a valid duration ({e}); use e.g. 60s, 1m30s, 500ms"))?;
+    // Added to an Instant, a duration of centuries overflows it (a panic): the bare-number
+    // branch's bound, for every spelling.
+    if d > MAX_DURATION {
+        return Err(format!(
+            "`{s}` is too long a duration (at most {} seconds)",
+            MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(d)
 }
+
+/// The longest duration an argument may give (about 31 years).
+const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 
 /// Resolves the target: a URL, key=value pairs, or `None` for `DATABASE_URL` / `PG*`.
 pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, pgsteady::Error> {
@@ -51,7 +63,7 @@ pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, pgsteady::E
         && !t.contains('=')
         && !t.contains("://")
     {
-        // Not shown (issue 19): `postgresql:/app:PW@host/db` (one slash) or `host h password
+        // Not shown: `postgresql:/app:PW@host/db` (one slash) or `host h password
         // PW` land here, password included.
         return Err(pgsteady::Error::config(format!(
             "the target ({} characters, not shown: it may hold a password) is neither a \
@@ -74,6 +86,16 @@ mod tests {
         assert_eq!(parse_duration("2.5"), Ok(Duration::from_millis(2500)));
         assert!(parse_duration("soon").unwrap_err().contains("`soon`"));
         assert!(parse_duration("-1").is_err());
+        // Centuries overflow an Instant: refused, not a panic later.
+        assert!(
+            parse_duration("18446744073709551615s")
+                .unwrap_err()
+                .contains("too long")
+        );
+        assert_eq!(
+            parse_duration("1000000000s"),
+            Ok(Duration::from_secs(1_000_000_000))
+        );
     }
 
     #[test]

@@ -225,8 +225,13 @@ async fn slot_gate(readiness: Readiness, watch: SlotWatch, req: Request, next: N
         return next.run(req).await;
     }
     let snapshot = watch.snapshot();
-    let blocked = if snapshot.verdicts.is_empty() {
-        Some((watch.names()[0].clone(), "slot_not_read_yet"))
+    let first = watch.names().first().cloned().unwrap_or_default();
+    let blocked = if snapshot.verdicts.is_empty() && snapshot.failures > 0 {
+        // Every read so far failed (`error` says why): not "not read yet", which reads as
+        // "wait a moment".
+        Some((first, "slot_read_failed"))
+    } else if snapshot.verdicts.is_empty() {
+        Some((first, "slot_not_read_yet"))
     } else {
         snapshot.verdicts.iter().find_map(|v| {
             if v.has(SlotState::Missing) {

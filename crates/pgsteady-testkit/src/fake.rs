@@ -52,6 +52,33 @@ pub enum Behavior {
     PasswordRequest,
     /// Speaks HTTP: whatever arrives, answers `400 Bad Request` and closes.
     Http,
+    /// Authenticates; answers an empty query normally, and every other query with one text
+    /// column per value and `rows` data rows holding `values` (as given: not UTF-8, fewer
+    /// columns than asked for, megabytes...), then CommandComplete and ReadyForQuery.
+    Rows {
+        /// One row's values (`None`: NULL).
+        values: Vec<Option<Vec<u8>>>,
+        /// How many times the row is sent.
+        rows: usize,
+    },
+    /// Sends messages of one kind without end, during start-up (after AuthenticationOk, no
+    /// ReadyForQuery ever) or after it (after ReadyForQuery, never answering a query).
+    Flood {
+        /// What is sent.
+        message: Flood,
+        /// Before ReadyForQuery.
+        at_startup: bool,
+    },
+}
+
+/// What a [`Behavior::Flood`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flood {
+    /// NoticeResponses of about 1 KB each.
+    Notices,
+    /// ParameterStatus messages, each with a new parameter name.
+    Parameters,
 }
 
 /// A fake server; stops when dropped.
@@ -264,6 +291,91 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
                 stream
                     .write_all(&error_response("28P01", "password authentication failed"))
                     .await?;
+            }
+        }
+        Behavior::Rows { values, rows } => {
+            stream.write_all(&authenticated()).await?;
+            loop {
+                let (kind, body) = read_message(&mut stream).await?;
+                match kind {
+                    b'X' => return Ok(()),
+                    b'Q' if body.first() == Some(&0) => {
+                        stream.write_all(&message(b'I', b"")).await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    }
+                    b'Q' => {
+                        let n = values.len() as u16;
+                        let mut desc = n.to_be_bytes().to_vec();
+                        for i in 0..n {
+                            desc.extend_from_slice(format!("c{i}\0").as_bytes());
+                            desc.extend_from_slice(&[0; 6]);
+                            desc.extend_from_slice(&25u32.to_be_bytes());
+                            desc.extend_from_slice(&(-1i16).to_be_bytes());
+                            desc.extend_from_slice(&(-1i32).to_be_bytes());
+                            desc.extend_from_slice(&0u16.to_be_bytes());
+                        }
+                        stream.write_all(&message(b'T', &desc)).await?;
+                        let mut row = n.to_be_bytes().to_vec();
+                        for v in &values {
+                            match v {
+                                Some(v) => {
+                                    row.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                                    row.extend_from_slice(v);
+                                }
+                                None => row.extend_from_slice(&(-1i32).to_be_bytes()),
+                            }
+                        }
+                        let row = message(b'D', &row);
+                        for _ in 0..rows {
+                            stream.write_all(&row).await?;
+                        }
+                        stream
+                            .write_all(&message(b'C', format!("SELECT {rows}\0").as_bytes()))
+                            .await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Behavior::Flood {
+            message: what,
+            at_startup,
+        } => {
+            if at_startup {
+                stream
+                    .write_all(&message(b'R', &0u32.to_be_bytes()))
+                    .await?;
+            } else {
+                stream.write_all(&authenticated()).await?;
+            }
+            let mut i = 0u64;
+            loop {
+                let mut batch = Vec::new();
+                for _ in 0..64 {
+                    i += 1;
+                    batch.extend(match what {
+                        Flood::Notices => {
+                            let mut body = Vec::new();
+                            for (field, value) in [
+                                (b'S', "NOTICE".to_owned()),
+                                (b'V', "NOTICE".to_owned()),
+                                (b'C', "00000".to_owned()),
+                                (b'M', format!("notice {i} {}", "x".repeat(1000))),
+                            ] {
+                                body.push(field);
+                                body.extend_from_slice(value.as_bytes());
+                                body.push(0);
+                            }
+                            body.push(0);
+                            message(b'N', &body)
+                        }
+                        Flood::Parameters => {
+                            message(b'S', format!("p{i}\0{}\0", "x".repeat(1000)).as_bytes())
+                        }
+                    });
+                }
+                stream.write_all(&batch).await?;
             }
         }
         Behavior::Http => unreachable!("handled above"),

@@ -75,7 +75,7 @@ async fn all_exit(target: &str, code: i32, bound: Duration) -> Vec<(&'static str
 /// its resident high-water mark (VmHWM) and its peak virtual size (VmPeak) beyond a 1 GiB
 /// allowance for thread stacks and allocator arenas, so a 2 GB reservation that was never
 /// touched still counts.
-fn watch_peak_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
+pub(crate) fn watch_peak_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut peak = 0u64;
         loop {
@@ -101,7 +101,7 @@ fn watch_peak_rss(pid: u32) -> tokio::task::JoinHandle<u64> {
     })
 }
 
-async fn run_measured(cmd: TestCommand) -> (Finished, u64) {
+pub(crate) async fn run_measured(cmd: TestCommand) -> (Finished, u64) {
     let running: Running = cmd.spawn();
     let peak = watch_peak_rss(running.child.id().unwrap());
     let finished = running.finish().await;
@@ -122,7 +122,7 @@ async fn run_measured(cmd: TestCommand) -> (Finished, u64) {
     (finished, peak)
 }
 
-const MB: u64 = 1 << 20;
+pub(crate) const MB: u64 = 1 << 20;
 
 /// Item 7: a server that authenticates and then never answers a query. Before: doctor ran
 /// past 60 s, migrate blocked forever, serve reported ready.
@@ -164,7 +164,7 @@ async fn a_server_that_authenticates_then_hangs_is_not_ready_in_bounded_time() {
     stop(serve).await;
 }
 
-async fn listen_addr(running: &mut Running) -> String {
+pub(crate) async fn listen_addr(running: &mut Running) -> String {
     use tokio::io::AsyncBufReadExt;
     let stderr = running.child.stderr.take().unwrap();
     let mut lines = tokio::io::BufReader::new(stderr).lines();
@@ -184,7 +184,7 @@ async fn listen_addr(running: &mut Running) -> String {
     rest.split_whitespace().next().unwrap().to_owned()
 }
 
-async fn http_status(addr: &str, path: &str) -> Option<u16> {
+pub(crate) async fn http_status(addr: &str, path: &str) -> Option<u16> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()
@@ -197,7 +197,7 @@ async fn http_status(addr: &str, path: &str) -> Option<u16> {
         .map(|r| r.status().as_u16())
 }
 
-async fn stop(running: Running) {
+pub(crate) async fn stop(running: Running) {
     let pid = nix::unistd::Pid::from_raw(running.child.id().unwrap() as i32);
     let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
     let _ = tokio::time::timeout(Duration::from_secs(10), running.finish()).await;

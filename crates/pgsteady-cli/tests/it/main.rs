@@ -12,6 +12,7 @@ mod drill_ha;
 mod exec;
 mod generate;
 mod hostile;
+mod hostile_input;
 mod installed;
 mod migrate;
 mod pgbouncer;

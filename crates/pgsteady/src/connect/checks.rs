@@ -10,13 +10,19 @@ use crate::error::HostFailure;
 use crate::{Error, ErrorKind};
 
 /// At most this many messages of a query pgsteady runs for itself are read; more is an error
-/// (a server streaming endless rows must not fill memory: issue 19 item 8).
+/// (a server streaming endless rows must not fill memory).
 pub const MAX_OWN_ROWS: usize = 10_000;
 
+/// At most this many bytes of values, all rows together, of a query pgsteady runs for itself:
+/// a row count alone times the largest message allowed was 160 GB.
+pub const MAX_OWN_BYTES: usize = 4 << 20;
+
 /// Runs `sql` with the simple protocol and collects at most `max_rows` rows (and their
-/// command-complete messages); more is an error and the rest is not read. For the queries a
-/// tool runs for itself, where tokio-postgres' `simple_query` would collect whatever the
-/// server streams.
+/// command-complete messages) holding at most [`MAX_OWN_BYTES`] of values; more is an error
+/// and the rest is not read. A value that is not UTF-8 is an error too (tokio-postgres asks
+/// for `client_encoding=UTF8`, so only a broken server sends one), so that every value of a
+/// returned row reads with `try_get` as text. For the queries a tool runs for itself, where
+/// tokio-postgres' `simple_query` would collect whatever the server streams.
 pub async fn bounded_simple_query(
     client: &Client,
     sql: &str,
@@ -30,17 +36,29 @@ pub async fn bounded_simple_query(
     futures_util::pin_mut!(stream);
     let mut out = Vec::new();
     let mut rows = 0usize;
+    let mut bytes = 0usize;
     while let Some(m) = stream
         .try_next()
         .await
         .map_err(|e| Error::from_pg(e, "query failed"))?
     {
-        if matches!(m, SimpleQueryMessage::Row(_)) {
+        if let SimpleQueryMessage::Row(row) = &m {
             rows += 1;
             if rows > max_rows {
                 return Err(Error::new(
                     ErrorKind::Db,
                     format!("the query returned more than {max_rows} rows; pgsteady reads at most that many"),
+                )
+                .with_reason(Reason::Other));
+            }
+            bytes += row_bytes(row)?;
+            if bytes > MAX_OWN_BYTES {
+                return Err(Error::new(
+                    ErrorKind::Db,
+                    format!(
+                        "the query returned more than {MAX_OWN_BYTES} bytes; pgsteady reads at \
+                         most that many"
+                    ),
                 )
                 .with_reason(Reason::Other));
             }
@@ -50,10 +68,32 @@ pub async fn bounded_simple_query(
     Ok(out)
 }
 
+/// The bytes of a row's values; an error for a value that is not UTF-8.
+fn row_bytes(row: &tokio_postgres::SimpleQueryRow) -> Result<usize, Error> {
+    let mut sum = 0;
+    for i in 0..row.len() {
+        match row.try_get(i) {
+            Ok(v) => sum += v.map_or(0, str::len),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    format!(
+                        "protocol violation: the server sent a value that is not UTF-8 (column \
+                         {}), though the session's client_encoding is UTF8",
+                        i + 1
+                    ),
+                )
+                .with_reason(Reason::Other));
+            }
+        }
+    }
+    Ok(sum)
+}
+
 /// Checks `target_session_attrs` as libpq does: from the `in_hot_standby` and
 /// `default_transaction_read_only` values the server reported at startup (PostgreSQL 14+, no
 /// round trip), else with one query. With `ready`, a session for `any` must still answer an
-/// empty query: authenticating is not being able to run one (issue 19 item 7).
+/// empty query: authenticating is not being able to run one.
 pub(super) async fn check_session(
     client: &Client,
     want: TargetSessionAttrs,
@@ -106,7 +146,10 @@ pub(super) async fn check_session(
         _ => None,
     });
     let (in_recovery, read_only) = match row {
-        Some(r) => (r.get(0) == Some("true"), r.get(1) == Some("on")),
+        Some(r) => (
+            r.try_get(0).ok().flatten() == Some("true"),
+            r.try_get(1).ok().flatten() == Some("on"),
+        ),
         None => {
             return Err(Error::new(
                 ErrorKind::Connect,

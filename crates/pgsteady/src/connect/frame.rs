@@ -4,15 +4,23 @@
 //!
 //! Hand-written because tokio-postgres has no cap: its codec reserves the announced length up
 //! front, so a server announcing a 2 GB message (or a non-PostgreSQL service whose bytes read
-//! as one) made `check` and `serve` allocate gigabytes (issue 19 item 8). libpq refuses a
+//! as one) made `check` and `serve` allocate gigabytes. libpq refuses a
 //! length under 4, and over 30,000 bytes for any message type but the few that carry data
 //! (`VALID_LONG_MESSAGE_TYPE` in fe-protocol3.c); this does the same, and caps the long types
 //! at [`Connector::with_max_message_len`](super::Connector::with_max_message_len).
+//!
+//! It also caps what tokio-postgres keeps without bound: during start-up it queues every
+//! NoticeResponse and stores every ParameterStatus until ReadyForQuery, and afterwards it keeps
+//! one value per distinct parameter name for the connection's life. A server flooding either
+//! drove `check` to gigabytes. The guard caps the start-up messages' total bytes
+//! ([`MAX_STARTUP_BYTES`]) and the distinct parameter names ([`MAX_PARAMETERS`]); a real
+//! server sends about twenty short ones.
 //!
 //! It also notes, from the protocol state, whether the server asked for a password, so a
 //! failed startup without one can say "password required, none found" without reading
 //! tokio-postgres' message text.
 
+use std::collections::HashSet;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -28,6 +36,13 @@ pub(crate) const MAX_SHORT_MESSAGE: u32 = 30_000;
 /// The default cap on a data-carrying message (`DataRow`, `ErrorResponse`...): PostgreSQL's
 /// `MaxAllocSize`, beyond which no server can build one.
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = (1 << 30) - 1;
+
+/// The most bytes of NoticeResponse and ParameterStatus messages accepted before the first
+/// ReadyForQuery (tokio-postgres holds them all until then). PostgreSQL sends about 500.
+pub(crate) const MAX_STARTUP_BYTES: u64 = 1 << 20;
+/// The most distinct ParameterStatus names accepted on one connection (tokio-postgres keeps a
+/// value for each). PostgreSQL 17 reports 15 (`GUC_REPORT`); extensions may add a few.
+pub(crate) const MAX_PARAMETERS: usize = 256;
 
 /// What the guard saw that the connect path asks about afterwards.
 #[derive(Debug, Default)]
@@ -46,8 +61,15 @@ pub(crate) struct Guarded<S> {
     have: usize,
     /// Body bytes of the current message still to pass.
     remaining: u32,
-    /// For an `R` message: the first 4 body bytes (the request code).
-    auth: Option<([u8; 4], usize)>,
+    /// The body of the current `R` or `S` message (both short: at most 30,000 bytes), kept
+    /// to be read once complete.
+    body: Option<(u8, Vec<u8>)>,
+    /// No ReadyForQuery yet.
+    starting: bool,
+    /// Bytes of NoticeResponse and ParameterStatus messages before the first ReadyForQuery.
+    startup_bytes: u64,
+    /// The distinct ParameterStatus names seen.
+    parameters: HashSet<Vec<u8>>,
     seen: Arc<Seen>,
 }
 
@@ -61,7 +83,10 @@ impl<S> Guarded<S> {
             header: [0; 5],
             have: 0,
             remaining: 0,
-            auth: None,
+            body: None,
+            starting: true,
+            startup_bytes: 0,
+            parameters: HashSet::new(),
             seen,
         }
     }
@@ -71,37 +96,30 @@ impl<S> Guarded<S> {
         while !bytes.is_empty() {
             if self.remaining > 0 {
                 let n = (self.remaining as usize).min(bytes.len());
-                if let Some((code, got)) = &mut self.auth {
-                    let take = (4 - *got).min(n);
-                    code[*got..*got + take].copy_from_slice(&bytes[..take]);
-                    *got += take;
-                    if *got == 4 {
-                        // 3 cleartext, 5 MD5, 10 SASL: the server wants a password.
-                        if matches!(u32::from_be_bytes(*code), 3 | 5 | 10) {
-                            self.seen.password_requested.store(true, Ordering::Relaxed);
-                        }
-                        self.auth = None;
-                    }
+                let (chunk, rest) = bytes.split_at(n);
+                if let Some((_, body)) = &mut self.body {
+                    body.extend_from_slice(chunk);
                 }
                 self.remaining -= n as u32;
-                bytes = &bytes[n..];
+                bytes = rest;
+                if self.remaining == 0 {
+                    self.complete()?;
+                }
                 continue;
             }
             let take = (5 - self.have).min(bytes.len());
-            self.header[self.have..self.have + take].copy_from_slice(&bytes[..take]);
+            let (chunk, rest) = bytes.split_at(take);
+            if let Some(dst) = self.header.get_mut(self.have..self.have + take) {
+                dst.copy_from_slice(chunk);
+            }
             self.have += take;
-            bytes = &bytes[take..];
+            bytes = rest;
             if self.have < 5 {
                 break;
             }
             self.have = 0;
-            let kind = self.header[0];
-            let len = u32::from_be_bytes([
-                self.header[1],
-                self.header[2],
-                self.header[3],
-                self.header[4],
-            ]);
+            let [kind, l0, l1, l2, l3] = self.header;
+            let len = u32::from_be_bytes([l0, l1, l2, l3]);
             let long = matches!(kind, b'T' | b'D' | b'd' | b'V' | b'E' | b'N' | b'A');
             let limit = if long {
                 self.max_long
@@ -111,10 +129,51 @@ impl<S> Guarded<S> {
             if !BACKEND_TYPES.contains(&kind) || len < 4 || len - 4 > limit {
                 return Err(violation(kind, len, limit));
             }
-            self.remaining = len - 4;
-            if kind == b'R' && self.remaining >= 4 {
-                self.auth = Some(([0; 4], 0));
+            if self.starting && matches!(kind, b'N' | b'S') {
+                self.startup_bytes += u64::from(len) + 1;
+                if self.startup_bytes > MAX_STARTUP_BYTES {
+                    return Err(over_limit(format!(
+                        "more than {MAX_STARTUP_BYTES} bytes of notices and parameter statuses \
+                         before it was ready for a query"
+                    )));
+                }
             }
+            if kind == b'Z' {
+                self.starting = false;
+            }
+            self.remaining = len - 4;
+            self.body = matches!(kind, b'R' | b'S')
+                .then(|| (kind, Vec::with_capacity(self.remaining as usize)));
+            if self.remaining == 0 {
+                self.complete()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A kept message is complete: reads it.
+    fn complete(&mut self) -> Result<(), Error> {
+        match self.body.take() {
+            Some((b'R', body)) => {
+                // 3 cleartext, 5 MD5, 10 SASL: the server wants a password.
+                if let Some(&[a, b, c, d]) = body.get(..4)
+                    && matches!(u32::from_be_bytes([a, b, c, d]), 3 | 5 | 10)
+                {
+                    self.seen.password_requested.store(true, Ordering::Relaxed);
+                }
+            }
+            Some((b'S', body)) => {
+                let name = body.split(|&b| b == 0).next().unwrap_or_default();
+                if !self.parameters.contains(name) {
+                    if self.parameters.len() == MAX_PARAMETERS {
+                        return Err(over_limit(format!(
+                            "more than {MAX_PARAMETERS} distinct parameter statuses"
+                        )));
+                    }
+                    self.parameters.insert(name.to_vec());
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -142,6 +201,16 @@ fn violation(kind: u8, len: u32, limit: u32) -> Error {
             "protocol violation: the server sent {why}: it is not a PostgreSQL server, or a \
              broken one (connection closed)"
         ),
+    )
+    .with_reason(Reason::Other)
+}
+
+/// A cap on what the server sent was exceeded: the same permanent class as a framing
+/// violation (a real server never sends this much).
+fn over_limit(what: String) -> Error {
+    Error::new(
+        ErrorKind::Connect,
+        format!("protocol violation: the server sent {what} (connection closed)"),
     )
     .with_reason(Reason::Other)
 }
@@ -232,5 +301,39 @@ mod tests {
             assert!(err.to_string().contains(want), "{want}: {err}");
             assert_eq!(err.reason(), Some(Reason::Other));
         }
+    }
+
+    #[test]
+    fn caps_startup_notices_and_parameter_names() {
+        // A notice flood before ReadyForQuery.
+        let notice = msg(b'N', &[b'x'; 1000]);
+        let mut g = guard();
+        let err = (0..2000)
+            .find_map(|_| g.scan(&notice).err())
+            .expect("capped");
+        assert!(
+            err.to_string().contains("1048576 bytes of notices"),
+            "{err}"
+        );
+        // The same notices after ReadyForQuery pass (tokio-postgres hands them on).
+        let mut g = guard();
+        g.scan(&msg(b'Z', b"I")).unwrap();
+        for _ in 0..2000 {
+            g.scan(&notice).unwrap();
+        }
+        // Distinct parameter names after start-up: capped; the same name again is not.
+        let mut g = guard();
+        g.scan(&msg(b'Z', b"I")).unwrap();
+        for _ in 0..10_000 {
+            g.scan(&msg(b'S', b"application_name\0x\0")).unwrap();
+        }
+        let err = (0..)
+            .find_map(|i| g.scan(&msg(b'S', format!("p{i}\0v\0").as_bytes())).err())
+            .unwrap();
+        assert!(err.to_string().contains("256 distinct parameter"), "{err}");
+        // An empty R or S body is no panic.
+        let mut g = guard();
+        g.scan(&msg(b'R', b"")).unwrap();
+        g.scan(&msg(b'S', b"")).unwrap();
     }
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-pub use checks::{MAX_OWN_ROWS, bounded_simple_query};
+pub use checks::{MAX_OWN_BYTES, MAX_OWN_ROWS, bounded_simple_query};
 pub use frame::DEFAULT_MAX_MESSAGE_LEN;
 pub use monitor::{CloseReason, ConnectionMonitor};
 pub use session::SessionState;
@@ -382,7 +382,12 @@ impl Connector {
     pub async fn connect_within(&self, budget: Duration) -> Result<Connected, Error> {
         // A millisecond short of the caller's bound, so a host timeout (which names the host
         // and the phase) fires before the caller's own timeout would.
-        let deadline = Instant::now() + budget.saturating_sub(Duration::from_millis(1));
+        let now = Instant::now();
+        // A budget too large for an Instant (`--timeout 18446744073709551615s`) is a day:
+        // each host is still bounded by its own attempt timeout.
+        let deadline = now
+            .checked_add(budget.saturating_sub(Duration::from_millis(1)))
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
         let want = self.config.target_session_attrs;
         let first = if want == TargetSessionAttrs::PreferStandby {
             TargetSessionAttrs::Standby
@@ -538,7 +543,26 @@ impl Connector {
         };
         let monitor = ConnectionMonitor::spawn(connection);
         set(Phase::SessionCheck);
-        check_session(&client, want, monitor.session_state(), self.ready_check).await?;
+        if let Err(e) =
+            check_session(&client, want, monitor.session_state(), self.ready_check).await
+        {
+            // The client only sees "connection closed"; the connection task saw why (e.g. a
+            // protocol violation: a ParameterStatus flood): that reason speaks.
+            let closed = tokio::time::timeout(Duration::from_millis(200), monitor.closed()).await;
+            if let Ok(c) = closed
+                && let (Some(cause), Some(reason)) = (c.error(), c.reason())
+            {
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    format!(
+                        "session check failed: the connection closed: {}",
+                        crate::text::sanitize_to(&error_chain(cause), 4096)
+                    ),
+                )
+                .with_reason(reason));
+            }
+            return Err(e);
+        }
         Ok(Connected {
             client,
             monitor,
@@ -547,7 +571,7 @@ impl Connector {
         })
     }
 
-    /// "password required, none found", with where pgsteady looked (issue 19 item 11).
+    /// "password required, none found", with where pgsteady looked.
     fn no_password(&self, host: &HostSpec) -> Error {
         let c = &self.config;
         let passfile = match (&c.passfile, &c.passfile_note) {
@@ -589,6 +613,18 @@ impl Connector {
         }
         pg
     }
+}
+
+/// An error and its sources, `: `-separated (tokio-postgres' text leaves its cause out).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
 }
 
 /// `host:port:dbname:user` as a password file line would match it.

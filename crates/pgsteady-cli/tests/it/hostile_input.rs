@@ -1,0 +1,273 @@
+//! Hostile servers and odd input, round two: answers no PostgreSQL sends (a value that is not
+//! UTF-8, another column count), floods that tokio-postgres would buffer without bound, and
+//! arguments at the edge of their types. Each test asserts the exit code (never 101, a panic),
+//! the message, and where memory was the failure the peak RSS of the pgsteady process.
+
+use std::time::Duration;
+
+use pgsteady_testkit::fake::{Behavior, FakeServer, Flood};
+
+use crate::TestCommand;
+use crate::hostile::{MB, http_status, listen_addr, run_measured, stop, watch_peak_rss};
+
+/// The memory bound every command stays under against every flooding server.
+const RSS_BOUND: u64 = 64 * MB;
+
+fn rows(values: &[Option<&[u8]>], rows: usize) -> Behavior {
+    Behavior::Rows {
+        values: values.iter().map(|v| v.map(<[u8]>::to_vec)).collect(),
+        rows,
+    }
+}
+
+/// A value that is not UTF-8: `check` and `wait` panicked in tokio-postgres' `get`.
+/// Now a protocol violation, permanent like a framing one (exit 3, not retried).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_is_not_utf8_is_a_protocol_violation() {
+    let server = FakeServer::start(rows(&[Some(b"\xff\xfe")], 1))
+        .await
+        .unwrap();
+    let target = server.url("app", "db");
+    let f = TestCommand::new(["check", &target, "--timeout", "5s", "--query", "SELECT x"])
+        .run()
+        .await;
+    f.assert_exit_code(3);
+    assert!(f.stderr.contains("not UTF-8 (column 1)"), "{f:#?}");
+    let before = server.connections();
+    let f = TestCommand::new(["wait", &target, "--timeout", "30s", "--query", "SELECT x"])
+        .run()
+        .await;
+    f.assert_exit_code(3);
+    assert_eq!(server.connections(), before + 1, "not retried: {f:#?}");
+
+    // Negative control: the same server with a UTF-8 false is "not ready", not a violation.
+    let server = FakeServer::start(rows(&[Some(b"false")], 1)).await.unwrap();
+    let f = TestCommand::new([
+        "check",
+        &server.url("app", "db"),
+        "--timeout",
+        "5s",
+        "--query",
+        "SELECT x",
+    ])
+    .run()
+    .await;
+    f.assert_exit_code(1);
+    assert!(f.stderr.contains("returned false"), "{f:#?}");
+}
+
+/// The slot reader on an answer with fewer columns panicked (`slot` exited 101; under
+/// `serve --slot` the watcher died silently: `/readyz` said `slot_not_read_yet` forever and
+/// the failure counter stayed 0).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_reader_refuses_another_column_count() {
+    let server = FakeServer::start(rows(&[Some(b"false")], 1)).await.unwrap();
+    let target = server.url("app", "db");
+    let f = TestCommand::new(["slot", "debezium", &target, "--timeout", "5s"])
+        .run()
+        .await;
+    assert_ne!(f.code, Some(101), "{f:#?}");
+    f.assert_exit_code(3);
+    assert!(
+        f.stderr.contains("1 columns where 18 were asked for"),
+        "{f:#?}"
+    );
+
+    let mut serve = TestCommand::new([
+        "serve",
+        &target,
+        "--listen",
+        "127.0.0.1:0",
+        "--slot",
+        "debezium",
+        "--slot-ready",
+        "--slot-interval",
+        "200ms",
+    ])
+    .spawn();
+    let addr = listen_addr(&mut serve).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    // The watcher reads every 200 ms: wait (bounded) until it has failed at least twice, so
+    // a watcher that died after one failure would not pass.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = client
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let failures = metrics
+            .lines()
+            .find(|l| l.starts_with("pgsteady_slot_refresh_failures_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|n| n.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if failures >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        metrics.contains("pgsteady_slot_refresh_failures_total"),
+        "{metrics}"
+    );
+    let readyz = client
+        .get(format!("http://{addr}/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(readyz.status().as_u16(), 503);
+    let body: serde_json::Value = serde_json::from_str(&readyz.text().await.unwrap()).unwrap();
+    assert_eq!(body["reason"], "slot_read_failed", "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("1 columns where 18"),
+        "{body}"
+    );
+    stop(serve).await;
+}
+
+/// Arguments at the edge of their types: a duration that overflows an Instant, a connection
+/// limit over the semaphore's. Both panicked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_arguments_never_panic() {
+    let server = FakeServer::start(Behavior::Hang).await.unwrap();
+    let target = server.url("app", "db");
+    for cmd in ["check", "wait"] {
+        let f = TestCommand::new([cmd, &target, "--timeout", "18446744073709551615s"])
+            .run()
+            .await;
+        f.assert_exit_code(2);
+        assert!(f.stderr.contains("too long a duration"), "{cmd}: {f:#?}");
+    }
+    let mut serve = TestCommand::new([
+        "serve",
+        &target,
+        "--listen",
+        "127.0.0.1:0",
+        "--max-connections",
+        "18446744073709551615",
+    ])
+    .spawn();
+    let addr = listen_addr(&mut serve).await;
+    assert_eq!(http_status(&addr, "/livez").await, Some(200));
+    stop(serve).await;
+}
+
+/// The floods tokio-postgres buffers: start-up notices and parameter statuses (held until
+/// ReadyForQuery), distinct parameter names after start-up (one value kept per name), and
+/// 1 MiB rows (10,000 rows of up to 16 MiB each were accepted: `check` reached 6 GB).
+fn floods() -> Vec<(&'static str, Behavior, &'static str)> {
+    vec![
+        (
+            "startup notices",
+            Behavior::Flood {
+                message: Flood::Notices,
+                at_startup: true,
+            },
+            "1048576 bytes of notices and parameter statuses",
+        ),
+        (
+            "startup parameters",
+            Behavior::Flood {
+                message: Flood::Parameters,
+                at_startup: true,
+            },
+            // 256 names of 1 KB: the name cap comes before the byte cap.
+            "256 distinct parameter statuses",
+        ),
+        (
+            "parameters after startup",
+            Behavior::Flood {
+                message: Flood::Parameters,
+                at_startup: false,
+            },
+            "256 distinct parameter statuses",
+        ),
+        (
+            "1 MiB rows",
+            rows(&[Some(&[b'x'; 1 << 20])], 100_000),
+            "more than 4194304 bytes",
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_are_capped_in_bytes_for_check_and_wait() {
+    for (name, behavior, limit) in floods() {
+        let server = FakeServer::start(behavior).await.unwrap();
+        let target = server.url("app", "db");
+        let (f, peak) = run_measured(TestCommand::new([
+            "check",
+            &target,
+            "--timeout",
+            "10s",
+            "--query",
+            "SELECT x",
+        ]))
+        .await;
+        eprintln!("check / {name}: peak {:.1} MB", peak as f64 / MB as f64);
+        assert!(f.stderr.contains(limit), "check / {name}: {f:#?}");
+        assert!(peak < RSS_BOUND, "check / {name}: {} MB", peak / MB);
+        // Row floods are a query failure ("not ready"); the others break the protocol.
+        f.assert_exit_code(if name == "1 MiB rows" { 1 } else { 3 });
+
+        let (f, peak) = run_measured(TestCommand::new([
+            "wait",
+            &target,
+            "--timeout",
+            "3s",
+            "--attempt-timeout",
+            "2s",
+            "--query",
+            "SELECT x",
+        ]))
+        .await;
+        eprintln!("wait / {name}: peak {:.1} MB", peak as f64 / MB as f64);
+        assert!(f.stderr.contains(limit), "wait / {name}: {f:#?}");
+        assert!(peak < RSS_BOUND, "wait / {name}: {} MB", peak / MB);
+    }
+}
+
+/// `serve` retries against each flooding server for a few seconds: its memory stays flat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floods_leave_serve_flat() {
+    for (name, behavior, _) in floods() {
+        let server = FakeServer::start(behavior).await.unwrap();
+        let target = server.url("app", "db");
+        let mut serve = TestCommand::new([
+            "serve",
+            &target,
+            "--listen",
+            "127.0.0.1:0",
+            "--slot",
+            "debezium",
+            "--slot-interval",
+            "200ms",
+        ])
+        .spawn();
+        let peak = watch_peak_rss(serve.child.id().unwrap());
+        let addr = listen_addr(&mut serve).await;
+        for _ in 0..20 {
+            // The row flood answers only queries that return rows (the slot reader's); the
+            // session itself is fine.
+            if name != "1 MiB rows" {
+                assert_ne!(http_status(&addr, "/readyz").await, Some(200), "{name}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(server.connections() >= 1, "{name}: the fake was reached");
+        stop(serve).await;
+        let peak = peak.await.unwrap();
+        eprintln!("serve / {name}: peak {:.1} MB", peak as f64 / MB as f64);
+        assert!(peak < RSS_BOUND, "serve / {name}: {} MB", peak / MB);
+    }
+}
