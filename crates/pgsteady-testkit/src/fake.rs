@@ -61,6 +61,8 @@ pub enum Behavior {
         /// How many times the row is sent.
         rows: usize,
     },
+    /// Asks for SCRAM-SHA-256 and breaks the exchange the given way (it never accepts).
+    Scram(ScramFault),
     /// Sends messages of one kind without end, during start-up (after AuthenticationOk, no
     /// ReadyForQuery ever) or after it (after ReadyForQuery, never answering a query).
     Flood {
@@ -69,6 +71,24 @@ pub enum Behavior {
         /// Before ReadyForQuery.
         at_startup: bool,
     },
+}
+
+/// How a [`Behavior::Scram`] server breaks the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScramFault {
+    /// A server signature that does not verify (an impostor that does not know the password).
+    BadSignature,
+    /// A server nonce that does not start with the client's.
+    BadNonce,
+    /// `e=invalid-proof` in the server-final message.
+    InvalidProof,
+    /// A server-first message that does not parse.
+    MalformedFirst,
+    /// An iteration count of 0 (libpq refuses it).
+    ZeroIterations,
+    /// An iteration count over what postgres-protocol computes.
+    TooManyIterations,
 }
 
 /// What a [`Behavior::Flood`] sends.
@@ -377,6 +397,44 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
                 }
                 stream.write_all(&batch).await?;
             }
+        }
+        Behavior::Scram(fault) => {
+            stream
+                .write_all(&message(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0"))
+                .await?;
+            // SASLInitialResponse: mechanism, length, "n,,n=,r=NONCE".
+            let (_, body) = read_message(&mut stream).await?;
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let nonce = text
+                .split_once("n=,r=")
+                .map(|(_, n)| n.to_owned())
+                .unwrap_or_default();
+            let first = match fault {
+                ScramFault::BadNonce => "r=someoneelse,s=c2FsdA==,i=4096".to_owned(),
+                ScramFault::MalformedFirst => "this is not scram".to_owned(),
+                ScramFault::ZeroIterations => format!("r={nonce}srv,s=c2FsdA==,i=0"),
+                ScramFault::TooManyIterations => format!("r={nonce}srv,s=c2FsdA==,i=4294967295"),
+                _ => format!("r={nonce}srv,s=c2FsdA==,i=4096"),
+            };
+            let mut cont = 11u32.to_be_bytes().to_vec();
+            cont.extend_from_slice(first.as_bytes());
+            stream.write_all(&message(b'R', &cont)).await?;
+            if read_message(&mut stream).await?.0 == b'p' {
+                let last: &[u8] = match fault {
+                    ScramFault::InvalidProof => b"e=invalid-proof",
+                    // 32 zero bytes: well-formed, wrong.
+                    _ => b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                };
+                let mut fin = 12u32.to_be_bytes().to_vec();
+                fin.extend_from_slice(last);
+                stream.write_all(&message(b'R', &fin)).await?;
+                stream
+                    .write_all(&message(b'R', &0u32.to_be_bytes()))
+                    .await?;
+                stream.write_all(&authenticated()[9..]).await?;
+            }
+            let mut buf = [0u8; 4096];
+            while stream.read(&mut buf).await? > 0 {}
         }
         Behavior::Http => unreachable!("handled above"),
     }

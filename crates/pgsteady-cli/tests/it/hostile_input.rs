@@ -271,3 +271,34 @@ async fn floods_leave_serve_flat() {
         assert!(peak < RSS_BOUND, "serve / {name}: {} MB", peak / MB);
     }
 }
+
+/// A SCRAM exchange that does not verify was retried as transient: `wait` sent a fresh
+/// client proof to the impostor ~1,700 times a minute and exited 1 at its timeout. As libpq,
+/// each fault now fails the connection for good (exit 3, one connection), and an iteration
+/// count of 0, which postgres-protocol accepts, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_scram_exchange_is_permanent() {
+    use pgsteady_testkit::fake::ScramFault as F;
+    for (fault, want) in [
+        (F::BadSignature, "scram authentication failed"),
+        (F::BadNonce, "scram authentication failed"),
+        (F::InvalidProof, "scram authentication failed"),
+        (F::MalformedFirst, "scram authentication failed"),
+        (F::ZeroIterations, "iteration count of 0"),
+        (F::TooManyIterations, "scram authentication failed"),
+    ] {
+        let server = FakeServer::start(Behavior::Scram(fault)).await.unwrap();
+        let target = format!(
+            "postgresql://app:S3cret-pw@127.0.0.1:{}/db?sslmode=disable",
+            server.port()
+        );
+        let f = TestCommand::new(["wait", &target, "--timeout", "30s"])
+            .run()
+            .await;
+        f.assert_exit_code(3);
+        assert!(f.stderr.contains(want), "{fault:?}: {f:#?}");
+        assert!(f.stderr.contains("not retried"), "{fault:?}: {f:#?}");
+        f.assert_no_secret("S3cret-pw");
+        assert_eq!(server.connections(), 1, "{fault:?}: retried: {f:#?}");
+    }
+}

@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -49,6 +49,21 @@ pub(crate) const MAX_PARAMETERS: usize = 256;
 pub(crate) struct Seen {
     /// An AuthenticationCleartextPassword, MD5Password or SASL request arrived.
     pub(crate) password_requested: AtomicBool,
+    /// The SASL (SCRAM) exchange in progress: the last SASL request code (10 SASL, 11
+    /// SASLContinue, 12 SASLFinal), 0 when none is or AuthenticationOk ended it.
+    pub(crate) sasl_step: AtomicU8,
+    /// A read from the socket failed or hit end of file.
+    pub(crate) read_failed: AtomicBool,
+}
+
+impl Seen {
+    /// Whether a failed start-up is the SCRAM exchange's own verdict: the exchange was under
+    /// way and the socket still worked, so the client gave up on what the server sent (a bad
+    /// nonce or signature, `e=...`, a malformed or over-iterated message). Protocol state, not
+    /// tokio-postgres' message text (which alone tells its "authentication error" apart).
+    pub(crate) fn scram_failed(&self) -> bool {
+        self.sasl_step.load(Ordering::Relaxed) != 0 && !self.read_failed.load(Ordering::Relaxed)
+    }
 }
 
 /// A stream whose incoming bytes are checked message by message.
@@ -156,10 +171,27 @@ impl<S> Guarded<S> {
         match self.body.take() {
             Some((b'R', body)) => {
                 // 3 cleartext, 5 MD5, 10 SASL: the server wants a password.
-                if let Some(&[a, b, c, d]) = body.get(..4)
-                    && matches!(u32::from_be_bytes([a, b, c, d]), 3 | 5 | 10)
-                {
+                let code = body
+                    .get(..4)
+                    .and_then(|c| <[u8; 4]>::try_from(c).ok())
+                    .map(u32::from_be_bytes);
+                if matches!(code, Some(3 | 5 | 10)) {
                     self.seen.password_requested.store(true, Ordering::Relaxed);
+                }
+                match code {
+                    Some(c @ 10..=12) => self.seen.sasl_step.store(c as u8, Ordering::Relaxed),
+                    Some(0) => self.seen.sasl_step.store(0, Ordering::Relaxed),
+                    _ => {}
+                }
+                // SASLContinue: the server-first message. postgres-protocol accepts an
+                // iteration count of 0, libpq refuses it (`read_server_first_message`).
+                if code == Some(11) && iterations(body.get(4..).unwrap_or_default()) == Some(0) {
+                    return Err(Error::new(
+                        ErrorKind::Auth,
+                        "scram authentication failed: the server sent an iteration count of 0 \
+                         (at least 1 is required, as libpq does); not retried",
+                    )
+                    .with_reason(Reason::Other));
                 }
             }
             Some((b'S', body)) => {
@@ -205,6 +237,15 @@ fn violation(kind: u8, len: u32, limit: u32) -> Error {
     .with_reason(Reason::Other)
 }
 
+/// The `i=` attribute of a SCRAM server-first message, when it is a number.
+fn iterations(server_first: &[u8]) -> Option<u64> {
+    server_first
+        .split(|&b| b == b',')
+        .find_map(|a| a.strip_prefix(b"i="))
+        .and_then(|n| std::str::from_utf8(n).ok())
+        .and_then(|n| n.parse().ok())
+}
+
 /// A cap on what the server sent was exceeded: the same permanent class as a framing
 /// violation (a real server never sends this much).
 fn over_limit(what: String) -> Error {
@@ -222,7 +263,11 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
-        ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+        let read = ready!(Pin::new(&mut self.inner).poll_read(cx, buf));
+        if read.is_err() || buf.filled().len() == before {
+            self.seen.read_failed.store(true, Ordering::Relaxed);
+        }
+        read?;
         let this = &mut *self;
         match this.scan(&buf.filled()[before..]) {
             Ok(()) => Poll::Ready(Ok(())),
@@ -331,6 +376,15 @@ mod tests {
             .find_map(|i| g.scan(&msg(b'S', format!("p{i}\0v\0").as_bytes())).err())
             .unwrap();
         assert!(err.to_string().contains("256 distinct parameter"), "{err}");
+        // A SCRAM iteration count of 0 is refused; 4096 passes.
+        let first = |i: &str| {
+            let mut body = 11u32.to_be_bytes().to_vec();
+            body.extend_from_slice(format!("r=abc,s=c2FsdA==,i={i}").as_bytes());
+            msg(b'R', &body)
+        };
+        let err = guard().scan(&first("0")).unwrap_err();
+        assert!(err.to_string().contains("iteration count of 0"), "{err}");
+        guard().scan(&first("4096")).unwrap();
         // An empty R or S body is no panic.
         let mut g = guard();
         g.scan(&msg(b'R', b"")).unwrap();

@@ -538,6 +538,35 @@ impl Connector {
                 {
                     return Err(self.no_password(host).with_source(e));
                 }
+                if seen.scram_failed()
+                    && e.code().is_none()
+                    && let Some(detail) = cause_text(&e)
+                {
+                    // As libpq: a SCRAM exchange that does not verify (a bad nonce or
+                    // server signature, `e=invalid-proof`, a malformed or over-iterated
+                    // server-first message) fails the connection; asking again would send a
+                    // fresh proof to a server that cannot check it.
+                    return Err(Error::new(
+                        ErrorKind::Auth,
+                        format!(
+                            "scram authentication failed: {detail}: the server does not know \
+                             the password, or is not the server it claims to be; not retried"
+                        ),
+                    )
+                    .with_reason(Reason::Other)
+                    .with_source(e));
+                }
+                if let Some(detail) = malformed(&e) {
+                    return Err(Error::new(
+                        ErrorKind::Connect,
+                        format!(
+                            "protocol violation: the server sent a malformed message \
+                             ({detail}): it is not a PostgreSQL server, or a broken one"
+                        ),
+                    )
+                    .with_reason(Reason::Other)
+                    .with_source(e));
+                }
                 return Err(Error::from_pg(e, "startup failed"));
             }
         };
@@ -613,6 +642,41 @@ impl Connector {
         }
         pg
     }
+}
+
+/// A message postgres-protocol could not parse: its parser fails with an `InvalidInput` I/O
+/// error, which is how it is told from a socket error (a reset, our own framing guard's
+/// `InvalidData`). The text is the parser's, shown, never matched.
+fn malformed(e: &tokio_postgres::Error) -> Option<String> {
+    if e.code().is_some() || e.is_closed() {
+        return None;
+    }
+    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
+    (io.kind() == std::io::ErrorKind::InvalidInput)
+        .then(|| crate::text::sanitize_to(&io.to_string(), 256).into_owned())
+}
+
+/// The text of a tokio-postgres error's cause (what postgres-protocol's SCRAM check said),
+/// escaped and capped, for the message only. `None` when the cause is our own guard's
+/// verdict, which then speaks for itself, or the socket's.
+fn cause_text(e: &tokio_postgres::Error) -> Option<String> {
+    use std::io::ErrorKind as K;
+    if e.is_closed() {
+        return None;
+    }
+    let cause = std::error::Error::source(e)?;
+    if let Some(io) = cause.downcast_ref::<std::io::Error>()
+        && (io.get_ref().is_some_and(|i| i.is::<Error>())
+            // A write that failed (the server went away mid-exchange): transient.
+            || matches!(
+                io.kind(),
+                K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted | K::NotConnected
+                    | K::TimedOut
+            ))
+    {
+        return None;
+    }
+    Some(crate::text::sanitize_to(&cause.to_string(), 256).into_owned())
 }
 
 /// An error and its sources, `: `-separated (tokio-postgres' text leaves its cause out).
