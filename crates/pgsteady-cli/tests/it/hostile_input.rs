@@ -302,3 +302,40 @@ async fn a_failed_scram_exchange_is_permanent() {
         assert_eq!(server.connections(), 1, "{fault:?}: retried: {f:#?}");
     }
 }
+
+/// A variable set to bytes that are not UTF-8 read as unset: `check` reported "ready" for
+/// another database taken from `PG*` when `DATABASE_URL` was not UTF-8, a bad `PGHOST` or
+/// `PGPORT` fell back to the defaults, a bad `PGPASSWORD` read as "no password". Now a
+/// configuration error naming the variable, before any connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_variable_that_is_not_utf8_is_a_configuration_error() {
+    // A server that would answer "ready": reaching it would be the silent fallback.
+    let server = FakeServer::start(rows(&[Some(b"true")], 1)).await.unwrap();
+    let port = server.port().to_string();
+    for var in ["DATABASE_URL", "PGHOST", "PGPORT", "PGPASSWORD", "PGUSER"] {
+        let f = TestCommand::new(["check", "--timeout", "5s"])
+            .env("PGHOST", "127.0.0.1")
+            .env("PGPORT", &port)
+            .env("PGSSLMODE", "disable")
+            .env_bytes(var, b"S3cret\xff")
+            .run()
+            .await;
+        f.assert_exit_code(2);
+        assert!(
+            f.stderr.contains(var) && f.stderr.contains("not valid UTF-8"),
+            "{var}: {f:#?}"
+        );
+        f.assert_no_secret("S3cret");
+    }
+    assert_eq!(server.connections(), 0);
+    // Negative control: the same environment, valid, reaches the server and is ready.
+    let f = TestCommand::new(["check", "--timeout", "5s"])
+        .env("PGHOST", "127.0.0.1")
+        .env("PGPORT", &port)
+        .env("PGSSLMODE", "disable")
+        .env("PGUSER", "app")
+        .run()
+        .await;
+    f.assert_exit_code(0);
+    assert_eq!(server.connections(), 1);
+}

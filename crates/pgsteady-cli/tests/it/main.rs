@@ -74,6 +74,13 @@ impl TestCommand {
         self
     }
 
+    /// Sets a variable to raw bytes (e.g. not UTF-8).
+    pub fn env_bytes(mut self, k: &str, v: &[u8]) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        self.cmd.env(k, OsStr::from_bytes(v));
+        self
+    }
+
     /// Runs as another user (the test process must be root).
     pub fn uid(mut self, uid: u32, gid: u32) -> Self {
         self.cmd.uid(uid).gid(gid);

@@ -180,7 +180,7 @@ impl Config {
     /// `$HOME/.pgpass`).
     pub fn parse_with_env(s: &str, env: &dyn Env) -> Result<Self, Error> {
         let mut params = parse_string(s)?;
-        env::apply(&mut params, env);
+        env::apply(&mut params, env)?;
         Self::from_params(params, env, true)
     }
 
@@ -202,7 +202,10 @@ impl Config {
     pub fn resolve_with_env(target: Option<&str>, env: &dyn Env) -> Result<Self, Error> {
         match target {
             Some(t) => Self::parse_with_env(t, env),
-            None => match env.var("DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+            None => match env
+                .var_checked("DATABASE_URL")?
+                .filter(|v| !v.trim().is_empty())
+            {
                 Some(url) => Self::parse_with_env(&url, env)
                     .map_err(|e| Error::config(format!("DATABASE_URL: {}", e.message()))),
                 None => Self::parse_with_env("", env),

@@ -1,4 +1,5 @@
 use super::*;
+use crate::ErrorKind;
 use std::collections::HashMap;
 
 fn env(vars: &[(&str, &str)]) -> impl Env + use<> {
@@ -554,4 +555,41 @@ mod fuzz {
         }
 
     }
+}
+
+/// An environment whose one variable is set to bytes that are not UTF-8, as a process's can
+/// be (`std::env::var` then says `NotUnicode`).
+struct NotUnicodeEnv(&'static str);
+
+impl Env for NotUnicodeEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn var_checked(&self, name: &str) -> Result<Option<String>, Error> {
+        if name == self.0 {
+            Err(super::env::not_unicode(name))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[test]
+fn a_variable_that_is_not_utf8_is_an_error_naming_it() {
+    for var in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGPASSWORD",
+        "PGSSLMODE",
+    ] {
+        let err = Config::resolve_with_env(None, &NotUnicodeEnv(var)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{var}");
+        assert!(err.to_string().contains(var), "{err}");
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+    }
+    // Not consulted: an explicit host overrides PGHOST, as in libpq.
+    Config::resolve_with_env(Some("host=db user=u"), &NotUnicodeEnv("PGHOST")).unwrap();
+    // Negative control: the plain `var` of the same environment would have read "unset".
+    assert!(Config::resolve_with_env(None, &|_: &str| None).is_ok());
 }
