@@ -61,6 +61,9 @@ pub enum Behavior {
         /// How many times the row is sent.
         rows: usize,
     },
+    /// Answers the first packet (TLS request or startup) as the postmaster does when it cannot
+    /// fork a backend: `E`, the text, a newline (the pre-3.0 form), and closes.
+    ForkFailure,
     /// Asks for SCRAM-SHA-256 and breaks the exchange the given way (it never accepts).
     Scram(ScramFault),
     /// Sends messages of one kind without end, during start-up (after AuthenticationOk, no
@@ -231,6 +234,17 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
             )
             .await?;
         return Ok(());
+    }
+    if behavior == Behavior::ForkFailure {
+        let len = stream.read_u32().await? as usize;
+        let mut rest = vec![0u8; len.saturating_sub(4).min(1 << 20)];
+        stream.read_exact(&mut rest).await?;
+        stream
+            .write_all(
+                b"Ecould not fork new process for connection: Resource temporarily unavailable\n",
+            )
+            .await?;
+        return stream.shutdown().await;
     }
     if startup(&mut stream).await?.is_none() {
         return Ok(());
@@ -436,7 +450,7 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
             let mut buf = [0u8; 4096];
             while stream.read(&mut buf).await? > 0 {}
         }
-        Behavior::Http => unreachable!("handled above"),
+        Behavior::Http | Behavior::ForkFailure => unreachable!("handled above"),
     }
     stream.shutdown().await
 }

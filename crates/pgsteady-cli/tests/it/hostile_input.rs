@@ -339,3 +339,55 @@ async fn a_variable_that_is_not_utf8_is_a_configuration_error() {
     f.assert_exit_code(0);
     assert_eq!(server.connections(), 1);
 }
+
+/// The postmaster's "could not fork new process for connection" (in its pre-3.0 form, to the
+/// TLS request or to the startup packet) exited 3 "not a PostgreSQL server". It is transient:
+/// `wait` retries it, `check` says not ready (1), and the server's text is shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_failure_is_transient() {
+    let server = FakeServer::start(Behavior::ForkFailure).await.unwrap();
+    for sslmode in ["disable", "prefer"] {
+        let target = format!(
+            "postgresql://app@127.0.0.1:{}/db?sslmode={sslmode}",
+            server.port()
+        );
+        let f = TestCommand::new(["check", &target, "--timeout", "5s"])
+            .run()
+            .await;
+        f.assert_exit_code(1);
+        assert!(
+            f.stderr
+                .contains("could not fork new process for connection"),
+            "{sslmode}: {f:#?}"
+        );
+        let before = server.connections();
+        let f = TestCommand::new(["wait", &target, "--timeout", "2s"])
+            .run()
+            .await;
+        f.assert_exit_code(1);
+        assert!(server.connections() >= before + 2, "retried: {f:#?}");
+    }
+    // Negative control: garbage in place of the answer is still "not a PostgreSQL server".
+    let http = FakeServer::start(Behavior::Http).await.unwrap();
+    TestCommand::new(["check", &http.url("app", "db"), "--timeout", "5s"])
+        .run()
+        .await
+        .assert_exit_code(3);
+}
+
+/// `keepalives_interval=99999999999` exited 1 "cannot set socket options" after retrying:
+/// Linux refuses it on every socket, so it is a configuration error (2) before connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_values_the_kernel_refuses_exit_2() {
+    let server = FakeServer::start(Behavior::Hang).await.unwrap();
+    let target = format!(
+        "host=127.0.0.1 port={} user=app sslmode=disable keepalives_interval=99999999999",
+        server.port()
+    );
+    let f = TestCommand::new(["wait", &target, "--timeout", "5s"])
+        .run()
+        .await;
+    f.assert_exit_code(2);
+    assert!(f.stderr.contains("keepalives_interval"), "{f:#?}");
+    assert_eq!(server.connections(), 0);
+}

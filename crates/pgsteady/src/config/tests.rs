@@ -593,3 +593,22 @@ fn a_variable_that_is_not_utf8_is_an_error_naming_it() {
     // Negative control: the plain `var` of the same environment would have read "unset".
     assert!(Config::resolve_with_env(None, &|_: &str| None).is_ok());
 }
+
+#[test]
+fn keepalive_values_the_kernel_refuses_are_configuration_errors() {
+    for bad in [
+        "keepalives_interval=99999999999",
+        "keepalives_idle=32768",
+        "keepalives_count=128",
+    ] {
+        let err = Config::parse(&format!("host=h {bad}")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+        assert!(err.to_string().contains("at most"), "{err}");
+    }
+    let c = Config::parse(
+        "host=h keepalives_idle=32767 keepalives_interval=32767 keepalives_count=127",
+    )
+    .unwrap();
+    assert_eq!(c.keepalives_interval, Duration::from_secs(32_767));
+    assert_eq!(c.keepalives_count, 127);
+}

@@ -79,6 +79,8 @@ pub(crate) struct Guarded<S> {
     /// The body of the current `R` or `S` message (both short: at most 30,000 bytes), kept
     /// to be read once complete.
     body: Option<(u8, Vec<u8>)>,
+    /// No message header read yet.
+    first: bool,
     /// No ReadyForQuery yet.
     starting: bool,
     /// Bytes of NoticeResponse and ParameterStatus messages before the first ReadyForQuery.
@@ -99,6 +101,7 @@ impl<S> Guarded<S> {
             have: 0,
             remaining: 0,
             body: None,
+            first: true,
             starting: true,
             startup_bytes: 0,
             parameters: HashSet::new(),
@@ -141,6 +144,20 @@ impl<S> Guarded<S> {
             } else {
                 MAX_SHORT_MESSAGE
             };
+            let text_length = [l0, l1, l2, l3].iter().all(|&b| b >= 0x20 && b != 0x7f);
+            if std::mem::take(&mut self.first)
+                && kind == b'E'
+                && !(8..=MAX_SHORT_MESSAGE).contains(&len)
+                && text_length
+            {
+                // The postmaster answers with a bare `E`, text and a newline (the pre-3.0
+                // form) when it cannot fork a backend: libpq reads a first `E` whose length is
+                // implausible that way (PQconnectPoll in fe-connect.c). Narrower than libpq:
+                // only when the "length" is text, so a binary 2 GB length stays a violation.
+                let mut text = self.header.get(1..).unwrap_or_default().to_vec();
+                text.extend_from_slice(bytes);
+                return Err(pre_protocol_error(&text));
+            }
             if !BACKEND_TYPES.contains(&kind) || len < 4 || len - 4 > limit {
                 return Err(violation(kind, len, limit));
             }
@@ -246,6 +263,23 @@ fn iterations(server_first: &[u8]) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
+/// The error for a server that answered with a bare `E` and text (here or to the TLS
+/// request): the postmaster's "could not fork new process for connection", a shortage of
+/// processes or memory that passes. Transient, whatever the text says (it is shown, escaped
+/// and capped, never matched).
+pub(crate) fn pre_protocol_error(text: &[u8]) -> Error {
+    let line = text.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = String::from_utf8_lossy(line.get(..256).unwrap_or(line));
+    Error::new(
+        ErrorKind::Connect,
+        format!(
+            "the server refused the connection before start-up: {}",
+            crate::text::sanitize_to(line.trim_end(), 256)
+        ),
+    )
+    .with_reason(Reason::CannotConnectNow)
+}
+
 /// A cap on what the server sent was exceeded: the same permanent class as a framing
 /// violation (a real server never sends this much).
 fn over_limit(what: String) -> Error {
@@ -334,8 +368,12 @@ mod tests {
             (&[b'D', 0x80, 0, 0, 0], "announcing 2147483648 bytes"),
             // A 40 KB ReadyForQuery: short types are capped at 30,000 like libpq.
             (&[b'Z', 0, 0, 0x9c, 0x40], "over the 30000-byte limit"),
-            // Over this guard's long cap.
-            (&[b'E', 0, 0x20, 0, 5], "over the 1048576-byte limit"),
+            // Over this guard's long cap (after a first message: a first `E` with an
+            // implausible length is the postmaster's pre-3.0 error, as libpq reads it).
+            (
+                &[b'R', 0, 0, 0, 8, 0, 0, 0, 0, b'E', 0, 0x20, 0, 5],
+                "over the 1048576-byte limit",
+            ),
             (&[b'Z', 0, 0, 0, 3], "invalid length of 3"),
             (b"HTTP/1.1 400", "type `H` announcing 1414811695 bytes"),
             (b"<html>", "unknown type `<`"),
@@ -376,6 +414,20 @@ mod tests {
             .find_map(|i| g.scan(&msg(b'S', format!("p{i}\0v\0").as_bytes())).err())
             .unwrap();
         assert!(err.to_string().contains("256 distinct parameter"), "{err}");
+        // The postmaster's fork failure, in its pre-3.0 form: transient, its text shown.
+        let err = guard()
+            .scan(b"Ecould not fork new process for connection: Resource temporarily unavailable\n")
+            .unwrap_err();
+        assert_eq!(err.reason(), Some(Reason::CannotConnectNow));
+        assert!(
+            err.to_string().contains("could not fork new process"),
+            "{err}"
+        );
+        // Only as the first message: later, a bad length is a violation.
+        let mut g = guard();
+        g.scan(&msg(b'R', &0u32.to_be_bytes())).unwrap();
+        let err = g.scan(b"Ecould not fork").unwrap_err();
+        assert_eq!(err.reason(), Some(Reason::Other));
         // A SCRAM iteration count of 0 is refused; 4096 passes.
         let first = |i: &str| {
             let mut body = 11u32.to_be_bytes().to_vec();
