@@ -64,6 +64,9 @@ pub enum Behavior {
     /// Answers the first packet (TLS request or startup) as the postmaster does when it cannot
     /// fork a backend: `E`, the text, a newline (the pre-3.0 form), and closes.
     ForkFailure,
+    /// Connection N is served with the Nth behavior, every later one with the last (e.g. one
+    /// answer, then a hang).
+    Sequence(Vec<Behavior>),
     /// Asks for SCRAM-SHA-256 and breaks the exchange the given way (it never accepts).
     Scram(ScramFault),
     /// Sends messages of one kind without end, during start-up (after AuthenticationOk, no
@@ -128,8 +131,14 @@ impl FakeServer {
         let task = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::Relaxed);
-                let behavior = behavior.clone();
+                let n = count.fetch_add(1, Ordering::Relaxed);
+                let behavior = match &behavior {
+                    Behavior::Sequence(list) => match list.get(n).or(list.last()) {
+                        Some(b) => b.clone(),
+                        None => continue,
+                    },
+                    other => other.clone(),
+                };
                 tasks.spawn(async move {
                     let _ = serve(stream, behavior).await;
                 });
@@ -451,6 +460,8 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
             while stream.read(&mut buf).await? > 0 {}
         }
         Behavior::Http | Behavior::ForkFailure => unreachable!("handled above"),
+        // Resolved per connection in `start`; nested, it serves nothing.
+        Behavior::Sequence(_) => {}
     }
     stream.shutdown().await
 }

@@ -391,3 +391,59 @@ async fn keepalive_values_the_kernel_refuses_exit_2() {
     assert!(f.stderr.contains("keepalives_interval"), "{f:#?}");
     assert_eq!(server.connections(), 0);
 }
+
+/// A NUL byte in a migration file looped "connection lost... reconnecting" and exited 1:
+/// now a configuration error naming the file (2), before connecting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nul_byte_in_a_migration_exits_2_naming_the_file() {
+    let server = FakeServer::start(Behavior::Hang).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("0001_one.sql"), "SELECT 1;\nSELECT '\0';").unwrap();
+    let f = TestCommand::new([
+        "migrate",
+        &server.url("app", "db"),
+        "--dir",
+        &dir.path().display().to_string(),
+        "--timeout",
+        "5s",
+    ])
+    .run()
+    .await;
+    f.assert_exit_code(2);
+    assert!(
+        f.stderr.contains("0001_one.sql") && f.stderr.contains("NUL byte (line 2)"),
+        "{f:#?}"
+    );
+}
+
+/// When the deadline cuts the last attempt short, its timeout ("timed out after 0.0s") hid
+/// the real reason. Deterministic: the first connection answers false, every later one hangs,
+/// so the second attempt can only end by the deadline, with less than its full budget.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_informative_error_is_reported_when_the_deadline_runs_out() {
+    let server = FakeServer::start(Behavior::Sequence(vec![
+        rows(&[Some(b"false")], 1),
+        Behavior::Hang,
+    ]))
+    .await
+    .unwrap();
+    let f = TestCommand::new([
+        "wait",
+        &server.url("app", "db"),
+        "--timeout",
+        "2s",
+        "--attempt-timeout",
+        "30s",
+        "--query",
+        "SELECT x",
+    ])
+    .run()
+    .await;
+    f.assert_exit_code(1);
+    assert_eq!(server.connections(), 2, "{f:#?}");
+    let last = f.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.contains("not ready after") && last.contains("last error: the query returned false"),
+        "{f:#?}"
+    );
+}
