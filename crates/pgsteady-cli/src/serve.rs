@@ -125,6 +125,23 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             return exit::code(exit::USAGE);
         }
     };
+    // Before the "listening" line, so no SIGHUP after it can find the default action.
+    // SIGHUP's default action ends the process: a terminal closing, or an operator's habit
+    // of "reload", must not take the health endpoints down. serve has nothing to reload (its
+    // configuration is its arguments), so it says so and stays up.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            let quiet = plan.quiet;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if !quiet {
+                        eprintln!("pgsteady serve: SIGHUP ignored (nothing to reload)");
+                    }
+                }
+            });
+        }
+        Err(e) => eprintln!("pgsteady serve: cannot handle SIGHUP: {e}"),
+    }
     if plan.max_connections == 0 {
         eprintln!("pgsteady serve: --max-connections must be at least 1");
         return exit::code(exit::USAGE);

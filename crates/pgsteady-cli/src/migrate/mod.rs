@@ -286,19 +286,25 @@ async fn execute(plan: Plan) -> u8 {
     }
 }
 
-/// Resolves with the signal number on SIGINT or SIGTERM; never if the handlers cannot be
-/// installed (the default action then still ends the process).
+/// Resolves with the signal number on SIGINT, SIGTERM, SIGQUIT or SIGHUP (every signal whose
+/// default action ends the process, but SIGKILL: unhandled, SIGQUIT and SIGHUP left the
+/// statement running and the advisory lock held); never if the handlers cannot be installed
+/// (the default action then still ends the process).
 async fn stop_signal() -> u8 {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut quit), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::hangup()),
     ) else {
         return std::future::pending().await;
     };
     tokio::select! {
         _ = int.recv() => 2,
         _ = term.recv() => 15,
+        _ = quit.recv() => 3,
+        _ = hup.recv() => 1,
     }
 }
 

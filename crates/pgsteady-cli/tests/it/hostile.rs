@@ -500,10 +500,12 @@ async fn doctor_has_an_overall_bound() {
     );
 }
 
-/// Item 17: SIGINT during a long migration cancels the statement on the server and releases
-/// the lock at once (before: ~10 s more of the statement and the lock).
+/// SIGINT, SIGTERM, SIGQUIT or SIGHUP during a long migration cancels the statement on the
+/// server and releases the lock at once (before: ~10 s more of the statement and the lock on
+/// SIGINT; on SIGQUIT and SIGHUP the process died and left both).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
+    use nix::sys::signal::Signal;
     let cluster = Cluster::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -516,13 +518,6 @@ async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
         "CREATE TABLE slow (id int);\nSELECT pg_sleep(60);",
     )
     .unwrap();
-    let running = TestCommand::new([
-        "migrate",
-        &cluster.url(),
-        "--dir",
-        &dir.path().display().to_string(),
-    ])
-    .spawn();
     // The migration's own database (the admin connection may use another one).
     let (admin, connection) = cluster
         .pg_config()
@@ -530,69 +525,88 @@ async fn sigint_during_a_long_migration_cancels_it_on_the_server() {
         .await
         .unwrap();
     tokio::spawn(connection);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let n: i64 = admin
+    // Every signal whose default action ends the process: SIGQUIT and SIGHUP used to leave
+    // the statement running and the lock held.
+    for (signal, code) in [
+        (Signal::SIGINT, 130),
+        (Signal::SIGTERM, 143),
+        (Signal::SIGQUIT, 131),
+        (Signal::SIGHUP, 129),
+    ] {
+        let running = TestCommand::new([
+            "migrate",
+            &cluster.url(),
+            "--dir",
+            &dir.path().display().to_string(),
+        ])
+        .spawn();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let n: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' \
+                     AND state = 'active' AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n > 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{signal}: the slow migration never started"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = nix::unistd::Pid::from_raw(running.child.id().unwrap() as i32);
+        let signalled = Instant::now();
+        nix::sys::signal::kill(pid, signal).unwrap();
+        let f = running.finish().await;
+        f.assert_exit_code(code);
+        assert!(f.stderr.contains("interrupted"), "{signal}: {f:#?}");
+        assert!(
+            signalled.elapsed() < Duration::from_secs(5),
+            "{signal}: {:?}",
+            signalled.elapsed()
+        );
+        // Right away: no statement left running, no advisory lock held, 0002 rolled back.
+        let running: i64 = admin
             .query_one(
                 "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' \
-                 AND pid <> pg_backend_pid()",
+                 AND state = 'active' AND pid <> pg_backend_pid()",
                 &[],
             )
             .await
             .unwrap()
             .get(0);
-        if n > 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the slow migration never started"
+        assert_eq!(
+            running, 0,
+            "{signal}: the statement still runs on the server"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        let locks: i64 = admin
+            .query_one(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(locks, 0, "{signal}: the migration lock is still held");
+        let slow: bool = admin
+            .query_one("SELECT to_regclass('slow') IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(!slow, "{signal}: 0002 was rolled back");
+        let fast: bool = admin
+            .query_one("SELECT to_regclass('fast') IS NOT NULL", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(fast, "{signal}: 0001 stays applied");
     }
-    let pid = nix::unistd::Pid::from_raw(running.child.id().unwrap() as i32);
-    let signalled = Instant::now();
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let f = running.finish().await;
-    f.assert_exit_code(130);
-    assert!(f.stderr.contains("interrupted"), "{f:#?}");
-    assert!(
-        signalled.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        signalled.elapsed()
-    );
-    // Right away: no statement left running, no advisory lock held, 0002 rolled back.
-    let running: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' \
-             AND state = 'active' AND pid <> pg_backend_pid()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(running, 0, "the statement still runs on the server");
-    let locks: i64 = admin
-        .query_one(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(locks, 0, "the migration lock is still held");
-    let slow: bool = admin
-        .query_one("SELECT to_regclass('slow') IS NOT NULL", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(!slow, "0002 was rolled back");
-    let fast: bool = admin
-        .query_one("SELECT to_regclass('fast') IS NOT NULL", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert!(fast, "0001 stays applied");
 }
 
 /// Items 1-3 through the real binary: malformed targets holding a password, given as the

@@ -447,3 +447,19 @@ async fn the_last_informative_error_is_reported_when_the_deadline_runs_out() {
         "{f:#?}"
     );
 }
+
+/// `serve` exited on SIGHUP (the default action): it stays up and keeps answering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stays_up_on_sighup() {
+    let mut serve =
+        TestCommand::new(["serve", "host=127.0.0.1 port=1", "--listen", "127.0.0.1:0"]).spawn();
+    let addr = listen_addr(&mut serve).await;
+    let pid = nix::unistd::Pid::from_raw(serve.child.id().unwrap() as i32);
+    for _ in 0..3 {
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(http_status(&addr, "/livez").await, Some(200));
+    }
+    assert!(serve.child.try_wait().unwrap().is_none(), "serve exited");
+    stop(serve).await;
+}
