@@ -1,6 +1,13 @@
 //! One readiness probe: connect (all hosts, one bounded pass), authenticate, run the query.
 //! Shared by `wait` (in a retry loop) and `check` (once).
 
+// Code a server reaches: a row it shapes must never index out of bounds or unwrap into a
+// panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use std::time::Duration;
 
 use pgsteady::backoff::Decision;

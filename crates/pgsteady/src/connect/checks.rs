@@ -1,6 +1,13 @@
 //! Pieces of one connection pass: the `target_session_attrs` check, the error that lists
 //! every host, and the handshake phases named in time-out messages.
 
+// Code a server reaches: a message or row it shapes must never index out of bounds or
+// unwrap into a panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::session::{SessionState, describe};
@@ -190,17 +197,21 @@ fn verdict(
 /// every host failed permanently, the first permanent failure speaks; otherwise the pass is
 /// transient (one host may come up) and the last transient failure speaks.
 pub(super) fn combine(failures: Vec<HostFailure>, mut errors: Vec<Error>) -> Error {
-    if errors.len() == 1 {
-        let e = errors.pop().expect("one error");
-        let host = failures.into_iter().next().expect("one failure");
+    if errors.len() == 1
+        && let Some(e) = errors.pop()
+    {
         let reason = e.reason().unwrap_or(Reason::Other);
-        let host = HostFailure {
-            message: e.to_string(),
-            ..host
-        };
+        let hosts = failures
+            .into_iter()
+            .take(1)
+            .map(|host| HostFailure {
+                message: e.to_string(),
+                ..host
+            })
+            .collect();
         return Error::new(e.kind(), "could not connect")
             .with_reason(reason)
-            .with_hosts(vec![host])
+            .with_hosts(hosts)
             .with_source(e);
     }
     let transient = errors

@@ -20,6 +20,13 @@
 //! failed startup without one can say "password required, none found" without reading
 //! tokio-postgres' message text.
 
+// Code a server reaches: a message or row it shapes must never index out of bounds or
+// unwrap into a panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use std::collections::HashSet;
 use std::io;
 use std::pin::Pin;
@@ -303,7 +310,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         }
         read?;
         let this = &mut *self;
-        match this.scan(&buf.filled()[before..]) {
+        match this.scan(buf.filled().get(before..).unwrap_or_default()) {
             Ok(()) => Poll::Ready(Ok(())),
             Err(e) => {
                 buf.set_filled(before);

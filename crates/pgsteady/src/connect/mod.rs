@@ -576,7 +576,11 @@ impl Connector {
             check_session(&client, want, monitor.session_state(), self.ready_check).await
         {
             // The client only sees "connection closed"; the connection task saw why (e.g. a
-            // protocol violation: a ParameterStatus flood): that reason speaks.
+            // protocol violation: a ParameterStatus flood): that reason speaks. Any other
+            // error (a server's, with its SQLSTATE) speaks for itself.
+            if !e.is_closed() || e.code().is_some() {
+                return Err(e);
+            }
             let closed = tokio::time::timeout(Duration::from_millis(200), monitor.closed()).await;
             if let Ok(c) = closed
                 && let (Some(cause), Some(reason)) = (c.error(), c.reason())

@@ -1,5 +1,12 @@
 //! Reading slots and the server's position: one query, one round trip.
 
+// Code a server reaches: a message or row it shapes must never index out of bounds or
+// unwrap into a panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use futures_util::TryStreamExt;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
