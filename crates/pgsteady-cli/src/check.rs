@@ -19,7 +19,7 @@ pub(crate) struct CheckArgs {
     /// PG* variables and ~/.pgpass.
     target: Option<String>,
     /// Bound on the whole check (connect, authenticate, query).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// The query that must succeed (a single false value counts as not ready).
     #[arg(long, default_value = "SELECT 1", value_name = "SQL")]

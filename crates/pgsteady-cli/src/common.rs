@@ -1,5 +1,7 @@
 //! Arguments and helpers shared by the connection commands.
 
+use std::time::Duration;
+
 use pgsteady::Config;
 
 /// How to print progress.
@@ -30,13 +32,30 @@ impl Output {
     }
 }
 
+/// Parses a duration flag: humantime's syntax, as the drill's flags take it (a unit required,
+/// `5` is refused: seconds or milliseconds? `0` is the one bare number), at most
+/// [`MAX_DURATION`]: added to an `Instant`, a duration of centuries overflows it.
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "too long a duration (at most {} seconds)",
+            MAX_DURATION.as_secs()
+        ));
+    }
+    Ok(d)
+}
+
+/// The longest duration an argument may give (about 31 years).
+const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
+
 /// Resolves the target: a URL, key=value pairs, or `None` for `DATABASE_URL` / `PG*`.
 pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, pgsteady::Error> {
     if let Some(t) = target
         && !t.contains('=')
         && !t.contains("://")
     {
-        // Not shown (issue 19): `postgresql:/app:PW@host/db` (one slash) or `host h password
+        // Not shown: `postgresql:/app:PW@host/db` (one slash) or `host h password
         // PW` land here, password included.
         return Err(pgsteady::Error::config(format!(
             "the target ({} characters, not shown: it may hold a password) is neither a \
@@ -68,6 +87,11 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{bad:?}: {err}");
             assert!(err.to_string().contains(&format!("'{bad}'")), "{err}");
         }
+        // Centuries overflow an Instant: refused, not a panic later.
+        let err = timeout("18446744073709551615s").unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("too long"), "{err}");
+        assert!(timeout("1000000000s").is_ok());
     }
 
     #[test]

@@ -32,10 +32,10 @@ pub(crate) struct DoctorArgs {
     /// PG* variables and ~/.pgpass.
     target: Option<String>,
     /// Bound on each step (name lookup, TCP connect, handshake).
-    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "3s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on the whole run, over every host.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     max_time: Duration,
     /// Print the report as JSON on stdout.
     #[arg(long)]

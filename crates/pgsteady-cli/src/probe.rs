@@ -1,6 +1,13 @@
 //! One readiness probe: connect (all hosts, one bounded pass), authenticate, run the query.
 //! Shared by `wait` (in a retry loop) and `check` (once).
 
+// Code a server reaches: a row it shapes must never index out of bounds or unwrap into a
+// panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use std::time::Duration;
 
 use pgsteady::backoff::Decision;
@@ -45,7 +52,7 @@ impl Failure {
                 Action::Retry => Decision::Retry,
                 Action::FailFast => Decision::Stop,
             },
-            Failure::Query(e) if is_usage(e) => Decision::Stop,
+            Failure::Query(e) if is_usage(e) || is_violation(e) => Decision::Stop,
             Failure::Query(_) | Failure::NotTrue => Decision::Retry,
         }
     }
@@ -54,6 +61,7 @@ impl Failure {
     pub(crate) fn exit_code(&self, timed_out: bool) -> u8 {
         match self {
             Failure::Query(e) if is_usage(e) => exit::USAGE,
+            Failure::Query(e) if is_violation(e) => exit::PERMANENT,
             _ if timed_out => exit::NOT_READY,
             Failure::Connect(e) => exit::for_error(e),
             Failure::Query(_) | Failure::NotTrue => exit::NOT_READY,
@@ -66,6 +74,12 @@ fn is_usage(e: &pgsteady::Error) -> bool {
         e.code(),
         Some(c) if *c == SqlState::SYNTAX_ERROR || *c == SqlState::INSUFFICIENT_PRIVILEGE
     )
+}
+
+/// The server broke the protocol answering the query (a value that is not UTF-8, or more
+/// than pgsteady reads): as permanent as a framing violation at startup.
+fn is_violation(e: &pgsteady::Error) -> bool {
+    e.kind() == pgsteady::ErrorKind::Connect && !e.is_transient()
 }
 
 /// An error and its sources, `: `-separated.
@@ -90,8 +104,8 @@ pub(crate) async fn probe(
         .connect_within(budget)
         .await
         .map_err(Failure::Connect)?;
-    // At most MAX_OWN_ROWS rows are read: a server streaming rows forever must not fill
-    // memory until the deadline.
+    // At most MAX_OWN_ROWS rows and MAX_OWN_BYTES are read: a server streaming rows forever
+    // must not fill memory until the deadline.
     let messages = pgsteady_doctor::probe::bounded_simple_query(
         &connected.client,
         query,
@@ -117,7 +131,12 @@ pub(crate) async fn probe(
                 Err(_) => e,
             }));
         }
-        Err(e) => return Err(Failure::Query(e)),
+        Err(e) => {
+            // Do not let the connection read the rest of an endless or oversized answer in
+            // the background while the next attempt starts.
+            connected.monitor.close();
+            return Err(Failure::Query(e));
+        }
     };
     // A single false value means "not ready yet" (e.g. `SELECT count(*) > 0 FROM ...`).
     let last_row = messages.iter().rev().find_map(|m| match m {
@@ -126,7 +145,7 @@ pub(crate) async fn probe(
     });
     if let Some(row) = last_row
         && row.len() == 1
-        && matches!(row.get(0), Some("f") | Some("false"))
+        && matches!(row.try_get(0), Ok(Some("f" | "false")))
     {
         return Err(Failure::NotTrue);
     }

@@ -27,9 +27,10 @@ use crate::report::Reporter;
 use crate::wait::{self, WaitOptions};
 
 const RUN_HELP: &str = "\
-Signals: SIGTERM, SIGINT and SIGHUP sent to pgsteady are forwarded to the command (once it
-runs; before that they stop pgsteady). With --health-listen, /readyz answers 503 `draining`
-from the first forwarded SIGTERM or SIGINT. SIGKILL cannot be forwarded: if pgsteady is
+Signals: SIGTERM, SIGINT, SIGQUIT and SIGHUP sent to pgsteady are forwarded to the command
+(once it runs; before that they stop pgsteady), and pgsteady exits with it (a command killed
+by the signal: 128+N). With --health-listen, /readyz answers 503 `draining` from the first
+forwarded SIGTERM, SIGINT or SIGQUIT. SIGKILL cannot be forwarded: if pgsteady is
 killed, the command keeps running (orchestrators kill the whole container or cgroup). Ctrl-C
 on a terminal reaches the command twice (the terminal signals the whole foreground group).
 
@@ -154,16 +155,17 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Runs the command with the three signals forwarded; returns the exit code to pass on.
+/// Runs the command with the four signals forwarded; returns the exit code to pass on.
 async fn supervise(program: &OsString, args: &[OsString], readiness: Option<&Readiness>) -> u8 {
     // Installed before the spawn: a signal arriving in between is held and forwarded.
     let streams = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
         signal(SignalKind::hangup()),
+        signal(SignalKind::quit()),
     );
-    let (mut term, mut int, mut hup) = match streams {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
+    let (mut term, mut int, mut hup, mut quit) = match streams {
+        (Ok(t), Ok(i), Ok(h), Ok(q)) => (t, i, h, q),
         _ => {
             eprintln!("{NAME}: cannot install the signal handlers");
             return 70;
@@ -192,6 +194,8 @@ async fn supervise(program: &OsString, args: &[OsString], readiness: Option<&Rea
             _ = term.recv() => Signal::SIGTERM,
             _ = int.recv() => Signal::SIGINT,
             _ = hup.recv() => Signal::SIGHUP,
+            // Not handled, SIGQUIT killed pgsteady (131) and left the command orphaned.
+            _ = quit.recv() => Signal::SIGQUIT,
         };
         if forward != Signal::SIGHUP
             && let Some(r) = readiness

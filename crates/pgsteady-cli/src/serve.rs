@@ -55,10 +55,10 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     listen: SocketAddr,
     /// How long the database may be unreachable before /readyz answers 503.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "1s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     grace: Duration,
     /// After SIGTERM, keep answering (/readyz: 503 draining) this long before closing.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "0s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     linger: Duration,
     /// Print only errors (no start line, no readiness changes).
     #[arg(long, short)]
@@ -67,7 +67,7 @@ pub(crate) struct ServeArgs {
     #[arg(long = "slot", value_name = "NAME")]
     slots: Vec<String>,
     /// How often the watched slots are read: one query per interval, not per scrape.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     slot_interval: Duration,
     /// /readyz answers 503 while a watched slot is missing or lost, or not read yet.
     #[arg(long, requires = "slots")]
@@ -125,6 +125,23 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             return exit::code(exit::USAGE);
         }
     };
+    // Before the "listening" line, so no SIGHUP after it can find the default action.
+    // SIGHUP's default action ends the process: a terminal closing, or an operator's habit
+    // of "reload", must not take the health endpoints down. serve has nothing to reload (its
+    // configuration is its arguments), so it says so and stays up.
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(mut hup) => {
+            let quiet = plan.quiet;
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if !quiet {
+                        eprintln!("pgsteady serve: SIGHUP ignored (nothing to reload)");
+                    }
+                }
+            });
+        }
+        Err(e) => eprintln!("pgsteady serve: cannot handle SIGHUP: {e}"),
+    }
     if plan.max_connections == 0 {
         eprintln!("pgsteady serve: --max-connections must be at least 1");
         return exit::code(exit::USAGE);
@@ -225,8 +242,13 @@ async fn slot_gate(readiness: Readiness, watch: SlotWatch, req: Request, next: N
         return next.run(req).await;
     }
     let snapshot = watch.snapshot();
-    let blocked = if snapshot.verdicts.is_empty() {
-        Some((watch.names()[0].clone(), "slot_not_read_yet"))
+    let first = watch.names().first().cloned().unwrap_or_default();
+    let blocked = if snapshot.verdicts.is_empty() && snapshot.failures > 0 {
+        // Every read so far failed (`error` says why): not "not read yet", which reads as
+        // "wait a moment".
+        Some((first, "slot_read_failed"))
+    } else if snapshot.verdicts.is_empty() {
+        Some((first, "slot_not_read_yet"))
     } else {
         snapshot.verdicts.iter().find_map(|v| {
             if v.has(SlotState::Missing) {

@@ -63,10 +63,10 @@ pub(crate) struct SlotArgs {
     #[arg(long, value_name = "LSN")]
     offset: Option<String>,
     /// Give up waiting for the server after this long (e.g. 60s, 2m, 500ms).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on one connection attempt. Default: the target's connect_timeout, else 5s.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::common::parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
     /// Also retry these normally permanent failures, comma-separated: auth, missing-db,
     /// undefined-object, tls, session-type (as `wait --retry-on`).

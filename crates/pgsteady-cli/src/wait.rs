@@ -34,11 +34,11 @@ pub(crate) struct WaitOptions {
     /// PG* variables (PGHOST, PGPORT, PGUSER, PGPASSWORD, PGDATABASE, ...) and ~/.pgpass.
     pub(crate) target: Option<String>,
     /// Give up after this long (e.g. 60s, 2m, 500ms).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on one connection attempt (TCP, TLS, startup, authentication, query). Default:
     /// the target's connect_timeout, else 5s.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::common::parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
     /// The query that must succeed. If it returns a single false value, keep waiting.
     #[arg(long, default_value = "SELECT 1", value_name = "SQL")]
@@ -246,17 +246,32 @@ where
     // (see Backoff::polling).
     let policy = Backoff::polling().with_max_elapsed(plan.timeout);
     let hosts = plan.config.hosts.len().max(1) as u32;
+    let full = plan.attempt_timeout.saturating_mul(hosts);
     let start = Instant::now();
     let attempts = std::cell::Cell::new(0u32);
+    let last_budget = std::cell::Cell::new(full);
+    // A timeout of an attempt the deadline cut short says only that time ran out ("timed out
+    // after 0.0s"): the last failure that says more is the one reported.
+    let cut_short = |budget: Duration, f: Option<&Failure>| {
+        budget < full && f.is_none_or(|f| f.reason() == Some(pgsteady::Reason::TimedOut))
+    };
+    let informative: std::cell::RefCell<Option<(Option<pgsteady::Reason>, String)>> =
+        std::cell::RefCell::new(None);
     let result = (|attempt: Attempt| {
         attempts.set(attempt.number);
+        last_budget.set(attempt.timeout);
         op(attempt.timeout)
     })
     .retry(&policy)
     .sleep(&TokioSleeper)
-    .attempt_timeout(plan.attempt_timeout.saturating_mul(hosts))
+    .attempt_timeout(full)
     .when(|f: &Failure| f.decision(connector))
     .notify(|attempt, failure, delay| {
+        if let Some(f) = failure
+            && !cut_short(attempt.timeout, Some(f))
+        {
+            *informative.borrow_mut() = Some((f.reason(), f.message()));
+        }
         let (reason, message) = match failure {
             Some(f) => (f.reason().unwrap_or(pgsteady::Reason::Other), f.message()),
             None => (
@@ -275,9 +290,15 @@ where
         Ok(value) => Ok((value, attempts.get(), start.elapsed())),
         Err(e) => {
             let timed_out = !e.stopped;
-            let (code, reason, message) = match &e.last {
-                Some(f) => (f.exit_code(timed_out), f.reason(), f.message()),
-                None => (
+            let earlier = informative.take();
+            let (code, reason, message) = match (&e.last, earlier) {
+                (last, Some((reason, message)))
+                    if timed_out && cut_short(last_budget.get(), last.as_ref()) =>
+                {
+                    (exit::NOT_READY, reason, message)
+                }
+                (Some(f), _) => (f.exit_code(timed_out), f.reason(), f.message()),
+                (None, _) => (
                     exit::NOT_READY,
                     Some(pgsteady::Reason::TimedOut),
                     "the last attempt timed out".to_owned(),

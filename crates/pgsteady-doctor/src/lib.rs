@@ -29,7 +29,7 @@ mod wire;
 /// The core's bounded simple query, for the CLI's `check`: the core exposes it only behind
 /// its `probe` feature, which this crate alone enables.
 pub mod probe {
-    pub use pgsteady::connect::{MAX_OWN_ROWS, bounded_simple_query};
+    pub use pgsteady::connect::{MAX_OWN_BYTES, MAX_OWN_ROWS, bounded_simple_query};
 }
 
 pub use finding::{Layer, Status};

@@ -56,6 +56,59 @@ pub enum Behavior {
     /// the first [`Table`] whose `when` its text contains (none: an empty result). For a
     /// server that answers a tool's catalog queries with other columns, types or sizes.
     Tables(Vec<Table>),
+    /// Authenticates; answers an empty query normally, and every other query with one text
+    /// column per value and `rows` data rows holding `values` (as given: not UTF-8, fewer
+    /// columns than asked for, megabytes...), then CommandComplete and ReadyForQuery.
+    Rows {
+        /// One row's values (`None`: NULL).
+        values: Vec<Option<Vec<u8>>>,
+        /// How many times the row is sent.
+        rows: usize,
+    },
+    /// Answers the first packet (TLS request or startup) as the postmaster does when it cannot
+    /// fork a backend: `E`, the text, a newline (the pre-3.0 form), and closes.
+    ForkFailure,
+    /// Connection N is served with the Nth behavior, every later one with the last (e.g. one
+    /// answer, then a hang).
+    Sequence(Vec<Behavior>),
+    /// Asks for SCRAM-SHA-256 and breaks the exchange the given way (it never accepts).
+    Scram(ScramFault),
+    /// Sends messages of one kind without end, during start-up (after AuthenticationOk, no
+    /// ReadyForQuery ever) or after it (after ReadyForQuery, never answering a query).
+    Flood {
+        /// What is sent.
+        message: Flood,
+        /// Before ReadyForQuery.
+        at_startup: bool,
+    },
+}
+
+/// How a [`Behavior::Scram`] server breaks the exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScramFault {
+    /// A server signature that does not verify (an impostor that does not know the password).
+    BadSignature,
+    /// A server nonce that does not start with the client's.
+    BadNonce,
+    /// `e=invalid-proof` in the server-final message.
+    InvalidProof,
+    /// A server-first message that does not parse.
+    MalformedFirst,
+    /// An iteration count of 0 (libpq refuses it).
+    ZeroIterations,
+    /// An iteration count over what postgres-protocol computes.
+    TooManyIterations,
+}
+
+/// What a [`Behavior::Flood`] sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flood {
+    /// NoticeResponses of about 1 KB each.
+    Notices,
+    /// ParameterStatus messages, each with a new parameter name.
+    Parameters,
 }
 
 /// One canned answer of [`Behavior::Tables`].
@@ -107,8 +160,14 @@ impl FakeServer {
         let task = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
-                count.fetch_add(1, Ordering::Relaxed);
-                let behavior = behavior.clone();
+                let n = count.fetch_add(1, Ordering::Relaxed);
+                let behavior = match &behavior {
+                    Behavior::Sequence(list) => match list.get(n).or(list.last()) {
+                        Some(b) => b.clone(),
+                        None => continue,
+                    },
+                    other => other.clone(),
+                };
                 tasks.spawn(async move {
                     let _ = serve(stream, behavior).await;
                 });
@@ -249,6 +308,17 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
             .await?;
         return Ok(());
     }
+    if behavior == Behavior::ForkFailure {
+        let len = stream.read_u32().await? as usize;
+        let mut rest = vec![0u8; len.saturating_sub(4).min(1 << 20)];
+        stream.read_exact(&mut rest).await?;
+        stream
+            .write_all(
+                b"Ecould not fork new process for connection: Resource temporarily unavailable\n",
+            )
+            .await?;
+        return stream.shutdown().await;
+    }
     if startup(&mut stream).await?.is_none() {
         return Ok(());
     }
@@ -352,7 +422,132 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
                 }
             }
         }
-        Behavior::Http => unreachable!("handled above"),
+        Behavior::Rows { values, rows } => {
+            stream.write_all(&authenticated()).await?;
+            loop {
+                let (kind, body) = read_message(&mut stream).await?;
+                match kind {
+                    b'X' => return Ok(()),
+                    b'Q' if body.first() == Some(&0) => {
+                        stream.write_all(&message(b'I', b"")).await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    }
+                    b'Q' => {
+                        let n = values.len() as u16;
+                        let mut desc = n.to_be_bytes().to_vec();
+                        for i in 0..n {
+                            desc.extend_from_slice(format!("c{i}\0").as_bytes());
+                            desc.extend_from_slice(&[0; 6]);
+                            desc.extend_from_slice(&25u32.to_be_bytes());
+                            desc.extend_from_slice(&(-1i16).to_be_bytes());
+                            desc.extend_from_slice(&(-1i32).to_be_bytes());
+                            desc.extend_from_slice(&0u16.to_be_bytes());
+                        }
+                        stream.write_all(&message(b'T', &desc)).await?;
+                        let mut row = n.to_be_bytes().to_vec();
+                        for v in &values {
+                            match v {
+                                Some(v) => {
+                                    row.extend_from_slice(&(v.len() as u32).to_be_bytes());
+                                    row.extend_from_slice(v);
+                                }
+                                None => row.extend_from_slice(&(-1i32).to_be_bytes()),
+                            }
+                        }
+                        let row = message(b'D', &row);
+                        for _ in 0..rows {
+                            stream.write_all(&row).await?;
+                        }
+                        stream
+                            .write_all(&message(b'C', format!("SELECT {rows}\0").as_bytes()))
+                            .await?;
+                        stream.write_all(&message(b'Z', b"I")).await?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Behavior::Flood {
+            message: what,
+            at_startup,
+        } => {
+            if at_startup {
+                stream
+                    .write_all(&message(b'R', &0u32.to_be_bytes()))
+                    .await?;
+            } else {
+                stream.write_all(&authenticated()).await?;
+            }
+            let mut i = 0u64;
+            loop {
+                let mut batch = Vec::new();
+                for _ in 0..64 {
+                    i += 1;
+                    batch.extend(match what {
+                        Flood::Notices => {
+                            let mut body = Vec::new();
+                            for (field, value) in [
+                                (b'S', "NOTICE".to_owned()),
+                                (b'V', "NOTICE".to_owned()),
+                                (b'C', "00000".to_owned()),
+                                (b'M', format!("notice {i} {}", "x".repeat(1000))),
+                            ] {
+                                body.push(field);
+                                body.extend_from_slice(value.as_bytes());
+                                body.push(0);
+                            }
+                            body.push(0);
+                            message(b'N', &body)
+                        }
+                        Flood::Parameters => {
+                            message(b'S', format!("p{i}\0{}\0", "x".repeat(1000)).as_bytes())
+                        }
+                    });
+                }
+                stream.write_all(&batch).await?;
+            }
+        }
+        Behavior::Scram(fault) => {
+            stream
+                .write_all(&message(b'R', b"\0\0\0\x0aSCRAM-SHA-256\0\0"))
+                .await?;
+            // SASLInitialResponse: mechanism, length, "n,,n=,r=NONCE".
+            let (_, body) = read_message(&mut stream).await?;
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let nonce = text
+                .split_once("n=,r=")
+                .map(|(_, n)| n.to_owned())
+                .unwrap_or_default();
+            let first = match fault {
+                ScramFault::BadNonce => "r=someoneelse,s=c2FsdA==,i=4096".to_owned(),
+                ScramFault::MalformedFirst => "this is not scram".to_owned(),
+                ScramFault::ZeroIterations => format!("r={nonce}srv,s=c2FsdA==,i=0"),
+                ScramFault::TooManyIterations => format!("r={nonce}srv,s=c2FsdA==,i=4294967295"),
+                _ => format!("r={nonce}srv,s=c2FsdA==,i=4096"),
+            };
+            let mut cont = 11u32.to_be_bytes().to_vec();
+            cont.extend_from_slice(first.as_bytes());
+            stream.write_all(&message(b'R', &cont)).await?;
+            if read_message(&mut stream).await?.0 == b'p' {
+                let last: &[u8] = match fault {
+                    ScramFault::InvalidProof => b"e=invalid-proof",
+                    // 32 zero bytes: well-formed, wrong.
+                    _ => b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+                };
+                let mut fin = 12u32.to_be_bytes().to_vec();
+                fin.extend_from_slice(last);
+                stream.write_all(&message(b'R', &fin)).await?;
+                stream
+                    .write_all(&message(b'R', &0u32.to_be_bytes()))
+                    .await?;
+                stream.write_all(&authenticated()[9..]).await?;
+            }
+            let mut buf = [0u8; 4096];
+            while stream.read(&mut buf).await? > 0 {}
+        }
+        Behavior::Http | Behavior::ForkFailure => unreachable!("handled above"),
+        // Resolved per connection in `start`; nested, it serves nothing.
+        Behavior::Sequence(_) => {}
     }
     stream.shutdown().await
 }

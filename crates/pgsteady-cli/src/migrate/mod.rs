@@ -61,7 +61,7 @@ pub(crate) struct MigrateArgs {
     out_of_order: bool,
     /// Give up waiting for another runner's migration lock after this long. Default: wait as
     /// long as it holds it (the lock dies with its session).
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::common::parse_duration, value_name = "DURATION")]
     lock_timeout: Option<Duration>,
 }
 
@@ -107,10 +107,10 @@ struct Common {
     #[arg(long, default_value = HistoryTable::DEFAULT_NAME, value_name = "TABLE")]
     table: String,
     /// Give up waiting for the database after this long (e.g. 60s, 2m).
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = crate::common::parse_duration, value_name = "DURATION")]
     timeout: Duration,
     /// Bound on one connection attempt. Default: the target's connect_timeout, else 5s.
-    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    #[arg(long, value_parser = crate::common::parse_duration, value_name = "DURATION")]
     attempt_timeout: Option<Duration>,
     /// Also retry these normally permanent connect failures while waiting, comma-separated:
     /// auth, missing-db, undefined-object, tls, session-type.
@@ -286,19 +286,25 @@ async fn execute(plan: Plan) -> u8 {
     }
 }
 
-/// Resolves with the signal number on SIGINT or SIGTERM; never if the handlers cannot be
-/// installed (the default action then still ends the process).
+/// Resolves with the signal number on SIGINT, SIGTERM, SIGQUIT or SIGHUP (every signal whose
+/// default action ends the process, but SIGKILL: unhandled, SIGQUIT and SIGHUP left the
+/// statement running and the advisory lock held); never if the handlers cannot be installed
+/// (the default action then still ends the process).
 async fn stop_signal() -> u8 {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
+    let (Ok(mut int), Ok(mut term), Ok(mut quit), Ok(mut hup)) = (
         signal(SignalKind::interrupt()),
         signal(SignalKind::terminate()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::hangup()),
     ) else {
         return std::future::pending().await;
     };
     tokio::select! {
         _ = int.recv() => 2,
         _ = term.recv() => 15,
+        _ = quit.recv() => 3,
+        _ = hup.recv() => 1,
     }
 }
 

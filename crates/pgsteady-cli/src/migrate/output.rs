@@ -315,15 +315,15 @@ impl Printer {
         let Some(failure) = failure else { return };
         if let Some(p) = failure.position() {
             let gutter = p.line.to_string().len();
+            let (text, column) = excerpt(&p.line_text, p.column);
             // Keep tabs so the caret lines up under the same terminal column.
-            let pad: String = p
-                .line_text
+            let pad: String = text
                 .chars()
-                .take(p.column.saturating_sub(1))
+                .take(column.saturating_sub(1))
                 .map(|c| if c == '\t' { '\t' } else { ' ' })
                 .collect();
             eprintln!("{:>gutter$} |", "");
-            eprintln!("{} | {}", p.line, p.line_text);
+            eprintln!("{} | {text}", p.line);
             eprintln!("{:>gutter$} | {pad}^", "");
         }
         let Some(m) = migrator else { return };
@@ -378,4 +378,47 @@ fn emit(value: Value) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{value}");
     let _ = out.flush();
+}
+
+/// Characters of a line shown on each side of the error's column.
+const EXCERPT_HALF: usize = 60;
+
+/// The part of `line` around 1-based `column` that is printed, and the caret's column in it:
+/// at most `2 * EXCERPT_HALF` characters, `...` where cut (a 3 MB line printed whole, twice
+/// counting the caret line), every control character but a tab shown as `?` (one column, so
+/// the caret stays aligned; a byte from the file never reaches the terminal as a command).
+fn excerpt(line: &str, column: usize) -> (String, usize) {
+    let len = line.chars().count();
+    let start = column.saturating_sub(1).saturating_sub(EXCERPT_HALF);
+    let end = len.min(start + 2 * EXCERPT_HALF);
+    let mut text = String::new();
+    if start > 0 {
+        text.push_str("...");
+    }
+    let shown = line.chars().skip(start).take(end.saturating_sub(start));
+    text.extend(shown.map(|c| if c.is_control() && c != '\t' { '?' } else { c }));
+    if end < len {
+        text.push_str("...");
+    }
+    let caret = column - start.min(column) + if start > 0 { 3 } else { 0 };
+    (text, caret)
+}
+
+#[cfg(test)]
+mod excerpt_tests {
+    use super::*;
+
+    #[test]
+    fn long_lines_are_cut_around_the_column_and_escaped() {
+        assert_eq!(excerpt("SELECT 1 +;", 11), ("SELECT 1 +;".to_owned(), 11));
+        let long = format!("SELECT {}oops", " ".repeat(3 << 20));
+        let column = long.chars().count() - 3;
+        let (text, caret) = excerpt(&long, column);
+        assert!(text.len() < 200, "{}", text.len());
+        assert!(text.starts_with("...") && text.ends_with("oops"), "{text}");
+        assert_eq!(text.chars().nth(caret - 1), Some('o'), "{text}");
+        let (text, caret) = excerpt("a\u{1b}[2Jb\tc", 4);
+        assert_eq!(text, "a?[2Jb\tc");
+        assert_eq!(caret, 4);
+    }
 }

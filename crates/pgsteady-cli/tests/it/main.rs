@@ -11,6 +11,7 @@ mod drill;
 mod exec;
 mod generate;
 mod hostile;
+mod hostile_input;
 mod installed;
 mod migrate;
 mod pgbouncer;
@@ -78,6 +79,13 @@ impl TestCommand {
 
     pub fn env(mut self, k: &str, v: &str) -> Self {
         self.cmd.env(k, v);
+        self
+    }
+
+    /// Sets a variable to raw bytes (e.g. not UTF-8).
+    pub fn env_bytes(mut self, k: &str, v: &[u8]) -> Self {
+        use std::os::unix::ffi::OsStrExt;
+        self.cmd.env(k, OsStr::from_bytes(v));
         self
     }
 

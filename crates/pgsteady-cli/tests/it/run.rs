@@ -61,11 +61,12 @@ async fn exit_codes_pass_through() {
     );
 }
 
-/// SIGHUP, SIGINT and SIGTERM sent to pgsteady reach the child; pgsteady stays the parent.
+/// SIGHUP, SIGINT, SIGQUIT and SIGTERM sent to pgsteady reach the child; pgsteady stays the
+/// parent.
 #[tokio::test]
 async fn signals_are_forwarded_to_the_child() {
     let cluster = Cluster::start().await.unwrap();
-    let script = "trap 'echo got-hup' HUP; trap 'echo got-int' INT; \
+    let script = "trap 'echo got-hup' HUP; trap 'echo got-int' INT; trap 'echo got-quit' QUIT; \
                   trap 'echo got-term; exit 42' TERM; echo started; \
                   while true; do sleep 0.05; done";
     let mut running = run(&cluster, script).spawn();
@@ -84,6 +85,8 @@ async fn signals_are_forwarded_to_the_child() {
     assert_eq!(next().await.as_deref(), Some("got-hup"));
     kill(Pid::from_raw(pid), Signal::SIGINT).unwrap();
     assert_eq!(next().await.as_deref(), Some("got-int"));
+    kill(Pid::from_raw(pid), Signal::SIGQUIT).unwrap();
+    assert_eq!(next().await.as_deref(), Some("got-quit"));
     kill(Pid::from_raw(pid), Signal::SIGTERM).unwrap();
     assert_eq!(next().await.as_deref(), Some("got-term"));
     let status = tokio::time::timeout(Duration::from_secs(5), running.child.wait())
@@ -107,6 +110,27 @@ async fn signals_are_forwarded_to_the_child() {
         .expect("forwarded at once, not after the child's 30 s")
         .unwrap();
     assert_eq!(status.code(), Some(143));
+
+    // SIGQUIT likewise: pgsteady exits with the child (131), which is gone, not orphaned.
+    let mut running = run(&cluster, "echo started; exec sleep 30").spawn();
+    let mut lines = BufReader::new(running.child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await;
+    assert_eq!(first.unwrap().unwrap().as_deref(), Some("started"));
+    let pid = running.child.id().unwrap() as i32;
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
+    let child: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    kill(Pid::from_raw(pid), Signal::SIGQUIT).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(5), running.child.wait())
+        .await
+        .expect("forwarded at once")
+        .unwrap();
+    assert_eq!(status.code(), Some(131));
+    assert!(
+        !std::path::Path::new(&format!("/proc/{child}")).exists()
+            || std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .is_ok_and(|s| s.contains(") Z ")),
+        "the child {child} outlived pgsteady"
+    );
 }
 
 /// The child starts with SIGPIPE and SIGTERM at their default disposition, as if a shell had

@@ -194,7 +194,7 @@ impl Config {
     /// `$HOME/.pgpass`).
     pub fn parse_with_env(s: &str, env: &dyn Env) -> Result<Self, Error> {
         let mut params = parse_string(s)?;
-        env::apply(&mut params, env);
+        env::apply(&mut params, env)?;
         Self::from_params(params, env, true)
     }
 
@@ -216,7 +216,10 @@ impl Config {
     pub fn resolve_with_env(target: Option<&str>, env: &dyn Env) -> Result<Self, Error> {
         match target {
             Some(t) => Self::parse_with_env(t, env),
-            None => match env.var("DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+            None => match env
+                .var_checked("DATABASE_URL")?
+                .filter(|v| !v.trim().is_empty())
+            {
                 Some(url) => Self::parse_with_env(&url, env)
                     .map_err(|e| Error::config(format!("DATABASE_URL: {}", e.message()))),
                 None => Self::parse_with_env("", env),
@@ -293,12 +296,16 @@ impl Config {
             None | Some("") => true,
             Some(v) => int(v).ok_or_else(|| bad_number("keepalives", "1 or 0"))? != 0,
         };
-        let keepalives_idle = secs(&p, "keepalives_idle")?.unwrap_or(DEFAULT_KEEPALIVES_IDLE);
-        let keepalives_interval =
-            secs(&p, "keepalives_interval")?.unwrap_or(DEFAULT_KEEPALIVES_INTERVAL);
-        let keepalives_count = match nonneg(&p, "keepalives_count", "a count, e.g. 3")? {
-            None | Some(0) => DEFAULT_KEEPALIVES_COUNT,
-            Some(n) => u32::try_from(n).unwrap_or(u32::MAX),
+        // Linux refuses larger values with EINVAL (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL,
+        // MAX_TCP_KEEPCNT), so every connection would fail "cannot set socket options":
+        // a configuration error, found before connecting.
+        let keepalives_idle = at_most(&p, "keepalives_idle", 32_767, "seconds")?
+            .map_or(DEFAULT_KEEPALIVES_IDLE, Duration::from_secs);
+        let keepalives_interval = at_most(&p, "keepalives_interval", 32_767, "seconds")?
+            .map_or(DEFAULT_KEEPALIVES_INTERVAL, Duration::from_secs);
+        let keepalives_count = match at_most(&p, "keepalives_count", 127, "probes")? {
+            None => DEFAULT_KEEPALIVES_COUNT,
+            Some(n) => u32::try_from(n).unwrap_or(DEFAULT_KEEPALIVES_COUNT),
         };
         let tcp_user_timeout = match nonneg(&p, "tcp_user_timeout", "milliseconds, e.g. 30000")? {
             None => Some(DEFAULT_TCP_USER_TIMEOUT),
@@ -495,10 +502,15 @@ fn nonneg(p: &Params, key: &str, expected: &str) -> Result<Option<u64>, Error> {
     }
 }
 
-fn secs(p: &Params, key: &str) -> Result<Option<Duration>, Error> {
-    Ok(nonneg(p, key, "whole seconds, e.g. 10")?
-        .filter(|n| *n > 0)
-        .map(Duration::from_secs))
+/// A keepalive setting: whole, 0 meaning the default (`None`), at most `max`.
+fn at_most(p: &Params, key: &str, max: u64, unit: &str) -> Result<Option<u64>, Error> {
+    match nonneg(p, key, &format!("whole {unit}, e.g. 10"))? {
+        None | Some(0) => Ok(None),
+        Some(n) if n <= max => Ok(Some(n)),
+        Some(_) => Err(Error::config(format!(
+            "invalid {key}: at most {max} {unit} (the operating system refuses more)"
+        ))),
+    }
 }
 
 fn keyword<T: FromStr<Err = Error>>(p: &Params, key: &str) -> Result<Option<T>, Error> {

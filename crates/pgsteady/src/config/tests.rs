@@ -1,4 +1,5 @@
 use super::*;
+use crate::ErrorKind;
 use std::collections::HashMap;
 
 fn env(vars: &[(&str, &str)]) -> impl Env + use<> {
@@ -559,4 +560,60 @@ mod fuzz {
         }
 
     }
+}
+
+/// An environment whose one variable is set to bytes that are not UTF-8, as a process's can
+/// be (`std::env::var` then says `NotUnicode`).
+struct NotUnicodeEnv(&'static str);
+
+impl Env for NotUnicodeEnv {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn var_checked(&self, name: &str) -> Result<Option<String>, Error> {
+        if name == self.0 {
+            Err(super::env::not_unicode(name))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+#[test]
+fn a_variable_that_is_not_utf8_is_an_error_naming_it() {
+    for var in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGPORT",
+        "PGPASSWORD",
+        "PGSSLMODE",
+    ] {
+        let err = Config::resolve_with_env(None, &NotUnicodeEnv(var)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{var}");
+        assert!(err.to_string().contains(var), "{err}");
+        assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+    }
+    // Not consulted: an explicit host overrides PGHOST, as in libpq.
+    Config::resolve_with_env(Some("host=db user=u"), &NotUnicodeEnv("PGHOST")).unwrap();
+    // Negative control: the plain `var` of the same environment would have read "unset".
+    assert!(Config::resolve_with_env(None, &|_: &str| None).is_ok());
+}
+
+#[test]
+fn keepalive_values_the_kernel_refuses_are_configuration_errors() {
+    for bad in [
+        "keepalives_interval=99999999999",
+        "keepalives_idle=32768",
+        "keepalives_count=128",
+    ] {
+        let err = Config::parse(&format!("host=h {bad}")).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+        assert!(err.to_string().contains("at most"), "{err}");
+    }
+    let c = Config::parse(
+        "host=h keepalives_idle=32767 keepalives_interval=32767 keepalives_count=127",
+    )
+    .unwrap();
+    assert_eq!(c.keepalives_interval, Duration::from_secs(32_767));
+    assert_eq!(c.keepalives_count, 127);
 }

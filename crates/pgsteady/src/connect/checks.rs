@@ -1,6 +1,13 @@
 //! Pieces of one connection pass: the `target_session_attrs` check, the error that lists
 //! every host, and the handshake phases named in time-out messages.
 
+// Code a server reaches: a message or row it shapes must never index out of bounds or
+// unwrap into a panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::session::{SessionState, describe};
@@ -14,10 +21,17 @@ use crate::{Error, ErrorKind};
 #[cfg_attr(not(feature = "probe"), allow(dead_code, unreachable_pub))]
 pub const MAX_OWN_ROWS: usize = 10_000;
 
+/// At most this many bytes of values, all rows together, of a query pgsteady runs for itself:
+/// a row count alone times the largest message allowed was 160 GB.
+#[cfg_attr(not(feature = "probe"), allow(dead_code, unreachable_pub))]
+pub const MAX_OWN_BYTES: usize = 4 << 20;
+
 /// Runs `sql` with the simple protocol and collects at most `max_rows` rows (and their
-/// command-complete messages); more is an error and the rest is not read. For the queries a
-/// tool runs for itself, where tokio-postgres' `simple_query` would collect whatever the
-/// server streams.
+/// command-complete messages) holding at most [`MAX_OWN_BYTES`] of values; more is an error
+/// and the rest is not read. A value that is not UTF-8 is an error too (tokio-postgres asks
+/// for `client_encoding=UTF8`, so only a broken server sends one), so that every value of a
+/// returned row reads with `try_get` as text. For the queries a tool runs for itself, where
+/// tokio-postgres' `simple_query` would collect whatever the server streams.
 #[cfg_attr(not(feature = "probe"), allow(unreachable_pub))]
 pub async fn bounded_simple_query(
     client: &Client,
@@ -32,12 +46,13 @@ pub async fn bounded_simple_query(
     futures_util::pin_mut!(stream);
     let mut out = Vec::new();
     let mut rows = 0usize;
+    let mut bytes = 0usize;
     while let Some(m) = stream
         .try_next()
         .await
         .map_err(|e| Error::from_pg(e, "query failed"))?
     {
-        if matches!(m, SimpleQueryMessage::Row(_)) {
+        if let SimpleQueryMessage::Row(row) = &m {
             rows += 1;
             if rows > max_rows {
                 return Err(Error::new(
@@ -46,10 +61,43 @@ pub async fn bounded_simple_query(
                 )
                 .with_reason(Reason::Other));
             }
+            bytes += row_bytes(row)?;
+            if bytes > MAX_OWN_BYTES {
+                return Err(Error::new(
+                    ErrorKind::Db,
+                    format!(
+                        "the query returned more than {MAX_OWN_BYTES} bytes; pgsteady reads at \
+                         most that many"
+                    ),
+                )
+                .with_reason(Reason::Other));
+            }
         }
         out.push(m);
     }
     Ok(out)
+}
+
+/// The bytes of a row's values; an error for a value that is not UTF-8.
+fn row_bytes(row: &tokio_postgres::SimpleQueryRow) -> Result<usize, Error> {
+    let mut sum = 0;
+    for i in 0..row.len() {
+        match row.try_get(i) {
+            Ok(v) => sum += v.map_or(0, str::len),
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    format!(
+                        "protocol violation: the server sent a value that is not UTF-8 (column \
+                         {}), though the session's client_encoding is UTF8",
+                        i + 1
+                    ),
+                )
+                .with_reason(Reason::Other));
+            }
+        }
+    }
+    Ok(sum)
 }
 
 /// Checks `target_session_attrs` as libpq does: from the `in_hot_standby` and
@@ -108,7 +156,10 @@ pub(super) async fn check_session(
         _ => None,
     });
     let (in_recovery, read_only) = match row {
-        Some(r) => (r.get(0) == Some("true"), r.get(1) == Some("on")),
+        Some(r) => (
+            r.try_get(0).ok().flatten() == Some("true"),
+            r.try_get(1).ok().flatten() == Some("on"),
+        ),
         None => {
             return Err(Error::new(
                 ErrorKind::Connect,
@@ -149,17 +200,21 @@ fn verdict(
 /// every host failed permanently, the first permanent failure speaks; otherwise the pass is
 /// transient (one host may come up) and the last transient failure speaks.
 pub(super) fn combine(failures: Vec<HostFailure>, mut errors: Vec<Error>) -> Error {
-    if errors.len() == 1 {
-        let e = errors.pop().expect("one error");
-        let host = failures.into_iter().next().expect("one failure");
+    if errors.len() == 1
+        && let Some(e) = errors.pop()
+    {
         let reason = e.reason().unwrap_or(Reason::Other);
-        let host = HostFailure {
-            message: e.to_string(),
-            ..host
-        };
+        let hosts = failures
+            .into_iter()
+            .take(1)
+            .map(|host| HostFailure {
+                message: e.to_string(),
+                ..host
+            })
+            .collect();
         return Error::new(e.kind(), "could not connect")
             .with_reason(reason)
-            .with_hosts(vec![host])
+            .with_hosts(hosts)
             .with_source(e);
     }
     let transient = errors

@@ -21,7 +21,7 @@ use tokio_postgres::Client;
 // The `probe` feature: items a diagnostic tool needs below the connect path; applications
 // use the connector and the pool.
 #[cfg(feature = "probe")]
-pub use checks::{MAX_OWN_ROWS, bounded_simple_query};
+pub use checks::{MAX_OWN_BYTES, MAX_OWN_ROWS, bounded_simple_query};
 pub use frame::DEFAULT_MAX_MESSAGE_LEN;
 pub use monitor::{CloseReason, ConnectionMonitor};
 pub use session::SessionState;
@@ -386,7 +386,12 @@ impl Connector {
     pub async fn connect_within(&self, budget: Duration) -> Result<Connected, Error> {
         // A millisecond short of the caller's bound, so a host timeout (which names the host
         // and the phase) fires before the caller's own timeout would.
-        let deadline = Instant::now() + budget.saturating_sub(Duration::from_millis(1));
+        let now = Instant::now();
+        // A budget too large for an Instant (`--timeout 18446744073709551615s`) is a day:
+        // each host is still bounded by its own attempt timeout.
+        let deadline = now
+            .checked_add(budget.saturating_sub(Duration::from_millis(1)))
+            .unwrap_or_else(|| now + Duration::from_secs(86_400));
         let want = self.config.target_session_attrs;
         let first = if want == TargetSessionAttrs::PreferStandby {
             TargetSessionAttrs::Standby
@@ -537,12 +542,64 @@ impl Connector {
                 {
                     return Err(self.no_password(host).with_source(e));
                 }
+                if seen.scram_failed()
+                    && e.code().is_none()
+                    && let Some(detail) = cause_text(&e)
+                {
+                    // As libpq: a SCRAM exchange that does not verify (a bad nonce or
+                    // server signature, `e=invalid-proof`, a malformed or over-iterated
+                    // server-first message) fails the connection; asking again would send a
+                    // fresh proof to a server that cannot check it.
+                    return Err(Error::new(
+                        ErrorKind::Auth,
+                        format!(
+                            "scram authentication failed: {detail}: the server does not know \
+                             the password, or is not the server it claims to be; not retried"
+                        ),
+                    )
+                    .with_reason(Reason::Other)
+                    .with_source(e));
+                }
+                if let Some(detail) = malformed(&e) {
+                    return Err(Error::new(
+                        ErrorKind::Connect,
+                        format!(
+                            "protocol violation: the server sent a malformed message \
+                             ({detail}): it is not a PostgreSQL server, or a broken one"
+                        ),
+                    )
+                    .with_reason(Reason::Other)
+                    .with_source(e));
+                }
                 return Err(Error::from_pg(e, "startup failed"));
             }
         };
         let monitor = ConnectionMonitor::spawn(connection);
         set(Phase::SessionCheck);
-        check_session(&client, want, monitor.session_state(), self.ready_check).await?;
+        if let Err(e) =
+            check_session(&client, want, monitor.session_state(), self.ready_check).await
+        {
+            // The client only sees "connection closed"; the connection task saw why (e.g. a
+            // protocol violation: a ParameterStatus flood): that reason speaks. Any other
+            // error (a server's, with its SQLSTATE) speaks for itself.
+            if !e.is_closed() || e.code().is_some() {
+                return Err(e);
+            }
+            let closed = tokio::time::timeout(Duration::from_millis(200), monitor.closed()).await;
+            if let Ok(c) = closed
+                && let (Some(cause), Some(reason)) = (c.error(), c.reason())
+            {
+                return Err(Error::new(
+                    ErrorKind::Connect,
+                    format!(
+                        "session check failed: the connection closed: {}",
+                        crate::text::sanitize_to(&error_chain(cause), 4096)
+                    ),
+                )
+                .with_reason(reason));
+            }
+            return Err(e);
+        }
         Ok(Connected {
             client,
             monitor,
@@ -593,6 +650,53 @@ impl Connector {
         }
         pg
     }
+}
+
+/// A message postgres-protocol could not parse: its parser fails with an `InvalidInput` I/O
+/// error, which is how it is told from a socket error (a reset, our own framing guard's
+/// `InvalidData`). The text is the parser's, shown, never matched.
+fn malformed(e: &tokio_postgres::Error) -> Option<String> {
+    if e.code().is_some() || e.is_closed() {
+        return None;
+    }
+    let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
+    (io.kind() == std::io::ErrorKind::InvalidInput)
+        .then(|| crate::text::sanitize_to(&io.to_string(), 256).into_owned())
+}
+
+/// The text of a tokio-postgres error's cause (what postgres-protocol's SCRAM check said),
+/// escaped and capped, for the message only. `None` when the cause is our own guard's
+/// verdict, which then speaks for itself, or the socket's.
+fn cause_text(e: &tokio_postgres::Error) -> Option<String> {
+    use std::io::ErrorKind as K;
+    if e.is_closed() {
+        return None;
+    }
+    let cause = std::error::Error::source(e)?;
+    if let Some(io) = cause.downcast_ref::<std::io::Error>()
+        && (io.get_ref().is_some_and(|i| i.is::<Error>())
+            // A write that failed (the server went away mid-exchange): transient.
+            || matches!(
+                io.kind(),
+                K::BrokenPipe | K::ConnectionReset | K::ConnectionAborted | K::NotConnected
+                    | K::TimedOut
+            ))
+    {
+        return None;
+    }
+    Some(crate::text::sanitize_to(&cause.to_string(), 256).into_owned())
+}
+
+/// An error and its sources, `: `-separated (tokio-postgres' text leaves its cause out).
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
 }
 
 /// `host:port:dbname:user` as a password file line would match it.

@@ -125,6 +125,8 @@ pub struct ConnectionMonitor {
     session: Arc<AtomicU8>,
     /// The same, for waiters.
     session_rx: watch::Receiver<SessionState>,
+    /// Ends the task ([`ConnectionMonitor::close`]).
+    stop: Arc<tokio::sync::Notify>,
 }
 
 impl fmt::Debug for ConnectionMonitor {
@@ -150,10 +152,12 @@ impl ConnectionMonitor {
         let session = Arc::new(AtomicU8::new(initial.pack()));
         let (session_tx, session_rx) = watch::channel(initial);
         let published = session.clone();
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
         tokio::spawn(async move {
             let mut notice = None;
             let mut last = initial.pack();
-            let result = std::future::poll_fn(|cx| {
+            let polled = std::future::poll_fn(|cx| {
                 loop {
                     let polled = connection.poll_message(cx);
                     // ParameterStatus messages are absorbed by the poll above (into the
@@ -181,8 +185,13 @@ impl ConnectionMonitor {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
-            })
-            .await;
+            });
+            let result = tokio::select! {
+                r = polled => r,
+                // Dropping the connection closes the socket: what the server still sends
+                // is never read.
+                () = stopped.notified() => Ok(()),
+            };
             let reason = CloseReason::from_result(result, notice);
             if let Some(r) = reason.reason() {
                 tracing::debug!(reason = %r, "connection closed: {reason}");
@@ -196,7 +205,16 @@ impl ConnectionMonitor {
             closed,
             session,
             session_rx,
+            stop,
         }
+    }
+
+    /// Ends the connection now: its socket is closed and whatever the server still sends is
+    /// never read. tokio-postgres reads a result nobody reads any more until its end, so a
+    /// caller that gave up on an endless or oversized answer calls this; the closing reason is
+    /// clean, as when the client is dropped.
+    pub fn close(&self) {
+        self.stop.notify_one();
     }
 
     /// The `in_hot_standby` / `default_transaction_read_only` values the server last reported

@@ -2,6 +2,13 @@
 //! `in_hot_standby` and `default_transaction_read_only`, and libpq's rules for matching them
 //! against `target_session_attrs`.
 
+// Code a server reaches: a message or row it shapes must never index out of bounds or
+// unwrap into a panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use std::fmt;
 
 use crate::config::TargetSessionAttrs;

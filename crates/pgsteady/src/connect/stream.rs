@@ -219,6 +219,19 @@ pub(crate) async fn negotiate(
             )
             .with_reason(Reason::Tls));
         }
+        SslAnswer::Other(b'E') => {
+            // The postmaster's fork failure, as libpq reads it: `E`, text, newline, close.
+            // Up to the newline, 256 bytes or the end (the caller's timeout bounds the wait).
+            let mut text = Vec::new();
+            let mut chunk = [0u8; 256];
+            while text.len() < 256 && !text.contains(&b'\n') {
+                match socket.read(&mut chunk).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => text.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+                }
+            }
+            return Err(super::frame::pre_protocol_error(&text));
+        }
         SslAnswer::Other(other) => {
             return Err(Error::new(
                 ErrorKind::Connect,

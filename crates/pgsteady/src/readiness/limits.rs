@@ -91,7 +91,11 @@ impl LimitedListener {
         LimitedListener {
             inner,
             limits,
-            permits: Arc::new(Semaphore::new(limits.max_connections.max(1))),
+            // Semaphore::new panics above MAX_PERMITS (`--max-connections 18446744073709551615`);
+            // the file descriptor limit binds far below either.
+            permits: Arc::new(Semaphore::new(
+                limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            )),
         }
     }
 }

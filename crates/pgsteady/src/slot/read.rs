@@ -1,5 +1,12 @@
 //! Reading slots and the server's position: one query, one round trip.
 
+// Code a server reaches: a message or row it shapes must never index out of bounds or
+// unwrap into a panic.
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::unwrap_used, clippy::expect_used)
+)]
+
 use futures_util::TryStreamExt;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
@@ -12,6 +19,13 @@ const MAX_NAME: usize = 63;
 /// The most rows [`read_all`] reads (one per slot; `max_replication_slots` is rarely above
 /// a few dozen). More is an error, not a truncated list.
 const MAX_ROWS: usize = 10_000;
+
+/// The most bytes of values [`read_all`] reads, all rows together (a slot's row is about
+/// 300): the row cap times the largest message allowed would be gigabytes.
+const MAX_BYTES: usize = 16 << 20;
+
+/// The columns of [`query`].
+const COLUMNS: usize = 18;
 
 /// Checks `name` the way PostgreSQL does (`ReplicationSlotValidateName`): 1 to 63 lower-case
 /// letters, digits and underscores. A [`ErrorKind::Config`] error naming it otherwise.
@@ -106,21 +120,40 @@ async fn fetch(
         .map_err(failed)?;
     let mut stream = std::pin::pin!(stream);
     let mut rows = Vec::new();
+    let mut bytes = 0usize;
     while let Some(message) = stream.try_next().await.map_err(failed)? {
         if let SimpleQueryMessage::Row(row) = message {
             if rows.len() == MAX_ROWS {
                 return Err(unexpected(&format!("more than {MAX_ROWS} rows")));
             }
-            rows.push(row);
+            // A server (or a proxy) answering with other columns: an error, never a panic
+            // in tokio-postgres' `get`.
+            if row.len() != COLUMNS {
+                return Err(unexpected(&format!(
+                    "{} columns where {COLUMNS} were asked for",
+                    row.len()
+                )));
+            }
+            let mut values = Vec::with_capacity(COLUMNS);
+            for i in 0..COLUMNS {
+                let v = row
+                    .try_get(i)
+                    .map_err(|_| unexpected(&format!("column {} is not UTF-8", i + 1)))?;
+                bytes += v.map_or(0, str::len);
+                values.push(v.map(str::to_owned));
+            }
+            if bytes > MAX_BYTES {
+                return Err(unexpected(&format!("more than {MAX_BYTES} bytes")));
+            }
+            rows.push(values);
         }
     }
     let first = rows.first().ok_or_else(|| unexpected("no row"))?;
-    let in_recovery = first.get(0) == Some("true");
-    let version_num = first
-        .get(1)
+    let in_recovery = get(first, 0) == Some("true");
+    let version_num = get(first, 1)
         .and_then(|v| v.parse().ok())
         .ok_or_else(|| unexpected("no server_version_num"))?;
-    let lsn: Lsn = match first.get(2) {
+    let lsn: Lsn = match get(first, 2) {
         Some(text) => text
             .parse()
             .map_err(|_| unexpected("an unreadable WAL position"))?,
@@ -133,10 +166,10 @@ async fn fetch(
             .with_reason(crate::Reason::CannotConnectNow));
         }
     };
-    let timeline = first.get(3).and_then(|t| u32::from_str_radix(t, 16).ok());
+    let timeline = get(first, 3).and_then(|t| u32::from_str_radix(t, 16).ok());
     let facts = rows
         .iter()
-        .filter_map(|r| facts_from(|i| r.get(i)))
+        .filter_map(|r| facts_from(|i| get(r, i)))
         .collect();
     Ok((
         ServerPosition {
@@ -149,16 +182,27 @@ async fn fetch(
     ))
 }
 
+/// Column `i` of a row read by [`fetch`], `None` for NULL.
+fn get(row: &[Option<String>], i: usize) -> Option<&str> {
+    row.get(i).and_then(|v| v.as_deref())
+}
+
+/// An answer no PostgreSQL gives to [`query`] (another column count, a value that is not
+/// UTF-8, no row): the server, or a proxy, is not one this can read, and asking again will
+/// not change that. Permanent, like a framing violation.
 fn unexpected(what: &str) -> Error {
     Error::new(
-        ErrorKind::Db,
+        ErrorKind::Connect,
         format!("unexpected answer reading replication slots: {what}"),
     )
+    .with_reason(crate::Reason::Other)
 }
 
 /// Reads the slot `name` (`None`: no such slot) and the server's position, in one round trip.
 /// Fails with [`ErrorKind::Config`] for a name PostgreSQL would reject (see
-/// [`validate_name`]), [`ErrorKind::Db`] if the statement fails.
+/// [`validate_name`]), [`ErrorKind::Db`] if the statement fails, [`ErrorKind::Connect`]
+/// (permanent) for an answer no PostgreSQL gives (another column count, over 10,000 rows or
+/// 16 MiB).
 pub async fn read(
     client: &Client,
     name: &str,

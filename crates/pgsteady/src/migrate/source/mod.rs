@@ -144,6 +144,20 @@ impl Migration {
             let line = valid.iter().filter(|&&b| b == b'\n').count() + 1;
             format!("not valid UTF-8 (line {line})")
         })?;
+        // The wire protocol ends a query string at a NUL: the server would see a cut statement
+        // (or tokio-postgres refuses to send it), on every attempt.
+        if let Some(at) = text.find('\0') {
+            let line = text
+                .as_bytes()
+                .iter()
+                .take(at)
+                .filter(|&&b| b == b'\n')
+                .count()
+                + 1;
+            return Err(format!(
+                "holds a NUL byte (line {line}), which no SQL statement can contain"
+            ));
+        }
         // A byte-order mark is invisible in editors and a syntax error to the server.
         let sql = match text.strip_prefix('\u{feff}') {
             Some(rest) => rest.to_owned(),
@@ -321,5 +335,11 @@ mod tests {
     fn invalid_utf8_names_the_line() {
         let err = Migration::new("1_a.sql", b"SELECT 1;\nSELECT '\xff';\n".to_vec()).unwrap_err();
         assert_eq!(err.to_string(), "`1_a.sql`: not valid UTF-8 (line 2)");
+        let err = Migration::new("1_a.sql", "SELECT 1;\nSELECT '\0';").unwrap_err();
+        assert_eq!(err.kind(), crate::ErrorKind::Config);
+        assert_eq!(
+            err.to_string(),
+            "`1_a.sql`: holds a NUL byte (line 2), which no SQL statement can contain"
+        );
     }
 }
