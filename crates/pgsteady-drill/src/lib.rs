@@ -170,7 +170,7 @@ struct Plan {
 
 /// `--deadline`: a humantime duration (`30s`, `1m`, `1500ms`).
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("{e} (e.g. 30s, 1500ms)"))?;
+    let d = humantime::parse_duration(text).map_err(|e| format!("{e:#} (e.g. 30s, 1500ms)"))?;
     if d.is_zero() {
         return Err("must be more than 0".to_owned());
     }
@@ -381,7 +381,7 @@ async fn drill(plan: Plan, mode: Mode) -> u8 {
     match steps(&plan, &progress, ledgers).await {
         Ok(report) => finish(&plan, &report),
         Err(e) => {
-            progress.note(&format!("pgsteady drill: {e}"));
+            progress.note(&format!("pgsteady drill: {e:#}"));
             FAILED
         }
     }
@@ -600,7 +600,7 @@ fn finish(plan: &Plan, report: &Report) -> u8 {
         match serde_json::to_string(report) {
             Ok(json) => println!("{json}"),
             Err(e) => {
-                eprintln!("pgsteady drill: cannot encode the figures: {e}");
+                eprintln!("pgsteady drill: cannot encode the figures: {e:#}");
                 return FAILED;
             }
         }
@@ -611,7 +611,7 @@ fn finish(plan: &Plan, report: &Report) -> u8 {
         match chart::write(path, *format, report) {
             Ok(()) => eprintln!("report written to {}", path.display()),
             Err(e) => {
-                eprintln!("pgsteady drill: cannot write {}: {e}", path.display());
+                eprintln!("pgsteady drill: cannot write {}: {e:#}", path.display());
                 return FAILED;
             }
         }

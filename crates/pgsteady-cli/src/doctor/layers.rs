@@ -132,7 +132,7 @@ pub(crate) async fn check_host(
             let exists = match path.try_exists() {
                 Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     out.push(
-                        Layer::fail("socket", format!("{}: {e}", path.display()), Reason::Io)
+                        Layer::fail("socket", format!("{}: {e:#}", path.display()), Reason::Io)
                             .with_fix(sockets::permission_fix(&path)),
                     );
                     return (out, None);
@@ -160,7 +160,7 @@ pub(crate) async fn check_host(
                 )),
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::PermissionDenied => {
                     out.push(
-                        Layer::fail("socket", format!("{}: {e}", path.display()), Reason::Io)
+                        Layer::fail("socket", format!("{}: {e:#}", path.display()), Reason::Io)
                             .with_fix(sockets::permission_fix(&path)),
                     );
                     return (out, None);
@@ -171,7 +171,7 @@ pub(crate) async fn check_host(
                         Layer::fail(
                             "socket",
                             format!(
-                                "{}: {e} (a socket file left behind by a server that is gone?)",
+                                "{}: {e:#} (a socket file left behind by a server that is gone?)",
                                 path.display()
                             ),
                             pgsteady::classify::reason_for_io(e.kind()),
@@ -231,8 +231,12 @@ pub(crate) async fn check_host(
                 }
                 Ok(Err(e)) => {
                     out.push(
-                        Layer::fail("dns", format!("cannot resolve `{name}`: {e}"), Reason::Dns)
-                            .with_fix(dns_fix(name)),
+                        Layer::fail(
+                            "dns",
+                            format!("cannot resolve `{name}`: {e:#}"),
+                            Reason::Dns,
+                        )
+                        .with_fix(dns_fix(name)),
                     );
                     return (out, None);
                 }
@@ -269,7 +273,7 @@ pub(crate) async fn check_host(
                 Ok(Err(e)) => failures.push((
                     *addr,
                     pgsteady::classify::reason_for_io(e.kind()),
-                    e.to_string(),
+                    format!("{e:#}"),
                 )),
                 Err(_) => failures.push((
                     *addr,
@@ -469,7 +473,7 @@ async fn tls_offer(
         )),
         Ok(Err(e)) => Err(Layer::fail(
             "startup",
-            format!("the connection failed at the first PostgreSQL message: {e}"),
+            format!("the connection failed at the first PostgreSQL message: {e:#}"),
             pgsteady::classify::reason_for_io(e.kind()),
         )),
         Ok(Ok(SslAnswer::Offered)) => Ok((
@@ -537,7 +541,7 @@ async fn server_layers(
             out.push(pooler::pooler_failure(&e).unwrap_or_else(|| {
                 Layer::fail(
                     "version",
-                    format!("cannot query the server: {e}"),
+                    format!("cannot query the server: {e:#}"),
                     Reason::Db,
                 )
                 .with_fix(query_fix)
@@ -700,14 +704,14 @@ async fn refused_hints(addr: SocketAddr) -> Vec<String> {
         let text = match std::fs::read_to_string(&file) {
             Ok(t) => t,
             Err(e) => {
-                hints.push(format!("cannot read {name}: {e}"));
+                hints.push(format!("cannot read {name}: {e:#}"));
                 continue;
             }
         };
         let services = match compose::parse(&text) {
             Ok(s) => s,
             Err(e) => {
-                hints.push(format!("{name}: {e}"));
+                hints.push(format!("{name}: {e:#}"));
                 continue;
             }
         };

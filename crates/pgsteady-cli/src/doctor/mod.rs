@@ -111,16 +111,24 @@ fn is_zero(n: &usize) -> bool {
 pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
     // Validate everything before touching the network.
     // A bad file named by the configuration (a FIFO as sslrootcert) is a usage error too.
-    let config = match resolve_target(args.target.as_deref()).and_then(|c| {
-        Connector::new(c.clone())
-            .map(|_| c)
-            .map_err(|e| match e.kind() {
-                pgsteady::ErrorKind::Config if e.reason() == Some(Reason::Config) => e,
-                _ => e.with_kind(pgsteady::ErrorKind::Tls),
+    // (error, whether it is a usage error): a configuration the connector cannot load for
+    // another reason (TLS files) is reported per host instead.
+    let config = match resolve_target(args.target.as_deref())
+        .map_err(|e| {
+            let usage = e
+                .lib()
+                .is_none_or(|l| l.kind() == pgsteady::ErrorKind::Config);
+            (e, usage)
+        })
+        .and_then(|c| {
+            Connector::new(c.clone()).map(|_| c).map_err(|e| {
+                let usage =
+                    e.kind() == pgsteady::ErrorKind::Config && e.reason() == Some(Reason::Config);
+                (crate::common::PlanError::Lib(e), usage)
             })
-    }) {
+        }) {
         Ok(c) => c,
-        Err(e) if e.kind() == pgsteady::ErrorKind::Config => {
+        Err((e, true)) => {
             let report = Report {
                 config: String::new(),
                 ok: false,
@@ -128,7 +136,7 @@ pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
                 broken: Some(Broken {
                     layer: "config",
                     host: None,
-                    detail: e.to_string(),
+                    detail: format!("{e:#}"),
                     hints: Vec::new(),
                     fix: Some(
                         "correct the part of the connection string named above (see `pgsteady \
@@ -253,7 +261,7 @@ fn print(report: &Report, json: bool) {
     if json {
         match serde_json::to_string_pretty(report) {
             Ok(text) => println!("{text}"),
-            Err(e) => eprintln!("pgsteady doctor: cannot encode the report: {e}"),
+            Err(e) => eprintln!("pgsteady doctor: cannot encode the report: {e:#}"),
         }
         return;
     }

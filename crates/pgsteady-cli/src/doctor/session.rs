@@ -118,7 +118,7 @@ fn hba_fields(message: &str) -> Option<(String, String, String, String)> {
 /// Diagnoses a failed session: the layer it belongs to, the detail and the fix.
 pub(crate) async fn diagnose(e: &pgsteady::Error, ctx: &Ctx<'_>) -> Layer {
     let reason = e.reason().unwrap_or(Reason::Other);
-    let detail = e.to_string();
+    let detail = format!("{e:#}");
     match reason {
         Reason::Tls => tls_failure(e, ctx).await,
         Reason::MissingDatabase => {
@@ -153,7 +153,7 @@ pub(crate) fn hung_fix(timeout: Duration) -> String {
 }
 
 async fn tls_failure(e: &pgsteady::Error, ctx: &Ctx<'_>) -> Layer {
-    let detail = e.to_string();
+    let detail = format!("{e:#}");
     let reason = Reason::Tls;
     // The certificate the server presents, from a probe that verifies nothing.
     let leaf = match ctx.probe(true).await {
@@ -236,7 +236,7 @@ fn password_failure(req: &AuthRequest, detail: String, reason: Reason, ctx: &Ctx
         Ok(s) => s,
         Err(e) => {
             return Layer::fail("auth", detail, Reason::InvalidPassword)
-                .with_fix(format!("the configuration cannot be read again: {e}"));
+                .with_fix(format!("the configuration cannot be read again: {e:#}"));
         }
     };
     if !search.found() {

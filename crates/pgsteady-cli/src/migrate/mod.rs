@@ -144,7 +144,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: MigrateArgs) -> Result<Self, pgsteady::Error> {
+    fn new(args: MigrateArgs) -> Result<Self, crate::common::PlanError> {
         let (common, job, out_of_order, lock_timeout) = match args.action {
             None => (
                 args.common,
@@ -195,12 +195,17 @@ impl Plan {
 
 /// The exit code for an error of a migrate action.
 pub(crate) fn exit_code(err: &pgsteady::Error) -> u8 {
-    match err.kind() {
-        ErrorKind::Migration | ErrorKind::CommitOutcomeUnknown => MIGRATION_FAILED,
-        ErrorKind::HistoryMismatch => HISTORY_MISMATCH,
+    code_for_kind(err.kind()).unwrap_or_else(|| exit::for_error(err))
+}
+
+/// The codes of migrate's own, by kind alone; `None`: the shared table decides.
+fn code_for_kind(kind: ErrorKind) -> Option<u8> {
+    match kind {
+        ErrorKind::Migration | ErrorKind::CommitOutcomeUnknown => Some(MIGRATION_FAILED),
+        ErrorKind::HistoryMismatch => Some(HISTORY_MISMATCH),
         // A lock wait bounded by --lock-timeout: "not ready in time".
-        ErrorKind::Timeout => exit::NOT_READY,
-        _ => exit::for_error(err),
+        ErrorKind::Timeout => Some(exit::NOT_READY),
+        _ => None,
     }
 }
 
@@ -209,7 +214,7 @@ pub(crate) async fn run(args: MigrateArgs) -> ExitCode {
     let plan = match Plan::new(args) {
         Ok(plan) => plan,
         Err(e) => {
-            Printer::new(output, String::new()).failed(exit::USAGE, &e, None);
+            Printer::new(output, String::new()).plan_failed(&e);
             return exit::code(exit::USAGE);
         }
     };
@@ -383,27 +388,19 @@ mod tests {
 
     #[test]
     fn exit_codes_by_kind() {
-        use pgsteady::{Error, ErrorKind};
+        use pgsteady::ErrorKind;
+        let code = |kind| code_for_kind(kind).unwrap_or(u8::MAX);
+        assert_eq!(code(ErrorKind::Migration), MIGRATION_FAILED);
+        assert_eq!(code(ErrorKind::CommitOutcomeUnknown), MIGRATION_FAILED);
+        assert_eq!(code(ErrorKind::HistoryMismatch), HISTORY_MISMATCH);
+        assert_eq!(code(ErrorKind::Timeout), exit::NOT_READY);
+        // The library's errors can no longer be made here: a real configuration error.
+        let config = pgsteady::Config::parse("postgresql://h/db?no_such_option=1").unwrap_err();
+        assert_eq!(exit_code(&config), exit::USAGE);
         assert_eq!(
-            exit_code(&Error::new(ErrorKind::Migration, "x")),
-            MIGRATION_FAILED
-        );
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::CommitOutcomeUnknown, "x")),
-            MIGRATION_FAILED
-        );
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::HistoryMismatch, "x")),
-            HISTORY_MISMATCH
-        );
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::Timeout, "x")),
-            exit::NOT_READY
-        );
-        assert_eq!(exit_code(&Error::config("x")), exit::USAGE);
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::Auth, "x")),
-            exit::PERMANENT
+            code_for_kind(ErrorKind::Auth),
+            None,
+            "the shared table decides"
         );
     }
 }

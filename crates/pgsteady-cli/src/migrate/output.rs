@@ -125,7 +125,7 @@ impl Printer {
                 }
             ),
             Event::Resuming { attempt, error, .. } => {
-                eprintln!("{CMD}: {error}; reconnecting and resuming (resume {attempt})");
+                eprintln!("{CMD}: {error:#}; reconnecting and resuming (resume {attempt})");
             }
             _ => {}
         }
@@ -289,6 +289,28 @@ impl Printer {
 
     /// The final error; printed even with `--quiet`. For a failed migration, the offending
     /// line with a caret under the column.
+    /// A plan that could not be made (exit 2).
+    pub(super) fn plan_failed(&mut self, err: &crate::common::PlanError) {
+        if let Some(e) = err.lib() {
+            return self.failed(crate::exit::USAGE, e, None);
+        }
+        if self.json() {
+            return emit(json!({
+                "event": "failed",
+                "exit_code": crate::exit::USAGE,
+                "kind": pgsteady::ErrorKind::Config.as_str(),
+                "reason": pgsteady::Reason::Config.as_str(),
+                "code": None::<&str>,
+                "file": None::<&str>,
+                "line": None::<u32>,
+                "column": None::<u32>,
+                "message": err.to_string(),
+            }));
+        }
+        self.waiting
+            .failed(crate::exit::USAGE, err.reason(), &err.to_string());
+    }
+
     pub(super) fn failed(&mut self, code: u8, err: &pgsteady::Error, migrator: Option<&Migrator>) {
         let failure = Failure::of(err);
         if self.json() {
@@ -302,10 +324,10 @@ impl Printer {
                 "file": failure.map(Failure::file),
                 "line": position.map(|p| p.line),
                 "column": position.map(|p| p.column),
-                "message": err.to_string(),
+                "message": format!("{err:#}"),
             }));
         }
-        self.waiting.failed(code, err.reason(), &err.to_string());
+        self.waiting.failed(code, err.reason(), &format!("{err:#}"));
         if err.kind() == pgsteady::ErrorKind::HistoryMismatch {
             eprintln!(
                 "{CMD}: `pgsteady migrate status` shows every version; `pgsteady migrate repair` \

@@ -184,7 +184,7 @@ pub(crate) async fn run(plan: HaPlan, mode: Mode) -> u8 {
                     "pgsteady drill: cannot run a Patroni cluster here: {why}"
                 ));
             } else {
-                progress.note(&format!("pgsteady drill: {e}"));
+                progress.note(&format!("pgsteady drill: {e:#}"));
             }
             FAILED
         }
@@ -546,7 +546,7 @@ async fn wait_writable(
                 }
             }
             Ok(leader) => format!("leader {} is {}", leader.name, leader.state),
-            Err(e) => e.to_string(),
+            Err(e) => format!("{e:#}"),
         };
         if started.elapsed() > FAILOVER_WITHIN {
             return Err(format!(
@@ -564,7 +564,7 @@ fn finish(plan: &HaPlan, report: &HaReport) -> u8 {
         match serde_json::to_string(report) {
             Ok(json) => println!("{json}"),
             Err(e) => {
-                eprintln!("pgsteady drill: cannot encode the figures: {e}");
+                eprintln!("pgsteady drill: cannot encode the figures: {e:#}");
                 return FAILED;
             }
         }

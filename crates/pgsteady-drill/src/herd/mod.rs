@@ -92,7 +92,7 @@ pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mod
                 match serde_json::to_string(&report) {
                     Ok(s) => println!("{s}"),
                     Err(e) => {
-                        eprintln!("pgsteady drill: cannot encode the figures: {e}");
+                        eprintln!("pgsteady drill: cannot encode the figures: {e:#}");
                         return FAILED;
                     }
                 }
@@ -102,7 +102,7 @@ pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mod
             if report.guarantees_held { HELD } else { BROKEN }
         }
         Err(e) => {
-            progress.note(&format!("pgsteady drill --herd: {e}"));
+            progress.note(&format!("pgsteady drill --herd: {e:#}"));
             FAILED
         }
     }

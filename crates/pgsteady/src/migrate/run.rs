@@ -71,11 +71,15 @@ impl Migrator {
                         .and_then(|c| c.reason())
                         .or(e.reason()),
                     };
-                    tracing::warn!(error = %e, ?reason, "migration connection lost; resuming");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        ?reason,
+                        "migration connection lost; resuming"
+                    );
                     self.emit(Event::Resuming {
                         attempt: report.resumes,
                         reason,
-                        error: e.to_string(),
+                        error: format!("{e:#}"),
                     });
                 }
                 Err(e) => return Err(e),
@@ -162,11 +166,14 @@ impl Migrator {
                     if e.kind() == ErrorKind::CommitOutcomeUnknown {
                         in_doubt = Failure::of(&e).map(Failure::version);
                     }
-                    tracing::warn!(error = %e, "migration connection lost; resuming");
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        "migration connection lost; resuming"
+                    );
                     self.emit(Event::Resuming {
                         attempt: report.resumes,
                         reason: e.reason(),
-                        error: e.to_string(),
+                        error: format!("{e:#}"),
                     });
                 }
                 Err(e) => return Err(e),
