@@ -84,6 +84,16 @@ impl std::fmt::Display for PlanError {
     }
 }
 
+/// The migration files or the history table name: checked before anything runs.
+impl From<pgsteady_migrate::Error> for PlanError {
+    fn from(e: pgsteady_migrate::Error) -> Self {
+        match e.connection() {
+            Some(lib) => PlanError::Lib(lib.clone()),
+            None => PlanError::Arg(format!("{e:#}")),
+        }
+    }
+}
+
 impl From<pgsteady::Error> for PlanError {
     fn from(e: pgsteady::Error) -> Self {
         PlanError::Lib(e)
@@ -96,7 +106,7 @@ pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, PlanError> 
         && !t.contains('=')
         && !t.contains("://")
     {
-        // Not shown (issue 19): `postgresql:/app:PW@host/db` (one slash) or `host h password
+        // Not shown: `postgresql:/app:PW@host/db` (one slash) or `host h password
         // PW` land here, password included.
         return Err(PlanError::Arg(format!(
             "the target ({} characters, not shown: it may hold a password) is neither a \

@@ -17,7 +17,7 @@ pub(crate) const PERMANENT: u8 = 3;
 
 /// The longest data-carrying message the CLI accepts from a server: its own queries read a
 /// row or two, and a migration's notices are small. A longer one is a protocol violation
-/// (issue 19: a server announcing 2 GB made `check` reserve it).
+/// (a server announcing 2 GB made `check` reserve it).
 pub(crate) const MAX_MESSAGE_LEN: usize = 16 << 20;
 
 /// The help text's exit-code table.
@@ -35,7 +35,7 @@ pub(crate) fn for_error(err: &pgsteady::Error) -> u8 {
         // No host is of the wanted type (target_session_attrs) right now: not ready yet.
         _ if err.reason() == Some(Reason::WrongSessionType) => NOT_READY,
         // Only our own validation is a usage error: 42704 (`options=-c bogus=1`) is a
-        // configuration the server rejected after connecting, permanent (issue 19 item 12).
+        // configuration the server rejected after connecting, permanent.
         ErrorKind::Config if matches!(err.reason(), None | Some(Reason::Config)) => USAGE,
         ErrorKind::Timeout | ErrorKind::Connect | ErrorKind::Closed => {
             if err.is_transient() {

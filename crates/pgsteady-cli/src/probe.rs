@@ -79,7 +79,7 @@ pub(crate) async fn probe(
         .await
         .map_err(Failure::Connect)?;
     // At most MAX_OWN_ROWS rows are read: a server streaming rows forever must not fill
-    // memory until the deadline (issue 19 item 8).
+    // memory until the deadline.
     let messages = pgsteady::connect::bounded_simple_query(
         &connected.client,
         query,

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgsteady::migrate::{HistoryTable, Migrator};
 use pgsteady::readiness::http::router;
 use pgsteady::{Pool, Readiness};
+use pgsteady_migrate::{HistoryTable, Migrator};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 

@@ -38,13 +38,6 @@ pub enum ErrorKind {
     CommitOutcomeUnknown,
     /// The pool is closed.
     PoolClosed,
-    /// A migration failed: its SQL returned an error (its transaction was rolled back), or a
-    /// migration that runs outside a transaction was interrupted. See
-    /// [`migrate::Failure`](crate::migrate::Failure) for the file and position.
-    Migration,
-    /// The migration history does not match the migration files (an applied file was changed
-    /// or removed, or a file is older than the latest applied version). Nothing was applied.
-    HistoryMismatch,
 }
 
 impl ErrorKind {
@@ -61,8 +54,6 @@ impl ErrorKind {
             ErrorKind::Db => "db",
             ErrorKind::CommitOutcomeUnknown => "commit_outcome_unknown",
             ErrorKind::PoolClosed => "pool_closed",
-            ErrorKind::Migration => "migration",
-            ErrorKind::HistoryMismatch => "history_mismatch",
         }
     }
 
@@ -226,14 +217,6 @@ impl Error {
     pub(crate) fn with_attempts(mut self, attempts: u32, elapsed: Duration) -> Self {
         self.0.attempts = attempts;
         self.0.elapsed = Some(elapsed);
-        self
-    }
-
-    /// Changes the kind (e.g. to [`ErrorKind::Timeout`] when a deadline ran out while the last
-    /// attempt failed for another reason).
-    #[must_use]
-    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.0.kind = kind;
         self
     }
 

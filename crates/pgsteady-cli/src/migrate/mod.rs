@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgsteady::connect::{AttemptOutcome, ConnectEvent};
-use pgsteady::migrate::{HistoryTable, Migrator};
-use pgsteady::{Backoff, Config, Connector, ErrorKind, FailFastClass};
+use pgsteady::{Backoff, Config, Connector, FailFastClass};
+use pgsteady_migrate::{ErrorKind, HistoryTable, Migrator};
 
 use crate::common::{Output, parse_duration, resolve_target};
 use crate::exit;
@@ -178,7 +178,7 @@ impl Plan {
         let attempt_timeout = common
             .attempt_timeout
             .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
-        // pgsteady's own history statements: bounded (issue 19), generously.
+        // pgsteady's own history statements: bounded, generously.
         let migrator =
             migrator.with_own_query_timeout(attempt_timeout.max(Duration::from_secs(10)));
         Ok(Plan {
@@ -194,8 +194,21 @@ impl Plan {
 }
 
 /// The exit code for an error of a migrate action.
-pub(crate) fn exit_code(err: &pgsteady::Error) -> u8 {
-    code_for_kind(err.kind()).unwrap_or_else(|| exit::for_error(err))
+pub(crate) fn exit_code(err: &pgsteady_migrate::Error) -> u8 {
+    if let Some(code) = code_for_kind(err.kind()) {
+        return code;
+    }
+    if let Some(e) = err.connection() {
+        return exit::for_error(e);
+    }
+    match err.kind() {
+        // Only the files and settings: 42704 from the server is permanent.
+        ErrorKind::Config if matches!(err.reason(), None | Some(pgsteady::Reason::Config)) => {
+            exit::USAGE
+        }
+        _ if err.is_transient() => exit::NOT_READY,
+        _ => exit::PERMANENT,
+    }
 }
 
 /// The codes of migrate's own, by kind alone; `None`: the shared table decides.
@@ -243,7 +256,7 @@ async fn execute(plan: Plan) -> u8 {
     )));
     let connector = match connector(&plan, &printer) {
         Ok(c) => c,
-        Err(e) => return fail(&printer, &e, &plan.migrator),
+        Err(e) => return fail(&printer, &e.into(), &plan.migrator),
     };
     let migrator = {
         let printer = printer.clone();
@@ -252,7 +265,7 @@ async fn execute(plan: Plan) -> u8 {
             .on_event(move |e| printer.lock().unwrap().event(e))
     };
     // SIGINT/SIGTERM cancel the running statement on the server and release the lock before
-    // exiting (issue 19 item 17); the exit code is then 128 + the signal, as a shell reports.
+    // exiting; the exit code is then 128 + the signal, as a shell reports.
     let signalled = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let stop = {
         let signalled = signalled.clone();
@@ -307,7 +320,7 @@ async fn stop_signal() -> u8 {
     }
 }
 
-fn fail(printer: &Mutex<Printer>, err: &pgsteady::Error, migrator: &Migrator) -> u8 {
+fn fail(printer: &Mutex<Printer>, err: &pgsteady_migrate::Error, migrator: &Migrator) -> u8 {
     let code = exit_code(err);
     printer.lock().unwrap().failed(code, err, Some(migrator));
     code
@@ -388,15 +401,18 @@ mod tests {
 
     #[test]
     fn exit_codes_by_kind() {
-        use pgsteady::ErrorKind;
         let code = |kind| code_for_kind(kind).unwrap_or(u8::MAX);
         assert_eq!(code(ErrorKind::Migration), MIGRATION_FAILED);
         assert_eq!(code(ErrorKind::CommitOutcomeUnknown), MIGRATION_FAILED);
         assert_eq!(code(ErrorKind::HistoryMismatch), HISTORY_MISMATCH);
         assert_eq!(code(ErrorKind::Timeout), exit::NOT_READY);
-        // The library's errors can no longer be made here: a real configuration error.
+        // Errors can no longer be made here: real ones, from the files and the configuration.
         let config = pgsteady::Config::parse("postgresql://h/db?no_such_option=1").unwrap_err();
-        assert_eq!(exit_code(&config), exit::USAGE);
+        assert_eq!(exit_code(&config.into()), exit::USAGE);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not-a-migration.txt"), "x").unwrap();
+        let files = Migrator::from_dir(dir.path()).unwrap_err();
+        assert_eq!(exit_code(&files), exit::USAGE);
         assert_eq!(
             code_for_kind(ErrorKind::Auth),
             None,

@@ -7,8 +7,8 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use pgsteady::connect::ConnectEvent;
-use pgsteady::migrate::{Event, Failure, Migration, Migrator, Repair, Report, State, Status};
 use pgsteady::{HostSpec, Reason};
+use pgsteady_migrate::{Event, Failure, Migration, Migrator, Repair, Report, State, Status};
 use serde_json::{Value, json};
 
 use super::HISTORY_MISMATCH;
@@ -55,7 +55,7 @@ impl Printer {
             event.attempt,
             event.elapsed,
             reason,
-            &error.to_string(),
+            &format!("{error:#}"),
             delay,
         );
     }
@@ -88,6 +88,10 @@ impl Printer {
                 Event::Applied(a) => json!({"event": "applied", "version": a.version,
                     "file": a.file, "execution_ms": ms(a.execution),
                     "transactional": a.transactional}),
+                Event::SessionMode { transaction_pooler } => json!({
+                    "event": "session_mode",
+                    "transaction_pooler": transaction_pooler,
+                }),
                 Event::CommitResolved { version, committed } => {
                     json!({"event": "commit_resolved", "version": version, "committed": committed})
                 }
@@ -123,6 +127,12 @@ impl Printer {
                 } else {
                     "did not commit; applying it again"
                 }
+            ),
+            Event::SessionMode {
+                transaction_pooler: true,
+            } => eprintln!(
+                "{CMD}: a transaction pooler is in front (PgBouncer in transaction mode?): \
+                 migrating under transaction-level locks"
             ),
             Event::Resuming { attempt, error, .. } => {
                 eprintln!("{CMD}: {error:#}; reconnecting and resuming (resume {attempt})");
@@ -292,7 +302,7 @@ impl Printer {
     /// A plan that could not be made (exit 2).
     pub(super) fn plan_failed(&mut self, err: &crate::common::PlanError) {
         if let Some(e) = err.lib() {
-            return self.failed(crate::exit::USAGE, e, None);
+            return self.failed(crate::exit::USAGE, &e.clone().into(), None);
         }
         if self.json() {
             return emit(json!({
@@ -311,7 +321,12 @@ impl Printer {
             .failed(crate::exit::USAGE, err.reason(), &err.to_string());
     }
 
-    pub(super) fn failed(&mut self, code: u8, err: &pgsteady::Error, migrator: Option<&Migrator>) {
+    pub(super) fn failed(
+        &mut self,
+        code: u8,
+        err: &pgsteady_migrate::Error,
+        migrator: Option<&Migrator>,
+    ) {
         let failure = Failure::of(err);
         if self.json() {
             let position = failure.and_then(Failure::position);
@@ -328,7 +343,7 @@ impl Printer {
             }));
         }
         self.waiting.failed(code, err.reason(), &format!("{err:#}"));
-        if err.kind() == pgsteady::ErrorKind::HistoryMismatch {
+        if err.kind() == pgsteady_migrate::ErrorKind::HistoryMismatch {
             eprintln!(
                 "{CMD}: `pgsteady migrate status` shows every version; `pgsteady migrate repair` \
                  records the files as they are now; --out-of-order applies older files"
@@ -364,7 +379,7 @@ impl Printer {
             1 => "the 1 migration after it was not applied".to_owned(),
             n => format!("the {n} migrations after it were not applied"),
         };
-        if err.kind() == pgsteady::ErrorKind::Migration && transactional {
+        if err.kind() == pgsteady_migrate::ErrorKind::Migration && transactional {
             let after = if after.is_empty() {
                 String::new()
             } else {

@@ -10,7 +10,7 @@ use crate::error::HostFailure;
 use crate::{Error, ErrorKind};
 
 /// At most this many messages of a query pgsteady runs for itself are read; more is an error
-/// (a server streaming endless rows must not fill memory: issue 19 item 8).
+/// (a server streaming endless rows must not fill memory).
 pub const MAX_OWN_ROWS: usize = 10_000;
 
 /// Runs `sql` with the simple protocol and collects at most `max_rows` rows (and their
@@ -53,7 +53,7 @@ pub async fn bounded_simple_query(
 /// Checks `target_session_attrs` as libpq does: from the `in_hot_standby` and
 /// `default_transaction_read_only` values the server reported at startup (PostgreSQL 14+, no
 /// round trip), else with one query. With `ready`, a session for `any` must still answer an
-/// empty query: authenticating is not being able to run one (issue 19 item 7).
+/// empty query: authenticating is not being able to run one.
 pub(super) async fn check_session(
     client: &Client,
     want: TargetSessionAttrs,
