@@ -102,9 +102,11 @@ type SharedError = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// The error type of this crate.
 ///
-/// Opaque: ask it with [`kind`](Self::kind), [`reason`](Self::reason),
-/// [`is_transient`](Self::is_transient), [`is_timeout`](Self::is_timeout),
-/// [`code`](Self::code), [`hosts`](Self::hosts). Its `Display` never contains a password.
+/// Opaque, and made by this crate only: ask it with [`kind`](Self::kind),
+/// [`reason`](Self::reason), [`is_transient`](Self::is_transient),
+/// [`is_timeout`](Self::is_timeout), [`is_closed`](Self::is_closed), [`code`](Self::code),
+/// [`hosts`](Self::hosts). `{}` is its own message, the causes come through `source()`, and
+/// `{:#}` prints both (see the `Display` impl). It never contains a password.
 ///
 /// Cloning is cheap (the cause is shared), so one failure can be reported to every caller
 /// that waited on it.
