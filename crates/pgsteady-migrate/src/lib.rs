@@ -39,9 +39,10 @@
 //! [`Migrator::run`] does so when told ([`Migrator::with_transaction_locks`],
 //! `statement_cache=off` in the connection string) and, with no setting, when its first
 //! session finds a transaction pooler before taking any lock: the session reads its backend
-//! pid twice in autocommit while a second session holds a transaction open; a session that
-//! sees two pids, or a second session that sees the first one's pid, can only be behind a
-//! transaction pooler ([`Event::SessionMode`]).
+//! pid twice in autocommit while a second session holds a transaction open (up to three
+//! rounds); a session that sees two pids, or a second session that sees the first one's
+//! pid, can only be behind a transaction pooler ([`Event::SessionMode`]). A busy pooler can
+//! hide itself from every round: `statement_cache=off` is the certain way.
 //!
 //! Otherwise a run takes a session-level advisory lock (`pg_advisory_lock`) whose key hashes a constant
 //! with the database name and the history table, holds it on its own session for the whole

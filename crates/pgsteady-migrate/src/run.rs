@@ -173,30 +173,42 @@ impl Migrator {
     /// uses transaction-level locks there instead of a session lock that would stay on a
     /// server connection other clients then get.
     ///
-    /// The probe: `client` reads its backend's pid (autocommit); a second session opens a
-    /// transaction and reads its own; `client` reads its pid again; the transaction is
-    /// rolled back. Through a direct connection or a session pooler, `client` keeps its
-    /// backend for the whole session, so it sees the same pid twice and the other session,
-    /// which holds a backend of its own, never sees that pid. A transaction pooler gives
-    /// the server connection back after each statement: the other session's transaction
-    /// gets it (PgBouncer hands out the last released one first), and `client`'s second
-    /// statement then needs another one. Either sign (the other session saw `client`'s
-    /// pid, or `client` saw two pids) is proof; neither can happen without a pooler. Costs
-    /// one extra connection per run.
+    /// The probe: `client` reads its backend's pid (autocommit); another session opens a
+    /// transaction and reads its own; `client` reads its pid again; up to
+    /// [`POOLER_PROBE_ROUNDS`] times, one other session at a time.
+    /// Through a direct connection or a session pooler, `client` keeps its backend for the
+    /// whole session, so it sees one pid, and the other sessions, each holding a backend of
+    /// its own, never see that pid. A transaction pooler gives the server connection back
+    /// after each statement: another session's transaction may get it (PgBouncer hands out
+    /// the last released one first), and `client`'s next statement then needs another one.
+    /// Either sign (another session saw one of `client`'s pids, or `client` saw two pids) is
+    /// proof; neither can happen without a pooler. A round can miss (another client released
+    /// a server connection in between), so a miss in every round is possible under load:
+    /// then the run takes the session lock. Costs up to that many extra connections per run,
+    /// one at a time.
     async fn behind_pooler(&self, client: &Client, connector: &Connector) -> Result<bool, Error> {
         let probe = async {
-            let first = backend_pid(client).await?;
-            let other = connector.connect().await?;
-            other
-                .client
-                .batch_execute("BEGIN")
-                .await
-                .map_err(|e| Error::from_pg(e, "probing for a transaction pooler"))?;
-            let others = backend_pid(&other.client).await?;
-            let second = backend_pid(client).await?;
-            // Ends the transaction (and gives its server connection back) at once.
-            drop(other);
-            Ok::<_, Error>(others == first || second != first)
+            // Several rounds: with other clients releasing server connections too, one round
+            // may hand the other session another idle server connection and `client` its own
+            // back. One other session at a time, so the probe never holds more than two
+            // server connections (a session pooler's pool may be small).
+            let mut seen = vec![backend_pid(client).await?];
+            for _ in 0..POOLER_PROBE_ROUNDS {
+                let other = connector.connect().await?;
+                other
+                    .client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| Error::from_pg(e, "probing for a transaction pooler"))?;
+                let theirs = backend_pid(&other.client).await?;
+                seen.push(backend_pid(client).await?);
+                // Ends its transaction and gives its server connection back at once.
+                drop(other);
+                if seen.contains(&theirs) || seen.iter().any(|p| *p != seen[0]) {
+                    return Ok::<_, Error>(true);
+                }
+            }
+            Ok(false)
         };
         let found = self.own("transaction pooler probe", probe).await?;
         if found {
@@ -477,6 +489,10 @@ impl Migrator {
             .collect())
     }
 }
+
+/// How many rounds [`Migrator::behind_pooler`] runs at most (a direct connection or a
+/// session pooler always runs them all).
+const POOLER_PROBE_ROUNDS: usize = 3;
 
 /// The session's backend pid, by the simple protocol: a prepared statement could not cross
 /// a pooler's server connections, which is what [`Migrator::behind_pooler`] asks about.
