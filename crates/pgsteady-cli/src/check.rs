@@ -51,11 +51,11 @@ pub(crate) async fn run(args: CheckArgs) -> ExitCode {
             output,
         },
         Ok(_) => {
-            let e = pgsteady::Error::config("--query must not be empty");
+            let e = crate::common::PlanError::Arg("--query must not be empty".to_owned());
             Reporter::new(output, "pgsteady check", String::new()).failed(
                 exit::USAGE,
                 None,
-                &e.to_string(),
+                &format!("{e:#}"),
             );
             return exit::code(exit::USAGE);
         }
@@ -63,7 +63,7 @@ pub(crate) async fn run(args: CheckArgs) -> ExitCode {
             Reporter::new(output, "pgsteady check", String::new()).failed(
                 exit::USAGE,
                 e.reason(),
-                &e.to_string(),
+                &format!("{e:#}"),
             );
             return exit::code(exit::USAGE);
         }
@@ -76,7 +76,7 @@ pub(crate) async fn run(args: CheckArgs) -> ExitCode {
             .with_ready_check(true),
         Err(e) => {
             let code = exit::for_error(&e);
-            reporter.failed(code, e.reason(), &e.to_string());
+            reporter.failed(code, e.reason(), &format!("{e:#}"));
             return exit::code(code);
         }
     };

@@ -46,24 +46,79 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Why a command's plan cannot be made: an argument the CLI rejects itself, or a
+/// configuration the library rejects. The CLI cannot make library errors (their kind and
+/// reason come from the library alone), so its own checks say so with [`PlanError::Arg`].
+#[derive(Debug)]
+pub(crate) enum PlanError {
+    /// The CLI's own check of an argument failed: a usage error.
+    Arg(String),
+    /// The library rejected the configuration.
+    Lib(pgsteady::Error),
+}
+
+impl PlanError {
+    /// The classification reason, for the report.
+    pub(crate) fn reason(&self) -> Option<pgsteady::Reason> {
+        match self {
+            PlanError::Arg(_) => Some(pgsteady::Reason::Config),
+            PlanError::Lib(e) => e.reason(),
+        }
+    }
+
+    /// The library's error, when it is one.
+    pub(crate) fn lib(&self) -> Option<&pgsteady::Error> {
+        match self {
+            PlanError::Arg(_) => None,
+            PlanError::Lib(e) => Some(e),
+        }
+    }
+}
+
+/// The message and, for a library error, its causes.
+impl std::fmt::Display for PlanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanError::Arg(m) => f.write_str(m),
+            PlanError::Lib(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+/// The migration files or the history table name: checked before anything runs.
+impl From<pgsteady_migrate::Error> for PlanError {
+    fn from(e: pgsteady_migrate::Error) -> Self {
+        match e.connection() {
+            Some(lib) => PlanError::Lib(lib.clone()),
+            None => PlanError::Arg(format!("{e:#}")),
+        }
+    }
+}
+
+impl From<pgsteady::Error> for PlanError {
+    fn from(e: pgsteady::Error) -> Self {
+        PlanError::Lib(e)
+    }
+}
+
 /// The longest duration an argument may give (about 31 years).
 const MAX_DURATION: Duration = Duration::from_secs(1_000_000_000);
 
 /// Resolves the target: a URL, key=value pairs, or `None` for `DATABASE_URL` / `PG*`.
-pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, pgsteady::Error> {
+pub(crate) fn resolve_target(target: Option<&str>) -> Result<Config, PlanError> {
     if let Some(t) = target
         && !t.contains('=')
         && !t.contains("://")
     {
         // Not shown: `postgresql:/app:PW@host/db` (one slash) or `host h password
         // PW` land here, password included.
-        return Err(pgsteady::Error::config(format!(
+        return Err(PlanError::Arg(format!(
             "the target ({} characters, not shown: it may hold a password) is neither a \
              postgresql:// URL nor key=value pairs",
             t.chars().count()
         )));
     }
-    Config::resolve(target)
+    Ok(Config::resolve(target)?)
 }
 
 #[cfg(test)]

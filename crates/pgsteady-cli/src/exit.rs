@@ -55,8 +55,7 @@ pub(crate) fn for_error(err: &pgsteady::Error) -> u8 {
 
 /// The code for a connect-phase reason alone (doctor's layers): transient 1, else 3.
 pub(crate) fn for_reason(reason: Reason) -> u8 {
-    let probe = pgsteady::Error::new(ErrorKind::Connect, "").with_reason(reason);
-    if pgsteady::classify::connect(&probe).action == pgsteady::Action::Retry {
+    if reason.connect_action() == pgsteady::Action::Retry {
         NOT_READY
     } else {
         PERMANENT

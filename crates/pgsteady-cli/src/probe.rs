@@ -37,9 +37,9 @@ impl Failure {
 
     pub(crate) fn message(&self) -> String {
         match self {
-            Failure::Connect(e) => e.to_string(),
+            Failure::Connect(e) => format!("{e:#}"),
             // The library's message already says "query failed".
-            Failure::Query(e) => e.to_string(),
+            Failure::Query(e) => format!("{e:#}"),
             Failure::NotTrue => "the query returned false".to_owned(),
         }
     }
@@ -82,18 +82,6 @@ fn is_violation(e: &pgsteady::Error) -> bool {
     e.kind() == pgsteady::ErrorKind::Connect && !e.is_transient()
 }
 
-/// An error and its sources, `: `-separated.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
-}
-
 /// Connects within `budget` and runs `query`. Returns the host that answered.
 pub(crate) async fn probe(
     connector: &Connector,
@@ -120,15 +108,8 @@ pub(crate) async fn probe(
             let closed =
                 tokio::time::timeout(Duration::from_millis(200), connected.monitor.closed()).await;
             return Err(Failure::Query(match closed {
-                Ok(c) => match (c.error(), c.reason()) {
-                    (Some(cause), reason) => pgsteady::Error::new(
-                        pgsteady::ErrorKind::Closed,
-                        format!("query failed: the connection closed: {}", chain(cause)),
-                    )
-                    .with_reason(reason.unwrap_or(Reason::Closed)),
-                    _ => e,
-                },
-                Err(_) => e,
+                Ok(c) if c.error().is_some() => c.to_error("query failed: the connection closed"),
+                _ => e,
             }));
         }
         Err(e) => {

@@ -15,9 +15,9 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pgsteady::migrate::{HistoryTable, Migrator};
 use pgsteady::readiness::http::router;
 use pgsteady::{Pool, Readiness};
+use pgsteady_migrate::{HistoryTable, Migrator};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -78,7 +78,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: RunArgs) -> Result<Self, pgsteady::Error> {
+    fn new(args: RunArgs) -> Result<Self, crate::common::PlanError> {
         let wait = wait::Plan::new(args.wait, NAME)?;
         let migrator = match &args.migrate {
             Some(dir) => Some(
@@ -87,9 +87,9 @@ impl Plan {
             None => None,
         };
         let mut command = args.command.into_iter();
-        let program = command
-            .next()
-            .ok_or_else(|| pgsteady::Error::config("no command given after `--`"))?;
+        let program = command.next().ok_or_else(|| {
+            crate::common::PlanError::Arg("no command given after `--`".to_owned())
+        })?;
         Ok(Plan {
             wait,
             migrator,
@@ -110,7 +110,7 @@ pub(crate) async fn run(args: RunArgs) -> ExitCode {
             Reporter::new(output, NAME, String::new()).failed(
                 exit::USAGE,
                 e.reason(),
-                &e.to_string(),
+                &format!("{e:#}"),
             );
             return exit::code(exit::USAGE);
         }
@@ -179,7 +179,10 @@ async fn supervise(program: &OsString, args: &[OsString], readiness: Option<&Rea
     let mut child = match tokio::process::Command::new(program).args(args).spawn() {
         Ok(child) => child,
         Err(err) => {
-            eprintln!("{NAME}: cannot run `{}`: {err}", program.to_string_lossy());
+            eprintln!(
+                "{NAME}: cannot run `{}`: {err:#}",
+                program.to_string_lossy()
+            );
             return if err.kind() == std::io::ErrorKind::NotFound {
                 127
             } else {
@@ -210,7 +213,7 @@ async fn supervise(program: &OsString, args: &[OsString], readiness: Option<&Rea
     match status {
         Ok(status) => exit_code(status),
         Err(err) => {
-            eprintln!("{NAME}: cannot wait for the command: {err}");
+            eprintln!("{NAME}: cannot wait for the command: {err:#}");
             70
         }
     }
@@ -235,12 +238,12 @@ impl Health {
     async fn start(addr: SocketAddr, config: &pgsteady::Config) -> Result<Health, String> {
         let listener = TcpListener::bind(addr)
             .await
-            .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            .map_err(|e| format!("cannot listen on {addr}: {e:#}"))?;
         let pool = Pool::builder(config.clone())
             .max_size(1)
             .min_idle(1)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("{e:#}"))?;
         let readiness = Readiness::for_pool(&pool);
         let app = router(&readiness);
         let local = listener.local_addr().unwrap_or(addr);

@@ -92,7 +92,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: ServeArgs) -> Result<Self, pgsteady::Error> {
+    fn new(args: ServeArgs) -> Result<Self, crate::common::PlanError> {
         Ok(Plan {
             config: resolve_target(args.target.as_deref())?,
             listen: args.listen,
@@ -107,10 +107,10 @@ impl Plan {
     }
 }
 
-fn validate_slots(mut slots: Vec<String>) -> Result<Vec<String>, pgsteady::Error> {
+fn validate_slots(mut slots: Vec<String>) -> Result<Vec<String>, crate::common::PlanError> {
     for name in &slots {
         pgsteady::slot::validate_name(name)
-            .map_err(|e| pgsteady::Error::config(format!("--slot: {}", e.message())))?;
+            .map_err(|e| crate::common::PlanError::Arg(format!("--slot: {}", e.message())))?;
     }
     let mut seen = std::collections::HashSet::new();
     slots.retain(|name| seen.insert(name.clone()));
@@ -121,7 +121,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let plan = match Plan::new(args) {
         Ok(plan) => plan,
         Err(e) => {
-            eprintln!("pgsteady serve: {e}");
+            eprintln!("pgsteady serve: {e:#}");
             return exit::code(exit::USAGE);
         }
     };
@@ -149,7 +149,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     let listener = match TcpListener::bind(plan.listen).await {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("pgsteady serve: cannot listen on {}: {e}", plan.listen);
+            eprintln!("pgsteady serve: cannot listen on {}: {e:#}", plan.listen);
             return exit::code(exit::USAGE);
         }
     };
@@ -164,7 +164,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
     {
         Ok(pool) => pool,
         Err(e) => {
-            eprintln!("pgsteady serve: {e}");
+            eprintln!("pgsteady serve: {e:#}");
             return exit::code(exit::USAGE);
         }
     };
@@ -179,7 +179,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
                 Some(watch)
             }
             Err(e) => {
-                eprintln!("pgsteady serve: {e}");
+                eprintln!("pgsteady serve: {e:#}");
                 return exit::code(exit::USAGE);
             }
         }
@@ -228,7 +228,7 @@ pub(crate) async fn run(args: ServeArgs) -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("pgsteady serve: {e}");
+            eprintln!("pgsteady serve: {e:#}");
             exit::code(exit::USAGE)
         }
     }

@@ -101,11 +101,11 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: SlotArgs) -> Result<Plan, pgsteady::Error> {
+    fn new(args: SlotArgs) -> Result<Plan, crate::common::PlanError> {
         let (what, target) = if args.all {
             if args.target.is_some() {
-                return Err(pgsteady::Error::config(
-                    "with --all give at most one argument, the target",
+                return Err(crate::common::PlanError::Arg(
+                    "with --all give at most one argument, the target".to_owned(),
                 ));
             }
             (What::All, args.name)
@@ -115,7 +115,7 @@ impl Plan {
             let offset = match args.offset {
                 Some(text) => Some(
                     text.parse::<Lsn>()
-                        .map_err(|e| pgsteady::Error::config(format!("--offset: {e}")))?,
+                        .map_err(|e| crate::common::PlanError::Arg(format!("--offset: {e:#}")))?,
                 ),
                 None => None,
             };
@@ -173,7 +173,7 @@ pub(crate) async fn run(args: SlotArgs) -> ExitCode {
                 "",
                 exit::USAGE,
                 e.reason(),
-                &e.to_string(),
+                &format!("{e:#}"),
             );
             return exit::code(exit::USAGE);
         }

@@ -98,10 +98,15 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    pub(crate) fn new(options: WaitOptions, name: &'static str) -> Result<Self, pgsteady::Error> {
+    pub(crate) fn new(
+        options: WaitOptions,
+        name: &'static str,
+    ) -> Result<Self, crate::common::PlanError> {
         let config = resolve_target(options.target.as_deref())?;
         if options.query.trim().is_empty() {
-            return Err(pgsteady::Error::config("--query must not be empty"));
+            return Err(crate::common::PlanError::Arg(
+                "--query must not be empty".to_owned(),
+            ));
         }
         Ok(Plan::for_config(Wanted {
             config,
@@ -158,7 +163,7 @@ pub(crate) async fn run(args: WaitArgs) -> ExitCode {
             Reporter::new(output, "pgsteady wait", String::new()).failed(
                 exit::USAGE,
                 e.reason(),
-                &e.to_string(),
+                &format!("{e:#}"),
             );
             return exit::code(exit::USAGE);
         }
@@ -219,7 +224,7 @@ pub(crate) fn connector(plan: &Plan) -> Result<Connector, Stopped> {
             return Err(Stopped {
                 code: exit::for_error(&e),
                 reason: e.reason(),
-                message: e.to_string(),
+                message: format!("{e:#}"),
             });
         }
     };
@@ -332,7 +337,7 @@ fn exec(program: OsString, args: Vec<OsString>) -> ExitCode {
     let _ = std::io::stderr().flush();
     let err = std::process::Command::new(&program).args(&args).exec();
     eprintln!(
-        "pgsteady wait: cannot run `{}`: {err}",
+        "pgsteady wait: cannot run `{}`: {err:#}",
         program.to_string_lossy()
     );
     let code = if err.kind() == std::io::ErrorKind::NotFound {

@@ -139,7 +139,7 @@ pub(crate) fn verification_fix(
     };
     let rustls::Error::InvalidCertificate(cert_err) = err else {
         return format!(
-            "the TLS handshake failed ({err}){shown}: check the server's ssl settings and its log"
+            "the TLS handshake failed ({err:#}){shown}: check the server's ssl settings and its log"
         );
     };
     match cert_err {

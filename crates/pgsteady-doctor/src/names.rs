@@ -38,7 +38,7 @@ pub(crate) fn dns_fix(name: &str, hosts_file: &Path, dir: &Path) -> String {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let Ok(services) = std::fs::read_to_string(&file)
-            .map_err(|e| e.to_string())
+            .map_err(|e| format!("{e:#}"))
             .and_then(|t| compose::parse(&t))
         else {
             continue;

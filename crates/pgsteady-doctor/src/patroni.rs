@@ -116,7 +116,7 @@ async fn get<T: serde::de::DeserializeOwned>(
         .get(url)
         .send()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?;
+        .map_err(|e| format!("GET {url}: {e:#}"))?;
     // Patroni answers /patroni with 503 when its server is not running, body included. The
     // client's timeout bounds the wait; this cap bounds the memory (a Patroni reply is a few
     // KB; something else answering on that port may stream without end).
@@ -124,7 +124,7 @@ async fn get<T: serde::de::DeserializeOwned>(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| format!("GET {url}: {e}"))?
+        .map_err(|e| format!("GET {url}: {e:#}"))?
     {
         if body.len() + chunk.len() > MAX_REPLY {
             return Err(format!(
@@ -133,7 +133,7 @@ async fn get<T: serde::de::DeserializeOwned>(
         }
         body.extend_from_slice(&chunk);
     }
-    serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not Patroni's JSON: {e}"))
+    serde_json::from_slice(&body).map_err(|e| format!("GET {url}: not Patroni's JSON: {e:#}"))
 }
 
 /// Runs the check and adds a `patroni` layer per member to `hosts` (to the target host of
@@ -150,7 +150,7 @@ pub(crate) async fn check(
             push(
                 hosts,
                 "patroni",
-                fail(format!("cannot build an HTTP client: {e}"), vec![]),
+                fail(format!("cannot build an HTTP client: {e:#}"), vec![]),
             );
             return;
         }
@@ -250,9 +250,9 @@ async fn in_recovery(
     }];
     single.target_session_attrs = TargetSessionAttrs::Any;
     let connector = Connector::new(single)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("{e:#}"))?
         .with_attempt_timeout(timeout);
-    let connected = connector.connect_once().await.map_err(|e| e.to_string())?;
+    let connected = connector.connect_once().await.map_err(|e| format!("{e:#}"))?;
     let sql = "SELECT pg_is_in_recovery()::text AS in_recovery";
     let rows = query::rows(&connected.client, sql, 1, MAX_QUERY_BYTES, timeout)
         .await
@@ -303,7 +303,7 @@ fn compare(
             )],
         ),
         (expected, Err(e)) => {
-            let layer = format!("{said}, but its server cannot be asked: {e}");
+            let layer = format!("{said}, but its server cannot be asked: {e:#}");
             if expected == Expect::Primary {
                 fail(
                     layer,

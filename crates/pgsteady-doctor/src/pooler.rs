@@ -22,7 +22,7 @@ pub(crate) fn pooler_failure(e: &(dyn std::error::Error + 'static)) -> Option<La
             "pooler",
             format!(
                 "{SERVER_BEHIND_DOWN}: {}",
-                pgsteady::text::sanitize(&e.to_string())
+                pgsteady::text::sanitize(&format!("{e:#}"))
             ),
             reason,
         );

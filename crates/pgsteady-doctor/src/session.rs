@@ -121,7 +121,7 @@ fn hba_fields(message: &str) -> Option<(String, String, String, String)> {
 /// Diagnoses a failed session: the layer it belongs to, the detail and the fix.
 pub(crate) async fn diagnose(e: &pgsteady::Error, ctx: &Ctx<'_>) -> Layer {
     let reason = e.reason().unwrap_or(Reason::Other);
-    let detail = e.to_string();
+    let detail = format!("{e:#}");
     match reason {
         Reason::Tls => tls_failure(e, ctx).await,
         Reason::MissingDatabase => {
@@ -156,7 +156,7 @@ pub(crate) fn hung_fix(timeout: Duration) -> String {
 }
 
 async fn tls_failure(e: &pgsteady::Error, ctx: &Ctx<'_>) -> Layer {
-    let detail = e.to_string();
+    let detail = format!("{e:#}");
     let reason = Reason::Tls;
     // The certificate the server presents, from a probe that verifies nothing.
     let leaf = match ctx.probe(true).await {
@@ -265,7 +265,7 @@ pub(crate) fn password_failure(
         Ok(s) => s,
         Err(e) => {
             return Layer::fail("auth", detail, Reason::InvalidPassword)
-                .with_fix(format!("the configuration cannot be read again: {e}"));
+                .with_fix(format!("the configuration cannot be read again: {e:#}"));
         }
     };
     if !search.found() {

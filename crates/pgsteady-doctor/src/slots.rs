@@ -13,7 +13,7 @@ pub(crate) async fn layer(client: &Client) -> Layer {
         Ok(all) => summarise(&all),
         Err(e) => layer_of(
             Status::Warn,
-            format!("cannot read pg_replication_slots: {e}"),
+            format!("cannot read pg_replication_slots: {e:#}"),
             Vec::new(),
         ),
     }

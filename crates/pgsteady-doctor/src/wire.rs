@@ -134,7 +134,7 @@ pub(crate) async fn startup(
     };
     match tokio::time::timeout(timeout, run).await {
         Ok(Ok(p)) => Ok(p),
-        Ok(Err(e)) => Err(e.to_string()),
+        Ok(Err(e)) => Err(format!("{e:#}")),
         Err(_) => Err(format!("no answer within {:.1}s", timeout.as_secs_f64())),
     }
 }

@@ -387,7 +387,7 @@ impl Operation for PoolWorker {
         let ledger = self.ledger.clone();
         let seen = |e: &pgsteady::Error| {
             let class = class_of(e);
-            ledger.example(&class, || e.to_string());
+            ledger.example(&class, || format!("{e:#}"));
             class
         };
         let result = match self.keys.next() {

@@ -385,7 +385,7 @@ async fn drill(plan: Plan, mode: Mode) -> u8 {
     match steps(&plan, &progress, ledgers).await {
         Ok(report) => finish(&plan, &report),
         Err(e) => {
-            progress.note(&format!("pgsteady drill: {e}"));
+            progress.note(&format!("pgsteady drill: {e:#}"));
             COULD_NOT_RUN
         }
     }
@@ -608,7 +608,7 @@ fn finish(plan: &Plan, report: &Report) -> u8 {
         match chart::write(path, *format, report) {
             Ok(()) => eprintln!("report written to {}", path.display()),
             Err(e) => {
-                eprintln!("pgsteady drill: cannot write {}: {e}", path.display());
+                eprintln!("pgsteady drill: cannot write {}: {e:#}", path.display());
                 return COULD_NOT_RUN;
             }
         }

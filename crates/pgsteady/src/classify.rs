@@ -169,6 +169,18 @@ impl Reason {
         )
     }
 
+    /// What to do about this reason while establishing a session ([`connect`]): retry when
+    /// the session is gone or could not be had ([`is_connection_lost`](Self::is_connection_lost)),
+    /// when the name does not resolve yet (DNS) and on 53300 (too many connections); fail
+    /// fast on everything else.
+    pub const fn connect_action(self) -> Action {
+        if self.is_connection_lost() || matches!(self, Reason::Dns | Reason::TooManyConnections) {
+            Action::Retry
+        } else {
+            Action::FailFast
+        }
+    }
+
     /// Whether this reason is an error of a connection pooler (PgBouncer) in front of the
     /// server rather than of the server itself.
     pub const fn is_pooler(self) -> bool {
@@ -306,27 +318,10 @@ impl Classification {
 /// ```
 pub fn connect(err: &(dyn StdError + 'static)) -> Classification {
     let reason = reason_of(err);
-    let action = match reason {
-        Reason::Refused
-        | Reason::Reset
-        | Reason::TimedOut
-        | Reason::Unreachable
-        | Reason::Dns
-        | Reason::CannotConnectNow
-        | Reason::AdminShutdown
-        | Reason::CrashShutdown
-        | Reason::IdleSessionTimeout
-        | Reason::IdleInTransactionTimeout
-        | Reason::ConnectionException
-        | Reason::PoolerServerLost
-        | Reason::PoolerLoginFailing
-        | Reason::PoolerQueryWait
-        | Reason::TooManyConnections
-        | Reason::Closed
-        | Reason::Io => Action::Retry,
-        _ => Action::FailFast,
-    };
-    Classification { action, reason }
+    Classification {
+        action: reason.connect_action(),
+        reason,
+    }
 }
 
 /// Classifies an error seen while running a statement on an established session, assuming the

@@ -1,5 +1,8 @@
 //! The crate's error type: opaque [`Error`] with a [`#[non_exhaustive]`](ErrorKind) kind and
 //! query methods.
+//!
+//! As in tokio-postgres, every constructor is `pub(crate)`: a caller can ask an error what it
+//! is but cannot make one whose kind and reason disagree.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -35,13 +38,6 @@ pub enum ErrorKind {
     CommitOutcomeUnknown,
     /// The pool is closed.
     PoolClosed,
-    /// A migration failed: its SQL returned an error (its transaction was rolled back), or a
-    /// migration that runs outside a transaction was interrupted. See
-    /// [`migrate::Failure`](crate::migrate::Failure) for the file and position.
-    Migration,
-    /// The migration history does not match the migration files (an applied file was changed
-    /// or removed, or a file is older than the latest applied version). Nothing was applied.
-    HistoryMismatch,
 }
 
 impl ErrorKind {
@@ -58,8 +54,6 @@ impl ErrorKind {
             ErrorKind::Db => "db",
             ErrorKind::CommitOutcomeUnknown => "commit_outcome_unknown",
             ErrorKind::PoolClosed => "pool_closed",
-            ErrorKind::Migration => "migration",
-            ErrorKind::HistoryMismatch => "history_mismatch",
         }
     }
 
@@ -108,9 +102,11 @@ type SharedError = Arc<dyn StdError + Send + Sync + 'static>;
 
 /// The error type of this crate.
 ///
-/// Opaque: ask it with [`kind`](Self::kind), [`reason`](Self::reason),
-/// [`is_transient`](Self::is_transient), [`is_timeout`](Self::is_timeout),
-/// [`code`](Self::code), [`hosts`](Self::hosts). Its `Display` never contains a password.
+/// Opaque, and made by this crate only: ask it with [`kind`](Self::kind),
+/// [`reason`](Self::reason), [`is_transient`](Self::is_transient),
+/// [`is_timeout`](Self::is_timeout), [`is_closed`](Self::is_closed), [`code`](Self::code),
+/// [`hosts`](Self::hosts). `{}` is its own message, the causes come through `source()`, and
+/// `{:#}` prints both (see the `Display` impl). It never contains a password.
 ///
 /// Cloning is cheap (the cause is shared), so one failure can be reported to every caller
 /// that waited on it.
@@ -123,6 +119,8 @@ struct Inner {
     reason: Option<Reason>,
     message: String,
     source: Option<SharedError>,
+    /// Whether `source()` offers `source`; false when the message already says it all.
+    source_shown: bool,
     hosts: Vec<HostFailure>,
     attempts: u32,
     elapsed: Option<Duration>,
@@ -130,12 +128,13 @@ struct Inner {
 
 impl Error {
     /// A new error of `kind` with a lowercase message.
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
         Error(Box::new(Inner {
             kind,
             reason: None,
             message: message.into(),
             source: None,
+            source_shown: true,
             hosts: Vec::new(),
             attempts: 0,
             elapsed: None,
@@ -143,13 +142,13 @@ impl Error {
     }
 
     /// A configuration error naming the bad part.
-    pub fn config(message: impl Into<String>) -> Self {
+    pub(crate) fn config(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Config, message).with_reason(Reason::Config)
     }
 
     /// Wraps a tokio-postgres error seen while `context` (e.g. "connecting"), classified for the
     /// connect phase.
-    pub fn from_pg(err: tokio_postgres::Error, context: &str) -> Self {
+    pub(crate) fn from_pg(err: tokio_postgres::Error, context: &str) -> Self {
         let reason = classify::reason_of(&err);
         // The pooler's own error (`classify::pooler_error`): say who answered, so nobody
         // looks for "query_wait_timeout" in the server's log.
@@ -166,7 +165,7 @@ impl Error {
     }
 
     /// Wraps an I/O error seen while `context`.
-    pub fn from_io(err: std::io::Error, context: &str) -> Self {
+    pub(crate) fn from_io(err: std::io::Error, context: &str) -> Self {
         let reason = classify::reason_of(&err);
         Self::new(ErrorKind::from_reason(reason), context)
             .with_reason(reason)
@@ -175,38 +174,51 @@ impl Error {
 
     /// Sets the classification reason.
     #[must_use]
-    pub fn with_reason(mut self, reason: Reason) -> Self {
+    pub(crate) fn with_reason(mut self, reason: Reason) -> Self {
         self.0.reason = Some(reason);
         self
     }
 
     /// Sets the underlying cause.
     #[must_use]
-    pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
+    pub(crate) fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.0.source = Some(Arc::new(source));
+        self.0.source_shown = true;
+        self
+    }
+
+    /// [`with_source`](Self::with_source) for a cause already shared.
+    #[must_use]
+    pub(crate) fn with_shared_source(mut self, source: SharedError) -> Self {
+        self.0.source = Some(source);
+        self.0.source_shown = true;
+        self
+    }
+
+    /// Keeps `source` for [`code`](Self::code) and classification without offering it as
+    /// the cause, for a message that already includes its text.
+    #[must_use]
+    pub(crate) fn with_hidden_source(
+        mut self,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        self.0.source = Some(Arc::new(source));
+        self.0.source_shown = false;
         self
     }
 
     /// Records the per-host failures of a multi-host attempt.
     #[must_use]
-    pub fn with_hosts(mut self, hosts: Vec<HostFailure>) -> Self {
+    pub(crate) fn with_hosts(mut self, hosts: Vec<HostFailure>) -> Self {
         self.0.hosts = hosts;
         self
     }
 
     /// Records how many attempts were made and for how long, once retries ran out.
     #[must_use]
-    pub fn with_attempts(mut self, attempts: u32, elapsed: Duration) -> Self {
+    pub(crate) fn with_attempts(mut self, attempts: u32, elapsed: Duration) -> Self {
         self.0.attempts = attempts;
         self.0.elapsed = Some(elapsed);
-        self
-    }
-
-    /// Changes the kind (e.g. to [`ErrorKind::Timeout`] when a deadline ran out while the last
-    /// attempt failed for another reason).
-    #[must_use]
-    pub fn with_kind(mut self, kind: ErrorKind) -> Self {
-        self.0.kind = kind;
         self
     }
 
@@ -220,7 +232,7 @@ impl Error {
         self.0.reason
     }
 
-    /// The message without the cause.
+    /// The message without the cause (nor the attempts).
     pub fn message(&self) -> &str {
         &self.0.message
     }
@@ -241,9 +253,11 @@ impl Error {
         self.0.kind == ErrorKind::Timeout
     }
 
-    /// Whether the connection is closed.
+    /// Whether the connection is gone (or could not be had): the kind is
+    /// [`ErrorKind::Closed`], or the reason is one of
+    /// [`Reason::is_connection_lost`]'s (e.g. 57P01 when the server ended the session).
     pub fn is_closed(&self) -> bool {
-        self.0.kind == ErrorKind::Closed
+        self.0.kind == ErrorKind::Closed || self.0.reason.is_some_and(Reason::is_connection_lost)
     }
 
     /// The SQLSTATE, if the server sent one.
@@ -284,12 +298,37 @@ impl fmt::Debug for Error {
     }
 }
 
-/// Escapes control characters and caps the length (issue 19): the text may hold a server's
-/// error message, which is outside input.
+/// `{}` is this error's own message (and how many attempts it took), never its cause: the
+/// causes come through [`source()`](StdError::source), so a report that walks the chain
+/// (anyhow's `{:#}`, `tracing`'s error fields) prints each once. `{:#}` prints the message
+/// and every cause, `: `-separated, skipping a cause whose text its parent already printed
+/// (tokio-postgres puts its cause in its own text).
+///
+/// Both escape control characters and cap the length: the text may hold a server's error
+/// message, which is outside input.
+///
+/// # Examples
+///
+/// ```
+/// # async fn demo() {
+/// let connector = pgsteady::Connector::new(
+///     pgsteady::Config::parse("postgresql://u@127.0.0.1:1/db").unwrap(),
+/// )
+/// .unwrap();
+/// if let Err(e) = connector.connect_once().await {
+///     println!("{e}"); // could not connect
+///     println!("{e:#}"); // could not connect: 127.0.0.1:1: tcp connect failed: ...
+/// }
+/// # }
+/// ```
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut raw = String::new();
-        fmt::write(&mut raw, format_args!("{}", Raw(self)))?;
+        if f.alternate() {
+            fmt::write(&mut raw, format_args!("{}", Chain(self)))?;
+        } else {
+            fmt::write(&mut raw, format_args!("{}{}", Own(self), Attempts(self)))?;
+        }
         f.write_str(&crate::text::sanitize_to(&raw, MAX_DISPLAY_CHARS))
     }
 }
@@ -297,43 +336,67 @@ impl fmt::Display for Error {
 /// The cap on an error's displayed length: room for a few dozen hosts' failures.
 const MAX_DISPLAY_CHARS: usize = 8 * crate::text::MAX_TEXT_CHARS;
 
-/// The unsanitized text of an error.
-struct Raw<'a>(&'a Error);
+/// The message, and every host's failure when there were several and no cause tells them.
+struct Own<'a>(&'a Error);
 
-impl fmt::Display for Raw<'_> {
+impl fmt::Display for Own<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let this = self.0;
-        f.write_str(&this.0.message)?;
-        match this.0.hosts.as_slice() {
-            // Each cause and host failure capped on its own, so one huge server message
-            // cannot crowd out the rest.
-            [] => {
-                if let Some(source) = &this.0.source {
-                    let cause = CauseChain(source.as_ref()).to_string();
-                    write!(f, ": {}", crate::text::sanitize(&cause))?;
+        let this = &self.0.0;
+        f.write_str(&this.message)?;
+        let told_by_cause = this.source.is_some() && this.source_shown;
+        if this.hosts.len() > 1 && !told_by_cause {
+            f.write_str(": ")?;
+            for (i, h) in this.hosts.iter().enumerate() {
+                if i > 0 {
+                    f.write_str("; ")?;
                 }
-            }
-            [one] => write!(f, ": {}", crate::text::sanitize(&one.to_string()))?,
-            many => {
-                f.write_str(": ")?;
-                for (i, h) in many.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str("; ")?;
-                    }
-                    write!(f, "{}", crate::text::sanitize_to(&h.to_string(), 1024))?;
-                }
+                // Each capped on its own, so one huge server message cannot crowd out the
+                // rest.
+                write!(f, "{}", crate::text::sanitize_to(&h.to_string(), 1024))?;
             }
         }
-        if let Some(elapsed) = this.0.elapsed {
+        Ok(())
+    }
+}
+
+/// " (after N attempts in S s)", when from a retry loop.
+struct Attempts<'a>(&'a Error);
+
+impl fmt::Display for Attempts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let this = &self.0.0;
+        if let Some(elapsed) = this.elapsed {
             write!(
                 f,
                 " (after {} attempt{} in {:.1}s)",
-                this.0.attempts,
-                if this.0.attempts == 1 { "" } else { "s" },
+                this.attempts,
+                if this.attempts == 1 { "" } else { "s" },
                 elapsed.as_secs_f64()
             )?;
         }
         Ok(())
+    }
+}
+
+/// The message, every cause, then the attempts: a cause whose text its parent already
+/// printed is skipped, and each is capped on its own.
+struct Chain<'a>(&'a Error);
+
+impl fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut printed = Own(self.0).to_string();
+        f.write_str(&printed)?;
+        let mut cur = StdError::source(self.0);
+        while let Some(e) = cur {
+            // Our own errors in the chain print their own message only (`{}`).
+            let text = crate::text::sanitize(&e.to_string()).into_owned();
+            if !printed.contains(&text) {
+                write!(f, ": {text}")?;
+                printed.push_str(&text);
+            }
+            cur = e.source();
+        }
+        write!(f, "{}", Attempts(self.0))
     }
 }
 
@@ -350,28 +413,8 @@ impl StdError for Error {
         self.0
             .source
             .as_deref()
+            .filter(|_| self.0.source_shown)
             .map(|s| s as &(dyn StdError + 'static))
-    }
-}
-
-/// Displays an error followed by its sources, skipping a source whose text the parent already
-/// printed (tokio-postgres includes its cause in its own `Display`).
-pub(crate) struct CauseChain<'a>(pub(crate) &'a (dyn StdError + 'static));
-
-impl fmt::Display for CauseChain<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut printed = self.0.to_string();
-        f.write_str(&printed)?;
-        let mut cur = self.0.source();
-        while let Some(e) = cur {
-            let text = e.to_string();
-            if !printed.contains(&text) {
-                write!(f, ": {text}")?;
-                printed.push_str(&text);
-            }
-            cur = e.source();
-        }
-        Ok(())
     }
 }
 
@@ -465,7 +508,7 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Connect);
         assert_eq!(err.reason(), Some(Reason::Refused));
         assert!(err.is_transient());
-        let text = err.to_string();
+        let text = format!("{err:#}");
         assert!(
             text.starts_with("could not connect to 127.0.0.1:5432: "),
             "{text}"
@@ -512,5 +555,205 @@ mod tests {
         let closed = Error::from_pg(test_support::closed_error(), "connecting");
         assert_eq!(closed.kind(), ErrorKind::Closed);
         assert!(closed.is_transient());
+    }
+
+    /// Every reason the classifier knows, in one list the compiler keeps whole: a new variant
+    /// fails to compile until it is added here too.
+    fn every_reason() -> Vec<Reason> {
+        use Reason as R;
+        let all = vec![
+            R::Refused,
+            R::Reset,
+            R::TimedOut,
+            R::Unreachable,
+            R::Dns,
+            R::CannotConnectNow,
+            R::AdminShutdown,
+            R::CrashShutdown,
+            R::IdleSessionTimeout,
+            R::IdleInTransactionTimeout,
+            R::ConnectionException,
+            R::TooManyConnections,
+            R::Closed,
+            R::InvalidPassword,
+            R::InvalidAuthorization,
+            R::MissingDatabase,
+            R::UndefinedObject,
+            R::Tls,
+            R::Config,
+            R::WrongSessionType,
+            R::SerializationFailure,
+            R::Deadlock,
+            R::QueryCanceled,
+            R::ReadOnlyTransaction,
+            R::PoolerServerLost,
+            R::PoolerLoginFailing,
+            R::PoolerQueryWait,
+            R::Db,
+            R::Io,
+            R::Other,
+        ];
+        for r in &all {
+            match r {
+                R::Refused
+                | R::Reset
+                | R::TimedOut
+                | R::Unreachable
+                | R::Dns
+                | R::CannotConnectNow
+                | R::AdminShutdown
+                | R::CrashShutdown
+                | R::IdleSessionTimeout
+                | R::IdleInTransactionTimeout
+                | R::ConnectionException
+                | R::TooManyConnections
+                | R::Closed
+                | R::InvalidPassword
+                | R::InvalidAuthorization
+                | R::MissingDatabase
+                | R::UndefinedObject
+                | R::Tls
+                | R::Config
+                | R::WrongSessionType
+                | R::SerializationFailure
+                | R::Deadlock
+                | R::QueryCanceled
+                | R::ReadOnlyTransaction
+                | R::PoolerServerLost
+                | R::PoolerLoginFailing
+                | R::PoolerQueryWait
+                | R::Db
+                | R::Io
+                | R::Other => {}
+            }
+        }
+        all
+    }
+
+    /// The query methods agree with classification, for every reason: an error made the way
+    /// the crate makes them (kind from the reason) says `is_closed()` exactly when the reason
+    /// says the connection is lost, and `is_transient()` when the connect-phase verdict is
+    /// retry. Before the constructors were closed, a 57P01 error said `is_closed() == false`.
+    #[test]
+    fn query_methods_agree_with_the_reason_for_every_reason() {
+        // (reason, is_closed, is_transient)
+        use Reason as R;
+        let table = [
+            (R::Refused, true, true),
+            (R::Reset, true, true),
+            (R::TimedOut, true, true),
+            (R::Unreachable, true, true),
+            (R::Dns, false, true),
+            (R::CannotConnectNow, true, true),
+            (R::AdminShutdown, true, true),
+            (R::CrashShutdown, true, true),
+            (R::IdleSessionTimeout, true, true),
+            (R::IdleInTransactionTimeout, true, true),
+            (R::ConnectionException, true, true),
+            (R::TooManyConnections, false, true),
+            (R::Closed, true, true),
+            (R::InvalidPassword, false, false),
+            (R::InvalidAuthorization, false, false),
+            (R::MissingDatabase, false, false),
+            (R::UndefinedObject, false, false),
+            (R::Tls, false, false),
+            (R::Config, false, false),
+            (R::WrongSessionType, false, false),
+            (R::SerializationFailure, false, true),
+            (R::Deadlock, false, true),
+            (R::QueryCanceled, false, false),
+            (R::ReadOnlyTransaction, false, false),
+            (R::PoolerServerLost, true, true),
+            (R::PoolerLoginFailing, true, true),
+            (R::PoolerQueryWait, true, true),
+            (R::Db, false, false),
+            (R::Io, true, true),
+            (R::Other, false, false),
+        ];
+        let all = every_reason();
+        assert_eq!(table.len(), all.len(), "one row per reason");
+        for reason in all {
+            let (_, closed, transient) = table
+                .iter()
+                .copied()
+                .find(|row| row.0 == reason)
+                .unwrap_or_else(|| panic!("{reason:?} has no row"));
+            let err = Error::new(ErrorKind::from_reason(reason), "x").with_reason(reason);
+            assert_eq!(err.is_closed(), closed, "{reason:?} is_closed");
+            assert_eq!(
+                err.is_closed(),
+                reason.is_connection_lost(),
+                "{reason:?} is_closed vs is_connection_lost"
+            );
+            assert_eq!(err.is_transient(), transient, "{reason:?} is_transient");
+            assert_eq!(
+                classify::connect(&err).action,
+                reason.connect_action(),
+                "{reason:?} connect verdict"
+            );
+        }
+    }
+
+    /// A server that ends the session (57P01) gives an error that says it is closed: the
+    /// real tokio-postgres error, not a hand-set reason.
+    #[test]
+    fn admin_shutdown_is_closed() {
+        let err = Error::from_pg(test_support::db_error("57P01"), "query failed");
+        assert_eq!(err.reason(), Some(Reason::AdminShutdown));
+        assert!(err.is_closed(), "{err:?}");
+        let syntax = Error::from_pg(test_support::db_error("42601"), "query failed");
+        assert!(
+            !syntax.is_closed(),
+            "a failed statement is not a closed connection"
+        );
+    }
+
+    /// `Display` is the top message; the causes come through `source()` only, so anyhow's
+    /// `{:#}` (which walks `source()`) prints each exactly once.
+    #[test]
+    fn anyhow_alternate_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused-by-the-test");
+        let inner = Error::from_io(io, "tcp-connect-failed");
+        let outer = Error::new(ErrorKind::Timeout, "gave-up-connecting")
+            .with_reason(Reason::Refused)
+            .with_source(inner)
+            .with_attempts(2, Duration::from_millis(300));
+        assert_eq!(
+            outer.to_string(),
+            "gave-up-connecting (after 2 attempts in 0.3s)"
+        );
+        let report = format!("{:#}", anyhow::Error::new(outer.clone()));
+        for part in [
+            "gave-up-connecting",
+            "tcp-connect-failed",
+            "refused-by-the-test",
+        ] {
+            assert_eq!(report.matches(part).count(), 1, "{part} once in: {report}");
+        }
+        // Negative control: the same walk over an error whose text repeats its cause (as
+        // the old `Display` did) counts twice, so the count above can fail.
+        #[derive(Debug)]
+        struct Repeats(std::io::Error);
+        impl fmt::Display for Repeats {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "wrapper: {}", self.0)
+            }
+        }
+        impl StdError for Repeats {
+            fn source(&self) -> Option<&(dyn StdError + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let twice = format!(
+            "{:#}",
+            anyhow::Error::new(Repeats(std::io::Error::other("refused-by-the-test")))
+        );
+        assert_eq!(twice.matches("refused-by-the-test").count(), 2, "{twice}");
+        // Our own `{:#}` prints the same chain once, with the attempts at the end.
+        assert_eq!(
+            format!("{outer:#}"),
+            "gave-up-connecting: tcp-connect-failed: refused-by-the-test \
+             (after 2 attempts in 0.3s)"
+        );
     }
 }

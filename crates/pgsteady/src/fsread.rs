@@ -1,8 +1,8 @@
-//! Reading a file named by configuration (`sslrootcert`, the password file, a migration):
-//! regular files only, size-capped.
+//! Reading a file named by configuration (`sslrootcert`, the password file; a migration in
+//! `pgsteady-migrate`): regular files only, size-capped.
 //!
 //! `sslrootcert=/dev/zero` read 3.6 GB in 7 s, and a FIFO there (or in the migrations
-//! directory) blocked `check`, `wait`, `serve` and `migrate` forever (issue 19 items 5 and 6).
+//! directory) blocked `check`, `wait`, `serve` and `migrate` forever.
 //! The file is checked with `stat` (following symlinks, so a link to a device is refused too)
 //! before it is opened, checked again on the open descriptor, and read through a cap. Opening
 //! a path swapped for a FIFO between the two checks can still block: that needs a local
@@ -15,18 +15,19 @@ use std::path::Path;
 pub(crate) const MAX_CERT_FILE: u64 = 4 << 20;
 /// The password file.
 pub(crate) const MAX_PASSFILE: u64 = 1 << 20;
-/// One migration file.
-pub(crate) const MAX_MIGRATION_FILE: u64 = 64 << 20;
 
 /// Why a file was not read; `Display` says it without the path (callers name the file).
 #[derive(Debug)]
-pub(crate) enum ReadError {
+pub enum ReadError {
     /// `stat` or `open` failed (missing, permission denied...).
     Io(std::io::Error),
     /// Not a regular file: a FIFO, device, socket or directory (or a symlink to one).
     NotRegular(&'static str),
     /// Larger than the cap.
-    TooLarge { cap: u64 },
+    TooLarge {
+        /// The cap, in bytes.
+        cap: u64,
+    },
 }
 
 impl std::fmt::Display for ReadError {
@@ -40,7 +41,7 @@ impl std::fmt::Display for ReadError {
 }
 
 /// Reads `path` if it is a regular file of at most `cap` bytes.
-pub(crate) fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
     let meta = std::fs::metadata(path).map_err(ReadError::Io)?;
     check(&meta, cap)?;
     let mut file = std::fs::File::open(path).map_err(ReadError::Io)?;

@@ -21,9 +21,9 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use pgsteady::connect::{AttemptOutcome, ConnectEvent};
-use pgsteady::migrate::Migrator;
 use pgsteady::readiness::http::{router, serve};
-use pgsteady::{Backoff, Connector, ErrorKind, Pool, Readiness, ReadyState};
+use pgsteady::{Backoff, Connector, Pool, Readiness, ReadyState};
+use pgsteady_migrate::{ErrorKind, Migrator};
 use tokio::net::TcpListener;
 use tower_http::timeout::TimeoutLayer;
 use tracing::{error, info, warn};
@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
-            error!(error = %e, "cannot start the async runtime");
+            error!(error = format!("{e:#}"), "cannot start the async runtime");
             return ExitCode::from(70);
         }
     };
@@ -63,14 +63,14 @@ async fn run() -> ExitCode {
     let migrator = match Migrator::from_dir(&settings.migrations) {
         Ok(m) => m,
         Err(e) => {
-            error!(error = %e, "bad migrations directory");
+            error!(error = format!("{e:#}"), "bad migrations directory");
             return ExitCode::from(2);
         }
     };
     let listener = match TcpListener::bind(settings.listen).await {
         Ok(l) => l,
         Err(e) => {
-            error!(error = %e, listen = %settings.listen, "cannot listen");
+            error!(error = format!("{e:#}"), listen = %settings.listen, "cannot listen");
             return ExitCode::from(2);
         }
     };
@@ -115,7 +115,7 @@ async fn run() -> ExitCode {
             }
         }
         Err(e) => {
-            error!(error = %e, "server failed");
+            error!(error = format!("{e:#}"), "server failed");
             ExitCode::FAILURE
         }
     }
@@ -155,7 +155,10 @@ async fn start_up(
     let connector = match connector {
         Ok(c) => c,
         Err(e) => {
-            error!(error = %e, "cannot connect with this configuration");
+            error!(
+                error = format!("{e:#}"),
+                "cannot connect with this configuration"
+            );
             readiness.record_error(&e);
             return;
         }
@@ -172,12 +175,15 @@ async fn start_up(
                 break;
             }
             Err(e) if matches!(e.kind(), ErrorKind::Migration | ErrorKind::HistoryMismatch) => {
-                error!(error = %e, "migration failed");
+                error!(error = format!("{e:#}"), "migration failed");
                 std::process::exit(1);
             }
             Err(e) => {
-                error!(error = %e, "database unavailable; retrying in 5 s");
-                readiness.record_error(&e);
+                error!(
+                    error = format!("{e:#}"),
+                    "database unavailable; retrying in 5 s"
+                );
+                readiness.record_failure(e.reason(), e.is_transient());
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         }
@@ -192,7 +198,7 @@ async fn start_up(
             readiness.attach(&pool);
             readiness.started();
         }
-        Err(e) => error!(error = %e, "cannot build the pool"),
+        Err(e) => error!(error = format!("{e:#}"), "cannot build the pool"),
     }
 }
 

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pgsteady::connect::{AttemptOutcome, ConnectEvent};
-use pgsteady::migrate::{HistoryTable, Migrator};
-use pgsteady::{Backoff, Config, Connector, ErrorKind, FailFastClass};
+use pgsteady::{Backoff, Config, Connector, FailFastClass};
+use pgsteady_migrate::{ErrorKind, HistoryTable, Migrator};
 
 use crate::common::{Output, resolve_target};
 use crate::exit;
@@ -144,7 +144,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(args: MigrateArgs) -> Result<Self, pgsteady::Error> {
+    fn new(args: MigrateArgs) -> Result<Self, crate::common::PlanError> {
         let (common, job, out_of_order, lock_timeout) = match args.action {
             None => (
                 args.common,
@@ -178,7 +178,7 @@ impl Plan {
         let attempt_timeout = common
             .attempt_timeout
             .unwrap_or_else(|| config.attempt_timeout(Duration::from_secs(5)));
-        // pgsteady's own history statements: bounded (issue 19), generously.
+        // pgsteady's own history statements: bounded, generously.
         let migrator =
             migrator.with_own_query_timeout(attempt_timeout.max(Duration::from_secs(10)));
         Ok(Plan {
@@ -194,13 +194,31 @@ impl Plan {
 }
 
 /// The exit code for an error of a migrate action.
-pub(crate) fn exit_code(err: &pgsteady::Error) -> u8 {
+pub(crate) fn exit_code(err: &pgsteady_migrate::Error) -> u8 {
+    if let Some(code) = code_for_kind(err.kind()) {
+        return code;
+    }
+    if let Some(e) = err.connection() {
+        return exit::for_error(e);
+    }
     match err.kind() {
-        ErrorKind::Migration | ErrorKind::CommitOutcomeUnknown => MIGRATION_FAILED,
-        ErrorKind::HistoryMismatch => HISTORY_MISMATCH,
+        // Only the files and settings: 42704 from the server is permanent.
+        ErrorKind::Config if matches!(err.reason(), None | Some(pgsteady::Reason::Config)) => {
+            exit::USAGE
+        }
+        _ if err.is_transient() => exit::NOT_READY,
+        _ => exit::PERMANENT,
+    }
+}
+
+/// The codes of migrate's own, by kind alone; `None`: the shared table decides.
+fn code_for_kind(kind: ErrorKind) -> Option<u8> {
+    match kind {
+        ErrorKind::Migration | ErrorKind::CommitOutcomeUnknown => Some(MIGRATION_FAILED),
+        ErrorKind::HistoryMismatch => Some(HISTORY_MISMATCH),
         // A lock wait bounded by --lock-timeout: "not ready in time".
-        ErrorKind::Timeout => exit::NOT_READY,
-        _ => exit::for_error(err),
+        ErrorKind::Timeout => Some(exit::NOT_READY),
+        _ => None,
     }
 }
 
@@ -209,7 +227,7 @@ pub(crate) async fn run(args: MigrateArgs) -> ExitCode {
     let plan = match Plan::new(args) {
         Ok(plan) => plan,
         Err(e) => {
-            Printer::new(output, String::new()).failed(exit::USAGE, &e, None);
+            Printer::new(output, String::new()).plan_failed(&e);
             return exit::code(exit::USAGE);
         }
     };
@@ -238,7 +256,7 @@ async fn execute(plan: Plan) -> u8 {
     )));
     let connector = match connector(&plan, &printer) {
         Ok(c) => c,
-        Err(e) => return fail(&printer, &e, &plan.migrator),
+        Err(e) => return fail(&printer, &e.into(), &plan.migrator),
     };
     let migrator = {
         let printer = printer.clone();
@@ -247,7 +265,7 @@ async fn execute(plan: Plan) -> u8 {
             .on_event(move |e| printer.lock().unwrap().event(e))
     };
     // SIGINT/SIGTERM cancel the running statement on the server and release the lock before
-    // exiting (issue 19 item 17); the exit code is then 128 + the signal, as a shell reports.
+    // exiting; the exit code is then 128 + the signal, as a shell reports.
     let signalled = Arc::new(std::sync::atomic::AtomicU8::new(0));
     let stop = {
         let signalled = signalled.clone();
@@ -308,7 +326,7 @@ async fn stop_signal() -> u8 {
     }
 }
 
-fn fail(printer: &Mutex<Printer>, err: &pgsteady::Error, migrator: &Migrator) -> u8 {
+fn fail(printer: &Mutex<Printer>, err: &pgsteady_migrate::Error, migrator: &Migrator) -> u8 {
     let code = exit_code(err);
     printer.lock().unwrap().failed(code, err, Some(migrator));
     code
@@ -389,27 +407,22 @@ mod tests {
 
     #[test]
     fn exit_codes_by_kind() {
-        use pgsteady::{Error, ErrorKind};
+        let code = |kind| code_for_kind(kind).unwrap_or(u8::MAX);
+        assert_eq!(code(ErrorKind::Migration), MIGRATION_FAILED);
+        assert_eq!(code(ErrorKind::CommitOutcomeUnknown), MIGRATION_FAILED);
+        assert_eq!(code(ErrorKind::HistoryMismatch), HISTORY_MISMATCH);
+        assert_eq!(code(ErrorKind::Timeout), exit::NOT_READY);
+        // Errors can no longer be made here: real ones, from the files and the configuration.
+        let config = pgsteady::Config::parse("postgresql://h/db?no_such_option=1").unwrap_err();
+        assert_eq!(exit_code(&config.into()), exit::USAGE);
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("not-a-migration.txt"), "x").unwrap();
+        let files = Migrator::from_dir(dir.path()).unwrap_err();
+        assert_eq!(exit_code(&files), exit::USAGE);
         assert_eq!(
-            exit_code(&Error::new(ErrorKind::Migration, "x")),
-            MIGRATION_FAILED
-        );
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::CommitOutcomeUnknown, "x")),
-            MIGRATION_FAILED
-        );
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::HistoryMismatch, "x")),
-            HISTORY_MISMATCH
-        );
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::Timeout, "x")),
-            exit::NOT_READY
-        );
-        assert_eq!(exit_code(&Error::config("x")), exit::USAGE);
-        assert_eq!(
-            exit_code(&Error::new(ErrorKind::Auth, "x")),
-            exit::PERMANENT
+            code_for_kind(ErrorKind::Auth),
+            None,
+            "the shared table decides"
         );
     }
 }

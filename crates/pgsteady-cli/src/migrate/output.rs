@@ -7,8 +7,8 @@ use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use pgsteady::connect::ConnectEvent;
-use pgsteady::migrate::{Event, Failure, Migration, Migrator, Repair, Report, State, Status};
 use pgsteady::{HostSpec, Reason};
+use pgsteady_migrate::{Event, Failure, Migration, Migrator, Repair, Report, State, Status};
 use serde_json::{Value, json};
 
 use super::HISTORY_MISMATCH;
@@ -55,7 +55,7 @@ impl Printer {
             event.attempt,
             event.elapsed,
             reason,
-            &error.to_string(),
+            &format!("{error:#}"),
             delay,
         );
     }
@@ -88,6 +88,10 @@ impl Printer {
                 Event::Applied(a) => json!({"event": "applied", "version": a.version,
                     "file": a.file, "execution_ms": ms(a.execution),
                     "transactional": a.transactional}),
+                Event::SessionMode { transaction_pooler } => json!({
+                    "event": "session_mode",
+                    "transaction_pooler": transaction_pooler,
+                }),
                 Event::CommitResolved { version, committed } => {
                     json!({"event": "commit_resolved", "version": version, "committed": committed})
                 }
@@ -124,8 +128,14 @@ impl Printer {
                     "did not commit; applying it again"
                 }
             ),
+            Event::SessionMode {
+                transaction_pooler: true,
+            } => eprintln!(
+                "{CMD}: a transaction pooler is in front (PgBouncer in transaction mode?): \
+                 migrating under transaction-level locks"
+            ),
             Event::Resuming { attempt, error, .. } => {
-                eprintln!("{CMD}: {error}; reconnecting and resuming (resume {attempt})");
+                eprintln!("{CMD}: {error:#}; reconnecting and resuming (resume {attempt})");
             }
             _ => {}
         }
@@ -289,7 +299,34 @@ impl Printer {
 
     /// The final error; printed even with `--quiet`. For a failed migration, the offending
     /// line with a caret under the column.
-    pub(super) fn failed(&mut self, code: u8, err: &pgsteady::Error, migrator: Option<&Migrator>) {
+    /// A plan that could not be made (exit 2).
+    pub(super) fn plan_failed(&mut self, err: &crate::common::PlanError) {
+        if let Some(e) = err.lib() {
+            return self.failed(crate::exit::USAGE, &e.clone().into(), None);
+        }
+        if self.json() {
+            return emit(json!({
+                "event": "failed",
+                "exit_code": crate::exit::USAGE,
+                "kind": pgsteady::ErrorKind::Config.as_str(),
+                "reason": pgsteady::Reason::Config.as_str(),
+                "code": None::<&str>,
+                "file": None::<&str>,
+                "line": None::<u32>,
+                "column": None::<u32>,
+                "message": err.to_string(),
+            }));
+        }
+        self.waiting
+            .failed(crate::exit::USAGE, err.reason(), &err.to_string());
+    }
+
+    pub(super) fn failed(
+        &mut self,
+        code: u8,
+        err: &pgsteady_migrate::Error,
+        migrator: Option<&Migrator>,
+    ) {
         let failure = Failure::of(err);
         if self.json() {
             let position = failure.and_then(Failure::position);
@@ -302,11 +339,11 @@ impl Printer {
                 "file": failure.map(Failure::file),
                 "line": position.map(|p| p.line),
                 "column": position.map(|p| p.column),
-                "message": err.to_string(),
+                "message": format!("{err:#}"),
             }));
         }
-        self.waiting.failed(code, err.reason(), &err.to_string());
-        if err.kind() == pgsteady::ErrorKind::HistoryMismatch {
+        self.waiting.failed(code, err.reason(), &format!("{err:#}"));
+        if err.kind() == pgsteady_migrate::ErrorKind::HistoryMismatch {
             eprintln!(
                 "{CMD}: `pgsteady migrate status` shows every version; `pgsteady migrate repair` \
                  records the files as they are now; --out-of-order applies older files"
@@ -342,7 +379,7 @@ impl Printer {
             1 => "the 1 migration after it was not applied".to_owned(),
             n => format!("the {n} migrations after it were not applied"),
         };
-        if err.kind() == pgsteady::ErrorKind::Migration && transactional {
+        if err.kind() == pgsteady_migrate::ErrorKind::Migration && transactional {
             let after = if after.is_empty() {
                 String::new()
             } else {

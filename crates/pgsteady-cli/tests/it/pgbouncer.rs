@@ -123,6 +123,60 @@ async fn two_runners_through_transaction_pooling_apply_each_file_once_and_leave_
     );
 }
 
+/// The same with no setting in the URL: migrate finds the transaction pooler itself before
+/// it takes a lock (two autocommit statements that must see one backend, see
+/// docs/migrate.md) and uses transaction-level locks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runners_through_transaction_pooling_with_no_setting_apply_each_file_once() {
+    let cluster = Cluster::start().await.unwrap();
+    let Some(bouncer) = bouncer(&cluster).await else {
+        return;
+    };
+    let dir = numbered();
+    let url = bouncer.url();
+    assert!(!url.contains("statement_cache"), "{url}");
+    let running: Vec<_> = (0..2).map(|_| migrate(&url, dir.path()).spawn()).collect();
+    let mut applied = Vec::new();
+    for r in running {
+        let done = r.finish().await;
+        done.assert_exit_code(0)
+            .assert_no_secret(cluster.password());
+        let events = done.events();
+        assert!(
+            events
+                .iter()
+                .any(|e| e["event"] == "session_mode" && e["transaction_pooler"] == true),
+            "the pooler was not detected: {events:?}"
+        );
+        let end = events.into_iter().last().expect("a final event");
+        assert_eq!(end["event"], "done", "{end}");
+        applied.extend(
+            end["applied"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["version"].as_i64().unwrap()),
+        );
+    }
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        [1, 2, 3, 4, 5, 6],
+        "each applied by exactly one runner"
+    );
+    let c = direct(&cluster).await;
+    let row = c
+        .query_one("SELECT count(*), count(DISTINCT version) FROM effects", &[])
+        .await
+        .unwrap();
+    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1)), (6, 6));
+    assert_eq!(
+        advisory_locks(&cluster).await,
+        0,
+        "an advisory lock was left behind"
+    );
+}
+
 /// A pending `-- pgsteady:no-transaction` file cannot be covered by a transaction-level
 /// lock: refused with exit 2 before anything is applied, the message naming the file and
 /// saying what to do.

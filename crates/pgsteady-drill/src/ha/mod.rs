@@ -194,7 +194,7 @@ pub(crate) async fn run(plan: HaPlan, mode: Mode) -> u8 {
                     "pgsteady drill: cannot run a Patroni cluster here: {why}"
                 ));
             } else {
-                progress.note(&format!("pgsteady drill: {e}"));
+                progress.note(&format!("pgsteady drill: {e:#}"));
             }
             COULD_NOT_RUN
         }
@@ -556,7 +556,7 @@ async fn wait_writable(
                 }
             }
             Ok(leader) => format!("leader {} is {}", leader.name, leader.state),
-            Err(e) => e.to_string(),
+            Err(e) => format!("{e:#}"),
         };
         if started.elapsed() > FAILOVER_WITHIN {
             return Err(format!(

@@ -90,7 +90,7 @@ pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mod
     match herds(n, pg_bin, &progress).await {
         Ok(report) => output::verdict(json, &report, table, report.guarantees_held),
         Err(e) => {
-            progress.note(&format!("pgsteady drill --herd: {e}"));
+            progress.note(&format!("pgsteady drill --herd: {e:#}"));
             COULD_NOT_RUN
         }
     }

@@ -223,13 +223,15 @@ pub(super) fn combine(failures: Vec<HostFailure>, mut errors: Vec<Error>) -> Err
     let speaker = transient.unwrap_or(0);
     let e = errors.swap_remove(speaker);
     let reason = e.reason().unwrap_or(Reason::Other);
+    // Every host's failure is in the message (see `Error`'s `Display`), the speaker's among
+    // them: it is kept for `code()` and classification, but not offered again as the cause.
     Error::new(
         e.kind(),
         format!("could not connect to any of {} hosts", failures.len()),
     )
     .with_reason(reason)
     .with_hosts(failures)
-    .with_source(e)
+    .with_hidden_source(e)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

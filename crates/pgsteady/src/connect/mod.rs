@@ -429,7 +429,7 @@ impl Connector {
                     failures.push(HostFailure {
                         host: host.to_string(),
                         reason: e.reason().unwrap_or(Reason::Other),
-                        message: e.to_string(),
+                        message: format!("{e:#}"),
                     });
                     errors.push(e);
                 }

@@ -87,6 +87,19 @@ impl CloseReason {
     pub fn error(&self) -> Option<&tokio_postgres::Error> {
         self.error.as_deref()
     }
+
+    /// An [`ErrorKind::Closed`](crate::ErrorKind::Closed) error saying `context` (e.g.
+    /// "query failed: the connection closed"), with this reason and the task's error as its
+    /// cause: what to report when a statement only saw "connection closed" but the task saw
+    /// why (a protocol violation, 57P01, a crash notice).
+    pub fn to_error(&self, context: &str) -> crate::Error {
+        let err = crate::Error::new(crate::ErrorKind::Closed, context)
+            .with_reason(self.reason.unwrap_or(Reason::Closed));
+        match &self.error {
+            Some(e) => err.with_shared_source(Arc::clone(e) as _),
+            None => err,
+        }
+    }
 }
 
 impl fmt::Debug for CloseReason {

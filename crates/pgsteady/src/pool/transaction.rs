@@ -42,12 +42,20 @@ pub struct CommitOutcomeUnknown {
 impl fmt::Display for TransactionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TransactionError::NotCommitted(e) => write!(f, "transaction not committed: {e}"),
-            TransactionError::OutcomeUnknown(u) => write!(
+            // The error itself is the source, so a report walking the chain prints it once;
+            // `{:#}` prints it here too.
+            TransactionError::NotCommitted(e) if f.alternate() => {
+                write!(f, "transaction not committed: {e:#}")
+            }
+            TransactionError::NotCommitted(_) => f.write_str("transaction not committed"),
+            TransactionError::OutcomeUnknown(u) if f.alternate() => write!(
                 f,
-                "commit outcome unknown for transaction {}: {}",
+                "commit outcome unknown for transaction {}: {:#}",
                 u.xid, u.error
             ),
+            TransactionError::OutcomeUnknown(u) => {
+                write!(f, "commit outcome unknown for transaction {}", u.xid)
+            }
         }
     }
 }

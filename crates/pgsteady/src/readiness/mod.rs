@@ -370,17 +370,23 @@ impl Readiness {
     /// period, permanent ones (see [`Error::is_transient`]) turn readiness `not_ready` at once.
     /// A later [`record_ok`](Self::record_ok) clears it.
     pub fn record_error(&self, err: &Error) {
+        self.record_failure(err.reason(), err.is_transient());
+    }
+
+    /// [`record_error`](Self::record_error) for an error of another crate (a migration's,
+    /// say): its reason, and whether retrying may help.
+    pub fn record_failure(&self, reason: Option<Reason>, transient: bool) {
         let now = Instant::now();
         {
             let mut manual = lock(&self.inner.manual);
             let since = manual.failing.map_or(now, |f| f.since);
             manual.failing = Some(Failing {
                 since,
-                reason: err.reason(),
-                permanent: !err.is_transient(),
+                reason,
+                permanent: !transient,
             });
         }
-        self.note_failure(now, err.reason());
+        self.note_failure(now, reason);
     }
 
     /// Flips readiness to `draining` for good: probes answer 503 from now on, so load

@@ -147,7 +147,7 @@ async fn refresh_loop(
             }
             Ok(Err(e)) => {
                 next.failures += 1;
-                next.last_error = Some(e.to_string());
+                next.last_error = Some(format!("{e:#}"));
             }
             Err(_) => {
                 next.failures += 1;

@@ -25,7 +25,7 @@ async fn blackholed_proxy_times_out_within_the_attempt_timeout() {
     assert_eq!(err.kind(), ErrorKind::Timeout);
     assert_eq!(err.reason(), Some(Reason::TimedOut));
     // The TCP connect succeeded: the time-out names the phase after it.
-    let text = err.to_string();
+    let text = format!("{err:#}");
     assert!(
         text.contains("tls negotiation") || text.contains("startup"),
         "{text}"

@@ -5,7 +5,6 @@ mod failover;
 mod health;
 mod hung;
 mod keepalive;
-mod migrate;
 mod monitor;
 mod multihost;
 mod patroni;

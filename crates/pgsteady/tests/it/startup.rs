@@ -61,7 +61,7 @@ async fn never_starts_gives_up_at_the_deadline_with_the_last_reason() {
     assert!(err.is_timeout(), "{err:?}");
     assert_eq!(err.reason(), Some(Reason::Refused));
     assert!(err.attempts() > 5, "{err:?}");
-    let text = err.to_string();
+    let text = format!("{err:#}");
     assert!(
         text.contains("refused") && text.contains("attempts"),
         "{text}"

@@ -27,7 +27,7 @@ async fn without_tls_prefer_falls_back_and_require_fails_fast() {
                 assert_eq!(e.kind(), ErrorKind::Tls, "{mode}: {e}");
                 assert_eq!(e.reason(), Some(Reason::Tls));
                 assert_eq!(e.attempts(), 1, "fails fast");
-                assert!(e.to_string().contains("does not support TLS"), "{e}");
+                assert!(format!("{e:#}").contains("does not support TLS"), "{e:#}");
             }
             (r, _) => panic!("{mode}: {r:?}"),
         }

@@ -79,7 +79,10 @@ async fn the_type_look_up_inside_a_transaction_leaves_it_intact() {
                 .await?
                 .get(0);
             assert_eq!(n, 1, "the insert is visible inside its transaction");
-            Err(pgsteady::Error::new(pgsteady::ErrorKind::Db, "roll back"))
+            // A statement that fails makes the closure give up, so the transaction rolls
+            // back (callers cannot make a `pgsteady::Error` of their own).
+            tx.batch_execute("SELECT 1/0").await?;
+            Ok(())
         })
         .await;
     assert!(result.is_err());

@@ -2,15 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use tokio_postgres::Client;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::{Applied, Event, Failure, Migration, Migrator, Report, Status, apply, history, plan};
-use crate::config::StatementCache;
-use crate::{Connector, Error, ErrorKind};
+use crate::{Error, ErrorKind};
+use pgsteady::Connector;
+use pgsteady::StatementCache;
 
 impl Migrator {
-    /// Waits for the database, then applies the pending migrations; the whole of issue 5's
-    /// contract.
+    /// Waits for the database, then applies the pending migrations.
     ///
     /// Connects with `connector` (its back-off, deadline, retried classes and observer: the
     /// same waiting as `pgsteady wait`), then does what [`Migrator::run_on`] does on that
@@ -21,13 +21,17 @@ impl Migrator {
     /// that runs outside a transaction is not resumed when interrupted (its outcome is
     /// unknown): that fails with [`ErrorKind::Migration`].
     ///
+    /// With no setting, the first session finds out whether a transaction pooler is in front
+    /// (see `docs/migrate.md`) before it takes any lock, and runs as
+    /// [`with_transaction_locks`](Self::with_transaction_locks) does if so.
+    ///
     /// # Examples
     ///
     /// ```no_run
-    /// # async fn demo() -> pgsteady::Result<()> {
+    /// # async fn demo() -> Result<(), pgsteady_migrate::Error> {
     /// use std::time::Duration;
     /// use pgsteady::{Backoff, Config, Connector};
-    /// use pgsteady::migrate::Migrator;
+    /// use pgsteady_migrate::Migrator;
     ///
     /// let connector = Connector::new(Config::resolve(None)?)? // DATABASE_URL / PG* variables
     ///     .with_backoff(Backoff::new().with_max_elapsed(Duration::from_secs(60)));
@@ -36,61 +40,15 @@ impl Migrator {
     /// # Ok(()) }
     /// ```
     pub async fn run(&self, connector: &Connector) -> Result<Report, Error> {
-        let start = Instant::now();
-        let mut report = Report::default();
-        let mut in_doubt = None;
-        // `statement_cache=off` says a transaction pooler is in front: no session lock.
-        let pooled = self.xact_locks || connector.config().statement_cache == StatementCache::Off;
-        loop {
-            let mut connected = connector.connect().await?;
-            let result = if pooled {
-                self.run_xact_locked(&mut connected.client, &mut report, &mut in_doubt)
-                    .await
-            } else {
-                self.run_locked(&mut connected.client, &mut report, &mut in_doubt)
-                    .await
-            };
-            match result {
-                Ok(()) => break,
-                Err(e) if resumable(&e) && report.resumes < self.max_resumes => {
-                    report.resumes += 1;
-                    if e.kind() == ErrorKind::CommitOutcomeUnknown {
-                        in_doubt = Failure::of(&e).map(Failure::version);
-                    }
-                    // The server's reason: the statement's own error code (57P01 for a
-                    // backend ended mid-query), else what the monitor saw (57P02 from a
-                    // crash notice) when the client only saw a closed connection.
-                    let reason = match e.code() {
-                        Some(_) => e.reason(),
-                        None => tokio::time::timeout(
-                            Duration::from_millis(100),
-                            connected.monitor.closed(),
-                        )
-                        .await
-                        .ok()
-                        .and_then(|c| c.reason())
-                        .or(e.reason()),
-                    };
-                    tracing::warn!(error = %e, ?reason, "migration connection lost; resuming");
-                    self.emit(Event::Resuming {
-                        attempt: report.resumes,
-                        reason,
-                        error: e.to_string(),
-                    });
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        report.elapsed = start.elapsed();
-        Ok(report)
+        self.run_until(connector, std::future::pending()).await
     }
 
     /// [`Migrator::run`] until `stop` resolves (e.g. on SIGINT): then the statement running on
     /// the server is cancelled (a CancelRequest, as psql sends on Ctrl-C), its transaction
     /// rolls back, the lock is released on the way out, and this returns an error of kind
-    /// [`ErrorKind::Migration`] saying it was interrupted, whose source is the failure
-    /// (file) when one was running. Without the cancel, the server would run the statement
-    /// (and hold the lock) until it next wrote to the closed socket (issue 19 item 17).
+    /// [`ErrorKind::Migration`] saying it was interrupted, whose [`failure`](Error::failure)
+    /// is the file when one was running. Without the cancel, the server would run the
+    /// statement (and hold the lock) until it next wrote to the closed socket.
     pub async fn run_until(
         &self,
         connector: &Connector,
@@ -100,20 +58,36 @@ impl Migrator {
         let mut report = Report::default();
         let mut in_doubt = None;
         tokio::pin!(stop);
-        // `statement_cache=off` says a transaction pooler is in front: no session lock.
-        let pooled = self.xact_locks || connector.config().statement_cache == StatementCache::Off;
+        // Known before connecting: told so, or `statement_cache=off` says a transaction
+        // pooler is in front. Otherwise the first session finds out (`behind_pooler`).
+        let mut pooled = (self.xact_locks
+            || connector.config().statement_cache == StatementCache::Off)
+            .then_some(true);
         loop {
             let mut connected = tokio::select! {
                 c = connector.connect() => c?,
                 () = &mut stop => {
-                    return Err(Error::new(ErrorKind::Migration, "interrupted before connecting: nothing was applied"));
+                    return Err(Error::new(
+                        ErrorKind::Migration,
+                        "interrupted before connecting: nothing was applied",
+                    ));
                 }
             };
             let token = connected.client.cancel_token();
             let host = connected.host.clone();
             let (result, stopped) = {
-                let work =
-                    self.run_session(&mut connected.client, &mut report, &mut in_doubt, pooled);
+                let work = async {
+                    let xact = match pooled {
+                        Some(known) => known,
+                        None => {
+                            let found = self.behind_pooler(&connected.client, connector).await?;
+                            pooled = Some(found);
+                            found
+                        }
+                    };
+                    self.run_session(&mut connected.client, &mut report, &mut in_doubt, xact)
+                        .await
+                };
                 tokio::pin!(work);
                 tokio::select! {
                     r = &mut work => (r, None),
@@ -151,7 +125,7 @@ impl Migrator {
                     ),
                 );
                 return Err(match result {
-                    Err(e) if Failure::of(&e).is_some() => err.with_source(e),
+                    Err(e) if e.failure().is_some() => err.caused_by(e),
                     _ => err,
                 });
             }
@@ -160,13 +134,31 @@ impl Migrator {
                 Err(e) if resumable(&e) && report.resumes < self.max_resumes => {
                     report.resumes += 1;
                     if e.kind() == ErrorKind::CommitOutcomeUnknown {
-                        in_doubt = Failure::of(&e).map(Failure::version);
+                        in_doubt = e.failure().map(Failure::version);
                     }
-                    tracing::warn!(error = %e, "migration connection lost; resuming");
+                    // The server's reason: the statement's own error code (57P01 for a
+                    // backend ended mid-query), else what the monitor saw (57P02 from a
+                    // crash notice) when the client only saw a closed connection.
+                    let reason = match e.code() {
+                        Some(_) => e.reason(),
+                        None => tokio::time::timeout(
+                            Duration::from_millis(100),
+                            connected.monitor.closed(),
+                        )
+                        .await
+                        .ok()
+                        .and_then(|c| c.reason())
+                        .or(e.reason()),
+                    };
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        ?reason,
+                        "migration connection lost; resuming"
+                    );
                     self.emit(Event::Resuming {
                         attempt: report.resumes,
-                        reason: e.reason(),
-                        error: e.to_string(),
+                        reason,
+                        error: format!("{e:#}"),
                     });
                 }
                 Err(e) => return Err(e),
@@ -174,6 +166,58 @@ impl Migrator {
         }
         report.elapsed = start.elapsed();
         Ok(report)
+    }
+
+    /// Whether `client` talks to the server through a transaction pooler (PgBouncer in
+    /// transaction mode), found out before any lock is taken, so that a run with no setting
+    /// uses transaction-level locks there instead of a session lock that would stay on a
+    /// server connection other clients then get.
+    ///
+    /// The probe: `client` reads its backend's pid (autocommit); another session opens a
+    /// transaction and reads its own; `client` reads its pid again; up to
+    /// [`POOLER_PROBE_ROUNDS`] times, one other session at a time.
+    /// Through a direct connection or a session pooler, `client` keeps its backend for the
+    /// whole session, so it sees one pid, and the other sessions, each holding a backend of
+    /// its own, never see that pid. A transaction pooler gives the server connection back
+    /// after each statement: another session's transaction may get it (PgBouncer hands out
+    /// the last released one first), and `client`'s next statement then needs another one.
+    /// Either sign (another session saw one of `client`'s pids, or `client` saw two pids) is
+    /// proof; neither can happen without a pooler. A round can miss (another client released
+    /// a server connection in between), so a miss in every round is possible under load:
+    /// then the run takes the session lock. Costs up to that many extra connections per run,
+    /// one at a time.
+    async fn behind_pooler(&self, client: &Client, connector: &Connector) -> Result<bool, Error> {
+        let probe = async {
+            // Several rounds: with other clients releasing server connections too, one round
+            // may hand the other session another idle server connection and `client` its own
+            // back. One other session at a time, so the probe never holds more than two
+            // server connections (a session pooler's pool may be small).
+            let mut seen = vec![backend_pid(client).await?];
+            for _ in 0..POOLER_PROBE_ROUNDS {
+                let other = connector.connect().await?;
+                other
+                    .client
+                    .batch_execute("BEGIN")
+                    .await
+                    .map_err(|e| Error::from_pg(e, "probing for a transaction pooler"))?;
+                let theirs = backend_pid(&other.client).await?;
+                seen.push(backend_pid(client).await?);
+                // Ends its transaction and gives its server connection back at once.
+                drop(other);
+                if seen.contains(&theirs) || seen.iter().any(|p| *p != seen[0]) {
+                    return Ok::<_, Error>(true);
+                }
+            }
+            Ok(false)
+        };
+        let found = self.own("transaction pooler probe", probe).await?;
+        if found {
+            tracing::info!("transaction pooler detected: migrating under transaction-level locks");
+        }
+        self.emit(Event::SessionMode {
+            transaction_pooler: found,
+        });
+        Ok(found)
     }
 
     /// [`Migrator::status_on`] on a session from `connector` (waiting for the database).
@@ -444,6 +488,32 @@ impl Migrator {
             .cloned()
             .collect())
     }
+}
+
+/// How many rounds [`Migrator::behind_pooler`] runs at most (a direct connection or a
+/// session pooler always runs them all).
+const POOLER_PROBE_ROUNDS: usize = 3;
+
+/// The session's backend pid, by the simple protocol: a prepared statement could not cross
+/// a pooler's server connections, which is what [`Migrator::behind_pooler`] asks about.
+async fn backend_pid(client: &Client) -> Result<i32, Error> {
+    let messages = client
+        .simple_query("SELECT pg_backend_pid()")
+        .await
+        .map_err(|e| Error::from_pg(e, "probing for a transaction pooler"))?;
+    messages
+        .iter()
+        .find_map(|m| match m {
+            SimpleQueryMessage::Row(row) => row.get(0),
+            _ => None,
+        })
+        .and_then(|pid| pid.parse::<i32>().ok())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::Db,
+                "probing for a transaction pooler: the server sent no backend pid",
+            )
+        })
 }
 
 /// Whether a run that failed with `err` may resume on a new connection: the connection was

@@ -1,12 +1,12 @@
-//! The migration runner against real servers (issue 5): concurrent runners, a server restarted
+//! The migration runner against real servers: concurrent runners, a server restarted
 //! or killed mid-migration, a failing file, an edited applied file, the lock of a dead runner.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use pgsteady::migrate::{Event, Failure, Migrator, State};
-use pgsteady::{Backoff, Config, Connector, ErrorKind, Reason};
+use pgsteady::{Backoff, Config, Connector, Reason};
+use pgsteady_migrate::{ErrorKind, Event, Failure, Migrator, State};
 use pgsteady_testkit::{BackendFilter, Cluster, FaultProxy, ProxyMode, StopMode};
 use tokio_postgres::{Client, NoTls};
 
@@ -187,7 +187,7 @@ async fn syntax_error_in_file_3_of_5_keeps_1_and_2_and_names_file_and_line() {
     let pos = failure.position().expect("the server gave a position");
     assert_eq!((pos.line, pos.column), (4, 8), "points at `TABL`");
     assert_eq!(pos.line_text, "CREATE TABL oops (id int);");
-    let text = err.to_string();
+    let text = format!("{err:#}");
     assert!(text.contains("0003_step_3.sql:4:8"), "{text}");
     assert!(text.contains("syntax error"), "{text}");
 
@@ -228,7 +228,7 @@ async fn a_file_dropping_the_history_table_is_blamed_on_the_history_update() {
     let failure = Failure::of(&err).expect("the failure names the file");
     assert_eq!(failure.version(), 2);
     assert!(failure.position().is_none(), "{:?}", failure.position());
-    let text = err.to_string();
+    let text = format!("{err:#}");
     assert!(
         text.contains("pgsteady's own history update failed"),
         "{text}"
@@ -275,7 +275,7 @@ async fn server_fault_during_long_migration(fault: StopMode) {
         "a lost connection, not a failed migration: {:?} {err}",
         err.kind()
     );
-    assert!(err.to_string().contains("0002_long.sql"), "{err}");
+    assert!(format!("{err:#}").contains("0002_long.sql"), "{err:#}");
     cluster.start_server().await.unwrap();
 
     let c = client(&cluster).await;
@@ -633,10 +633,10 @@ async fn no_transaction_files_run_outside_and_transaction_misuse_is_caught() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Migration);
     assert!(
-        err.to_string().contains("ended its own transaction"),
+        format!("{err:#}").contains("ended its own transaction"),
         "{err}"
     );
-    assert!(err.to_string().contains("0003_commits.sql"), "{err}");
+    assert!(format!("{err:#}").contains("0003_commits.sql"), "{err:#}");
     // Its history row (inserted before the file ran) was committed by the file's own COMMIT,
     // so 3 now counts as applied; the error told the user to check.
     assert_eq!(versions(&c).await, [1, 2, 3]);

@@ -3,7 +3,8 @@
 use tokio_postgres::Client;
 
 use super::{Checksum, Event, Migrator, history, plan};
-use crate::{Connector, Error, ErrorKind};
+use crate::{Error, ErrorKind};
+use pgsteady::Connector;
 
 impl Migrator {
     /// [`Migrator::repair_on`] on a session from `connector` (waiting for the database).

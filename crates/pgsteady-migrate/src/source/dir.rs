@@ -124,17 +124,16 @@ pub(crate) fn read_dir(dir: &Path) -> Result<Vec<Migration>, Error> {
             }
         };
         // Regular files only, size-capped: a FIFO blocked `migrate` forever and a link to
-        // /dev/zero read 4 GB (issue 19 item 6).
-        let bytes =
-            match fs::metadata(&path) {
-                Ok(meta) if meta.is_dir() => Err("is a directory, not a migration file".to_owned()),
-                Ok(_) => crate::fsread::read_regular(&path, crate::fsread::MAX_MIGRATION_FILE)
-                    .map_err(|e| match e {
-                        crate::fsread::ReadError::Io(e) => format!("cannot read: {e}"),
-                        other => other.to_string(),
-                    }),
-                Err(e) => Err(format!("cannot read: {e}")),
-            };
+        // /dev/zero read 4 GB.
+        let bytes = match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => Err("is a directory, not a migration file".to_owned()),
+            Ok(_) => pgsteady::fsread::read_regular(&path, crate::source::MAX_MIGRATION_FILE)
+                .map_err(|e| match e {
+                    pgsteady::fsread::ReadError::Io(e) => format!("cannot read: {e}"),
+                    other => other.to_string(),
+                }),
+            Err(e) => Err(format!("cannot read: {e}")),
+        };
         let parsed = bytes.and_then(|bytes| {
             Migration::from_parts(version, name, file_name, Some(path.clone()), bytes)
         });

@@ -1,4 +1,4 @@
-//! A migration runner that cannot race or half-apply.
+#![doc = include_str!("../README.md")]
 //!
 //! # Files
 //!
@@ -33,10 +33,16 @@
 //!
 //! # Concurrency
 //!
-//! Through a transaction pooler (PgBouncer in transaction mode; `statement_cache=off` in the
-//! connection string, or [`Migrator::with_transaction_locks`]) there is no session to hold a
+//! Through a transaction pooler (PgBouncer in transaction mode) there is no session to hold a
 //! lock: each transaction takes a transaction-level lock (`pg_advisory_xact_lock`) on the
 //! same key and re-reads the history under it, each file still atomic with its history row.
+//! [`Migrator::run`] does so when told ([`Migrator::with_transaction_locks`],
+//! `statement_cache=off` in the connection string) and, with no setting, when its first
+//! session finds a transaction pooler before taking any lock: the session reads its backend
+//! pid twice in autocommit while a second session holds a transaction open (up to three
+//! rounds); a session that sees two pids, or a second session that sees the first one's
+//! pid, can only be behind a transaction pooler ([`Event::SessionMode`]). A busy pooler can
+//! hide itself from every round: `statement_cache=off` is the certain way.
 //!
 //! Otherwise a run takes a session-level advisory lock (`pg_advisory_lock`) whose key hashes a constant
 //! with the database name and the history table, holds it on its own session for the whole
@@ -52,7 +58,7 @@
 //! Before applying anything, a run compares the files with the history ([`State`]): a changed
 //! applied file ([`State::Modified`]), an applied version with no file while later files exist
 //! ([`State::Missing`]), or a new file older than the latest applied version
-//! ([`State::OutOfOrder`]) stops the run with [`ErrorKind::HistoryMismatch`](crate::ErrorKind::HistoryMismatch) and nothing is
+//! ([`State::OutOfOrder`]) stops the run with [`ErrorKind::HistoryMismatch`] and nothing is
 //! applied. Applied versions newer than every file ([`State::Future`], applied by a newer
 //! release during a rolling deployment) are fine.
 //!
@@ -65,8 +71,8 @@
 //! # Examples
 //!
 //! ```no_run
-//! # async fn demo() -> pgsteady::Result<()> {
-//! use pgsteady::migrate::Migrator;
+//! # async fn demo() -> Result<(), pgsteady_migrate::Error> {
+//! use pgsteady_migrate::Migrator;
 //! use pgsteady::{Config, Connector};
 //!
 //! let migrator = Migrator::from_dir("migrations")?; // every file checked before connecting
@@ -78,7 +84,16 @@
 //! # Ok(()) }
 //! ```
 
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
 mod apply;
+mod error;
 mod history;
 mod plan;
 mod position;
@@ -92,13 +107,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use apply::Failure;
+pub use error::{Error, ErrorKind};
 pub use history::HistoryTable;
 pub use plan::{Entry, State, Status};
 pub use position::Position;
 pub use repair::{Repair, Rewritten};
 pub use source::{Checksum, Migration, NO_TRANSACTION};
 
-use crate::{Error, Reason};
+use pgsteady::Reason;
 
 /// One migration applied by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,6 +190,14 @@ pub enum Event {
         /// Whether it was committed.
         committed: bool,
     },
+    /// The first session found out whether a transaction pooler (PgBouncer in
+    /// transaction mode) is in front, before taking any lock; behind one, the run uses
+    /// transaction-level locks. Sent only when neither
+    /// [`Migrator::with_transaction_locks`] nor `statement_cache=off` said so already.
+    SessionMode {
+        /// Whether a transaction pooler was detected.
+        transaction_pooler: bool,
+    },
     /// The connection was lost; [`Migrator::run`] reconnects (waiting for the server again),
     /// takes the lock again, re-reads the history and carries on. What was in flight was
     /// rolled back, or, if the loss hit its COMMIT, the re-read history tells whether it
@@ -237,18 +261,18 @@ impl fmt::Debug for Migrator {
 
 impl Migrator {
     /// Reads and validates every migration file in `dir`. Fails with
-    /// [`ErrorKind::Config`](crate::ErrorKind::Config) naming each bad file (bad name,
+    /// [`ErrorKind::Config`] naming each bad file (bad name,
     /// duplicate version, unreadable, not UTF-8, unknown `pgsteady:` directive), or when `dir`
     /// is missing or not a directory.
     ///
     /// # Examples
     ///
     /// ```no_run
-    /// let migrator = pgsteady::migrate::Migrator::from_dir("migrations")?;
+    /// let migrator = pgsteady_migrate::Migrator::from_dir("migrations")?;
     /// for m in migrator.migrations() {
     ///     println!("{} {}", m.version(), m.name());
     /// }
-    /// # Ok::<(), pgsteady::Error>(())
+    /// # Ok::<(), pgsteady_migrate::Error>(())
     /// ```
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Self, Error> {
         let dir = dir.as_ref();
@@ -316,7 +340,7 @@ impl Migrator {
     /// for the run, the history re-read under it before each file. [`Migrator::run`] does so
     /// by itself when the connection configuration has `statement_cache=off`. Pending
     /// `-- pgsteady:no-transaction` files are then refused before anything is applied
-    /// ([`ErrorKind::Config`](crate::ErrorKind::Config)). See `docs/pgbouncer.md`.
+    /// ([`ErrorKind::Config`]). See `docs/pgbouncer.md`.
     #[must_use]
     pub fn with_transaction_locks(mut self, on: bool) -> Self {
         self.xact_locks = on;
@@ -324,7 +348,7 @@ impl Migrator {
     }
 
     /// Bounds the wait for another runner's lock (`None`: unbounded). Running out fails with
-    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+    /// [`ErrorKind::Timeout`].
     #[must_use]
     pub fn with_lock_timeout(mut self, timeout: Option<Duration>) -> Self {
         self.lock_timeout = timeout;
@@ -343,8 +367,8 @@ impl Migrator {
     /// Bounds each of pgsteady's own history statements (the lock key, the history table's
     /// existence, creation and contents, the unlock); the lock wait is bounded by
     /// [`with_lock_timeout`](Self::with_lock_timeout) and the files' SQL is not bounded.
-    /// Running out fails with [`ErrorKind::Timeout`](crate::ErrorKind::Timeout): a server that
-    /// stops answering must not hold a run forever (issue 19). Default:
+    /// Running out fails with [`ErrorKind::Timeout`]: a server that
+    /// stops answering must not hold a run forever. Default:
     /// [`DEFAULT_OWN_QUERY_TIMEOUT`] (30 s).
     #[must_use]
     pub fn with_own_query_timeout(mut self, timeout: Duration) -> Self {
@@ -360,14 +384,10 @@ impl Migrator {
     ) -> Result<T, Error> {
         match tokio::time::timeout(self.own_query_timeout, fut).await {
             Ok(r) => r,
-            Err(_) => Err(Error::new(
-                crate::ErrorKind::Timeout,
-                format!(
-                    "the server did not answer pgsteady's {what} within {:.1}s",
-                    self.own_query_timeout.as_secs_f64()
-                ),
-            )
-            .with_reason(crate::Reason::TimedOut)),
+            Err(_) => Err(Error::timeout(format!(
+                "the server did not answer pgsteady's {what} within {:.1}s",
+                self.own_query_timeout.as_secs_f64()
+            ))),
         }
     }
 

@@ -17,6 +17,9 @@ pub(crate) use dir::{read_dir, sort_and_check};
 
 use dir::{FORMAT_HELP, parse_file_name};
 
+/// The cap on one migration file's size.
+pub(crate) const MAX_MIGRATION_FILE: u64 = 64 << 20;
+
 /// The header directive that runs a file outside a transaction.
 pub const NO_TRANSACTION: &str = "pgsteady:no-transaction";
 
@@ -110,11 +113,11 @@ impl Migration {
     /// # Examples
     ///
     /// ```
-    /// use pgsteady::migrate::Migration;
+    /// use pgsteady_migrate::Migration;
     /// let m = Migration::new("0001_create_users.sql", "CREATE TABLE users (id bigint);")?;
     /// assert_eq!((m.version(), m.name()), (1, "create_users"));
     /// assert!(m.is_transactional());
-    /// # Ok::<(), pgsteady::Error>(())
+    /// # Ok::<(), pgsteady_migrate::Error>(())
     /// ```
     pub fn new(file_name: &str, contents: impl Into<Vec<u8>>) -> Result<Self, Error> {
         let (version, name) = match parse_file_name(file_name) {

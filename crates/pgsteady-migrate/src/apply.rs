@@ -10,11 +10,11 @@ use tokio_postgres::{Client, Transaction};
 use super::history::HistoryTable;
 use super::position::{Position, position_in};
 use super::source::{Migration, NO_TRANSACTION};
-use crate::classify;
 use crate::{Error, ErrorKind};
+use pgsteady::classify;
 
-/// Where and how a migration failed. Found in the `source()` of an [`Error`] returned by a
-/// run; get it with [`Failure::of`].
+/// Where and how a migration failed: [`Error::failure`] of an error returned by a run (or
+/// [`Failure::of`]), also its `source()`.
 ///
 /// `Display` is the file, with `:line:column` when the server reported a position.
 #[derive(Debug)]
@@ -32,7 +32,7 @@ impl Failure {
     ///
     /// ```no_run
     /// # async fn demo(client: &mut tokio_postgres::Client) {
-    /// use pgsteady::migrate::{Failure, Migrator};
+    /// use pgsteady_migrate::{Failure, Migrator};
     /// let migrator = Migrator::from_dir("migrations").unwrap();
     /// if let Err(err) = migrator.run_on(client).await {
     ///     if let Some(f) = Failure::of(&err) {
@@ -42,7 +42,17 @@ impl Failure {
     /// # }
     /// ```
     pub fn of(err: &Error) -> Option<&Failure> {
-        StdError::source(err)?.downcast_ref::<Failure>()
+        err.failure()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn for_test(version: i64, file: &str) -> Self {
+        Failure {
+            version,
+            file: file.to_owned(),
+            position: None,
+            source: None,
+        }
     }
 
     /// The migration's version.
@@ -94,7 +104,7 @@ fn failure(m: &Migration, err: tokio_postgres::Error, kind: ErrorKind, message: 
 
 /// A failure of one of pgsteady's own statements (the history row, the transaction id) while
 /// applying `m`: the server's position points into pgsteady's SQL, not the file, so none is
-/// given (issue 19 item 16: a file dropping the history table was blamed at `0002.sql:1:8`).
+/// given (a file dropping the history table would be blamed at `0002.sql:1:8`).
 fn own_failure(m: &Migration, err: tokio_postgres::Error, what: &str) -> Error {
     let reason = classify::reason_of(&err);
     if reason.is_connection_lost() {
@@ -128,7 +138,7 @@ fn failure_at(
     let reason = classify::reason_of(&err);
     Error::new(kind, message)
         .with_reason(reason)
-        .with_source(Failure {
+        .with_failure(Failure {
             version: m.version(),
             file: m.display_path(),
             position,
@@ -137,7 +147,7 @@ fn failure_at(
 }
 
 fn failure_without_source(m: &Migration, kind: ErrorKind, message: String) -> Error {
-    Error::new(kind, message).with_source(Failure {
+    Error::new(kind, message).with_failure(Failure {
         version: m.version(),
         file: m.display_path(),
         position: None,

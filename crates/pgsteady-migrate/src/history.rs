@@ -43,11 +43,11 @@ impl HistoryTable {
     /// # Examples
     ///
     /// ```
-    /// use pgsteady::migrate::HistoryTable;
+    /// use pgsteady_migrate::HistoryTable;
     /// let t = HistoryTable::parse("app.schema_history")?;
     /// assert_eq!((t.schema(), t.name()), (Some("app"), "schema_history"));
     /// assert!(HistoryTable::parse("Bad Name").is_err());
-    /// # Ok::<(), pgsteady::Error>(())
+    /// # Ok::<(), pgsteady_migrate::Error>(())
     /// ```
     pub fn parse(s: &str) -> Result<Self, Error> {
         let (schema, name) = match s.split_once('.') {
@@ -239,7 +239,7 @@ pub(crate) async fn lock(
                     start.elapsed().as_secs_f64()
                 ),
             )
-            .with_reason(crate::Reason::TimedOut)
+            .with_reason(pgsteady::Reason::TimedOut)
             .with_source(e))
         }
         Err(e) => Err(Error::from_pg(e, "waiting for the migration lock")),
@@ -275,7 +275,7 @@ pub(crate) async fn xact_lock(
                 start.elapsed().as_secs_f64()
             ),
         )
-        .with_reason(crate::Reason::TimedOut)
+        .with_reason(pgsteady::Reason::TimedOut)
         .with_source(e)),
         Err(e) => Err(Error::from_pg(e, "waiting for the migration lock")),
     }
