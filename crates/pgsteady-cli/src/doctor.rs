@@ -79,17 +79,25 @@ impl clap::builder::TypedValueParser for PatroniUrl {
 pub(crate) async fn run(args: DoctorArgs) -> ExitCode {
     // Validate everything before touching the network.
     // A bad file named by the configuration (a FIFO as sslrootcert) is a usage error too.
-    let config = match resolve_target(args.target.as_deref()).and_then(|c| {
-        Connector::new(c.clone())
-            .map(|_| c)
-            .map_err(|e| match e.kind() {
-                pgsteady::ErrorKind::Config if e.reason() == Some(Reason::Config) => e,
-                _ => e.with_kind(pgsteady::ErrorKind::Tls),
+    // (error, whether it is a usage error): a configuration the connector cannot load for
+    // another reason (TLS files) is reported per host instead.
+    let config = match resolve_target(args.target.as_deref())
+        .map_err(|e| {
+            let usage = e
+                .lib()
+                .is_none_or(|l| l.kind() == pgsteady::ErrorKind::Config);
+            (e, usage)
+        })
+        .and_then(|c| {
+            Connector::new(c.clone()).map(|_| c).map_err(|e| {
+                let usage =
+                    e.kind() == pgsteady::ErrorKind::Config && e.reason() == Some(Reason::Config);
+                (crate::common::PlanError::Lib(e), usage)
             })
-    }) {
+        }) {
         Ok(c) => c,
-        Err(e) if e.kind() == pgsteady::ErrorKind::Config => {
-            let mut report = Report::config_error(e.to_string(), e.reason());
+        Err((e, true)) => {
+            let mut report = Report::config_error(format!("{e:#}"), e.reason());
             report.exit_code = exit::USAGE;
             print(&report, args.json);
             return exit::code(exit::USAGE);
