@@ -30,7 +30,9 @@ pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{Config, Host, HostSpec, Password, SslMode, StatementCache, TargetSessionAttrs};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
-pub use metrics::{EvictReason, PoolMetrics};
+pub use metrics::{
+    CommitResolution, EvictReason, PoolEvent, PoolMetrics, ResolveRule, ResolveVerdict, ServerFacts,
+};
 pub use pool::{
     CachedStatement, CommitOutcomeUnknown, Pool, PoolBuilder, PoolConfig, PoolHealth,
     PooledConnection, Query, QueryRef, Reachability, Transaction, TransactionError,

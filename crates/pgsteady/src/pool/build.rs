@@ -26,7 +26,11 @@ impl PoolBuilder {
     ///
     /// Must be called within a tokio runtime.
     pub fn build(self) -> Result<Pool, Error> {
-        let PoolBuilder { config, pool } = self;
+        let PoolBuilder {
+            config,
+            pool,
+            observer,
+        } = self;
         if pool.max_size == 0 {
             return Err(Error::config("max_size must be at least 1"));
         }
@@ -48,7 +52,7 @@ impl PoolBuilder {
         let connector = Connector::new(config)?
             .with_max_message_len(pool.max_message_len)
             .with_ready_check(pool.ready_check);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_observer(observer));
         let events = Arc::new(Notify::new());
         let live = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Gate::new(

@@ -11,6 +11,7 @@ use crate::Backoff;
 use crate::Connector;
 use crate::backoff::Jitter;
 use crate::config::{Config, StatementCache};
+use crate::metrics::{Observer, PoolEvent};
 use crate::retry::RetryPolicy;
 
 /// How a [`Pool`] behaves. Plain data: build one with [`PoolConfig::default`] and change the
@@ -113,6 +114,7 @@ impl Default for PoolConfig {
 pub struct PoolBuilder {
     pub(super) config: Config,
     pub(super) pool: PoolConfig,
+    pub(super) observer: Option<Observer>,
 }
 
 macro_rules! setters {
@@ -163,6 +165,17 @@ impl PoolBuilder {
     /// pooler-safe mode for PgBouncer in transaction pooling (`docs/pgbouncer.md`).
     pub fn statement_cache(mut self, mode: StatementCache) -> Self {
         self.config.statement_cache = mode;
+        self
+    }
+
+    /// Calls `observer` with each [`PoolEvent`]: connections opened (host and role),
+    /// evictions (reason), in-doubt COMMITs settled (evidence, rule, verdict). For audit
+    /// trails and fault soaks; the same counts are in [`Pool::metrics`] without one.
+    ///
+    /// It runs on the pool's tasks as the event happens, so it must be quick and must not
+    /// block (push to a channel or a buffer). Default: none.
+    pub fn observer(mut self, observer: impl Fn(&PoolEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Observer::new(observer));
         self
     }
 

@@ -131,6 +131,7 @@ impl Pool {
         PoolBuilder {
             config,
             pool: PoolConfig::default(),
+            observer: None,
         }
     }
 

@@ -191,32 +191,55 @@ impl Pool {
         }
     }
 
-    /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
+    /// Learns whether transaction `xid` (run at `origin`) committed, on a new connection,
+    /// and counts (and tells the observer) how it was settled.
     async fn resolve(&self, xid: i64, origin: &Origin, attempts: &CallAttempts<'_>) -> Resolution {
+        let metrics = &self.inner.metrics;
         let mut last = None;
         loop {
             let remaining = attempts.remaining();
             if remaining.is_zero() {
-                return Resolution::Unknown(attempts.out_of_time(last));
+                let err = attempts.out_of_time(last);
+                metrics.resolved(origin.unanswered(xid, Some(err.to_string())));
+                return Resolution::Unknown(err);
             }
             // Checkouts wait through the outage; keep asking until the deadline.
             let conn = match self.get_timeout(remaining).await {
                 Ok(conn) => conn,
-                Err(e) if !e.is_transient() => return Resolution::Unknown(e),
+                Err(e) if !e.is_transient() => {
+                    metrics.resolved(origin.unanswered(xid, Some(e.to_string())));
+                    return Resolution::Unknown(e);
+                }
                 Err(e) => {
                     last = Some(e);
                     continue;
                 }
             };
-            let verdict = tokio::time::timeout(
+            let found = tokio::time::timeout(
                 remaining.min(self.inner.config.validation_timeout),
                 resolve::verdict(&conn, xid, origin),
             )
             .await;
-            match verdict {
-                Ok(Ok(Verdict::Committed)) => return Resolution::Committed,
-                Ok(Ok(Verdict::Aborted)) => return Resolution::Aborted,
-                Ok(Ok(Verdict::InProgress)) => {
+            let found = match found {
+                Ok(Ok(found)) => found,
+                Ok(Err(e)) => {
+                    last = Some(e);
+                    conn.discard();
+                    continue;
+                }
+                Err(_) => {
+                    last = Some(attempt_timed_out(self.inner.config.validation_timeout));
+                    conn.discard();
+                    continue;
+                }
+            };
+            if let Some(resolution) = found.resolution(xid, origin) {
+                metrics.resolved(resolution);
+            }
+            match found.verdict {
+                Verdict::Committed => return Resolution::Committed,
+                Verdict::Aborted => return Resolution::Aborted,
+                Verdict::InProgress => {
                     // Same server, still open: its backend never got (or never finished) the
                     // COMMIT. End it, so the answer becomes final.
                     let _ = conn
@@ -224,15 +247,7 @@ impl Pool {
                         .await;
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }
-                Ok(Ok(Verdict::Unknown(why))) => return Resolution::Unknown(resolve::unknown(why)),
-                Ok(Err(e)) => {
-                    last = Some(e);
-                    conn.discard();
-                }
-                Err(_) => {
-                    last = Some(attempt_timed_out(self.inner.config.validation_timeout));
-                    conn.discard();
-                }
+                Verdict::Unknown(why) => return Resolution::Unknown(resolve::unknown(why)),
             }
         }
     }

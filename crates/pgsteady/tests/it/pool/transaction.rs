@@ -2,11 +2,13 @@
 //! a COMMIT lost in flight resolved with txid_status() instead of guessed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pgsteady::{RetryPolicy, TransactionError};
+use pgsteady::{
+    CommitResolution, PoolEvent, ResolveRule, ResolveVerdict, RetryPolicy, TransactionError,
+};
 use pgsteady_testkit::{Cluster, FaultProxy, ProxyMode, StopMode};
 
 use super::pool;
@@ -144,22 +146,35 @@ async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
 }
 
 /// A transaction whose COMMIT meets the proxy switching to `mode`; the network heals after
-/// `heal_after`.
+/// `heal_after`. Also returns the commit resolutions the pool's observer was told of, after
+/// checking they agree with its counters.
 async fn commit_through(
     mode: ProxyMode,
     heal_after: Duration,
     deadline: Duration,
-) -> (Result<(), TransactionError>, u32, HashMap<String, i64>) {
+) -> (
+    Result<(), TransactionError>,
+    u32,
+    HashMap<String, i64>,
+    Vec<CommitResolution>,
+) {
     let cluster = Cluster::start().await.unwrap();
     create_table(&cluster).await;
     let proxy = Arc::new(FaultProxy::start(cluster.addr()).await.unwrap());
     let mut retry = RetryPolicy::default();
     retry.commit_timeout = Duration::from_millis(300);
     retry.deadline = deadline;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
     let pool = pool(&cluster, Some(proxy.port()), |b| {
         b.max_size(2)
             .retry(retry)
             .acquire_timeout(Duration::from_secs(1))
+            .observer(move |e| {
+                if let PoolEvent::CommitResolved(r) = e {
+                    sink.lock().unwrap().push((**r).clone());
+                }
+            })
     });
     proxy.set_mode_on_query("COMMIT", mode);
     let healer = {
@@ -181,19 +196,39 @@ async fn commit_through(
         .await;
     healer.abort();
     let rows = rows_per_key(&cluster).await;
-    (result, runs.load(Ordering::SeqCst), rows)
+    let resolutions = events.lock().unwrap().clone();
+    let counted = pool.metrics().commit_resolutions;
+    assert_eq!(counted.total(), resolutions.len() as u64);
+    for r in &resolutions {
+        assert!(counted.get(r.verdict, r.rule) > 0, "{r:?} not counted");
+        assert!(r.xid > 0 && !r.origin.incarnation.is_empty(), "{r:?}");
+    }
+    (result, runs.load(Ordering::SeqCst), rows, resolutions)
+}
+
+/// The one resolution a test expects, with its verdict and rule.
+fn only(resolutions: &[CommitResolution]) -> (ResolveVerdict, ResolveRule) {
+    assert_eq!(resolutions.len(), 1, "{resolutions:?}");
+    (resolutions[0].verdict, resolutions[0].rule)
 }
 
 #[tokio::test]
 async fn a_commit_whose_reply_is_lost_is_resolved_as_committed_and_not_replayed() {
     // The server gets COMMIT and commits; the client never hears back.
-    let (result, runs, rows) = commit_through(
+    let (result, runs, rows, resolutions) = commit_through(
         ProxyMode::DropReplies,
         Duration::from_secs(1),
         Duration::from_secs(10),
     )
     .await;
     result.expect("txid_status says committed");
+    assert_eq!(
+        only(&resolutions),
+        (ResolveVerdict::Committed, ResolveRule::SameServer)
+    );
+    let reached = resolutions[0].reached.as_ref().expect("a server answered");
+    assert_eq!(reached.incarnation, resolutions[0].origin.incarnation);
+    assert_eq!(resolutions[0].txid_status.as_deref(), Some("committed"));
     assert_eq!(
         runs, 1,
         "a transaction that may have committed is never replayed"
@@ -205,13 +240,18 @@ async fn a_commit_whose_reply_is_lost_is_resolved_as_committed_and_not_replayed(
 async fn a_commit_that_never_arrived_is_resolved_as_aborted_and_replayed_once() {
     // COMMIT is swallowed: the old backend sits idle in transaction, txid_status says
     // "in progress" until the pool terminates that backend; then "aborted", and a replay.
-    let (result, runs, rows) = commit_through(
+    let (result, runs, rows, resolutions) = commit_through(
         ProxyMode::Blackhole,
         Duration::from_secs(1),
         Duration::from_secs(10),
     )
     .await;
     result.expect("replayed after the outcome was resolved as aborted");
+    // "in progress" is not a resolution: only the final "aborted" is told.
+    assert_eq!(
+        only(&resolutions),
+        (ResolveVerdict::Aborted, ResolveRule::SameServer)
+    );
     assert_eq!(runs, 2);
     assert_eq!(rows.get("k"), Some(&1), "exactly once");
 }
@@ -219,12 +259,17 @@ async fn a_commit_that_never_arrived_is_resolved_as_aborted_and_replayed_once() 
 #[tokio::test]
 async fn an_unresolvable_commit_is_reported_as_outcome_unknown() {
     // The network stays broken past the deadline: nothing can be learned.
-    let (result, runs, rows) = commit_through(
+    let (result, runs, rows, resolutions) = commit_through(
         ProxyMode::DropReplies,
         Duration::from_secs(30),
         Duration::from_secs(3),
     )
     .await;
+    assert_eq!(
+        only(&resolutions),
+        (ResolveVerdict::Unknown, ResolveRule::NoAnswer)
+    );
+    assert!(resolutions[0].reached.is_none() && resolutions[0].why.is_some());
     match result {
         Err(TransactionError::OutcomeUnknown(u)) => {
             assert!(u.xid > 0);
