@@ -216,6 +216,7 @@ pub(crate) fn check(lines: &[Line]) -> Checked {
         out.anomalies.push((Anomaly::Incomplete("final"), None));
         return out;
     };
+    let balances: BTreeMap<i64, i64> = balances.iter().copied().collect();
     let expected_total = accounts * initial;
     let mut keyed: HashMap<&str, u64> = HashMap::new();
     let mut expected_balance: BTreeMap<i64, i64> = (1..=accounts).map(|a| (a, initial)).collect();
@@ -435,7 +436,7 @@ mod tests {
         Line::Final {
             writes: writes.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
             transfers: transfers.iter().map(|(k, n)| (k.to_string(), *n)).collect(),
-            balances: [(1, balances[0]), (2, balances[1])].into_iter().collect(),
+            balances: vec![(1, balances[0]), (2, balances[1])],
         }
     }
 

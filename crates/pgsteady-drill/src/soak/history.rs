@@ -75,8 +75,9 @@ pub(crate) enum Line {
         writes: BTreeMap<String, i64>,
         /// Rows per transfer key in the transfer ledger.
         transfers: BTreeMap<String, i64>,
-        /// Balance per account.
-        balances: BTreeMap<i64, i64>,
+        /// (account, balance) pairs: a list, since a map's keys would be JSON strings, which
+        /// an internally tagged enum cannot read back as integers.
+        balances: Vec<(i64, i64)>,
     },
 }
 
@@ -329,5 +330,79 @@ pub(crate) fn read(path: &std::path::Path) -> Result<Vec<Line>, String> {
         let line = serde_json::from_slice(&buf)
             .map_err(|e| format!("{} line {n}: {e}", path.display()))?;
         lines.push(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind of line reads back as written: `--check FILE` sees what the run saw.
+    #[test]
+    fn lines_read_back_as_written() {
+        let lines = vec![
+            Line::Start {
+                seed: 1,
+                topology: "single".to_owned(),
+                duration_ms: 10,
+                accounts: 2,
+                initial_balance: 5,
+                schedule: vec!["server: +1ms crash".to_owned()],
+            },
+            Line::Invoke {
+                t: 1.5,
+                wall: "w".to_owned(),
+                call: 3,
+                worker: 1,
+                op: Op::Transfer {
+                    key: "t1-1".to_owned(),
+                    from: 1,
+                    to: 2,
+                    amount: 3,
+                },
+            },
+            Line::Complete {
+                t: 2.0,
+                wall: "w".to_owned(),
+                call: 3,
+                result: Outcome::Unknown,
+                kind: Some("CommitOutcomeUnknown".to_owned()),
+                code: Some("57P01".to_owned()),
+                xid: Some(77),
+                read: Some((10, 2)),
+            },
+            Line::Nemesis {
+                t: 3.0,
+                wall: "w".to_owned(),
+                fault: "crash".to_owned(),
+                phase: Phase::End,
+                note: "n".to_owned(),
+            },
+            Line::Pool {
+                t: 4.0,
+                wall: "w".to_owned(),
+                event: PoolLine::Evicted {
+                    reason: "closed".to_owned(),
+                    closed_by: Some("reset".to_owned()),
+                },
+            },
+            Line::Final {
+                writes: [("w0-1".to_owned(), 1)].into_iter().collect(),
+                transfers: BTreeMap::new(),
+                balances: vec![(1, 2), (2, 8)],
+            },
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
+        let recorder = Recorder::new(Some(std::fs::File::create(&path).unwrap()));
+        for line in &lines {
+            recorder.record(line.clone());
+        }
+        let (kept, failed) = recorder.finish();
+        assert_eq!(failed, None);
+        assert_eq!(kept, lines);
+        assert_eq!(read(&path).unwrap(), lines);
+        std::fs::write(&path, "{\"type\":\"start\"}\n").unwrap();
+        assert!(read(&path).unwrap_err().contains("line 1"));
     }
 }
