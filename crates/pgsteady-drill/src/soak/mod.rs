@@ -7,6 +7,7 @@ mod check;
 mod env;
 mod history;
 mod nemesis;
+mod timeline;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -512,6 +513,7 @@ fn report(lines: &[Line], plan: Option<&Plan>) -> u8 {
     for (event, n) in &checked.pool {
         out.push_str(&format!("  {event:<48} {n}\n"));
     }
+    out.push_str(&timeline::picture(lines));
     let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
     for (a, _) in &checked.anomalies {
         *by_kind.entry(a.name()).or_default() += 1;
