@@ -222,11 +222,16 @@ impl Env {
                 };
                 if fault == Fault::PoolerRestart {
                     bouncer.restart().await?;
-                } else {
-                    bouncer.pause().await?;
-                    tokio::time::sleep(hold).await;
-                    bouncer.resume().await?;
+                    return Ok(String::new());
                 }
+                // PAUSE waits for every server connection to be released; whatever it
+                // answers, RESUME, so that a PAUSE that did not complete is not left in force.
+                let paused = bouncer.pause().await;
+                if paused.is_ok() {
+                    tokio::time::sleep(hold).await;
+                }
+                bouncer.resume().await?;
+                paused?;
                 Ok(String::new())
             }
             Fault::Failover | Fault::KillFailover | Fault::Fence | Fault::StandbyRestart => {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_postgres::AsyncMessage;
 use tokio_postgres::error::SqlState;
 
@@ -125,6 +125,9 @@ pub struct ConnectionMonitor {
     session: Arc<AtomicU8>,
     /// The same, for waiters.
     session_rx: watch::Receiver<SessionState>,
+    /// Told by [`ConnectionMonitor::close`]: the task drops the connection, closing its
+    /// socket.
+    shutdown: Arc<Notify>,
 }
 
 impl fmt::Debug for ConnectionMonitor {
@@ -150,10 +153,12 @@ impl ConnectionMonitor {
         let session = Arc::new(AtomicU8::new(initial.pack()));
         let (session_tx, session_rx) = watch::channel(initial);
         let published = session.clone();
+        let shutdown = Arc::new(Notify::new());
+        let told = shutdown.clone();
         tokio::spawn(async move {
             let mut notice = None;
             let mut last = initial.pack();
-            let result = std::future::poll_fn(|cx| {
+            let polled = std::future::poll_fn(|cx| {
                 loop {
                     let polled = connection.poll_message(cx);
                     // ParameterStatus messages are absorbed by the poll above (into the
@@ -181,8 +186,14 @@ impl ConnectionMonitor {
                         Poll::Pending => return Poll::Pending,
                     }
                 }
-            })
-            .await;
+            });
+            let result = tokio::select! {
+                result = polled => result,
+                // Dropping the connection closes the socket: the server (or pooler) ends the
+                // session now, instead of it waiting, maybe forever, for replies to requests
+                // that were lost.
+                () = told.notified() => Ok(()),
+            };
             let reason = CloseReason::from_result(result, notice);
             if let Some(r) = reason.reason() {
                 tracing::debug!(reason = %r, "connection closed: {reason}");
@@ -196,7 +207,16 @@ impl ConnectionMonitor {
             closed,
             session,
             session_rx,
+            shutdown,
         }
+    }
+
+    /// Closes the connection's socket now, whatever it still waits for: tokio-postgres
+    /// keeps a connection whose client was dropped open until the server has answered every
+    /// request sent, and a request lost on the way (a network that swallowed it) is never
+    /// answered, which would hold the server session, its open transaction and its locks.
+    pub(crate) fn close(&self) {
+        self.shutdown.notify_one();
     }
 
     /// The `in_hot_standby` / `default_transaction_read_only` values the server last reported
