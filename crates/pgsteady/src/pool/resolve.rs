@@ -44,6 +44,19 @@
 //! - a server restarted since its promotion (no replay position), a timeline more than one
 //!   ahead, another system identifier, or a transaction recorded on a standby: unknown.
 //!
+//! # Durable, not only committed
+//!
+//! "committed" on the server reached is not yet what a COMMIT acknowledges under
+//! synchronous replication: the server marks a transaction committed, then waits for its
+//! synchronous standbys, and only then answers. A COMMIT in doubt may be committed here and
+//! not on the standby (its backend still waiting; or the server crashed while waiting and
+//! replayed its own commit in crash recovery, then was promoted again, as Patroni does).
+//! A failover to that standby loses it: seen in a soak on Patroni, 5 acknowledged writes
+//! lost in 79 leader postmaster kills, each settled "committed" by the replayed rule. So
+//! before a committed verdict is acknowledged, `Pool::transaction` commits a transaction of
+//! its own on the same server, whose COMMIT waits for the same standbys; WAL is confirmed in
+//! order, so ours confirmed means theirs is.
+//!
 //! This settles every in-doubt COMMIT on a promoted standby. It cannot bring back an
 //! acknowledged commit that an asynchronous standby never received: that loss is the
 //! database's promise under asynchronous replication, not something a client can undo.

@@ -88,7 +88,10 @@ impl Pool {
     /// holds the transaction open): committed means success, aborted means replay. After a
     /// crash the server may have handed the transaction id out again; the server's start
     /// time and its restart checkpoint tell whether the status is still about this
-    /// transaction. Only if that cannot be learned before the deadline is the result
+    /// transaction. A commit found is acknowledged once the server's synchronous standbys (if
+    /// it has any) confirm it, as they would have before COMMIT returned: a commit settled on a
+    /// server whose standby lacks it could be lost by the next failover. Only if that cannot
+    /// be learned before the deadline is the result
     /// [`TransactionError::OutcomeUnknown`]. A transaction is never replayed when it may
     /// have committed.
     ///
@@ -233,6 +236,33 @@ impl Pool {
                     continue;
                 }
             };
+            if found.verdict == Verdict::Committed {
+                // Committed on this server is not yet what PostgreSQL acknowledges: with
+                // synchronous replication a COMMIT returns only once the synchronous
+                // standbys have it, and a commit settled here (its backend still waiting,
+                // or replayed by crash recovery) may have skipped that wait; a failover
+                // would then lose it. A commit of our own after it waits for the same
+                // confirmation, and WAL is confirmed in order.
+                match tokio::time::timeout(attempts.remaining(), confirm_durable(&conn)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        last = Some(e);
+                        conn.discard();
+                        continue;
+                    }
+                    Err(_) => {
+                        last = Some(Error::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "transaction {xid} committed on the server, but its synchronous \
+                                 standbys did not confirm it within the deadline"
+                            ),
+                        ));
+                        conn.discard();
+                        continue;
+                    }
+                }
+            }
             if let Some(resolution) = found.resolution(xid, origin) {
                 metrics.resolved(resolution);
             }
@@ -251,6 +281,20 @@ impl Pool {
             }
         }
     }
+}
+
+/// Returns once everything the server has written so far is as durable as its settings
+/// promise for a COMMIT: a transaction of our own commits, and its COMMIT waits for the
+/// synchronous standbys (if any) as every COMMIT does. It must write WAL: PostgreSQL skips
+/// that wait for a transaction that only took an id (`txid_current()` alone commits
+/// without waiting). A temporary table's catalog rows are WAL-logged, need no table of the
+/// application's, and are gone at its COMMIT.
+async fn confirm_durable(conn: &PooledConnection) -> Result<(), Error> {
+    conn.batch_execute(
+        "BEGIN; CREATE TEMPORARY TABLE pgsteady_commit_confirmed () ON COMMIT DROP; COMMIT",
+    )
+    .await
+    .map_err(Error::from)
 }
 
 /// The result of one transaction attempt.
