@@ -77,7 +77,7 @@ pub(super) const RESTART_CHECKPOINT_WITHIN: &str = "5 seconds";
 pub(super) struct Origin {
     /// Its backend's pid.
     pub(super) pid: i32,
-    /// `pg_postmaster_start_time()` as text: the server incarnation.
+    /// When the server's incarnation began, as text (see [`INCARNATION`]).
     pub(super) started: String,
     /// The cluster's system identifier (shared by a primary and its physical standbys).
     pub(super) system: String,
@@ -88,14 +88,33 @@ pub(super) struct Origin {
     pub(super) insert_lsn: Option<String>,
 }
 
+/// When the server's current incarnation began: the postmaster's start, or its last crash
+/// and restart cycle. A backend that dies by a signal makes the postmaster end every
+/// session and run crash recovery without restarting itself (`restart_after_crash`, on by
+/// default), so `pg_postmaster_start_time()` alone does not change, yet WAL that was not
+/// flushed is gone and transaction ids are handed out again: seen in a soak, an in-doubt
+/// COMMIT settled "committed" by another session's reuse of its id. Crash recovery resets
+/// the shared statistics, which dates `pg_stat_bgwriter.stats_reset` to it (an
+/// administrator's `pg_stat_reset_shared('bgwriter')` does too: then the restart rules
+/// apply, which answer unknown rather than guess when no restart checkpoint is found).
+macro_rules! incarnation {
+    () => {
+        "greatest(pg_postmaster_start_time(), (SELECT stats_reset FROM pg_stat_bgwriter))"
+    };
+}
+const INCARNATION: &str = incarnation!();
+
 /// The query that records an [`Origin`] and the transaction id, run just before COMMIT:
 /// pid, xid, start time, system identifier, timeline, WAL insert position.
-pub(super) const ORIGIN_SQL: &str = "SELECT pg_backend_pid(), txid_current_if_assigned(), \
-     pg_postmaster_start_time()::text, s.system_identifier::text, \
+pub(super) const ORIGIN_SQL: &str = concat!(
+    "SELECT pg_backend_pid(), txid_current_if_assigned(), ",
+    incarnation!(),
+    "::text, s.system_identifier::text, \
      CASE WHEN pg_is_in_recovery() THEN NULL ELSE \
        ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \
      CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END \
-     FROM pg_control_system() s";
+     FROM pg_control_system() s"
+);
 
 impl Origin {
     /// Reads an origin from a row of [`ORIGIN_SQL`].
@@ -175,9 +194,9 @@ pub(super) async fn verdict(
     let row = conn
         .query_one(
             &format!(
-                "SELECT pg_postmaster_start_time()::text, c.next_xid, \
-                 c.checkpoint_time <= pg_postmaster_start_time() + interval '{RESTART_CHECKPOINT_WITHIN}', \
-                 c.checkpoint_time >= date_trunc('second', pg_postmaster_start_time()), \
+                "SELECT {INCARNATION}::text, c.next_xid, \
+                 c.checkpoint_time <= {INCARNATION} + interval '{RESTART_CHECKPOINT_WITHIN}', \
+                 c.checkpoint_time >= date_trunc('second', {INCARNATION}), \
                  s.system_identifier::text, \
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE \
                    ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \

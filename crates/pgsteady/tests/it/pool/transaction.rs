@@ -332,3 +332,86 @@ async fn serialization_failures_are_replayed() {
     assert_eq!(rows_per_key(&cluster).await.len(), 2);
     assert!(pool.metrics().retries >= 1);
 }
+
+/// Found by the fault soak (`single`, fault `kill-backend`): a backend killed by a signal
+/// makes the postmaster end every session and run crash recovery without restarting
+/// itself, so `pg_postmaster_start_time()` stays the same while WAL that was not flushed is
+/// gone and transaction ids are handed out again. An in-doubt COMMIT whose id another
+/// session then used and committed was settled "committed" by the same-server rule, and the
+/// acknowledged write was not in the table. Here: the COMMIT is swallowed, the WAL writer is
+/// too slow to flush the transaction's insert, a backend is killed, the id is reused and
+/// committed by someone else, then the network heals.
+#[tokio::test]
+async fn an_id_handed_out_again_after_a_crash_cycle_is_not_taken_for_our_commit() {
+    let cluster = Cluster::builder()
+        .setting("wal_writer_delay", "10s")
+        .start()
+        .await
+        .unwrap();
+    create_table(&cluster).await;
+    let proxy = Arc::new(FaultProxy::start(cluster.addr()).await.unwrap());
+    let mut retry = RetryPolicy::default();
+    retry.commit_timeout = Duration::from_millis(300);
+    retry.deadline = Duration::from_secs(30);
+    let pool = pool(&cluster, Some(proxy.port()), |b| {
+        b.max_size(1)
+            .retry(retry)
+            .acquire_timeout(Duration::from_secs(30))
+    });
+    // A first transaction, so the pool's connection exists before the fault is armed.
+    pool.transaction(async move |tx| {
+        tx.execute("INSERT INTO writes (key) VALUES ('warm')", &[])
+            .await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    proxy.set_mode_on_query("COMMIT", ProxyMode::Blackhole);
+    let writer = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pool.transaction(async move |tx| {
+                tx.execute("INSERT INTO writes (key) VALUES ('ours')", &[])
+                    .await?;
+                Ok(())
+            })
+            .await
+        })
+    };
+    let armed = std::time::Instant::now();
+    while proxy.mode() != ProxyMode::Blackhole {
+        assert!(armed.elapsed() < Duration::from_secs(20), "no COMMIT came");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pids = cluster
+        .backend_pids(pgsteady_testkit::BackendFilter::ClientBackends)
+        .await
+        .unwrap();
+    cluster.kill_backend(pids[0]).unwrap();
+    cluster.wait_ready().await.unwrap();
+    // Others take the ids after recovery, ours among them if it was lost, and commit.
+    let (other, connection) = cluster
+        .pg_config()
+        .connect(tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for _ in 0..20 {
+        other
+            .batch_execute("INSERT INTO writes (key) VALUES ('other')")
+            .await
+            .unwrap();
+    }
+    proxy.set_mode(ProxyMode::Pass);
+    let result = writer.await.unwrap();
+    let rows = rows_per_key(&cluster).await;
+    match result {
+        Ok(()) => assert_eq!(
+            rows.get("ours"),
+            Some(&1),
+            "acknowledged, so present exactly once: {rows:?}"
+        ),
+        Err(TransactionError::OutcomeUnknown(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
+}
