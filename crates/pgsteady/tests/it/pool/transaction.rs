@@ -390,12 +390,21 @@ async fn an_id_handed_out_again_after_a_crash_cycle_is_not_taken_for_our_commit(
     cluster.kill_backend(pids[0]).unwrap();
     cluster.wait_ready().await.unwrap();
     // Others take the ids after recovery, ours among them if it was lost, and commit.
-    let (other, connection) = cluster
-        .pg_config()
-        .connect(tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    // wait_ready may see the server up a moment before it accepts sessions again (57P03).
+    let started = std::time::Instant::now();
+    let other = loop {
+        match cluster.pg_config().connect(tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                break client;
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW) => {
+                assert!(started.elapsed() < Duration::from_secs(60), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
     for _ in 0..20 {
         other
             .batch_execute("INSERT INTO writes (key) VALUES ('other')")
