@@ -49,6 +49,7 @@ impl Env {
         topology: Topology,
         pg_bin: Option<&std::path::Path>,
         workers: u32,
+        strict: bool,
     ) -> Result<Env, BoxError> {
         let builder = || {
             let mut b = Cluster::builder().max_connections(100);
@@ -97,9 +98,13 @@ impl Env {
                     primary_start_timeout: 0,
                     ..PatroniTimings::default()
                 };
+                // Strict: non-strict synchronous mode turns replication off while no replica
+                // is synchronous, and a failover may then lose commits PostgreSQL itself
+                // acknowledged: Patroni's trade-off, not something a client can undo.
                 let mut b = PatroniCluster::builder()
                     .timings(timings)
-                    .synchronous_mode(true);
+                    .synchronous_mode(true)
+                    .synchronous_mode_strict(strict);
                 if let Some(dir) = pg_bin {
                     b = b.pg_bin(dir);
                 }

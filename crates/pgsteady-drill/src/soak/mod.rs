@@ -127,6 +127,10 @@ pub struct SoakArgs {
     /// Directory holding the PostgreSQL server binaries (see `pgsteady drill --help`).
     #[arg(long, value_name = "DIR")]
     pg_bin: Option<PathBuf>,
+    /// With --topology patroni: Patroni's synchronous_mode_strict off, so Patroni turns
+    /// synchronous replication off while no replica is synchronous (Patroni's default).
+    #[arg(long)]
+    non_strict: bool,
     /// Negative control: acknowledge a write that was rolled back now and then, as a wrong
     /// commit resolution would. The checker must fail the run.
     #[arg(long, hide = true)]
@@ -150,6 +154,7 @@ struct Plan {
     deadline: Duration,
     pg_bin: Option<PathBuf>,
     plant_bug: bool,
+    non_strict: bool,
 }
 
 impl Plan {
@@ -193,6 +198,7 @@ impl Plan {
             deadline: args.deadline,
             pg_bin: args.pg_bin,
             plant_bug: args.plant_bug,
+            non_strict: args.non_strict,
         })
     }
 
@@ -308,7 +314,13 @@ async fn soak(plan: &Plan) -> u8 {
 async fn steps(plan: &Plan, recorder: &Recorder) -> Result<Option<String>, BoxError> {
     eprintln!("starting the {} topology...", plan.topology.name());
     let started = Instant::now();
-    let env = Env::start(plan.topology, plan.pg_bin.as_deref(), plan.workers).await?;
+    let env = Env::start(
+        plan.topology,
+        plan.pg_bin.as_deref(),
+        plan.workers,
+        !plan.non_strict,
+    )
+    .await?;
     eprintln!(
         "{} (started in {} ms)",
         env.describe(),
