@@ -18,6 +18,9 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(120);
 const LOST_COMMIT_ARM: Duration = Duration::from_secs(3);
 const LOST_COMMIT_HOLD: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(50);
+/// How long the replica may take to lead after the leader's node is killed: the leader key's
+/// ttl (10 s) and a few HA loops.
+const TAKEOVER_WITHIN: Duration = Duration::from_secs(40);
 
 /// A running topology. Dropping it stops everything and removes the directories.
 #[derive(Debug)]
@@ -287,9 +290,18 @@ impl Env {
                     }
                     _ => {
                         cluster.kill_node(&before.leader).await?;
-                        // The replica takes over once the leader key expires (ttl).
-                        wait_leader_other_than(cluster, &before.leader).await?;
+                        // The replica takes over once the leader key expires (ttl), unless
+                        // it may not: in strict synchronous mode a replica that was not
+                        // synchronous is never promoted. Either way the node comes back.
+                        let took_over = wait_leader_other_than(cluster, &before.leader).await;
                         cluster.start_node(&before.leader).await?;
+                        if let Err(why) = took_over {
+                            let after = cluster.wait_healthy(HEALTHY_WITHIN).await?;
+                            return Ok(format!(
+                                "no failover ({why}); {} back, leader {} (timeline {})",
+                                before.leader, after.leader, after.timeline
+                            ));
+                        }
                     }
                 }
                 let after = cluster.wait_healthy(HEALTHY_WITHIN).await?;
@@ -421,7 +433,7 @@ async fn wait_sync(primary: &Cluster, standby: &Cluster) -> Result<(), BoxError>
     }
 }
 
-/// Waits until Patroni reports a leader other than `old`.
+/// Waits (up to [`TAKEOVER_WITHIN`]) until Patroni reports a leader other than `old`.
 async fn wait_leader_other_than(cluster: &PatroniCluster, old: &str) -> Result<(), BoxError> {
     let started = Instant::now();
     loop {
@@ -431,8 +443,8 @@ async fn wait_leader_other_than(cluster: &PatroniCluster, old: &str) -> Result<(
         {
             return Ok(());
         }
-        if started.elapsed() > HEALTHY_WITHIN {
-            return Err(format!("no leader other than {old} within {HEALTHY_WITHIN:?}").into());
+        if started.elapsed() > TAKEOVER_WITHIN {
+            return Err(format!("no leader other than {old} within {TAKEOVER_WITHIN:?}").into());
         }
         tokio::time::sleep(POLL).await;
     }
