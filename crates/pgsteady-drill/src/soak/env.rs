@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use pgsteady_testkit::{
     BackendFilter, Cluster, FaultProxy, PatroniCluster, PatroniTimings, PgBouncer, PoolMode,
-    ProxyMode, StopMode,
+    ProxyMode, Role, StopMode,
 };
 use tokio_postgres::NoTls;
 
@@ -283,6 +283,9 @@ impl Env {
                     return Err(no().into());
                 };
                 let before = cluster.wait_healthy(HEALTHY_WITHIN).await?;
+                // Streaming is not enough: Patroni promotes (and switches over to) only the
+                // replica it marked synchronous, so each fault waits for that mark.
+                wait_sync_standby(cluster, &before.replica).await?;
                 match fault {
                     Fault::Switchover => cluster.switchover(&before.replica).await?,
                     Fault::LeaderKill => {
@@ -426,6 +429,27 @@ async fn wait_sync(primary: &Cluster, standby: &Cluster) -> Result<(), BoxError>
                  {HEALTHY_WITHIN:?}",
                 standby.port(),
                 primary.port()
+            )
+            .into());
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until Patroni lists `replica` as the synchronous standby.
+async fn wait_sync_standby(cluster: &PatroniCluster, replica: &str) -> Result<(), BoxError> {
+    let started = Instant::now();
+    loop {
+        if let Ok(members) = cluster.members().await
+            && members
+                .iter()
+                .any(|m| m.name == replica && m.role == Role::SyncStandby)
+        {
+            return Ok(());
+        }
+        if started.elapsed() > HEALTHY_WITHIN {
+            return Err(format!(
+                "{replica} was not the synchronous standby within {HEALTHY_WITHIN:?}"
             )
             .into());
         }
