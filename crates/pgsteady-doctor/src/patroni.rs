@@ -252,7 +252,10 @@ async fn in_recovery(
     let connector = Connector::new(single)
         .map_err(|e| format!("{e:#}"))?
         .with_attempt_timeout(timeout);
-    let connected = connector.connect_once().await.map_err(|e| format!("{e:#}"))?;
+    let connected = connector
+        .connect_once()
+        .await
+        .map_err(|e| format!("{e:#}"))?;
     let sql = "SELECT pg_is_in_recovery()::text AS in_recovery";
     let rows = query::rows(&connected.client, sql, 1, MAX_QUERY_BYTES, timeout)
         .await

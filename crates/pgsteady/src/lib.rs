@@ -29,7 +29,10 @@ pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{Config, Host, HostSpec, Password, SslMode, StatementCache, TargetSessionAttrs};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
-pub use metrics::{EvictReason, PoolMetrics, StatementMode};
+pub use metrics::{
+    CommitResolution, EvictReason, PoolEvent, PoolMetrics, ResolveRule, ResolveVerdict,
+    ServerFacts, StatementMode,
+};
 pub use pool::{
     CachedStatement, CommitOutcomeUnknown, GenericClient, Pool, PoolBuilder, PoolConfig,
     PoolHealth, PooledConnection, Query, QueryRef, Reachability, RowStream, Transaction,

@@ -1,10 +1,14 @@
 //! Pool metrics: counters kept with relaxed atomics on the hot path, read as a [`Copy`]
-//! snapshot.
+//! snapshot; and the pool's events ([`PoolEvent`]) for an observer.
+
+mod events;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::classify::Reason;
+pub(crate) use events::Observer;
+pub use events::{CommitResolution, PoolEvent, ResolveRule, ResolveVerdict, ServerFacts};
 
 /// Upper bounds of the checkout latency histogram buckets; the last bucket is unbounded.
 pub const CHECKOUT_BUCKETS: [Duration; 8] = [
@@ -166,9 +170,34 @@ pub(crate) struct Metrics {
     checkout_failures: AtomicU64,
     checkout_buckets: [AtomicU64; N_BUCKETS],
     checkout_nanos: AtomicU64,
+    resolutions: [[AtomicU64; ResolveRule::ALL.len()]; ResolveVerdict::ALL.len()],
+    /// Told of every event; set once when the pool is built.
+    observer: Option<Observer>,
 }
 
 impl Metrics {
+    /// Counters at zero, telling `observer` of every event.
+    pub(crate) fn with_observer(observer: Option<Observer>) -> Self {
+        Metrics {
+            observer,
+            ..Metrics::default()
+        }
+    }
+
+    /// Hands an event to the observer, if any (the event is only built when there is one).
+    pub(crate) fn tell(&self, event: impl FnOnce() -> PoolEvent) {
+        if let Some(observer) = &self.observer {
+            observer.tell(&event());
+        }
+    }
+
+    /// Counts a commit resolution and tells the observer.
+    pub(crate) fn resolved(&self, resolution: CommitResolution) {
+        self.resolutions[resolution.verdict.index()][resolution.rule.index()]
+            .fetch_add(1, Ordering::Relaxed);
+        self.tell(|| PoolEvent::CommitResolved(Box::new(resolution)));
+    }
+
     pub(crate) fn created(&self) {
         self.creates.fetch_add(1, Ordering::Relaxed);
     }
@@ -182,6 +211,10 @@ impl Metrics {
         if let Some(reason) = closed_by {
             self.closed_by.add(reason);
         }
+        self.tell(|| PoolEvent::Evicted {
+            reason: why,
+            closed_by,
+        });
     }
 
     pub(crate) fn retried(&self) {
@@ -228,6 +261,11 @@ impl Metrics {
             checkout_seconds_sum: Duration::from_nanos(load(&self.checkout_nanos)).as_secs_f64(),
             // The pool fills it in: the mode is the pool's, not a counter.
             statement_mode: StatementMode::Named,
+            commit_resolutions: ResolutionCounts {
+                counts: std::array::from_fn(|v| {
+                    std::array::from_fn(|r| load(&self.resolutions[v][r]))
+                }),
+            },
         }
     }
 }
@@ -304,6 +342,45 @@ pub struct PoolMetrics {
     pub checkout_seconds_sum: f64,
     /// Named or unnamed statements now (`statement_cache`).
     pub statement_mode: StatementMode,
+    /// In-doubt COMMITs settled by [`crate::Pool::transaction`], by verdict and rule.
+    pub commit_resolutions: ResolutionCounts,
+}
+
+/// Commit resolutions counted by [`ResolveVerdict`] and [`ResolveRule`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ResolutionCounts {
+    counts: [[u64; ResolveRule::ALL.len()]; ResolveVerdict::ALL.len()],
+}
+
+impl ResolutionCounts {
+    /// Resolutions with this verdict given by this rule.
+    pub fn get(&self, verdict: ResolveVerdict, rule: ResolveRule) -> u64 {
+        self.counts[verdict.index()][rule.index()]
+    }
+
+    /// Resolutions with this verdict, whatever the rule.
+    pub fn by_verdict(&self, verdict: ResolveVerdict) -> u64 {
+        self.counts[verdict.index()].iter().sum()
+    }
+
+    /// Resolutions given by this rule, whatever the verdict.
+    pub fn by_rule(&self, rule: ResolveRule) -> u64 {
+        self.counts.iter().map(|row| row[rule.index()]).sum()
+    }
+
+    /// Every resolution.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().flatten().sum()
+    }
+
+    /// Every (verdict, rule) pair with its count, zeros included, in a fixed order.
+    pub fn iter_all(&self) -> impl Iterator<Item = (ResolveVerdict, ResolveRule, u64)> + '_ {
+        ResolveVerdict::ALL.into_iter().flat_map(move |v| {
+            ResolveRule::ALL
+                .into_iter()
+                .map(move |r| (v, r, self.get(v, r)))
+        })
+    }
 }
 
 impl PoolMetrics {
@@ -376,5 +453,46 @@ mod tests {
         assert_eq!(s.evictions(EvictReason::Lifetime), 1);
         assert_eq!(s.evictions_total(), 2);
         assert_eq!(s.closed_by.get(Reason::AdminShutdown), 1);
+    }
+
+    #[test]
+    fn resolutions_are_counted_by_verdict_and_rule_and_told() {
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let m = Metrics::with_observer(Some(Observer::new(move |e| {
+            sink.lock().unwrap().push(e.clone())
+        })));
+        let resolution = |verdict, rule| CommitResolution {
+            verdict,
+            ..CommitResolution::unknown(7, rule)
+        };
+        m.resolved(resolution(
+            ResolveVerdict::Committed,
+            ResolveRule::SameServer,
+        ));
+        m.resolved(resolution(ResolveVerdict::Aborted, ResolveRule::SameServer));
+        m.resolved(resolution(
+            ResolveVerdict::Aborted,
+            ResolveRule::NotReplayed,
+        ));
+        m.evicted(EvictReason::Closed, Some(Reason::CrashShutdown));
+        let c = m.snapshot(EMPTY).commit_resolutions;
+        assert_eq!(c.get(ResolveVerdict::Aborted, ResolveRule::SameServer), 1);
+        assert_eq!(c.by_verdict(ResolveVerdict::Aborted), 2);
+        assert_eq!(c.by_rule(ResolveRule::SameServer), 2);
+        assert_eq!(c.total(), 3);
+        assert_eq!(
+            c.iter_all().count(),
+            ResolveVerdict::ALL.len() * ResolveRule::ALL.len()
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 4);
+        assert_eq!(
+            seen[3],
+            PoolEvent::Evicted {
+                reason: EvictReason::Closed,
+                closed_by: Some(Reason::CrashShutdown)
+            }
+        );
     }
 }

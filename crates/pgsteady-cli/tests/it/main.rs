@@ -18,6 +18,7 @@ mod pgbouncer;
 mod run;
 mod serve;
 mod slot;
+mod soak;
 mod standby;
 mod version;
 mod wait;

@@ -82,6 +82,7 @@ pub struct PatroniBuilder {
     haproxy: bool,
     haproxy_check_interval: Duration,
     synchronous_mode: bool,
+    synchronous_mode_strict: bool,
     user: String,
     dbname: String,
     bootstrap_timeout: Duration,
@@ -95,6 +96,7 @@ impl Default for PatroniBuilder {
             haproxy: false,
             haproxy_check_interval: Duration::from_millis(500),
             synchronous_mode: false,
+            synchronous_mode_strict: false,
             user: "app".to_owned(),
             dbname: "app".to_owned(),
             bootstrap_timeout: Duration::from_secs(120),
@@ -143,6 +145,16 @@ impl PatroniBuilder {
     /// Patroni's default).
     pub fn synchronous_mode(mut self, on: bool) -> Self {
         self.synchronous_mode = on;
+        self
+    }
+
+    /// Patroni's `synchronous_mode_strict` (with [`PatroniBuilder::synchronous_mode`]): while
+    /// no replica is synchronous, commits wait instead of Patroni turning synchronous
+    /// replication off. Without it, a commit made meanwhile is on the leader only, and a
+    /// failover to a replica that becomes synchronous before receiving it loses it.
+    /// Default: false (as Patroni's).
+    pub fn synchronous_mode_strict(mut self, on: bool) -> Self {
+        self.synchronous_mode_strict = on;
         self
     }
 
@@ -375,6 +387,7 @@ impl PatroniCluster {
                     "primary_start_timeout": t.primary_start_timeout,
                     "maximum_lag_on_failover": 1_048_576,
                     "synchronous_mode": settings.synchronous_mode,
+                    "synchronous_mode_strict": settings.synchronous_mode_strict,
                     "postgresql": {
                         "use_pg_rewind": true,
                         "use_slots": true,

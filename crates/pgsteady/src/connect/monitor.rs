@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::Poll;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_postgres::AsyncMessage;
 use tokio_postgres::error::SqlState;
 
@@ -224,8 +224,11 @@ impl ConnectionMonitor {
 
     /// Ends the connection now: its socket is closed and whatever the server still sends is
     /// never read. tokio-postgres reads a result nobody reads any more until its end, so a
-    /// caller that gave up on an endless or oversized answer calls this; the closing reason is
-    /// clean, as when the client is dropped.
+    /// caller that gave up on an endless or oversized answer calls this; and it keeps a
+    /// connection whose client was dropped open until every request sent was answered, so a
+    /// request lost on the way (a network that swallowed it) would hold the server session,
+    /// its open transaction and its locks. The closing reason is clean, as when the client is
+    /// dropped.
     pub fn close(&self) {
         self.stop.notify_one();
     }

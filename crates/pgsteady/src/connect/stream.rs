@@ -191,6 +191,76 @@ where
     })
 }
 
+/// The ErrorResponse a server sent instead of answering the SSLRequest (its `E` already
+/// read) as an error classified by its SQLSTATE. The body is capped like any message that
+/// carries no data (libpq's 30,000 bytes); a malformed one is an error of its own.
+async fn refused_tls_request<S: AsyncRead + Unpin>(stream: &mut S) -> Error {
+    let malformed = |why: &str| {
+        Error::new(
+            ErrorKind::Connect,
+            format!("the server answered the TLS request with a malformed error: {why}"),
+        )
+        .with_reason(Reason::Other)
+    };
+    let mut len = [0u8; 4];
+    if let Err(e) = stream.read_exact(&mut len).await {
+        return Error::from_io(e, "reading the server's answer to the TLS request");
+    }
+    // A message length under 30,000 starts with a zero byte; text does not: the
+    // postmaster's fork failure. Read up to its newline, 256 bytes or the end (the caller's
+    // timeout bounds the wait).
+    if len[0] != 0 {
+        let mut text = len.to_vec();
+        let mut chunk = [0u8; 256];
+        while text.len() < 256 && !text.contains(&b'\n') {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => text.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
+        }
+        return super::frame::pre_protocol_error(&text);
+    }
+    let len = u32::from_be_bytes(len);
+    if !(4..=super::frame::MAX_SHORT_MESSAGE).contains(&len) {
+        return malformed(&format!("length {len}"));
+    }
+    let mut body = vec![0u8; len as usize - 4];
+    if let Err(e) = stream.read_exact(&mut body).await {
+        return Error::from_io(e, "reading the server's answer to the TLS request");
+    }
+    let (mut code, mut message) = (None, None);
+    let mut fields = body.as_slice();
+    while let [kind, rest @ ..] = fields {
+        if *kind == 0 {
+            break;
+        }
+        let Some(end) = rest.iter().position(|b| *b == 0) else {
+            return malformed("a field without its terminator");
+        };
+        let value = String::from_utf8_lossy(&rest[..end]);
+        match kind {
+            b'C' => code = Some(value.into_owned()),
+            b'M' => message = Some(crate::text::sanitize_to(&value, 500).into_owned()),
+            _ => {}
+        }
+        fields = &rest[end + 1..];
+    }
+    let Some(code) = code else {
+        return malformed("no SQLSTATE");
+    };
+    let state = tokio_postgres::error::SqlState::from_code(&code);
+    let reason = crate::classify::reason_for_code(&state);
+    Error::new(
+        ErrorKind::from_reason(reason),
+        format!(
+            "the server refused the connection: {} ({})",
+            message.as_deref().unwrap_or("no message"),
+            crate::text::sanitize_to(&code, 5)
+        ),
+    )
+    .with_reason(reason)
+}
+
 /// Negotiates TLS on `socket` per the mode. `try_tls` is false for the plain first try of
 /// `allow` (and for Unix sockets, where libpq never uses TLS).
 pub(crate) async fn negotiate(
@@ -219,19 +289,13 @@ pub(crate) async fn negotiate(
             )
             .with_reason(Reason::Tls));
         }
-        SslAnswer::Other(b'E') => {
-            // The postmaster's fork failure, as libpq reads it: `E`, text, newline, close.
-            // Up to the newline, 256 bytes or the end (the caller's timeout bounds the wait).
-            let mut text = Vec::new();
-            let mut chunk = [0u8; 256];
-            while text.len() < 256 && !text.contains(&b'\n') {
-                match socket.read(&mut chunk).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => text.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-                }
-            }
-            return Err(super::frame::pre_protocol_error(&text));
-        }
+        // A server that cannot take the connection (starting up or in recovery after a
+        // crash, shutting down, out of slots, failing to fork) may answer the SSLRequest
+        // with an error instead of S or N: an ErrorResponse, or the postmaster's pre-protocol
+        // fork failure (`E`, text, newline). libpq reads either as the connection's error
+        // (fe-connect.c); so does this, the former classified by its SQLSTATE: a server
+        // starting up is waited out instead of taken for something that is not PostgreSQL.
+        SslAnswer::Other(b'E') => return Err(refused_tls_request(&mut socket).await),
         SslAnswer::Other(other) => {
             return Err(Error::new(
                 ErrorKind::Connect,
@@ -254,4 +318,58 @@ pub(crate) async fn negotiate(
             .with_source(e)
     })?;
     Ok(Stream::Tls(Box::new(stream)))
+}
+
+#[cfg(test)]
+mod refused_tests {
+    use super::*;
+
+    fn error_response(fields: &[(u8, &str)]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for (kind, value) in fields {
+            body.push(*kind);
+            body.extend_from_slice(value.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut msg = ((body.len() + 4) as u32).to_be_bytes().to_vec();
+        msg.extend(body);
+        msg
+    }
+
+    /// Seen in a fault soak: a server in crash recovery answered the SSLRequest with an
+    /// ErrorResponse, which used to fail the connect as "is this a PostgreSQL server?", a
+    /// permanent error, so calls failed instead of waiting.
+    #[tokio::test]
+    async fn an_error_instead_of_the_tls_answer_is_classified_by_its_sqlstate() {
+        let msg = error_response(&[
+            (b'S', "FATAL"),
+            (b'C', "57P03"),
+            (b'M', "the database system is starting up"),
+        ]);
+        let err = refused_tls_request(&mut msg.as_slice()).await;
+        assert_eq!(err.reason(), Some(Reason::CannotConnectNow));
+        assert!(err.is_transient(), "{err}");
+        assert!(
+            err.to_string()
+                .contains("the database system is starting up (57P03)"),
+            "{err}"
+        );
+        let msg = error_response(&[(b'C', "53300"), (b'M', "sorry, too many clients already")]);
+        let err = refused_tls_request(&mut msg.as_slice()).await;
+        assert_eq!(err.reason(), Some(Reason::TooManyConnections));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_error_instead_of_the_tls_answer_is_an_error_not_a_panic() {
+        for bytes in [
+            vec![0, 0, 0, 2],
+            vec![0xff, 0xff, 0xff, 0xff],
+            vec![0, 0, 0, 8, b'C', b'5', b'7', b'P'],
+            error_response(&[(b'M', "no code")]),
+        ] {
+            let err = refused_tls_request(&mut bytes.as_slice()).await;
+            assert!(!err.is_transient(), "{bytes:?}: {err}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use super::{Pool, PoolConfig, PoolInner, deadline, maintain};
 use crate::config::TargetSessionAttrs;
 use crate::config::{Config, StatementCache};
 use crate::connect::Connector;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Observer, PoolEvent};
 use crate::retry::RetryPolicy;
 use crate::{Backoff, Error};
 
@@ -28,6 +28,7 @@ use crate::{Backoff, Error};
 pub struct PoolBuilder {
     pub(super) config: Config,
     pub(super) pool: PoolConfig,
+    pub(super) observer: Option<Observer>,
 }
 
 macro_rules! setters {
@@ -81,6 +82,17 @@ impl PoolBuilder {
         self
     }
 
+    /// Calls `observer` with each [`PoolEvent`]: connections opened (host and role),
+    /// evictions (reason), in-doubt COMMITs settled (evidence, rule, verdict). For audit
+    /// trails and fault soaks; the same counts are in [`Pool::metrics`] without one.
+    ///
+    /// It runs on the pool's tasks as the event happens, so it must be quick and must not
+    /// block (push to a channel or a buffer). Default: none.
+    pub fn observer(mut self, observer: impl Fn(&PoolEvent) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Observer::new(observer));
+        self
+    }
+
     /// Replaces the whole pool configuration.
     pub fn pool_config(mut self, pool: PoolConfig) -> Self {
         self.pool = pool;
@@ -94,7 +106,11 @@ impl PoolBuilder {
     ///
     /// Must be called within a tokio runtime.
     pub fn build(self) -> Result<Pool, Error> {
-        let PoolBuilder { config, pool } = self;
+        let PoolBuilder {
+            config,
+            pool,
+            observer,
+        } = self;
         if pool.max_size == 0 {
             return Err(Error::config("max_size must be at least 1"));
         }
@@ -115,7 +131,7 @@ impl PoolBuilder {
         let connector = Connector::new(config)?
             .with_max_message_len(pool.max_message_len)
             .with_ready_check(pool.ready_check);
-        let metrics = Arc::new(Metrics::default());
+        let metrics = Arc::new(Metrics::with_observer(observer));
         let events = Arc::new(Notify::new());
         let live = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(Gate::new(

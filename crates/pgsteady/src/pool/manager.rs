@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 use crate::classify::Action;
 use crate::config::TargetSessionAttrs;
 use crate::connect::Connector;
-use crate::metrics::{EvictReason, Metrics};
+use crate::metrics::{EvictReason, Metrics, PoolEvent};
 use crate::{Error, Reason};
 
 use super::conn::Conn;
@@ -50,6 +50,14 @@ impl Open for Opener {
         match self.connect().await {
             Ok(connected) => {
                 self.metrics.created();
+                self.metrics.tell(|| {
+                    let session = connected.monitor.session_state();
+                    PoolEvent::Connected {
+                        host: connected.host.to_string(),
+                        in_hot_standby: session.in_hot_standby,
+                        read_only: session.default_transaction_read_only,
+                    }
+                });
                 self.live.fetch_add(1, Ordering::Relaxed);
                 let (live, events, spread, monitor) = (
                     self.live.clone(),

@@ -144,6 +144,7 @@ impl Pool {
         PoolBuilder {
             config,
             pool: PoolConfig::default(),
+            observer: None,
         }
     }
 
@@ -253,7 +254,10 @@ impl Pool {
     /// holds the transaction open): committed means success, aborted means replay. After a
     /// crash the server may have handed the transaction id out again; the server's start
     /// time and its restart checkpoint tell whether the status is still about this
-    /// transaction. Only if that cannot be learned before the deadline is the result
+    /// transaction. A commit found is acknowledged once the server's synchronous standbys (if
+    /// it has any) confirm it, as they would have before COMMIT returned: a commit settled on a
+    /// server whose standby lacks it could be lost by the next failover. Only if that cannot
+    /// be learned before the deadline is the result
     /// [`TransactionError::OutcomeUnknown`]. A transaction is never replayed when it may
     /// have committed.
     ///

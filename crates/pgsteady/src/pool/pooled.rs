@@ -380,9 +380,11 @@ impl PooledConnection {
         conn.note(conn.client.batch_execute(query).await)
     }
 
-    /// Takes the connection out of the pool for good; the pool opens another when needed.
+    /// Takes the connection out of the pool for good, closing its socket (its state is
+    /// unknown: a statement timed out, or it was lost); the pool opens another when needed.
     pub(crate) fn discard(self) {
-        let _ = deadpool::managed::Object::take(self.obj);
+        let conn = deadpool::managed::Object::take(self.obj);
+        conn.monitor.close();
     }
 }
 

@@ -44,12 +44,26 @@
 //! - a server restarted since its promotion (no replay position), a timeline more than one
 //!   ahead, another system identifier, or a transaction recorded on a standby: unknown.
 //!
+//! # Durable, not only committed
+//!
+//! "committed" on the server reached is not yet what a COMMIT acknowledges under
+//! synchronous replication: the server marks a transaction committed, then waits for its
+//! synchronous standbys, and only then answers. A COMMIT in doubt may be committed here and
+//! not on the standby (its backend still waiting; or the server crashed while waiting and
+//! replayed its own commit in crash recovery, then was promoted again, as Patroni does).
+//! A failover to that standby loses it: seen in a soak on Patroni, 5 acknowledged writes
+//! lost in 79 leader postmaster kills, each settled "committed" by the replayed rule. So
+//! before a committed verdict is acknowledged, `Pool::transaction` commits a transaction of
+//! its own on the same server, whose COMMIT waits for the same standbys; WAL is confirmed in
+//! order, so ours confirmed means theirs is.
+//!
 //! This settles every in-doubt COMMIT on a promoted standby. It cannot bring back an
 //! acknowledged commit that an asynchronous standby never received: that loss is the
 //! database's promise under asynchronous replication, not something a client can undo.
 
 use tokio_postgres::error::SqlState;
 
+use crate::metrics::{CommitResolution, ResolveRule, ResolveVerdict, ServerFacts};
 use crate::pool::PooledConnection;
 use crate::{Error, ErrorKind};
 
@@ -63,7 +77,7 @@ pub(super) const RESTART_CHECKPOINT_WITHIN: &str = "5 seconds";
 pub(super) struct Origin {
     /// Its backend's pid.
     pub(super) pid: i32,
-    /// `pg_postmaster_start_time()` as text: the server incarnation.
+    /// When the server's incarnation began, as text (see [`INCARNATION`]).
     pub(super) started: String,
     /// The cluster's system identifier (shared by a primary and its physical standbys).
     pub(super) system: String,
@@ -74,14 +88,33 @@ pub(super) struct Origin {
     pub(super) insert_lsn: Option<String>,
 }
 
+/// When the server's current incarnation began: the postmaster's start, or its last crash
+/// and restart cycle. A backend that dies by a signal makes the postmaster end every
+/// session and run crash recovery without restarting itself (`restart_after_crash`, on by
+/// default), so `pg_postmaster_start_time()` alone does not change, yet WAL that was not
+/// flushed is gone and transaction ids are handed out again: seen in a soak, an in-doubt
+/// COMMIT settled "committed" by another session's reuse of its id. Crash recovery resets
+/// the shared statistics, which dates `pg_stat_bgwriter.stats_reset` to it (an
+/// administrator's `pg_stat_reset_shared('bgwriter')` does too: then the restart rules
+/// apply, which answer unknown rather than guess when no restart checkpoint is found).
+macro_rules! incarnation {
+    () => {
+        "greatest(pg_postmaster_start_time(), (SELECT stats_reset FROM pg_stat_bgwriter))"
+    };
+}
+const INCARNATION: &str = incarnation!();
+
 /// The query that records an [`Origin`] and the transaction id, run just before COMMIT:
 /// pid, xid, start time, system identifier, timeline, WAL insert position.
-pub(super) const ORIGIN_SQL: &str = "SELECT pg_backend_pid(), txid_current_if_assigned(), \
-     pg_postmaster_start_time()::text, s.system_identifier::text, \
+pub(super) const ORIGIN_SQL: &str = concat!(
+    "SELECT pg_backend_pid(), txid_current_if_assigned(), ",
+    incarnation!(),
+    "::text, s.system_identifier::text, \
      CASE WHEN pg_is_in_recovery() THEN NULL ELSE \
        ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \
      CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END \
-     FROM pg_control_system() s";
+     FROM pg_control_system() s"
+);
 
 impl Origin {
     /// Reads an origin from a row of [`ORIGIN_SQL`].
@@ -108,49 +141,114 @@ pub(super) enum Verdict {
     Unknown(String),
 }
 
+/// A verdict with the rule that gave it and the facts it rests on (for the pool's events).
+#[derive(Debug)]
+pub(super) struct Found {
+    pub(super) verdict: Verdict,
+    pub(super) rule: ResolveRule,
+    pub(super) reached: ServerFacts,
+    pub(super) txid_status: Option<String>,
+    pub(super) next_xid: Option<i64>,
+    pub(super) replayed_past_commit: Option<bool>,
+}
+
+impl Found {
+    /// The resolution for the pool's events and counters; `None` while still in progress.
+    pub(super) fn resolution(&self, xid: i64, origin: &Origin) -> Option<CommitResolution> {
+        let (verdict, why) = match &self.verdict {
+            Verdict::Committed => (ResolveVerdict::Committed, None),
+            Verdict::Aborted => (ResolveVerdict::Aborted, None),
+            Verdict::InProgress => return None,
+            Verdict::Unknown(why) => (ResolveVerdict::Unknown, Some(why.clone())),
+        };
+        let mut r = origin.unanswered(xid, why);
+        r.verdict = verdict;
+        r.rule = self.rule;
+        r.reached = Some(self.reached.clone());
+        r.txid_status = self.txid_status.clone();
+        r.next_xid = self.next_xid;
+        r.replayed_past_commit = self.replayed_past_commit;
+        Some(r)
+    }
+}
+
+impl Origin {
+    /// What the origin says on its own: the resolution when no server answered in time.
+    pub(super) fn unanswered(&self, xid: i64, why: Option<String>) -> CommitResolution {
+        let mut r = CommitResolution::unknown(xid, ResolveRule::NoAnswer);
+        r.origin.incarnation = self.started.clone();
+        r.origin.system = self.system.clone();
+        r.origin.timeline = self.timeline;
+        r.origin.insert_lsn = self.insert_lsn.clone();
+        r.why = why;
+        r
+    }
+}
+
 /// What the server knows now of transaction `xid` that ran at `origin`.
 pub(super) async fn verdict(
     conn: &PooledConnection,
     xid: i64,
     origin: &Origin,
-) -> Result<Verdict, Error> {
+) -> Result<Found, Error> {
     let row = conn
         .query_one(
             &format!(
-                "SELECT pg_postmaster_start_time()::text, c.next_xid, \
-                 c.checkpoint_time <= pg_postmaster_start_time() + interval '{RESTART_CHECKPOINT_WITHIN}', \
-                 c.checkpoint_time >= date_trunc('second', pg_postmaster_start_time()), \
+                "SELECT {INCARNATION}::text, c.next_xid, \
+                 c.checkpoint_time <= {INCARNATION} + interval '{RESTART_CHECKPOINT_WITHIN}', \
+                 c.checkpoint_time >= date_trunc('second', {INCARNATION}), \
                  s.system_identifier::text, \
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE \
                    ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \
-                 pg_last_wal_replay_lsn() >= $1::text::pg_lsn \
+                 pg_last_wal_replay_lsn() >= $1::text::pg_lsn, \
+                 CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END \
                  FROM pg_control_checkpoint() c, pg_control_system() s"
             ),
             &[&origin.insert_lsn],
         )
         .await?;
-    let same_server = row.get::<_, String>(0) == origin.started;
+    let started: String = row.get(0);
+    let same_server = started == origin.started;
     let here = Lineage {
         system: row.get(4),
         timeline: row.get(5),
         replayed_past_commit: row.get(6),
     };
-    if let Some(verdict) = across_failover(xid, origin, &here, || async {
-        match conn.query_one("SELECT txid_status($1)", &[&xid]).await {
-            Ok(row) => Ok(row.get::<_, Option<String>>(0)),
+    let next_xid = parse_full_xid(&row.get::<_, String>(1));
+    let mut found = Found {
+        verdict: Verdict::InProgress,
+        rule: ResolveRule::SameServer,
+        reached: ServerFacts::default(),
+        txid_status: None,
+        next_xid,
+        replayed_past_commit: here.replayed_past_commit,
+    };
+    found.reached.incarnation = started;
+    found.reached.system = here.system.clone();
+    found.reached.timeline = here.timeline;
+    found.reached.insert_lsn = row.get(7);
+    let mut asked = None;
+    if let Some((verdict, rule)) = across_failover(xid, origin, &here, || async {
+        let status = match conn.query_one("SELECT txid_status($1)", &[&xid]).await {
+            Ok(row) => row.get::<_, Option<String>>(0),
             // "in the future": never handed out here, so not committed here.
             Err(e) if e.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => {
-                Ok(Some("aborted".to_owned()))
+                Some("aborted".to_owned())
             }
-            Err(e) => Err(Error::from(e)),
-        }
+            Err(e) => return Err(Error::from(e)),
+        };
+        asked = Some(status.clone());
+        Ok(status)
     })
     .await?
     {
-        return Ok(verdict);
+        found.verdict = verdict;
+        found.rule = rule;
+        found.txid_status = asked.flatten();
+        return Ok(found);
     }
     let checkpoint = Checkpoint {
-        next_xid: parse_full_xid(&row.get::<_, String>(1)),
+        next_xid,
         restart: row.get(2),
         after_start: row.get(3),
     };
@@ -158,11 +256,16 @@ pub(super) async fn verdict(
         Ok(row) => row.get::<_, Option<String>>(0),
         // "transaction ID ... is in the future": never written before the restart.
         Err(e) if !same_server && e.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => {
-            return Ok(Verdict::Aborted);
+            found.verdict = Verdict::Aborted;
+            found.rule = ResolveRule::NotAssignedAfterRestart;
+            found.txid_status = Some("in the future".to_owned());
+            return Ok(found);
         }
         Err(e) => return Err(e.into()),
     };
-    Ok(decide(xid, same_server, status.as_deref(), &checkpoint))
+    (found.verdict, found.rule) = decide(xid, same_server, status.as_deref(), &checkpoint);
+    found.txid_status = status;
+    Ok(found)
 }
 
 /// What the server reached after the failure says of its lineage.
@@ -185,19 +288,22 @@ async fn across_failover<F, Fut>(
     origin: &Origin,
     here: &Lineage,
     status: F,
-) -> Result<Option<Verdict>, Error>
+) -> Result<Option<(Verdict, ResolveRule)>, Error>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<Option<String>, Error>>,
 {
     Ok(match decide_lineage(origin, here) {
         Relation::SameTimeline => None,
-        Relation::Unknown(why) => Some(Verdict::Unknown(why)),
-        Relation::NotReplayed => Some(Verdict::Aborted),
+        Relation::Unknown(why) => Some((Verdict::Unknown(why), ResolveRule::LineageUnknown)),
+        Relation::NotReplayed => Some((Verdict::Aborted, ResolveRule::NotReplayed)),
         Relation::Replayed => Some(match status().await?.as_deref() {
-            Some("committed") => Verdict::Committed,
-            Some(_) => Verdict::Aborted,
-            None => Verdict::Unknown(format!("transaction {xid} is too old for txid_status()")),
+            Some("committed") => (Verdict::Committed, ResolveRule::Replayed),
+            Some(_) => (Verdict::Aborted, ResolveRule::Replayed),
+            None => (
+                Verdict::Unknown(format!("transaction {xid} is too old for txid_status()")),
+                ResolveRule::TooOld,
+            ),
         }),
     })
 }
@@ -260,25 +366,39 @@ struct Checkpoint {
     after_start: bool,
 }
 
-/// The decision table (see the module docs).
-fn decide(xid: i64, same_server: bool, status: Option<&str>, checkpoint: &Checkpoint) -> Verdict {
+/// The decision table (see the module docs), with the rule that applied.
+fn decide(
+    xid: i64,
+    same_server: bool,
+    status: Option<&str>,
+    checkpoint: &Checkpoint,
+) -> (Verdict, ResolveRule) {
     match (same_server, status) {
-        (_, None) => Verdict::Unknown(format!("transaction {xid} is too old for txid_status()")),
-        (_, Some("aborted")) => Verdict::Aborted,
-        (true, Some("committed")) => Verdict::Committed,
-        (true, Some(_)) => Verdict::InProgress,
+        (_, None) => (
+            Verdict::Unknown(format!("transaction {xid} is too old for txid_status()")),
+            ResolveRule::TooOld,
+        ),
+        (true, Some("aborted")) => (Verdict::Aborted, ResolveRule::SameServer),
+        (false, Some("aborted")) => (Verdict::Aborted, ResolveRule::AbortedAfterRestart),
+        (true, Some("committed")) => (Verdict::Committed, ResolveRule::SameServer),
+        (true, Some(_)) => (Verdict::InProgress, ResolveRule::SameServer),
         (false, Some("committed")) => match checkpoint.next_xid {
-            Some(next) if checkpoint.restart && xid < next => Verdict::Committed,
-            Some(next) if checkpoint.restart && checkpoint.after_start && xid >= next => {
-                Verdict::Aborted
+            Some(next) if checkpoint.restart && xid < next => {
+                (Verdict::Committed, ResolveRule::BelowRestartCheckpoint)
             }
-            _ => Verdict::Unknown(format!(
-                "the server restarted and a later checkpoint hides whether transaction id \
-                 {xid} was handed out again"
-            )),
+            Some(next) if checkpoint.restart && checkpoint.after_start && xid >= next => {
+                (Verdict::Aborted, ResolveRule::ReassignedAfterRestart)
+            }
+            _ => (
+                Verdict::Unknown(format!(
+                    "the server restarted and a later checkpoint hides whether transaction id \
+                     {xid} was handed out again"
+                )),
+                ResolveRule::CheckpointHidesBoundary,
+            ),
         },
         // Another session's transaction holds the id now: ours never reached the WAL.
-        (false, Some(_)) => Verdict::Aborted,
+        (false, Some(_)) => (Verdict::Aborted, ResolveRule::NotAssignedAfterRestart),
     }
 }
 
@@ -322,12 +442,12 @@ mod tests {
     #[test]
     fn on_the_same_server_the_status_is_believed() {
         assert_eq!(
-            decide(7, true, Some("committed"), &LATER),
+            decide(7, true, Some("committed"), &LATER).0,
             Verdict::Committed
         );
-        assert_eq!(decide(7, true, Some("aborted"), &LATER), Verdict::Aborted);
+        assert_eq!(decide(7, true, Some("aborted"), &LATER).0, Verdict::Aborted);
         assert_eq!(
-            decide(7, true, Some("in progress"), &LATER),
+            decide(7, true, Some("in progress"), &LATER).0,
             Verdict::InProgress
         );
     }
@@ -336,27 +456,27 @@ mod tests {
     fn after_a_restart_committed_counts_only_below_the_restart_checkpoint() {
         // Assigned before the restart: the commit is ours.
         assert_eq!(
-            decide(7, false, Some("committed"), &RECOVERY),
+            decide(7, false, Some("committed"), &RECOVERY).0,
             Verdict::Committed
         );
         // Handed out again after the restart: another session's commit, ours never was.
         assert_eq!(
-            decide(12, false, Some("committed"), &RECOVERY),
+            decide(12, false, Some("committed"), &RECOVERY).0,
             Verdict::Aborted
         );
         // A checkpoint from before this server started (a promoted standby's restartpoint)
         // does not prove the id was handed out again.
         assert!(matches!(
-            decide(12, false, Some("committed"), &SHUTDOWN),
+            decide(12, false, Some("committed"), &SHUTDOWN).0,
             Verdict::Unknown(_)
         ));
         assert_eq!(
-            decide(7, false, Some("committed"), &SHUTDOWN),
+            decide(7, false, Some("committed"), &SHUTDOWN).0,
             Verdict::Committed
         );
         // A later checkpoint hides the boundary.
         assert!(matches!(
-            decide(7, false, Some("committed"), &LATER),
+            decide(7, false, Some("committed"), &LATER).0,
             Verdict::Unknown(_)
         ));
     }
@@ -364,14 +484,44 @@ mod tests {
     #[test]
     fn after_a_restart_in_progress_means_someone_else_holds_the_id() {
         assert_eq!(
-            decide(12, false, Some("in progress"), &LATER),
+            decide(12, false, Some("in progress"), &LATER).0,
             Verdict::Aborted
         );
-        assert_eq!(decide(7, false, Some("aborted"), &LATER), Verdict::Aborted);
+        assert_eq!(
+            decide(7, false, Some("aborted"), &LATER).0,
+            Verdict::Aborted
+        );
         assert!(matches!(
-            decide(7, false, None, &RECOVERY),
+            decide(7, false, None, &RECOVERY).0,
             Verdict::Unknown(_)
         ));
+    }
+
+    #[test]
+    fn each_verdict_names_its_rule() {
+        use ResolveRule::*;
+        assert_eq!(decide(7, true, Some("committed"), &LATER).1, SameServer);
+        assert_eq!(
+            decide(7, false, Some("aborted"), &LATER).1,
+            AbortedAfterRestart
+        );
+        assert_eq!(
+            decide(7, false, Some("in progress"), &LATER).1,
+            NotAssignedAfterRestart
+        );
+        assert_eq!(
+            decide(7, false, Some("committed"), &RECOVERY).1,
+            BelowRestartCheckpoint
+        );
+        assert_eq!(
+            decide(12, false, Some("committed"), &RECOVERY).1,
+            ReassignedAfterRestart
+        );
+        assert_eq!(
+            decide(7, false, Some("committed"), &LATER).1,
+            CheckpointHidesBoundary
+        );
+        assert_eq!(decide(7, false, None, &RECOVERY).1, TooOld);
     }
 
     fn origin(timeline: Option<i32>) -> Origin {

@@ -168,37 +168,87 @@ where
     }
 }
 
-/// Learns whether transaction `xid` (run at `origin`) committed, on a new connection.
+/// Learns whether transaction `xid` (run at `origin`) committed, on a new connection,
+/// and counts (and tells the observer) how it was settled.
 async fn resolve_outcome(
     pool: &Pool,
     xid: i64,
     origin: &Origin,
     attempts: &CallAttempts<'_>,
 ) -> Resolution {
+    let metrics = &pool.inner.metrics;
     let mut last = None;
     loop {
         let remaining = attempts.remaining();
         if remaining.is_zero() {
-            return Resolution::Unknown(attempts.out_of_time(last));
+            let err = attempts.out_of_time(last);
+            metrics.resolved(origin.unanswered(xid, Some(format!("{err:#}"))));
+            return Resolution::Unknown(err);
         }
         // Checkouts wait through the outage; keep asking until the deadline.
         let conn = match pool.get_timeout(remaining).await {
             Ok(conn) => conn,
-            Err(e) if !e.is_transient() => return Resolution::Unknown(e),
+            Err(e) if !e.is_transient() => {
+                metrics.resolved(origin.unanswered(xid, Some(format!("{e:#}"))));
+                return Resolution::Unknown(e);
+            }
             Err(e) => {
                 last = Some(e);
                 continue;
             }
         };
-        let verdict = tokio::time::timeout(
+        let found = tokio::time::timeout(
             remaining.min(pool.inner.config.validation_timeout),
             resolve::verdict(&conn, xid, origin),
         )
         .await;
-        match verdict {
-            Ok(Ok(Verdict::Committed)) => return Resolution::Committed,
-            Ok(Ok(Verdict::Aborted)) => return Resolution::Aborted,
-            Ok(Ok(Verdict::InProgress)) => {
+        let found = match found {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                last = Some(e);
+                conn.discard();
+                continue;
+            }
+            Err(_) => {
+                last = Some(attempt_timed_out(pool.inner.config.validation_timeout));
+                conn.discard();
+                continue;
+            }
+        };
+        if found.verdict == Verdict::Committed {
+            // Committed on this server is not yet what PostgreSQL acknowledges: with
+            // synchronous replication a COMMIT returns only once the synchronous
+            // standbys have it, and a commit settled here (its backend still waiting,
+            // or replayed by crash recovery) may have skipped that wait; a failover
+            // would then lose it. A commit of our own after it waits for the same
+            // confirmation, and WAL is confirmed in order.
+            match tokio::time::timeout(attempts.remaining(), confirm_durable(&conn)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    last = Some(e);
+                    conn.discard();
+                    continue;
+                }
+                Err(_) => {
+                    last = Some(Error::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "transaction {xid} committed on the server, but its synchronous \
+                             standbys did not confirm it within the deadline"
+                        ),
+                    ));
+                    conn.discard();
+                    continue;
+                }
+            }
+        }
+        if let Some(resolution) = found.resolution(xid, origin) {
+            metrics.resolved(resolution);
+        }
+        match found.verdict {
+            Verdict::Committed => return Resolution::Committed,
+            Verdict::Aborted => return Resolution::Aborted,
+            Verdict::InProgress => {
                 // Same server, still open: its backend never got (or never finished) the
                 // COMMIT. End it, so the answer becomes final.
                 let _ = conn
@@ -206,17 +256,23 @@ async fn resolve_outcome(
                     .await;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Ok(Ok(Verdict::Unknown(why))) => return Resolution::Unknown(resolve::unknown(why)),
-            Ok(Err(e)) => {
-                last = Some(e);
-                conn.discard();
-            }
-            Err(_) => {
-                last = Some(attempt_timed_out(pool.inner.config.validation_timeout));
-                conn.discard();
-            }
+            Verdict::Unknown(why) => return Resolution::Unknown(resolve::unknown(why)),
         }
     }
+}
+
+/// Returns once everything the server has written so far is as durable as its settings
+/// promise for a COMMIT: a transaction of our own commits, and its COMMIT waits for the
+/// synchronous standbys (if any) as every COMMIT does. It must write WAL: PostgreSQL skips
+/// that wait for a transaction that only took an id (`txid_current()` alone commits
+/// without waiting). A temporary table's catalog rows are WAL-logged, need no table of the
+/// application's, and are gone at its COMMIT.
+async fn confirm_durable(conn: &PooledConnection) -> Result<(), Error> {
+    conn.batch_execute(
+        "BEGIN; CREATE TEMPORARY TABLE pgsteady_commit_confirmed () ON COMMIT DROP; COMMIT",
+    )
+    .await
+    .map_err(Error::from)
 }
 
 /// The result of one transaction attempt.

@@ -13,6 +13,7 @@
 //! | `pgsteady_pool_connections_closed_total` | counter | `reason` (the server's) |
 //! | `pgsteady_pool_evictions_total` | counter | `reason` |
 //! | `pgsteady_pool_retries_total` | counter | |
+//! | `pgsteady_pool_commit_resolutions_total` | counter | `verdict`, `rule` (in-doubt COMMITs settled) |
 //! | `pgsteady_pool_checkouts_total` | counter | |
 //! | `pgsteady_pool_checkout_failures_total` | counter | |
 //! | `pgsteady_pool_checkout_duration_seconds` | histogram | |
@@ -213,6 +214,17 @@ fn encode_pool(m: &PoolMetrics, encoder: &mut DescriptorEncoder<'_>) -> Result<(
     for why in EvictReason::ALL {
         ConstCounter::new(m.evictions(why))
             .encode(family.encode_family(&[("reason", why.as_str())])?)?;
+    }
+    let mut family = encoder.encode_descriptor(
+        "pgsteady_pool_commit_resolutions",
+        "In-doubt COMMITs settled by Pool::transaction, by verdict and the rule that gave it",
+        None,
+        MetricType::Counter,
+    )?;
+    for (verdict, rule, n) in m.commit_resolutions.iter_all() {
+        ConstCounter::new(n).encode(
+            family.encode_family(&[("verdict", verdict.as_str()), ("rule", rule.as_str())])?,
+        )?;
     }
     let buckets: Vec<(f64, u64)> = CHECKOUT_BUCKETS
         .iter()

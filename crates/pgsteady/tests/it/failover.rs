@@ -614,3 +614,70 @@ async fn a_demoted_primary_is_not_handed_out_again_and_get_sees_at_most_max_size
         "writes went on on the new primary"
     );
 }
+
+/// Found by the fault soak on Patroni (5 acknowledged writes lost in 79 leader postmaster
+/// kills): a COMMIT in doubt on a primary whose synchronous standby has not confirmed it is
+/// committed there (`txid_status` says so while the backend still waits for the standby),
+/// but not durable: a failover to the standby would lose it. Here the standby is down, so
+/// the COMMIT waits, `commit_timeout` puts it in doubt, and the resolver finds it committed
+/// on the same server. It must not be acknowledged while the standby lacks it: unknown at
+/// the deadline; and acknowledged once the standby is back within the deadline.
+#[tokio::test]
+async fn a_commit_its_synchronous_standby_never_confirmed_is_not_acknowledged() {
+    let primary = Cluster::start().await.unwrap();
+    let standby = primary.standby().synchronous().start().await.unwrap();
+    client(&primary)
+        .await
+        .batch_execute("CREATE TABLE writes (id bigserial PRIMARY KEY, key text NOT NULL)")
+        .await
+        .unwrap();
+    let pool = |deadline: Duration| {
+        let mut config = Config::parse(&primary.url()).unwrap();
+        config.connect_timeout = Some(Duration::from_secs(2));
+        let mut retry = pgsteady::RetryPolicy::default();
+        retry.commit_timeout = Duration::from_millis(300);
+        retry.deadline = deadline;
+        Pool::builder(config)
+            .max_size(2)
+            .retry(retry)
+            .acquire_timeout(deadline)
+            .build()
+            .unwrap()
+    };
+    let insert = |pool: Pool, key: &'static str| async move {
+        pool.transaction(async move |tx| {
+            tx.execute("INSERT INTO writes (key) VALUES ($1)", &[&key])
+                .await?;
+            Ok(())
+        })
+        .await
+    };
+    standby.stop(StopMode::Fast).await.unwrap();
+    match insert(pool(Duration::from_secs(3)), "alone").await {
+        Err(TransactionError::OutcomeUnknown(u)) => {
+            assert!(u.xid > 0);
+        }
+        other => panic!(
+            "a commit only the primary has was answered {other:?}: a failover to the standby \
+             would lose it"
+        ),
+    }
+    // The same with the standby back within the deadline: the resolver's confirmation waits
+    // for it, then the commit is acknowledged, exactly once.
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        standby.start_server().await.unwrap();
+        standby
+    });
+    insert(pool(Duration::from_secs(30)), "confirmed")
+        .await
+        .expect("acknowledged once the standby confirmed it");
+    let standby = restart.await.unwrap();
+    let rows = rows_per_key(&primary).await;
+    assert_eq!(rows.get("confirmed"), Some(&1), "{rows:?}");
+    // Both are on the standby now: the wait was for real.
+    standby
+        .catch_up(&primary, Duration::from_secs(30))
+        .await
+        .unwrap();
+}

@@ -105,6 +105,15 @@ async fn metrics_cover_the_pool_snapshot_and_readiness() {
         value("pgsteady_pool_evictions_total{reason=\"lifetime\"}"),
         0.0
     );
+    // Every verdict and rule exists from the start, so rate() sees the first resolution.
+    assert_eq!(
+        value("pgsteady_pool_commit_resolutions_total{verdict=\"committed\",rule=\"same_server\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("pgsteady_pool_commit_resolutions_total{verdict=\"unknown\",rule=\"no_answer\"}"),
+        0.0
+    );
     assert_eq!(
         value("pgsteady_pool_checkout_duration_seconds_count"),
         m.checkout_buckets.iter().sum::<u64>() as f64

@@ -95,3 +95,74 @@ async fn kernel_level_drop_is_detected_by_tcp_user_timeout_and_the_pool_replaces
     assert_eq!(metrics.evictions(EvictReason::Closed), 1, "{metrics:?}");
     assert_eq!(metrics.creates, 2);
 }
+
+/// Found by the fault soak: a transaction whose statement the network swallowed timed out
+/// and its connection was discarded, but tokio-postgres kept the socket open waiting for a
+/// reply that never came. The server session stayed idle in transaction, holding its row
+/// lock, after the network healed, forever (behind PgBouncer it also held a server
+/// connection, so `PAUSE` never completed). Discarding a connection closes its socket.
+#[tokio::test]
+async fn a_discarded_connection_ends_its_server_session_and_releases_its_locks() {
+    let cluster = Cluster::start().await.unwrap();
+    let admin = cluster.admin().await.unwrap();
+    let setup = cluster.pg_config();
+    let (client, connection) = setup.connect(tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(connection);
+    client
+        .batch_execute(
+            "CREATE TABLE locked (id int PRIMARY KEY, n int); INSERT INTO locked VALUES (1, 0)",
+        )
+        .await
+        .unwrap();
+    let proxy = std::sync::Arc::new(FaultProxy::start(cluster.addr()).await.unwrap());
+    let mut retry = RetryPolicy::default();
+    retry.attempt_timeout = Some(Duration::from_millis(300));
+    retry.deadline = Duration::from_secs(2);
+    let pool = pool(&cluster, Some(proxy.port()), |b| {
+        b.max_size(2)
+            .retry(retry)
+            .acquire_timeout(Duration::from_secs(2))
+    });
+    let cut = proxy.clone();
+    let result = pool
+        .transaction(async move |tx| {
+            tx.execute("UPDATE locked SET n = n + 1 WHERE id = 1", &[])
+                .await?;
+            // The next statement is swallowed: the server session waits, in transaction.
+            cut.set_mode(ProxyMode::Blackhole);
+            tx.execute("SELECT 1", &[]).await?;
+            Ok(())
+        })
+        .await;
+    assert!(
+        matches!(result, Err(pgsteady::TransactionError::NotCommitted(_))),
+        "{result:?}"
+    );
+    proxy.set_mode(ProxyMode::Pass);
+    let in_transaction = async || -> i64 {
+        admin
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state LIKE 'idle in transaction%' \
+                 AND usename = $1",
+                &[&cluster.user()],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    };
+    // Generous: the session ends as soon as the server reads the close (milliseconds);
+    // without the fix it never does.
+    let started = Instant::now();
+    while in_transaction().await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the discarded connection's session is still idle in transaction, holding its lock"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The lock is free: an update from elsewhere goes through at once.
+    client
+        .batch_execute("SET lock_timeout = '5s'; UPDATE locked SET n = n + 1 WHERE id = 1")
+        .await
+        .expect("the row lock was released");
+}

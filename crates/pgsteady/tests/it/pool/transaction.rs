@@ -2,11 +2,13 @@
 //! a COMMIT lost in flight resolved with txid_status() instead of guessed.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pgsteady::{RetryPolicy, TransactionError};
+use pgsteady::{
+    CommitResolution, PoolEvent, ResolveRule, ResolveVerdict, RetryPolicy, TransactionError,
+};
 use pgsteady_testkit::{Cluster, FaultProxy, ProxyMode, StopMode};
 
 use super::pool;
@@ -159,22 +161,35 @@ async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
 }
 
 /// A transaction whose COMMIT meets the proxy switching to `mode`; the network heals after
-/// `heal_after`.
+/// `heal_after`. Also returns the commit resolutions the pool's observer was told of, after
+/// checking they agree with its counters.
 async fn commit_through(
     mode: ProxyMode,
     heal_after: Duration,
     deadline: Duration,
-) -> (Result<(), TransactionError>, u32, HashMap<String, i64>) {
+) -> (
+    Result<(), TransactionError>,
+    u32,
+    HashMap<String, i64>,
+    Vec<CommitResolution>,
+) {
     let cluster = Cluster::start().await.unwrap();
     create_table(&cluster).await;
     let proxy = Arc::new(FaultProxy::start(cluster.addr()).await.unwrap());
     let mut retry = RetryPolicy::default();
     retry.commit_timeout = Duration::from_millis(300);
     retry.deadline = deadline;
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let sink = events.clone();
     let pool = pool(&cluster, Some(proxy.port()), |b| {
         b.max_size(2)
             .retry(retry)
             .acquire_timeout(Duration::from_secs(1))
+            .observer(move |e| {
+                if let PoolEvent::CommitResolved(r) = e {
+                    sink.lock().unwrap().push((**r).clone());
+                }
+            })
     });
     proxy.set_mode_on_query("COMMIT", mode);
     let healer = {
@@ -196,19 +211,39 @@ async fn commit_through(
         .await;
     healer.abort();
     let rows = rows_per_key(&cluster).await;
-    (result, runs.load(Ordering::SeqCst), rows)
+    let resolutions = events.lock().unwrap().clone();
+    let counted = pool.metrics().commit_resolutions;
+    assert_eq!(counted.total(), resolutions.len() as u64);
+    for r in &resolutions {
+        assert!(counted.get(r.verdict, r.rule) > 0, "{r:?} not counted");
+        assert!(r.xid > 0 && !r.origin.incarnation.is_empty(), "{r:?}");
+    }
+    (result, runs.load(Ordering::SeqCst), rows, resolutions)
+}
+
+/// The one resolution a test expects, with its verdict and rule.
+fn only(resolutions: &[CommitResolution]) -> (ResolveVerdict, ResolveRule) {
+    assert_eq!(resolutions.len(), 1, "{resolutions:?}");
+    (resolutions[0].verdict, resolutions[0].rule)
 }
 
 #[tokio::test]
 async fn a_commit_whose_reply_is_lost_is_resolved_as_committed_and_not_replayed() {
     // The server gets COMMIT and commits; the client never hears back.
-    let (result, runs, rows) = commit_through(
+    let (result, runs, rows, resolutions) = commit_through(
         ProxyMode::DropReplies,
         Duration::from_secs(1),
         Duration::from_secs(10),
     )
     .await;
     result.expect("txid_status says committed");
+    assert_eq!(
+        only(&resolutions),
+        (ResolveVerdict::Committed, ResolveRule::SameServer)
+    );
+    let reached = resolutions[0].reached.as_ref().expect("a server answered");
+    assert_eq!(reached.incarnation, resolutions[0].origin.incarnation);
+    assert_eq!(resolutions[0].txid_status.as_deref(), Some("committed"));
     assert_eq!(
         runs, 1,
         "a transaction that may have committed is never replayed"
@@ -220,13 +255,18 @@ async fn a_commit_whose_reply_is_lost_is_resolved_as_committed_and_not_replayed(
 async fn a_commit_that_never_arrived_is_resolved_as_aborted_and_replayed_once() {
     // COMMIT is swallowed: the old backend sits idle in transaction, txid_status says
     // "in progress" until the pool terminates that backend; then "aborted", and a replay.
-    let (result, runs, rows) = commit_through(
+    let (result, runs, rows, resolutions) = commit_through(
         ProxyMode::Blackhole,
         Duration::from_secs(1),
         Duration::from_secs(10),
     )
     .await;
     result.expect("replayed after the outcome was resolved as aborted");
+    // "in progress" is not a resolution: only the final "aborted" is told.
+    assert_eq!(
+        only(&resolutions),
+        (ResolveVerdict::Aborted, ResolveRule::SameServer)
+    );
     assert_eq!(runs, 2);
     assert_eq!(rows.get("k"), Some(&1), "exactly once");
 }
@@ -234,12 +274,17 @@ async fn a_commit_that_never_arrived_is_resolved_as_aborted_and_replayed_once() 
 #[tokio::test]
 async fn an_unresolvable_commit_is_reported_as_outcome_unknown() {
     // The network stays broken past the deadline: nothing can be learned.
-    let (result, runs, rows) = commit_through(
+    let (result, runs, rows, resolutions) = commit_through(
         ProxyMode::DropReplies,
         Duration::from_secs(30),
         Duration::from_secs(3),
     )
     .await;
+    assert_eq!(
+        only(&resolutions),
+        (ResolveVerdict::Unknown, ResolveRule::NoAnswer)
+    );
+    assert!(resolutions[0].reached.is_none() && resolutions[0].why.is_some());
     match result {
         Err(TransactionError::OutcomeUnknown(u)) => {
             assert!(u.xid > 0);
@@ -301,4 +346,96 @@ async fn serialization_failures_are_replayed() {
     );
     assert_eq!(rows_per_key(&cluster).await.len(), 2);
     assert!(pool.metrics().retries >= 1);
+}
+
+/// Found by the fault soak (`single`, fault `kill-backend`): a backend killed by a signal
+/// makes the postmaster end every session and run crash recovery without restarting
+/// itself, so `pg_postmaster_start_time()` stays the same while WAL that was not flushed is
+/// gone and transaction ids are handed out again. An in-doubt COMMIT whose id another
+/// session then used and committed was settled "committed" by the same-server rule, and the
+/// acknowledged write was not in the table. Here: the COMMIT is swallowed, the WAL writer is
+/// too slow to flush the transaction's insert, a backend is killed, the id is reused and
+/// committed by someone else, then the network heals.
+#[tokio::test]
+async fn an_id_handed_out_again_after_a_crash_cycle_is_not_taken_for_our_commit() {
+    let cluster = Cluster::builder()
+        .setting("wal_writer_delay", "10s")
+        .start()
+        .await
+        .unwrap();
+    create_table(&cluster).await;
+    let proxy = Arc::new(FaultProxy::start(cluster.addr()).await.unwrap());
+    let mut retry = RetryPolicy::default();
+    retry.commit_timeout = Duration::from_millis(300);
+    retry.deadline = Duration::from_secs(30);
+    let pool = pool(&cluster, Some(proxy.port()), |b| {
+        b.max_size(1)
+            .retry(retry)
+            .acquire_timeout(Duration::from_secs(30))
+    });
+    // A first transaction, so the pool's connection exists before the fault is armed.
+    pool.transaction(async move |tx| {
+        tx.execute("INSERT INTO writes (key) VALUES ('warm')", &[])
+            .await?;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    proxy.set_mode_on_query("COMMIT", ProxyMode::Blackhole);
+    let writer = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            pool.transaction(async move |tx| {
+                tx.execute("INSERT INTO writes (key) VALUES ('ours')", &[])
+                    .await?;
+                Ok(())
+            })
+            .await
+        })
+    };
+    let armed = std::time::Instant::now();
+    while proxy.mode() != ProxyMode::Blackhole {
+        assert!(armed.elapsed() < Duration::from_secs(20), "no COMMIT came");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let pids = cluster
+        .backend_pids(pgsteady_testkit::BackendFilter::ClientBackends)
+        .await
+        .unwrap();
+    cluster.kill_backend(pids[0]).unwrap();
+    cluster.wait_ready().await.unwrap();
+    // Others take the ids after recovery, ours among them if it was lost, and commit.
+    // wait_ready may see the server up a moment before it accepts sessions again (57P03).
+    let started = std::time::Instant::now();
+    let other = loop {
+        match cluster.pg_config().connect(tokio_postgres::NoTls).await {
+            Ok((client, connection)) => {
+                tokio::spawn(connection);
+                break client;
+            }
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW) => {
+                assert!(started.elapsed() < Duration::from_secs(60), "{e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    for _ in 0..20 {
+        other
+            .batch_execute("INSERT INTO writes (key) VALUES ('other')")
+            .await
+            .unwrap();
+    }
+    proxy.set_mode(ProxyMode::Pass);
+    let result = writer.await.unwrap();
+    let rows = rows_per_key(&cluster).await;
+    match result {
+        Ok(()) => assert_eq!(
+            rows.get("ours"),
+            Some(&1),
+            "acknowledged, so present exactly once: {rows:?}"
+        ),
+        Err(TransactionError::OutcomeUnknown(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
 }
