@@ -99,7 +99,7 @@ impl Topology {
 #[command(after_help = AFTER_HELP)]
 pub struct SoakArgs {
     /// How long faults are applied (the run takes a few seconds more).
-    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// The nemesis's seed: the same seed, topology, duration and --faults give the same
     /// schedule. Default: from the clock (printed, for a replay).
@@ -122,7 +122,7 @@ pub struct SoakArgs {
           value_parser = clap::value_parser!(u32).range(1..=32))]
     workers: u32,
     /// pgsteady's run / transaction deadline (and acquire timeout).
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     deadline: Duration,
     /// Directory holding the PostgreSQL server binaries (see `pgsteady drill --help`).
     #[arg(long, value_name = "DIR")]
@@ -137,10 +137,9 @@ pub struct SoakArgs {
     plant_bug: bool,
 }
 
-/// `--duration`, `--deadline`: a humantime duration.
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    crate::parse_duration(text)
-}
+/// The longest `--duration` or `--deadline`: a week of soak is already more than any CI
+/// gives, and far below what overflows a deadline (`Instant` + centuries panics).
+const MAX_SOAK: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A validated soak.
 #[derive(Debug)]
@@ -180,6 +179,14 @@ impl Plan {
                     "--history {}: directory {} does not exist",
                     path.display(),
                     dir.display()
+                ));
+            }
+        }
+        for (flag, d) in [("--duration", args.duration), ("--deadline", args.deadline)] {
+            if d > MAX_SOAK || d.is_zero() {
+                return Err(format!(
+                    "{flag} {}: must be more than 0 and at most 7 days",
+                    humantime::format_duration(d)
                 ));
             }
         }
