@@ -156,19 +156,6 @@ const EXAMPLES: &[(&str, Examples)] = &[
         ],
     ),
     (
-        "drill soak",
-        &[
-            (
-                "Two minutes of random faults on a primary and its synchronous standby",
-                "pgsteady drill soak --topology standby --seed 7 --history soak.jsonl",
-            ),
-            (
-                "Check a history again",
-                "pgsteady drill soak --check soak.jsonl",
-            ),
-        ],
-    ),
-    (
         "completions",
         &[
             (

@@ -97,11 +97,8 @@ Exit codes (docs/exit-codes.md):
 
 /// Arguments of `pgsteady drill` (a clap `Args` struct for the CLI to embed).
 #[derive(Debug, clap::Args)]
-#[command(after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
+#[command(after_help = AFTER_HELP)]
 pub struct DrillArgs {
-    /// `soak`: random faults, a recorded history and a checker (`drill soak --help`).
-    #[command(subcommand)]
-    command: Option<DrillCommand>,
     /// Faults to apply, comma-separated (see --list; with --ha: switchover, leader-crash,
     /// leader-lost). Default: all of them.
     #[arg(
@@ -166,14 +163,6 @@ pub struct DrillArgs {
     /// the proxies.
     #[arg(long, value_enum, value_name = "POOLER", conflicts_with = "herd")]
     via: Option<Via>,
-}
-
-/// The drill's subcommands.
-#[derive(Debug, clap::Subcommand)]
-enum DrillCommand {
-    /// A fault soak: a seeded nemesis, a workload whose every call is recorded in a
-    /// history, and a checker over the history and the database's final state.
-    Soak(soak::SoakArgs),
 }
 
 /// A pooler the drill's clients can go through (`--via`).
@@ -260,10 +249,7 @@ impl Plan {
 
 /// Runs `pgsteady drill` with these arguments and returns its exit code (see [`exit`]: 0
 /// the guarantees held, 2 usage, 9 one was broken, 10 could not run, 130 / 143 interrupted).
-pub async fn run(mut args: DrillArgs) -> ExitCode {
-    if let Some(DrillCommand::Soak(soak)) = args.command.take() {
-        return soak::run(soak).await;
-    }
+pub async fn run(args: DrillArgs) -> ExitCode {
     if args.list {
         if args.ha {
             for fault in ha::HaFault::ALL {

@@ -28,10 +28,13 @@ struct Cli {
 }
 
 /// Modes other than the default drill, each a module of the library with a clap `Args`
-/// struct and an async `run` returning the exit code, e.g.
-/// `Soak(pgsteady_drill::soak::SoakArgs)` run by `pgsteady_drill::soak::run`.
+/// struct and an async `run` returning the exit code.
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// A fault soak: a seeded nemesis, a workload whose every call is recorded in a
+    /// history, and a checker over the history and the database's final state.
+    Soak(pgsteady_drill::soak::SoakArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -48,7 +51,7 @@ fn main() -> ExitCode {
     runtime.block_on(async {
         match cli.command {
             None => pgsteady_drill::run(cli.drill).await,
-            Some(command) => match command {},
+            Some(Command::Soak(args)) => pgsteady_drill::soak::run(args).await,
         }
     })
 }

@@ -18,7 +18,6 @@ mod pgbouncer;
 mod run;
 mod serve;
 mod slot;
-mod soak;
 mod standby;
 mod version;
 mod wait;

@@ -25,11 +25,7 @@ use nemesis::{Fault, Schedule, Step};
 use workload::{ACCOUNTS, INITIAL_BALANCE, Kind, Shared};
 
 /// Exit codes, as the drill's.
-const HELD: u8 = 0;
-const BROKEN: u8 = 1;
-const USAGE: u8 = 2;
-const FAILED: u8 = 3;
-const INTERRUPTED: u8 = 130;
+use crate::exit::{BROKEN, COULD_NOT_RUN as FAILED, HELD, INTERRUPTED, TERMINATED, USAGE};
 
 /// The pool's `application_name` (faults that terminate sessions pick it).
 pub(crate) const APPLICATION_NAME: &str = "pgsteady-soak";
@@ -252,9 +248,9 @@ pub async fn run(args: SoakArgs) -> ExitCode {
     let code = tokio::select! {
         code = soak(&plan) => code,
         _ = tokio::signal::ctrl_c() => INTERRUPTED,
-        _ = sigterm => INTERRUPTED,
+        _ = sigterm => TERMINATED,
     };
-    if code == INTERRUPTED {
+    if code == INTERRUPTED || code == TERMINATED {
         eprintln!("interrupted: the throwaway servers were stopped and their directories removed");
         eprintln!("replay: {}", plan.replay());
     }

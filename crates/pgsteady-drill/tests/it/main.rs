@@ -5,6 +5,7 @@
 mod drill;
 mod drill_ha;
 mod pgbouncer;
+mod soak;
 
 use std::ffi::OsStr;
 use std::process::Stdio;

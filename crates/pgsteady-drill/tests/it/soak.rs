@@ -1,4 +1,4 @@
-//! `pgsteady drill soak`: a short soak against a real server holds, and the same soak with
+//! `pgsteady-drill soak`: a short soak against a real server holds, and the same soak with
 //! a planted wrong acknowledgement (a rolled-back write reported ok, as a commit resolution
 //! that settled "unknown" as "committed" would) fails: the checker is not vacuous.
 
@@ -11,7 +11,6 @@ async fn a_short_soak_holds_and_its_history_checks_again() {
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("history.jsonl");
     let done = TestCommand::new([
-        "drill",
         "soak",
         "--topology",
         "single",
@@ -38,7 +37,7 @@ async fn a_short_soak_holds_and_its_history_checks_again() {
     // Faults happened and calls went through them.
     assert!(!out.contains("faults applied: 0\n"), "{out}");
     assert!(out.contains("insert    ok"), "{out}");
-    let again = TestCommand::new(["drill", "soak", "--check", history.to_str().unwrap()])
+    let again = TestCommand::new(["soak", "--check", history.to_str().unwrap()])
         .run()
         .await;
     again.assert_exit_code(0);
@@ -52,7 +51,6 @@ async fn a_planted_wrong_acknowledgement_fails_the_soak() {
     let dir = tempfile::tempdir().unwrap();
     let history = dir.path().join("history.jsonl");
     let done = TestCommand::new([
-        "drill",
         "soak",
         "--topology",
         "single",
@@ -68,7 +66,7 @@ async fn a_planted_wrong_acknowledgement_fails_the_soak() {
     ])
     .run()
     .await;
-    done.assert_exit_code(1);
+    done.assert_exit_code(9);
     let out = done.stdout();
     assert!(
         out.contains("ANOMALY acknowledged write lost: w0-25: acknowledged, 0 rows"),
@@ -83,8 +81,8 @@ async fn a_planted_wrong_acknowledgement_fails_the_soak() {
         .take_while(|l| l.starts_with("  "))
         .collect();
     assert_eq!(kinds.len(), 1, "{out}");
-    let again = TestCommand::new(["drill", "soak", "--check", history.to_str().unwrap()])
+    let again = TestCommand::new(["soak", "--check", history.to_str().unwrap()])
         .run()
         .await;
-    again.assert_exit_code(1);
+    again.assert_exit_code(9);
 }
