@@ -206,10 +206,10 @@ async fn refused_tls_request<S: AsyncRead + Unpin>(stream: &mut S) -> Error {
     if let Err(e) = stream.read_exact(&mut len).await {
         return Error::from_io(e, "reading the server's answer to the TLS request");
     }
-    // A message length under 30,000 starts with a zero byte; text does not: the
-    // postmaster's fork failure. Read up to its newline, 256 bytes or the end (the caller's
-    // timeout bounds the wait).
-    if len[0] != 0 {
+    // A message length under 30,000 starts with a zero byte; four printable characters are
+    // the postmaster's pre-protocol fork failure (`E`, text, newline). Read up to its
+    // newline, 256 bytes or the end (the caller's timeout bounds the wait).
+    if len.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
         let mut text = len.to_vec();
         let mut chunk = [0u8; 256];
         while text.len() < 256 && !text.contains(&b'\n') {
