@@ -251,7 +251,7 @@ mod tests {
         })
     }
 
-    /// Issue 20: `--help` of every command has an example.
+    /// `--help` of every command has an example.
     #[test]
     fn every_command_has_examples_at_the_end_of_its_help() {
         let cmd = command();

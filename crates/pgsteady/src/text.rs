@@ -3,7 +3,7 @@
 //!
 //! A server's ErrorResponse is arbitrary bytes chosen by whoever answers on the port: with ESC,
 //! OSC or CR/LF in it a hostile or broken server can forge output lines, retitle the terminal
-//! or hide text (issue 19 item 4); a 50 MB one was printed whole. Every [`crate::Error`] is
+//! or hide text; a 50 MB one was printed whole. Every [`crate::Error`] is
 //! displayed through [`sanitize`], so every command's output and `--json` get this for free.
 
 use std::borrow::Cow;

@@ -1,4 +1,4 @@
-//! `pgsteady doctor --patroni URL` (issue 15): Patroni's REST view against each server's own
+//! `pgsteady doctor --patroni URL`: Patroni's REST view against each server's own
 //! `pg_is_in_recovery()`. A stand-in REST API (canned JSON, as Patroni 3.0 answers) in front
 //! of a real primary makes both a match and a split brain; the real Patroni cluster case is
 //! `#[ignore]`d and runs in `.ci/run`'s Patroni step.

@@ -1,4 +1,4 @@
-//! Issue 20: `pgsteady completions` and `pgsteady man` produce what bash and man accept.
+//! `pgsteady completions` and `pgsteady man` produce what bash and man accept.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

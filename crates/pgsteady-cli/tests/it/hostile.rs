@@ -1,4 +1,4 @@
-//! Issue 19: hostile input and hostile servers. Fake servers from `pgsteady_testkit::fake`
+//! Hostile input and hostile servers. Fake servers from `pgsteady_testkit::fake`
 //! misbehave where a real PostgreSQL cannot (authenticate then hang, stream rows forever,
 //! announce 2 GB, send control characters, speak HTTP); real servers where they can
 //! (SIGINT during a long migration). Each test asserts the exit code, the time bound and,

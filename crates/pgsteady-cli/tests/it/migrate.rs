@@ -1,4 +1,4 @@
-//! `pgsteady migrate` against real servers (issue 5): eight runners at once, a late server, a
+//! `pgsteady migrate` against real servers: eight runners at once, a late server, a
 //! failing file, an edited applied file, bad directories; exit codes and messages.
 
 use std::path::Path;

@@ -1,4 +1,4 @@
-//! `pgsteady run -- CMD` (issue 4): waits, migrates, runs the command as a child, forwards
+//! `pgsteady run -- CMD`: waits, migrates, runs the command as a child, forwards
 //! SIGTERM/SIGINT/SIGHUP, serves the health endpoints meanwhile, and exits with the child's
 //! code (128+N when signal N killed it).
 

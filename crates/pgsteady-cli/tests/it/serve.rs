@@ -1,4 +1,4 @@
-//! `pgsteady serve` as a real process over real HTTP (issue 4): `/readyz` follows a stopped and
+//! `pgsteady serve` as a real process over real HTTP: `/readyz` follows a stopped and
 //! restarted server within its bounds, `/livez` never fails, SIGTERM stops it cleanly and
 //! leaves no session on the server.
 

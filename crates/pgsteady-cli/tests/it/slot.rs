@@ -1,5 +1,5 @@
 //! `pgsteady slot`, `slot --all`, doctor's slots section and `serve --slot` against one real
-//! cluster with `wal_level = logical` and 1 MB WAL segments (issue 16). Every state is
+//! cluster with `wal_level = logical` and 1 MB WAL segments. Every state is
 //! produced for real: `missing` after pg_drop_replication_slot, `inactive` with its retained
 //! WAL, `ok` with a consumer (pg_recvlogical) attached, `gap` after the slot was dropped and
 //! recreated (and the recreated slot shown not to deliver the skipped rows), `ahead`,

@@ -1,4 +1,4 @@
-//! Issue 14: `wait` and `check` honour `target_session_attrs` across hosts. Only a standby is
+//! `wait` and `check` honour `target_session_attrs` across hosts. Only a standby is
 //! up (its primary stopped): `check` says not ready (exit 1) naming the standby, `wait` keeps
 //! waiting and exits 0 soon after the standby is promoted.
 
@@ -101,7 +101,7 @@ async fn wait_without_a_primary_times_out_with_exit_1() {
     );
 }
 
-/// Issue 14: `doctor` reports per host whether it is a primary or a standby, its timeline and
+/// `doctor` reports per host whether it is a primary or a standby, its timeline and
 /// a standby's replay lag, and which host a libpq client with this configuration would pick.
 #[tokio::test]
 async fn doctor_names_each_hosts_role_timeline_lag_and_the_host_libpq_would_pick() {

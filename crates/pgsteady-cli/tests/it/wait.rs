@@ -163,7 +163,7 @@ async fn missing_database_exits_3_unless_retried_until_created() {
     running.finish().await.assert_exit_code(0);
 }
 
-/// Issue 3: the server was SIGKILLed; `wait` runs through the crash recovery and exits 0.
+/// The server was SIGKILLed; `wait` runs through the crash recovery and exits 0.
 #[tokio::test]
 async fn crash_recovery_waits_then_exits_0() {
     let cluster = Cluster::start().await.unwrap();
@@ -188,7 +188,7 @@ async fn crash_recovery_waits_then_exits_0() {
     assert!(done.events().iter().any(|e| e["event"] == "attempt_failed"));
 }
 
-/// Issue 3: a SIGSTOPped server accepts TCP connections and never answers. Every attempt is
+/// A SIGSTOPped server accepts TCP connections and never answers. Every attempt is
 /// cut at --attempt-timeout and the whole wait ends at --timeout.
 #[tokio::test]
 async fn hung_server_honours_attempt_timeout_and_deadline() {
@@ -255,7 +255,7 @@ async fn usage_errors_exit_2_before_any_io() {
         .await;
     done.assert_exit_code(2).assert_no_secret("Secr3tX");
     assert!(
-        // Issue 19: placed, not shown (a URL missing `@host` puts the password there).
+        // Placed, not shown (a URL missing `@host` puts the password there).
         done.stderr()
             .contains("DATABASE_URL: invalid port for host 1 of 1"),
         "{}",

@@ -265,7 +265,7 @@ mod tests {
         );
     }
 
-    /// Issue 19 item 6: a FIFO or a link to a device is refused before anything is read.
+    /// A FIFO or a link to a device is refused before anything is read.
     #[cfg(unix)]
     #[test]
     fn fifos_and_devices_are_refused_without_blocking() {

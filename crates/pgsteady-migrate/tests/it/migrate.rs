@@ -204,7 +204,7 @@ async fn syntax_error_in_file_3_of_5_keeps_1_and_2_and_names_file_and_line() {
     assert_eq!(effects, 2);
 }
 
-/// Issue 19 item 16: a file that drops the history table fails in pgsteady's own history
+/// A file that drops the history table fails in pgsteady's own history
 /// update; the error says so and points at no position in the file (it once said
 /// `0002_drop.sql:1:8`, the position of the table name in pgsteady's UPDATE).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Streaming replication (issue 14): a standby that replays the primary's writes, a
+//! Streaming replication: a standby that replays the primary's writes, a
 //! synchronous one that holds commits, promotion onto a new timeline, an old primary rewound
 //! into a standby of the new one, a fenced primary, and bounded waits on WAL positions.
 

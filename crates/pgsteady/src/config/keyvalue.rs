@@ -136,7 +136,7 @@ mod tests {
                 "password='abc",
                 "unterminated quoted value for `password` (at character 1)",
             ),
-            // Issue 19: a stray word or unknown key is placed, never shown.
+            // A stray word or unknown key is placed, never shown.
             ("host=x abcPW", "missing `=` after the word at character 8"),
             ("abcPW=1", "unknown connection option at character 1"),
         ];

@@ -152,7 +152,7 @@ mod tests {
 
     #[test]
     fn unknown_key_names_it_and_suggests() {
-        // Issue 19: the unknown key is placed, never shown (it may be a password).
+        // The unknown key is placed, never shown (it may be a password).
         let err = Params::default()
             .set("conect_timeout", "5", "at character 3")
             .unwrap_err();

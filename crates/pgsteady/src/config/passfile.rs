@@ -232,7 +232,7 @@ short:line
         );
     }
 
-    /// Issue 19 item 15: one invalid byte no longer hides the whole file.
+    /// One invalid byte no longer hides the whole file.
     #[test]
     fn invalid_utf8_line_is_skipped_not_the_file() {
         let bytes = b"bad:*:*:*:\xff\xfe\n*:*:*:*:good\n";

@@ -99,7 +99,7 @@ macro_rules! keyword_enum {
             fn from_str(s: &str) -> Result<Self, Error> {
                 match s {
                     $($text => Ok($name::$variant),)+
-                    // The value is not shown (issue 19): it may be a misplaced password.
+                    // The value is not shown: it may be a misplaced password.
                     _ => Err(Error::config(format!(
                         concat!("invalid ", $what, " (expected one of: {})"),
                         [$($text),+].join(", ")

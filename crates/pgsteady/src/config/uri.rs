@@ -5,8 +5,8 @@
 //! with an unencoded `@` still parses (libpq would take the first one and fail).
 //!
 //! Error messages place the bad part (host entry, query parameter number, a known keyword) but
-//! never show a piece of the URL: a mangled URL may have put the password anywhere (issue 19:
-//! `postgresql://app:PW/app` once printed "invalid port `PW`").
+//! never show a piece of the URL: a mangled URL may have put the password anywhere
+//! (`postgresql://app:PW/app` would otherwise print "invalid port `PW`").
 
 use super::params::{Params, canonical_key};
 use crate::Error;
@@ -369,7 +369,7 @@ mod tests {
         for uri in [
             "postgresql://u:s3cr%zzet@h/db",
             "postgresql://h/db?password=s3cr%zzet",
-            // Issue 19: `@host` forgotten, so the password parses as a port.
+            // `@host` forgotten, so the password parses as a port.
             "postgresql://app:s3cret/app",
         ] {
             let err = parse(uri).unwrap_err();

@@ -6,7 +6,7 @@
 //! almost always finishes first) takes the runtime's single timer lock twice, and with two
 //! cores busy the lock's cache line moves between them every time. In a microbenchmark of
 //! 64 tasks sharing 16 semaphore permits on 2 worker threads, a tokio timeout added 300-370 ns
-//! per waiting acquire; this module adds 60-90 ns (issue 7's throughput benchmark).
+//! per waiting acquire; this module adds 60-90 ns.
 //!
 //! How: a deadline registers its waker in one of a few shards, picked per thread, so the lock
 //! it takes is nearly always uncontended and its cache line stays on the core. One sweeper

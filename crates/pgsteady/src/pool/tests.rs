@@ -12,7 +12,7 @@ fn pool() -> Pool {
 
 /// Every checkout's future is created, moved and polled on each call: when it held the
 /// connect future inline (9 KB), a checkout at 64 waiting workers cost 1-2 µs more CPU
-/// than deadpool-postgres' (issue 7's throughput benchmark). Cold paths must stay boxed.
+/// than deadpool-postgres'. Cold paths must stay boxed.
 #[tokio::test]
 async fn checkout_futures_stay_small() {
     let pool = pool();

@@ -4,7 +4,7 @@
 //! `axum::serve` sets none of these (hyper's `header_read_timeout` needs a timer axum does
 //! not install), so a client that connected and sent nothing, or sent headers a byte at a
 //! time, held its connection forever: 500 such connections were still open after 13 s, and
-//! once the process ran out of descriptors `/readyz` stopped answering (issue 19 item 9).
+//! once the process ran out of descriptors `/readyz` stopped answering.
 //! hyper and tower offer no connection cap or per-connection read timeout for axum's accept
 //! loop, so this is a small [`Listener`] of our own: it accepts, refuses connections over the
 //! cap at once, and wraps each stream in a reader that times out while a request's headers

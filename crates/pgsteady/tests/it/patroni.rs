@@ -1,4 +1,4 @@
-//! Issue 14's "no host matches for a while", against a real Patroni cluster (issue 15): the
+//! "No host matches for a while", against a real Patroni cluster: the
 //! leader's postmaster is killed (Patroni alive, `primary_start_timeout` 0, so Patroni
 //! promotes the replica). Until it does, the multi-host string with
 //! `target_session_attrs=read-write` matches no host: one refuses connections, the other is

@@ -1,4 +1,4 @@
-//! Issue 14, host selection against a real primary and its streaming standby, hosts listed
+//! Host selection against a real primary and its streaming standby, hosts listed
 //! standby first: where each `target_session_attrs` lands, `prefer-standby` without a
 //! standby, `load_balance_hosts=random`, no extra round trip on PostgreSQL 14+, and session
 //! attributes that change under a live connection (fence, promotion).

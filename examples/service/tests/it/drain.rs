@@ -1,4 +1,4 @@
-//! SIGTERM during 50 in-flight slow requests (issue 4): all 50 complete with 200, new
+//! SIGTERM during 50 in-flight slow requests: all 50 complete with 200, new
 //! connections are refused, the process exits 0 within the deadline, and no session is left
 //! on the server.
 

@@ -1,4 +1,4 @@
-//! The JSON logs never show a password, whatever fails (issue 4): wrong password, missing
+//! The JSON logs never show a password, whatever fails: wrong password, missing
 //! database, nothing listening, a malformed URL, the database stopping and killing sessions
 //! while the service runs. Every line of every run is grepped for every password in play.
 
@@ -69,7 +69,7 @@ async fn no_password_in_the_logs_under_any_failure() {
     let exit = service.exited(Duration::from_secs(10)).await;
     let logs = service.logs();
     assert_eq!(exit.code(), Some(2), "{logs}");
-    // Issue 19: the message names the bad part (the port of host entry 1) without echoing
+    // The message names the bad part (the port of host entry 1) without echoing
     // it: a URL missing `@host` puts the password exactly there.
     assert!(
         logs.contains("bad configuration") && logs.contains("invalid port in host entry 1"),

@@ -1,4 +1,4 @@
-//! The example service as a real process against real PostgreSQL servers (issue 4): start-up
+//! The example service as a real process against real PostgreSQL servers: start-up
 //! before the database, graceful SIGTERM under load, logs that never show a password.
 
 mod drain;

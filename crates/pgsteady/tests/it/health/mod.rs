@@ -1,5 +1,5 @@
-//! Readiness, the HTTP endpoints and graceful shutdown against real servers and real HTTP
-//! (issue 4), one module per concern.
+//! Readiness, the HTTP endpoints and graceful shutdown against real servers and real HTTP,
+//! one module per concern.
 
 mod drain;
 mod metrics;

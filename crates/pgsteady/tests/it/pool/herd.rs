@@ -1,4 +1,4 @@
-//! A fleet of pools losing their sessions to one event (issue 6's herd): the first
+//! A fleet of pools losing their sessions to one event: the first
 //! reconnection after a server-side or network close is spread over `reconnect_spread`
 //! instead of following the close at once.
 

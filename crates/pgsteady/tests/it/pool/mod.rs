@@ -1,4 +1,4 @@
-//! `pgsteady::Pool` against real servers, one module per failure mode (issue 7).
+//! `pgsteady::Pool` against real servers, one module per failure mode.
 
 mod exhaustion;
 mod herd;
