@@ -359,7 +359,7 @@ fn class_of(err: &pgsteady::Error) -> ErrorClass {
 ///
 /// The closures capture only owned, `'static` values (`key`, not a `&str`): capturing a
 /// reference makes the call's future fail to prove `Send` for every lifetime (a compiler
-/// limitation with async closures as of Rust 1.95).
+/// limitation with async closures).
 async fn read(pool: Pool, key: i64) -> Result<(), pgsteady::Error> {
     pool.run(async move |conn| {
         let stmt = conn.prepare_cached(READ).await?;

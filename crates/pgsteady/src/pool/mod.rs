@@ -224,7 +224,7 @@ impl Pool {
     /// Write the closure as `async move |conn| { ... }`: it then owns what it captures, and
     /// its future is `Send`. A plain `async |conn|` closure that borrows variables from its
     /// surroundings across an `.await` makes the call's future fail to prove `Send` (a
-    /// limitation of the compiler as of Rust 1.95), which `tokio::spawn` requires.
+    /// compiler limitation with async closures), which `tokio::spawn` requires.
     ///
     /// # Examples
     ///
@@ -264,7 +264,7 @@ impl Pool {
     /// Write the closure as `async move |tx| { ... }`: it then owns what it captures, and
     /// its future is `Send`. A plain `async |tx|` closure that borrows variables from its
     /// surroundings across an `.await` makes the call's future fail to prove `Send` (a
-    /// limitation of the compiler as of Rust 1.95), which `tokio::spawn` requires.
+    /// compiler limitation with async closures), which `tokio::spawn` requires.
     ///
     /// # Examples
     ///
