@@ -17,7 +17,7 @@ pub const QUERY: &str = "SELECT 1";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, clap::ValueEnum)]
 pub enum ClientKind {
     /// tokio-postgres as most code uses it: one connection per worker, reconnect at once after
-    /// any error, no back-off ([`NaiveClient`]).
+    /// any error, no back-off ([`NaiveClient`](pgsteady_testkit::workload::NaiveClient)).
     Naive,
     /// `pgsteady::Pool` with its defaults: plain `get()` + query, `prepare_cached`.
     Pgsteady,
