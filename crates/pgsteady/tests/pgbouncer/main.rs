@@ -677,7 +677,7 @@ async fn server_down_behind_pgbouncer_is_a_bounded_typed_error() {
         reason.is_pooler() || reason == pgsteady::Reason::TimedOut,
         "{reason:?}: {err}"
     );
-    assert!(err.to_string().contains("PgBouncer"), "{err}");
+    assert!(format!("{err:#}").contains("PgBouncer"), "{err:#}");
 
     // A checkout: the pool's connections to PgBouncer are gone (PgBouncer closed them with
     // its error); a new one cannot be had while the server is down.
