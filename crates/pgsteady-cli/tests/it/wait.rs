@@ -7,7 +7,7 @@ use pgsteady_testkit::Cluster;
 
 use crate::{TestCommand, url};
 
-/// Issue 3: the server is started 0, 1.5 and 3 s after `wait`; `wait` exits 0 soon after the
+/// The server is started 0, 1.5 and 3 s after `wait`; `wait` exits 0 soon after the
 /// server's "ready" log line, polling at most ~30 times per second meanwhile.
 #[tokio::test]
 async fn late_start_exits_0_soon_after_ready() {
