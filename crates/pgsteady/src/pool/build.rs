@@ -184,6 +184,7 @@ impl PoolBuilder {
             config: pool,
             target_session_attrs,
             mode,
+            restarts: Default::default(),
         });
         tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
         inner.events.notify_one();

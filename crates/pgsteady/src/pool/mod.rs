@@ -18,6 +18,7 @@ mod mode;
 mod ping;
 mod pooled;
 mod resolve;
+mod restarts;
 mod run;
 mod spread;
 #[cfg(test)]
@@ -93,6 +94,8 @@ pub(crate) struct PoolInner {
     target_session_attrs: TargetSessionAttrs,
     /// Named or unnamed statements (`statement_cache`).
     pub(crate) mode: Arc<mode::Mode>,
+    /// The restart checkpoints seen while settling in-doubt commits.
+    pub(crate) restarts: restarts::Restarts,
 }
 
 impl fmt::Debug for Pool {

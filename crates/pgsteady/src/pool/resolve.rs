@@ -24,6 +24,15 @@
 //! - Anything else (a later checkpoint hides the boundary: a timed one, or a `CHECKPOINT`
 //!   soon after a long recovery) leaves the outcome unknown rather than guessed.
 //!
+//! The boundary that counts is the first restart's: after two crashes the server reached
+//! shows only the second restart's checkpoint, above the ids the incarnation in between
+//! handed out again. So the pool remembers the restart checkpoints it saw
+//! ([`Restarts`]), and when it saw an incarnation between the transaction's and the one
+//! reached, the earliest one's `next_xid` decides instead: below it, committed is ours; at
+//! or above it, ours was lost in the crash (its records never reached the WAL) and another
+//! session's commit holds the id. An incarnation in between that the pool never reached
+//! (only other clients wrote there) cannot be seen from here.
+//!
 //! # Across a failover
 //!
 //! The server reached next may be a promoted standby: another postmaster, the same system
@@ -63,6 +72,7 @@
 
 use tokio_postgres::error::SqlState;
 
+use super::restarts::{Restart, Restarts};
 use crate::metrics::{CommitResolution, ResolveRule, ResolveVerdict, ServerFacts};
 use crate::pool::PooledConnection;
 use crate::{Error, ErrorKind};
@@ -79,6 +89,8 @@ pub(super) struct Origin {
     pub(super) pid: i32,
     /// When the server's incarnation began, as text (see [`INCARNATION`]).
     pub(super) started: String,
+    /// The same, in microseconds since the Unix epoch (to order incarnations).
+    pub(super) started_us: i64,
     /// The cluster's system identifier (shared by a primary and its physical standbys).
     pub(super) system: String,
     /// The timeline the server was writing; `None` on a server in recovery.
@@ -105,14 +117,18 @@ macro_rules! incarnation {
 const INCARNATION: &str = incarnation!();
 
 /// The query that records an [`Origin`] and the transaction id, run just before COMMIT:
-/// pid, xid, start time, system identifier, timeline, WAL insert position.
+/// pid, xid, start time, system identifier, timeline, WAL insert position, start time in
+/// microseconds.
 pub(super) const ORIGIN_SQL: &str = concat!(
     "SELECT pg_backend_pid(), txid_current_if_assigned(), ",
     incarnation!(),
     "::text, s.system_identifier::text, \
      CASE WHEN pg_is_in_recovery() THEN NULL ELSE \
        ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \
-     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END \
+     CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END, \
+     (extract(epoch FROM ",
+    incarnation!(),
+    ") * 1000000)::int8 \
      FROM pg_control_system() s"
 );
 
@@ -122,6 +138,7 @@ impl Origin {
         Origin {
             pid: row.get(0),
             started: row.get(2),
+            started_us: row.get(6),
             system: row.get(3),
             timeline: row.get(4),
             insert_lsn: row.get(5),
@@ -185,11 +202,13 @@ impl Origin {
     }
 }
 
-/// What the server knows now of transaction `xid` that ran at `origin`.
+/// What the server knows now of transaction `xid` that ran at `origin`; `restarts` is the
+/// pool's memory of restart checkpoints, which this adds to.
 pub(super) async fn verdict(
     conn: &PooledConnection,
     xid: i64,
     origin: &Origin,
+    restarts: &Restarts,
 ) -> Result<Found, Error> {
     let row = conn
         .query_one(
@@ -201,7 +220,8 @@ pub(super) async fn verdict(
                  CASE WHEN pg_is_in_recovery() THEN NULL ELSE \
                    ('x' || substr(pg_walfile_name(pg_current_wal_insert_lsn()), 1, 8))::bit(32)::int END, \
                  pg_last_wal_replay_lsn() >= $1::text::pg_lsn, \
-                 CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END \
+                 CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text END, \
+                 (extract(epoch FROM {INCARNATION}) * 1000000)::int8 \
                  FROM pg_control_checkpoint() c, pg_control_system() s"
             ),
             &[&origin.insert_lsn],
@@ -252,6 +272,22 @@ pub(super) async fn verdict(
         restart: row.get(2),
         after_start: row.get(3),
     };
+    let started_us: i64 = row.get(8);
+    if let (true, Some(timeline), Some(next_xid)) = (checkpoint.restart, here.timeline, next_xid) {
+        restarts.record(Restart {
+            system: here.system.clone(),
+            timeline,
+            started_us,
+            next_xid,
+        });
+    }
+    // The first restart after the transaction's incarnation, when the pool saw it.
+    let first_restart = match (same_server, origin.timeline) {
+        (false, Some(timeline)) => {
+            restarts.first_between(&here.system, timeline, origin.started_us, started_us)
+        }
+        _ => None,
+    };
     let status = match conn.query_one("SELECT txid_status($1)", &[&xid]).await {
         Ok(row) => row.get::<_, Option<String>>(0),
         // "transaction ID ... is in the future": never written before the restart.
@@ -263,7 +299,13 @@ pub(super) async fn verdict(
         }
         Err(e) => return Err(e.into()),
     };
-    (found.verdict, found.rule) = decide(xid, same_server, status.as_deref(), &checkpoint);
+    (found.verdict, found.rule) = match (first_restart, status.as_deref()) {
+        (Some(first), Some("committed")) => {
+            found.next_xid = Some(first);
+            decide_first_restart(xid, first)
+        }
+        _ => decide(xid, same_server, status.as_deref(), &checkpoint),
+    };
     found.txid_status = status;
     Ok(found)
 }
@@ -402,6 +444,16 @@ fn decide(
     }
 }
 
+/// "committed" after restarts, decided by the `next_xid` of the first restart after the
+/// transaction's incarnation (see the module docs).
+fn decide_first_restart(xid: i64, first_next_xid: i64) -> (Verdict, ResolveRule) {
+    if xid < first_next_xid {
+        (Verdict::Committed, ResolveRule::BelowRestartCheckpoint)
+    } else {
+        (Verdict::Aborted, ResolveRule::ReassignedAfterRestart)
+    }
+}
+
 /// `next_xid` of `pg_control_checkpoint()` ("epoch:xid") as a 64-bit id like
 /// `txid_current()`.
 fn parse_full_xid(text: &str) -> Option<i64> {
@@ -482,6 +534,21 @@ mod tests {
     }
 
     #[test]
+    fn after_two_crashes_the_first_restart_decides() {
+        // Seen in a soak: id 10050 lost in a crash, the next incarnation (next_xid 10049)
+        // handed it to another session, which committed; after another crash the server's
+        // restart checkpoint says 10132. Ours did not commit.
+        assert_eq!(
+            decide_first_restart(10050, 10049),
+            (Verdict::Aborted, ResolveRule::ReassignedAfterRestart)
+        );
+        assert_eq!(
+            decide_first_restart(10048, 10049),
+            (Verdict::Committed, ResolveRule::BelowRestartCheckpoint)
+        );
+    }
+
+    #[test]
     fn after_a_restart_in_progress_means_someone_else_holds_the_id() {
         assert_eq!(
             decide(12, false, Some("in progress"), &LATER).0,
@@ -528,6 +595,7 @@ mod tests {
         Origin {
             pid: 1,
             started: "then".to_owned(),
+            started_us: 0,
             system: "7".to_owned(),
             timeline,
             insert_lsn: Some("0/3000000".to_owned()),

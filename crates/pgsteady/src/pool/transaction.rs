@@ -199,7 +199,7 @@ async fn resolve_outcome(
         };
         let found = tokio::time::timeout(
             remaining.min(pool.inner.config.validation_timeout),
-            resolve::verdict(&conn, xid, origin),
+            resolve::verdict(&conn, xid, origin, &pool.inner.restarts),
         )
         .await;
         let found = match found {

@@ -53,21 +53,35 @@ struct Outcomes {
 async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
     let cluster = Arc::new(Cluster::start().await.unwrap());
     create_table(&cluster).await;
-    let pool = pool(&cluster, None, |b| b.max_size(8));
+    // The evidence a failure prints for the key it names: the transaction ids each attempt
+    // had and every commit resolution the pool's observer was told of.
+    let resolutions = Arc::new(Mutex::new(Vec::new()));
+    let sink = resolutions.clone();
+    let pool = pool(&cluster, None, |b| {
+        b.max_size(8).observer(move |e| {
+            if let PoolEvent::CommitResolved(r) = e {
+                sink.lock().unwrap().push((**r).clone());
+            }
+        })
+    });
+    let xids: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
 
     let acked = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..8)
         .map(|w| {
-            let (pool, acked) = (pool.clone(), acked.clone());
+            let (pool, acked, xids) = (pool.clone(), acked.clone(), xids.clone());
             tokio::spawn(async move {
                 let mut out = Outcomes::default();
                 for i in 0..u32::MAX {
                     let key = format!("w{w}-{i}");
                     let row_key = key.clone();
+                    let xids = xids.clone();
                     let result = pool
                         .transaction(async move |tx| {
                             tx.execute("INSERT INTO writes (key) VALUES ($1)", &[&row_key])
                                 .await?;
+                            let xid: i64 = tx.query_one("SELECT txid_current()", &[]).await?.get(0);
+                            xids.lock().unwrap().push((row_key.clone(), xid));
                             Ok(())
                         })
                         .await;
@@ -129,18 +143,38 @@ async fn acknowledged_writes_survive_restarts_and_crashes_exactly_once() {
         rows.values().sum::<i64>()
     );
     assert!(all.acknowledged.len() > 100, "the writers kept writing");
+    let evidence = |key: &str| {
+        let xids = xids.lock().unwrap();
+        let mine: Vec<i64> = xids
+            .iter()
+            .filter(|(k, _)| k == key)
+            .map(|&(_, x)| x)
+            .collect();
+        let resolutions = resolutions.lock().unwrap();
+        let about: Vec<&CommitResolution> = resolutions
+            .iter()
+            .filter(|r| mine.contains(&r.xid))
+            .collect();
+        format!(
+            "attempts' transaction ids {mine:?}; commit resolutions of those ids \
+             ({} in all): {about:#?}",
+            resolutions.len()
+        )
+    };
     for key in &all.acknowledged {
         assert_eq!(
             rows.get(key),
             Some(&1),
-            "acknowledged {key} must be present exactly once"
+            "acknowledged {key} must be present exactly once; {}",
+            evidence(key)
         );
     }
     for key in &all.not_committed {
         assert_eq!(
             rows.get(key),
             None,
-            "{key} was reported not committed but is present"
+            "{key} was reported not committed but is present; {}",
+            evidence(key)
         );
     }
     for (key, count) in &rows {
