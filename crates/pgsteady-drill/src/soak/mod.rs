@@ -3,6 +3,7 @@
 //! after Jepsen's method. The drill proves each guarantee once per fault; the soak looks for
 //! the rare wrong answer under faults that overlap, and keeps the evidence when it finds one.
 
+mod chart;
 mod check;
 mod env;
 mod history;
@@ -110,6 +111,10 @@ pub struct SoakArgs {
     /// Check the history in FILE (written by an earlier soak) and exit; nothing is started.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["history", "seed"])]
     check: Option<PathBuf>,
+    /// Draw the run as an SVG timeline in FILE (calls per second by outcome, faults as
+    /// bands, commit resolutions as marks); with --check, of that history.
+    #[arg(long, value_name = "FILE.svg")]
+    chart: Option<PathBuf>,
     /// Only these faults, comma-separated (see the list below).
     #[arg(long, value_delimiter = ',', value_name = "FAULT,...")]
     faults: Vec<String>,
@@ -150,6 +155,60 @@ struct Plan {
     pg_bin: Option<PathBuf>,
     plant_bug: bool,
     non_strict: bool,
+    chart: Option<PathBuf>,
+}
+
+/// `--chart FILE`: an `.svg` file in a directory that exists.
+fn check_chart(chart: Option<&std::path::Path>) -> Result<(), String> {
+    let Some(path) = chart else {
+        return Ok(());
+    };
+    if !path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("svg"))
+    {
+        return Err(format!(
+            "--chart {}: the file name must end in .svg",
+            path.display()
+        ));
+    }
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        return Err(format!(
+            "--chart {}: directory {} does not exist",
+            path.display(),
+            dir.display()
+        ));
+    }
+    Ok(())
+}
+
+/// Draws `--chart` after the report; a chart that cannot be written fails a run that held.
+fn chart(path: Option<&std::path::Path>, lines: &[Line], code: u8) -> u8 {
+    let Some(path) = path else {
+        return code;
+    };
+    let title = match lines.first() {
+        Some(Line::Start { seed, topology, .. }) => format!(
+            "pgsteady drill soak --topology {topology} --seed {seed}: calls per second, \
+             faults shaded, commit resolutions marked"
+        ),
+        _ => "pgsteady drill soak".to_owned(),
+    };
+    match chart::write(path, &title, lines) {
+        Ok(()) => {
+            eprintln!("chart written to {}", path.display());
+            code
+        }
+        Err(e) => {
+            eprintln!("pgsteady drill soak: {e}");
+            if code == HELD { FAILED } else { code }
+        }
+    }
 }
 
 impl Plan {
@@ -162,6 +221,7 @@ impl Plan {
         } else {
             only
         };
+        check_chart(args.chart.as_deref())?;
         if let Some(dir) = args.pg_bin.as_deref().filter(|d| !d.is_dir()) {
             return Err(format!("--pg-bin {}: no such directory", dir.display()));
         }
@@ -202,6 +262,7 @@ impl Plan {
             pg_bin: args.pg_bin,
             plant_bug: args.plant_bug,
             non_strict: args.non_strict,
+            chart: args.chart,
         })
     }
 
@@ -218,8 +279,12 @@ impl Plan {
 /// Runs `pgsteady drill soak` and returns its exit code (see the help's table).
 pub async fn run(args: SoakArgs) -> ExitCode {
     if let Some(path) = &args.check {
+        if let Err(e) = check_chart(args.chart.as_deref()) {
+            eprintln!("pgsteady drill soak: {e}");
+            return ExitCode::from(USAGE);
+        }
         return ExitCode::from(match history::read(path) {
-            Ok(lines) => report(&lines, None),
+            Ok(lines) => chart(args.chart.as_deref(), &lines, report(&lines, None)),
             Err(e) => {
                 eprintln!("pgsteady drill soak: {e}");
                 USAGE
@@ -290,7 +355,7 @@ async fn soak(plan: &Plan) -> u8 {
                 eprintln!("history written to {}", path.display());
             }
             eprintln!("replay: {}", plan.replay());
-            let code = report(&lines, Some(plan));
+            let code = chart(plan.chart.as_deref(), &lines, report(&lines, Some(plan)));
             match nemesis_failure {
                 Some(e) if code == HELD => {
                     eprintln!("pgsteady drill soak: a fault could not be applied: {e}");

@@ -37,11 +37,54 @@ async fn a_short_soak_holds_and_its_history_checks_again() {
     // Faults happened and calls went through them.
     assert!(!out.contains("faults applied: 0\n"), "{out}");
     assert!(out.contains("insert    ok"), "{out}");
-    let again = TestCommand::new(["soak", "--check", history.to_str().unwrap()])
-        .run()
-        .await;
+    let chart = dir.path().join("soak.svg");
+    let again = TestCommand::new([
+        "soak",
+        "--check",
+        history.to_str().unwrap(),
+        "--chart",
+        chart.to_str().unwrap(),
+    ])
+    .run()
+    .await;
     again.assert_exit_code(0);
     assert!(again.stdout().contains("HELD"), "{again:#?}");
+    // The chart: an SVG naming the faults of the run and the outcomes.
+    let svg = std::fs::read_to_string(&chart).unwrap();
+    assert!(svg.starts_with("<svg"), "{svg}");
+    assert!(svg.contains("seed 11"), "{svg}");
+    let history_text = std::fs::read_to_string(&history).unwrap();
+    let applied = [
+        "crash",
+        "fast-restart",
+        "terminate",
+        "lost-commit",
+        "blackhole",
+    ]
+    .into_iter()
+    .filter(|f| history_text.contains(&format!("\"fault\":\"{f}\"")))
+    .collect::<Vec<_>>();
+    assert!(!applied.is_empty(), "no fault in the history");
+    for fault in applied {
+        assert!(
+            svg.contains(&format!(">\n{fault}\n<")),
+            "{fault} is not labelled"
+        );
+    }
+    // Not an SVG file name: a usage error, nothing written.
+    let png = dir.path().join("soak.png");
+    let wrong = TestCommand::new([
+        "soak",
+        "--check",
+        history.to_str().unwrap(),
+        "--chart",
+        png.to_str().unwrap(),
+    ])
+    .run()
+    .await;
+    wrong.assert_exit_code(2);
+    assert!(wrong.stderr().contains("must end in .svg"), "{wrong:#?}");
+    assert!(!png.exists());
 }
 
 /// The negative control: acknowledged writes that are not in the table are caught, named,
