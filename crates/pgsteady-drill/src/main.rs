@@ -38,6 +38,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Soak(args)) = &cli.command {
+        pgsteady_drill::soak::isolate(args);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -217,6 +217,19 @@ impl Env {
                 self.set_proxies(ProxyMode::Pass);
                 Ok(String::new())
             }
+            Fault::NetBlackhole => {
+                let Env::Single { proxy, .. } = self else {
+                    return Err(no().into());
+                };
+                if let Err(why) = super::netns() {
+                    // Recorded, not failed: the schedule stays the seed's wherever it runs.
+                    return Ok(format!("skipped: {why}"));
+                }
+                let hole = pgsteady_testkit::netns::Blackhole::install(proxy.port())?;
+                tokio::time::sleep(hold).await;
+                hole.heal()?;
+                Ok(format!("port {} dropped", proxy.port()))
+            }
             Fault::Reset => {
                 for p in self.proxies() {
                     p.reset_all();

@@ -47,7 +47,8 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const AFTER_HELP: &str = "\
 Faults by topology (--faults picks some; the seed picks the order, gaps and holds):
-  single     fast-restart, crash, terminate, kill-backend, hung
+  single     fast-restart, crash, terminate, kill-backend, hung; network lane also
+             net-blackhole (kernel drops in a network namespace; needs root, else skipped)
   standby    fast-restart, crash, terminate, hung, failover, kill-failover, fence,
              standby-restart
   pgbouncer  fast-restart, crash, terminate, hung, pooler-restart, pooler-pause
@@ -276,6 +277,30 @@ impl Plan {
     }
 }
 
+/// Whether the process runs in a network namespace of its own (see [`isolate`]), or why
+/// not.
+static NETNS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+fn netns() -> Result<(), String> {
+    NETNS
+        .get()
+        .cloned()
+        .unwrap_or_else(|| Err("the soak was not started in a network namespace".to_owned()))
+}
+
+/// Call before the async runtime starts, from the main thread: with `--topology single`
+/// (the one whose every server and proxy listen on loopback), moves the process into a
+/// network namespace of its own, so the `net-blackhole` fault's firewall rules drop packets
+/// of the soak alone. Threads started afterwards inherit the namespace. Without root (or
+/// without `ip` / `nft`) that fault is skipped and says why.
+pub fn isolate(args: &SoakArgs) {
+    if args.check.is_some() || args.topology != Topology::Single {
+        return;
+    }
+    let isolated = pgsteady_testkit::netns::isolate_thread().map_err(|e| e.to_string());
+    let _ = NETNS.set(isolated);
+}
+
 /// Runs `pgsteady drill soak` and returns its exit code (see the help's table).
 pub async fn run(args: SoakArgs) -> ExitCode {
     if let Some(path) = &args.check {
@@ -344,6 +369,12 @@ async fn soak(plan: &Plan) -> u8 {
             }
         },
     };
+    if plan.topology == Topology::Single {
+        match netns() {
+            Ok(()) => eprintln!("net-blackhole: the soak runs in a network namespace of its own"),
+            Err(why) => eprintln!("net-blackhole: skipped ({why})"),
+        }
+    }
     let recorder = Recorder::new(file);
     match steps(plan, &recorder).await {
         Ok(nemesis_failure) => {

@@ -53,6 +53,10 @@ pub(crate) enum Fault {
     Hung,
     /// The proxies drop everything silently for a while.
     Blackhole,
+    /// single: the kernel drops every packet to and from the proxy's port for a while
+    /// (nftables in the soak's own network namespace): no ACK, no keepalive answer, new
+    /// connections hang in SYN retransmission.
+    NetBlackhole,
     /// A COMMIT reaches the server, its reply and every reply for 1 s are lost.
     LostCommit,
     /// The proxies reset every connection.
@@ -87,13 +91,14 @@ pub(crate) enum Lane {
 
 impl Fault {
     #[cfg(test)]
-    pub(crate) const ALL: [Fault; 17] = [
+    pub(crate) const ALL: [Fault; 18] = [
         Fault::FastRestart,
         Fault::Crash,
         Fault::Terminate,
         Fault::KillBackend,
         Fault::Hung,
         Fault::Blackhole,
+        Fault::NetBlackhole,
         Fault::LostCommit,
         Fault::Reset,
         Fault::Failover,
@@ -115,6 +120,7 @@ impl Fault {
             Fault::KillBackend => "kill-backend",
             Fault::Hung => "hung",
             Fault::Blackhole => "blackhole",
+            Fault::NetBlackhole => "net-blackhole",
             Fault::LostCommit => "lost-commit",
             Fault::Reset => "reset",
             Fault::Failover => "failover",
@@ -131,7 +137,9 @@ impl Fault {
 
     pub(crate) fn lane(self) -> Lane {
         match self {
-            Fault::Blackhole | Fault::LostCommit | Fault::Reset => Lane::Network,
+            Fault::Blackhole | Fault::NetBlackhole | Fault::LostCommit | Fault::Reset => {
+                Lane::Network
+            }
             _ => Lane::Server,
         }
     }
@@ -140,14 +148,22 @@ impl Fault {
     fn holds(self) -> bool {
         matches!(
             self,
-            Fault::Hung | Fault::Blackhole | Fault::Fence | Fault::PoolerPause
+            Fault::Hung
+                | Fault::Blackhole
+                | Fault::NetBlackhole
+                | Fault::Fence
+                | Fault::PoolerPause
         )
     }
 
     /// The faults of a topology.
     pub(crate) fn of(topology: Topology) -> Vec<Fault> {
         use Fault::*;
-        let network = [Blackhole, LostCommit, Reset];
+        let network: &[Fault] = match topology {
+            // The namespace holds the whole soak: one server and its proxy on loopback.
+            Topology::Single => &[Blackhole, LostCommit, Reset, NetBlackhole],
+            _ => &[Blackhole, LostCommit, Reset],
+        };
         let server: &[Fault] = match topology {
             Topology::Single => &[FastRestart, Crash, Terminate, KillBackend, Hung],
             Topology::Standby => &[
@@ -170,7 +186,7 @@ impl Fault {
             ],
             Topology::Patroni => &[Switchover, LeaderKill, NodeKill, Terminate],
         };
-        server.iter().copied().chain(network).collect()
+        server.iter().chain(network).copied().collect()
     }
 }
 
@@ -278,6 +294,17 @@ mod tests {
             assert!(steps.iter().any(|s| s.fault == fault), "{fault:?} missing");
         }
         assert!(a.server.iter().all(|s| s.fault != Fault::Switchover));
+    }
+
+    #[test]
+    fn the_kernel_blackhole_is_for_the_single_topology_and_its_network_lane() {
+        assert_eq!(Fault::NetBlackhole.lane(), Lane::Network);
+        assert!(Fault::of(Topology::Single).contains(&Fault::NetBlackhole));
+        for t in [Topology::Standby, Topology::Pgbouncer, Topology::Patroni] {
+            assert!(!Fault::of(t).contains(&Fault::NetBlackhole), "{t:?}");
+        }
+        let s = Schedule::new(3, Topology::Single, Duration::from_secs(60), &[]);
+        assert!(s.network.iter().any(|s| s.fault == Fault::NetBlackhole));
     }
 
     #[test]
