@@ -17,7 +17,6 @@ pub mod metrics;
 pub mod pool;
 pub mod readiness;
 pub mod retry;
-pub mod slot;
 pub mod text;
 mod tls;
 
