@@ -85,6 +85,16 @@ impl std::fmt::Display for PlanError {
     }
 }
 
+/// A slot name: checked before anything runs.
+impl From<pgsteady_slot::Error> for PlanError {
+    fn from(e: pgsteady_slot::Error) -> Self {
+        match e {
+            pgsteady_slot::Error::Query(lib) => PlanError::Lib(lib),
+            other => PlanError::Arg(format!("{other:#}")),
+        }
+    }
+}
+
 /// The migration files or the history table name: checked before anything runs.
 impl From<pgsteady_migrate::Error> for PlanError {
     fn from(e: pgsteady_migrate::Error) -> Self {

@@ -23,6 +23,7 @@ mod report;
 mod run;
 mod serve;
 mod slot;
+mod slot_text;
 mod wait;
 
 /// What `pgsteady --version` prints after the name: the crate version and the git commit it

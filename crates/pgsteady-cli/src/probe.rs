@@ -25,6 +25,9 @@ pub(crate) enum Failure {
     Query(pgsteady::Error),
     /// The query's answer was `false`.
     NotTrue,
+    /// The session works but its answer cannot be used (a library reader's own error, e.g.
+    /// `pgsteady_slot`'s): `transient` says whether asking again may help.
+    Answer { message: String, transient: bool },
 }
 
 impl Failure {
@@ -32,6 +35,12 @@ impl Failure {
         match self {
             Failure::Connect(e) | Failure::Query(e) => e.reason(),
             Failure::NotTrue => None,
+            Failure::Answer {
+                transient: true, ..
+            } => Some(Reason::CannotConnectNow),
+            Failure::Answer {
+                transient: false, ..
+            } => Some(Reason::Other),
         }
     }
 
@@ -41,6 +50,7 @@ impl Failure {
             // The library's message already says "query failed".
             Failure::Query(e) => format!("{e:#}"),
             Failure::NotTrue => "the query returned false".to_owned(),
+            Failure::Answer { message, .. } => message.clone(),
         }
     }
 
@@ -53,7 +63,10 @@ impl Failure {
                 Action::FailFast => Decision::Stop,
             },
             Failure::Query(e) if is_usage(e) || is_violation(e) => Decision::Stop,
-            Failure::Query(_) | Failure::NotTrue => Decision::Retry,
+            Failure::Answer {
+                transient: false, ..
+            } => Decision::Stop,
+            Failure::Query(_) | Failure::NotTrue | Failure::Answer { .. } => Decision::Retry,
         }
     }
 
@@ -62,9 +75,12 @@ impl Failure {
         match self {
             Failure::Query(e) if is_usage(e) => exit::USAGE,
             Failure::Query(e) if is_violation(e) => exit::PERMANENT,
+            Failure::Answer {
+                transient: false, ..
+            } => exit::PERMANENT,
             _ if timed_out => exit::NOT_READY,
             Failure::Connect(e) => exit::for_error(e),
-            Failure::Query(_) | Failure::NotTrue => exit::NOT_READY,
+            Failure::Query(_) | Failure::NotTrue | Failure::Answer { .. } => exit::NOT_READY,
         }
     }
 }

@@ -10,9 +10,9 @@ use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use pgsteady::readiness::http::{HttpLimits, router_with_registry, serve_with_limits};
-use pgsteady::slot::prometheus::SlotCollector;
-use pgsteady::slot::{SlotState, SlotWatch};
 use pgsteady::{Config, Pool, Readiness, ReadyState, ShutdownConfig};
+use pgsteady_slot::prometheus::SlotCollector;
+use pgsteady_slot::{SlotState, SlotWatch};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
@@ -109,8 +109,8 @@ impl Plan {
 
 fn validate_slots(mut slots: Vec<String>) -> Result<Vec<String>, crate::common::PlanError> {
     for name in &slots {
-        pgsteady::slot::validate_name(name)
-            .map_err(|e| crate::common::PlanError::Arg(format!("--slot: {}", e.message())))?;
+        pgsteady_slot::validate_name(name)
+            .map_err(|e| crate::common::PlanError::Arg(format!("--slot: {e}")))?;
     }
     let mut seen = std::collections::HashSet::new();
     slots.retain(|name| seen.insert(name.clone()));

@@ -1,19 +1,20 @@
 //! `pgsteady slot`: is this replication slot there, can the consumer resume from its stored
 //! offset, and how much WAL does the slot hold? Waits for the server like `wait` (same
 //! target parsing, bounded polling and failure classification), then reads the slot and the
-//! server's position in one round trip and classifies them with `pgsteady::slot`.
+//! server's position in one round trip and classifies them with `pgsteady_slot`.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
 use pgsteady::FailFastClass;
-use pgsteady::slot::{self, Lsn, SlotState, Verdict};
+use pgsteady_slot::{self as slot, Lsn, SlotState, Verdict};
 use serde_json::{Value, json};
 
 use crate::common::{Output, resolve_target};
 use crate::exit;
 use crate::probe::Failure;
 use crate::report::Reporter;
+use crate::slot_text;
 use crate::wait::{self, Stopped, parse_class};
 
 /// The slot is missing.
@@ -213,16 +214,30 @@ async fn read(plan: &Plan) -> Result<Found, Stopped> {
                 What::One { name, offset } => slot::check(client, name, *offset)
                     .await
                     .map(|v| Found::One(Box::new(v)))
-                    .map_err(Failure::Query),
+                    .map_err(failure),
                 What::All => slot::check_all(client)
                     .await
                     .map(Found::All)
-                    .map_err(Failure::Query),
+                    .map_err(failure),
             }
         }
     };
     let (found, _, _) = wait::until_ready(w, &connector, &mut reporter, read_once).await?;
     Ok(found)
+}
+
+/// A slot reader's error as a probe failure: the connection layer's error as it is (its
+/// SQLSTATE and classification decide), the reader's own (no position yet, an answer no
+/// PostgreSQL gives) by whether asking again may help.
+fn failure(e: slot::Error) -> Failure {
+    let transient = e.is_transient();
+    match e {
+        slot::Error::Query(e) => Failure::Query(e),
+        other => Failure::Answer {
+            message: format!("{other:#}"),
+            transient,
+        },
+    }
 }
 
 /// The exit code for the worst state.
@@ -243,7 +258,7 @@ fn report(plan: &Plan, found: &Found) -> u8 {
             let code = exit_code(v.state, plan.strict);
             match plan.output {
                 Output::Json => {
-                    let mut obj = v.to_json();
+                    let mut obj = slot_text::to_json(v);
                     obj["exit_code"] = json!(code);
                     obj["target"] = json!(target);
                     println!("{obj}");
@@ -252,7 +267,7 @@ fn report(plan: &Plan, found: &Found) -> u8 {
                 Output::Lines | Output::Tty => print_one(v),
             }
             if code != exit::READY && plan.output != Output::Json {
-                eprintln!("pgsteady slot: {}", v.summary());
+                eprintln!("pgsteady slot: {}", slot_text::summary(v));
             }
             code
         }
@@ -264,7 +279,7 @@ fn report(plan: &Plan, found: &Found) -> u8 {
                     let rows: Vec<Value> = all
                         .iter()
                         .map(|v| {
-                            let mut obj = v.to_json();
+                            let mut obj = slot_text::to_json(v);
                             obj["exit_code"] = json!(exit_code(v.state, plan.strict));
                             obj
                         })
@@ -276,7 +291,7 @@ fn report(plan: &Plan, found: &Found) -> u8 {
             }
             if code != exit::READY && plan.output != Output::Json {
                 for v in all.iter().filter(|v| exit_code(v.state, plan.strict) != 0) {
-                    eprintln!("pgsteady slot: {}", v.summary());
+                    eprintln!("pgsteady slot: {}", slot_text::summary(v));
                 }
             }
             code
@@ -308,7 +323,7 @@ fn states(v: &Verdict) -> String {
 
 fn print_one(v: &Verdict) {
     println!("slot {}: {}", v.slot, states(v));
-    for line in v.details() {
+    for line in slot_text::details(v) {
         println!("  {line}");
     }
     let f = v.facts.as_ref();

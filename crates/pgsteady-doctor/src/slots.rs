@@ -2,7 +2,7 @@
 //! they retain. A warning, never a failure: a slot does not stop this application from
 //! connecting, but an abandoned one fills the server's disk.
 
-use pgsteady::slot::{self, SlotState, Verdict};
+use pgsteady_slot::{self as slot, SlotState, Verdict};
 use tokio_postgres::Client;
 
 use crate::finding::{Layer, Status};
@@ -96,7 +96,7 @@ fn summarise(all: &[Verdict]) -> Layer {
 
 #[cfg(test)]
 mod tests {
-    use pgsteady::slot::{ServerPosition, SlotFacts, SlotType, WalStatus, classify};
+    use pgsteady_slot::{ServerPosition, SlotFacts, SlotType, WalStatus, classify};
 
     use super::*;
 

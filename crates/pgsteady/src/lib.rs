@@ -17,8 +17,12 @@ pub mod metrics;
 pub mod pool;
 pub mod readiness;
 pub mod retry;
-pub mod slot;
+// Escaping of text from outside: the crate's own messages use it; a diagnostic tool or a
+// crate on this one that prints server text gets it with the `probe` feature.
+#[cfg(feature = "probe")]
 pub mod text;
+#[cfg(not(feature = "probe"))]
+mod text;
 mod tls;
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! snapshot; and the pool's events ([`PoolEvent`]) for an observer.
 
 mod events;
+mod evict;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use crate::classify::Reason;
 pub(crate) use events::Observer;
 pub use events::{CommitResolution, PoolEvent, ResolveRule, ResolveVerdict, ServerFacts};
+pub use evict::EvictReason;
 
 /// Upper bounds of the checkout latency histogram buckets; the last bucket is unbounded.
 pub const CHECKOUT_BUCKETS: [Duration; 8] = [
@@ -23,61 +25,6 @@ pub const CHECKOUT_BUCKETS: [Duration; 8] = [
 ];
 
 const N_BUCKETS: usize = CHECKOUT_BUCKETS.len() + 1;
-
-/// Why a connection left the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum EvictReason {
-    /// The server ended the session (the reason it gave is in [`Reason`]); counted by
-    /// [`PoolMetrics::closed_by`].
-    Closed,
-    /// Validation after a long idle period failed.
-    Validation,
-    /// Older than `max_lifetime`.
-    Lifetime,
-    /// Idle longer than `idle_timeout`.
-    Idle,
-    /// An operation on it timed out, so its state is unknown.
-    Timeout,
-    /// The pool was closed.
-    PoolClosed,
-    /// Its server no longer is what the configuration asks for (`target_session_attrs`
-    /// read-write or primary): a statement on it, or on another connection to the same
-    /// server, failed with 25006, or the server reported `in_hot_standby` /
-    /// `default_transaction_read_only` turning on (a promotion elsewhere, a demotion, a
-    /// fence).
-    WrongServer,
-}
-
-impl EvictReason {
-    /// Every reason, in index order.
-    pub const ALL: [EvictReason; 7] = [
-        EvictReason::Closed,
-        EvictReason::Validation,
-        EvictReason::Lifetime,
-        EvictReason::Idle,
-        EvictReason::Timeout,
-        EvictReason::PoolClosed,
-        EvictReason::WrongServer,
-    ];
-
-    /// A stable snake_case name, for logs and metric labels.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EvictReason::Closed => "closed",
-            EvictReason::Validation => "validation",
-            EvictReason::Lifetime => "lifetime",
-            EvictReason::Idle => "idle",
-            EvictReason::Timeout => "timeout",
-            EvictReason::PoolClosed => "pool_closed",
-            EvictReason::WrongServer => "wrong_server",
-        }
-    }
-
-    const fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// Reasons counted per class, for create failures and server-side closes.
 const REASONS: [Reason; 18] = [

@@ -21,8 +21,8 @@ use syn::visit::Visit;
 
 /// Circles still to remove, each the sorted files of one circle relative to the workspace
 /// root; when a circle is gone its entry must go too (the test says so), so the list can
-/// only shrink. Two kinds: siblings importing each other (`error` and `classify`,
-/// `metrics` and its events), and a parent whose children use its items while it uses
+/// only shrink. Two kinds: siblings importing each other (`error` and `classify`),
+/// and a parent whose children use its items while it uses
 /// theirs (the CLI's `main.rs`, the drill's `lib.rs` and `soak/mod.rs`, `cluster/mod.rs`,
 /// `patroni/mod.rs`, `pool/mod.rs`, the migrate crate's modules): the shared items belong in
 /// a file of their own.
@@ -77,10 +77,6 @@ const KNOWN: &[&[&str]] = &[
     &[
         "crates/pgsteady/src/classify.rs",
         "crates/pgsteady/src/error.rs",
-    ],
-    &[
-        "crates/pgsteady/src/metrics/events.rs",
-        "crates/pgsteady/src/metrics.rs",
     ],
     &[
         "crates/pgsteady/src/pool/config.rs",

@@ -6,6 +6,9 @@
 //! or hide text; a 50 MB one was printed whole. Every [`crate::Error`] is
 //! displayed through [`sanitize`], so every command's output and `--json` get this for free.
 
+// Public with the `probe` feature only.
+#![cfg_attr(not(feature = "probe"), allow(dead_code, unreachable_pub))]
+
 use std::borrow::Cow;
 use std::fmt::Write;
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pgsteady::SqlState;
-use pgsteady::slot::Lsn;
+use pgsteady_slot::Lsn;
 use pgsteady_testkit::Cluster;
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};

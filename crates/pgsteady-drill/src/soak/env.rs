@@ -342,19 +342,13 @@ impl Env {
                     return Ok(format!("{n} sessions terminated on {leader}"));
                 }
                 let server = self.primary().ok_or_else(no)?;
-                let n = server
-                    .terminate_backends(BackendFilter::ClientBackends)
-                    .await?;
+                let kit = fault.on_one_server(hold).ok_or_else(no)?;
+                let n = kit.apply(server).await?.terminated.unwrap_or(0);
                 Ok(format!("{n} sessions terminated"))
             }
             Fault::FastRestart | Fault::Crash | Fault::KillBackend | Fault::Hung => {
                 let server = self.primary().ok_or_else(no)?;
                 match fault {
-                    Fault::FastRestart => server.restart(StopMode::Fast).await?,
-                    Fault::Crash => {
-                        server.kill_postmaster().await?;
-                        server.start_server().await?;
-                    }
                     Fault::KillBackend => {
                         let pids = server.backend_pids(BackendFilter::ClientBackends).await?;
                         let Some(&pid) = pids.first() else {
@@ -365,9 +359,11 @@ impl Env {
                         return Ok(format!("backend {pid} killed"));
                     }
                     _ => {
-                        server.pause()?;
-                        tokio::time::sleep(hold).await;
-                        server.resume()?;
+                        fault
+                            .on_one_server(hold)
+                            .ok_or_else(no)?
+                            .apply(server)
+                            .await?;
                     }
                 }
                 if let Env::Standby { nodes, primary, .. } = self {

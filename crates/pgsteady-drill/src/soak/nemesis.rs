@@ -144,6 +144,21 @@ impl Fault {
         }
     }
 
+    /// The test kit's fault this one is on a single server, held for `hold` where it holds:
+    /// one vocabulary, one `apply`, for the soak, the drill, the benchmarks and the tests.
+    /// `None` for the faults of a topology (failover, poolers, Patroni, the network) and for
+    /// a killed backend, which the kit does not name.
+    pub(crate) fn on_one_server(self, hold: Duration) -> Option<pgsteady_testkit::Fault> {
+        use pgsteady_testkit::{BackendFilter, Fault as Kit, StopMode};
+        Some(match self {
+            Fault::FastRestart => Kit::Restart(StopMode::Fast),
+            Fault::Crash => Kit::KillPostmaster,
+            Fault::Terminate => Kit::Terminate(BackendFilter::ClientBackends),
+            Fault::Hung => Kit::Hang(hold),
+            _ => return None,
+        })
+    }
+
     /// Whether the fault holds for a while (its step carries how long).
     fn holds(self) -> bool {
         matches!(

@@ -45,6 +45,7 @@ pub trait Env {
 
 /// The process environment.
 #[derive(Debug, Clone, Copy, Default)]
+#[cfg_attr(not(feature = "probe"), allow(unreachable_pub))]
 pub struct ProcessEnv;
 
 impl Env for ProcessEnv {

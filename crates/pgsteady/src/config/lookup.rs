@@ -5,6 +5,9 @@
 //!
 //! Nothing here holds or shows a password: only where one is, or why none was taken.
 
+// Public with the `probe` feature only; the crate's own connect path does not need it.
+#![cfg_attr(not(feature = "probe"), allow(dead_code, unreachable_pub))]
+
 use std::fmt;
 use std::path::PathBuf;
 

@@ -7,8 +7,8 @@
 //! 3. built-in defaults.
 //!
 //! The password comes from the string, then `PGPASSWORD`, then the password file (`passfile`,
-//! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time; [`password_search`] tells
-//! where it was looked for and why a password file line did not match.
+//! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time; `password_search` (feature `probe`)
+//! tells where it was looked for and why a password file line did not match.
 //!
 //! `DATABASE_URL` is not a libpq variable; [`Config::resolve`] uses it as the connection
 //! string when no target is given, so a tool can be pointed at a database the way most
@@ -36,7 +36,13 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-pub use env::{Env, ProcessEnv};
+pub use env::Env;
+#[cfg(not(feature = "probe"))]
+use env::ProcessEnv;
+// The `probe` feature: where the password was looked for, for a diagnostic tool.
+#[cfg(feature = "probe")]
+pub use env::ProcessEnv;
+#[cfg(feature = "probe")]
 pub use lookup::{PassFileSearch, PasswordSearch, password_search};
 pub use passfile::{LineMatch, PassFile, PassFileStatus};
 pub use types::{Host, HostSpec, Password, RootCert, SslMode, TargetSessionAttrs, TlsSettings};

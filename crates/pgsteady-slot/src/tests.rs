@@ -86,13 +86,6 @@ fn each_state_and_the_worst_decides() {
         assert_eq!(v.states, want, "{facts:?} {offset:?}");
         assert_eq!(v.state, *want.iter().max().unwrap());
         assert_eq!(v.offset_usable(), !v.state.blocks_offset());
-        #[cfg(feature = "json")]
-        {
-            let json = v.to_json();
-            assert_eq!(json["slot"], "debezium");
-            assert_eq!(json["state"], v.state.as_str());
-            assert_eq!(json["states"].as_array().unwrap().len(), want.len());
-        }
     }
 }
 
@@ -125,11 +118,7 @@ fn byte_counts() {
         Some(lsn("0/1800")),
     );
     assert_eq!(v.gap_bytes, Some(0x800));
-    assert!(
-        v.summary().contains("0/1800") && v.summary().contains("0/2000"),
-        "{}",
-        v.summary()
-    );
+    assert_eq!(v.slot_start(), Some(lsn("0/2000")));
     let v = classify(
         "debezium",
         Some(logical(true, "reserved", "0/1000", "0/2000")),
@@ -137,8 +126,6 @@ fn byte_counts() {
         Some(lsn("1/3000")),
     );
     assert_eq!(v.ahead_bytes, Some(1 << 32));
-    #[cfg(feature = "json")]
-    assert_eq!(v.to_json()["ahead_bytes"], 1u64 << 32);
 }
 
 #[test]
@@ -170,38 +157,10 @@ fn invalidated_slots_are_lost() {
 }
 
 #[test]
-fn missing_says_why_when_the_server_knows() {
-    let v = classify(
-        "s",
-        None,
-        ServerPosition::new(lsn("0/1"), false, 150004, Some(3)),
-        None,
-    );
-    assert!(v.missing_note().unwrap().contains("timeline 3"));
-    let v = classify(
-        "s",
-        None,
-        ServerPosition::new(lsn("0/1"), true, 150004, None),
-        None,
-    );
-    assert!(v.missing_note().unwrap().contains("standby"));
-    let v = classify("s", None, position("0/1"), None);
-    assert_eq!(v.missing_note(), None);
-}
-
-#[test]
 fn states_order_by_severity() {
     let mut sorted = SlotState::ALL;
     sorted.sort();
     assert_eq!(sorted, SlotState::ALL);
     assert!(SlotState::ALL.iter().filter(|s| s.is_warning()).count() == 3);
     assert!(SlotState::ALL.iter().filter(|s| s.blocks_offset()).count() == 4);
-}
-
-#[test]
-fn sizes_for_people() {
-    assert_eq!(human_bytes(56), "56 bytes");
-    assert_eq!(human_bytes(283272), "283272 bytes (276.6 KiB)");
-    assert_eq!(human_bytes(16 << 20), "16777216 bytes (16.0 MiB)");
-    assert_eq!(human_bytes(3 << 30), "3221225472 bytes (3.0 GiB)");
 }

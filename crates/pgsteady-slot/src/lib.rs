@@ -1,50 +1,13 @@
-//! Replication slots and change-data-capture offsets: is this slot there, can it still be
-//! decoded, does the consumer's stored offset still match it, and how much WAL does it hold?
-//!
-//! A consumer (Debezium, a logical-replication subscriber, a pgoutput or wal2json reader, a
-//! standby on a physical slot) keeps an offset, an [`Lsn`], and resumes from it. Asking a
-//! logical slot to start below its `confirmed_flush_lsn` does not fail: PostgreSQL moves the
-//! start forward and logs a single LOG line, so after a slot was dropped and recreated the
-//! consumer silently skips every change in between. [`check`] reads the slot
-//! (`pg_replication_slots`) and the server's position in one round trip and [`classify`]
-//! names what holds:
-//!
-//! | state | meaning | offset usable |
-//! |---|---|---|
-//! | `ok` | exists, active, WAL reserved, the offset (if any) is within its range | yes |
-//! | `inactive` | no consumer attached: it holds [`Verdict::retained_bytes`] of WAL | yes (warning) |
-//! | `extended` | it holds more than `max_wal_size`, within `max_slot_wal_keep_size` | yes (warning) |
-//! | `unreserved` | its WAL will be removed at the next checkpoint unless it catches up | yes (warning) |
-//! | `gap` | the offset is below `confirmed_flush_lsn` (logical) or `restart_lsn` (physical): changes in between cannot be replayed | no |
-//! | `ahead` | the offset is beyond this server's WAL: another cluster, timeline or a restore | no |
-//! | `lost` | `wal_status = 'lost'` (or invalidated): decoding fails with 55000 | no |
-//! | `missing` | no such slot on this server | no |
-//!
-//! Several states can hold at once (`inactive` and `unreserved`); [`Verdict::states`] lists
-//! them all and [`Verdict::state`] is the worst, in the order of the table (`missing` worst).
-//!
-//! The columns that only newer servers have are read through `to_jsonb(row) ->> 'column'` on
-//! the server, so whatever the server has is used: `wal_status` and
-//! `safe_wal_size` from PostgreSQL 13, `conflicting` from 16, `inactive_since` and
-//! `invalidation_reason` from 17; on older servers those facts are `None` and the states that
-//! need them are not reported. The server's position is `pg_current_wal_lsn()` on a primary
-//! and `pg_last_wal_replay_lsn()` on a standby (PostgreSQL 10 or newer).
-//!
-//! # Examples
-//!
-//! ```no_run
-//! # async fn demo(client: &tokio_postgres::Client) -> Result<(), Box<dyn std::error::Error>> {
-//! use pgsteady::slot::{self, Lsn};
-//!
-//! let offset: Lsn = "16/B374D848".parse()?;
-//! let verdict = slot::check(client, "debezium", Some(offset)).await?;
-//! if !verdict.offset_usable() {
-//!     // missing, lost, gap or ahead: re-snapshot instead of resuming.
-//!     eprintln!("{}", verdict.summary());
-//! }
-//! # Ok(()) }
-//! ```
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
 
+mod error;
 mod lsn;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
@@ -53,6 +16,7 @@ mod watch;
 
 use std::fmt;
 
+pub use error::Error;
 pub use lsn::{Lsn, LsnError};
 pub use read::{check, check_all, read, read_all, validate_name};
 pub use watch::{SlotWatch, WatchSnapshot};
@@ -317,13 +281,13 @@ pub struct Verdict {
 /// # Examples
 ///
 /// ```
-/// use pgsteady::slot::{Lsn, ServerPosition, SlotState, classify};
+/// use pgsteady_slot::{Lsn, ServerPosition, SlotState, classify};
 ///
 /// let position = ServerPosition::new("0/5000000".parse()?, false, 150004, Some(1));
 /// let verdict = classify("debezium", None, position, None);
 /// assert_eq!(verdict.state, SlotState::Missing);
 /// assert!(!verdict.offset_usable());
-/// # Ok::<(), pgsteady::slot::LsnError>(())
+/// # Ok::<(), pgsteady_slot::LsnError>(())
 /// ```
 pub fn classify(
     name: &str,
@@ -410,107 +374,6 @@ impl Verdict {
         self.states.iter().copied().filter(|s| s.is_warning())
     }
 
-    /// Why a missing slot may be missing, from what the server is: a standby, or a primary
-    /// on a timeline above 1 (promoted, or restored from a backup).
-    pub fn missing_note(&self) -> Option<String> {
-        if self.facts.is_some() {
-            return None;
-        }
-        let p = &self.position;
-        if p.in_recovery {
-            return Some(
-                "this server is a standby: slots created on the primary are not on it \
-                 (PostgreSQL 17 synchronizes only slots created with failover = true, with sync_replication_slots on)"
-                    .to_owned(),
-            );
-        }
-        match p.timeline {
-            Some(tli) if tli > 1 => Some(format!(
-                "this server is on timeline {tli}: it was promoted (or restored from a backup). \
-                 Before PostgreSQL 17, logical slots are not carried over to a promoted standby, and from 17 only \
-                 those created with failover = true and synchronized: recreate the slot and re-snapshot the consumer"
-            )),
-            _ => None,
-        }
-    }
-
-    /// One line per fact that matters, for people: the states with their numbers.
-    pub fn details(&self) -> Vec<String> {
-        let mut lines = Vec::new();
-        let mb = human_bytes;
-        for state in &self.states {
-            let line = match state {
-                SlotState::Missing => {
-                    let mut s = format!("missing: no slot `{}` on this server", self.slot);
-                    if let Some(note) = self.missing_note() {
-                        s.push_str("; ");
-                        s.push_str(&note);
-                    }
-                    s
-                }
-                SlotState::Lost => {
-                    let why = self
-                        .facts
-                        .as_ref()
-                        .and_then(|f| f.invalidation_reason.clone())
-                        .map(|r| format!(" ({r})"))
-                        .unwrap_or_default();
-                    format!(
-                        "lost{why}: the WAL it needs was removed; decoding fails (55000): drop and recreate the slot, re-snapshot the consumer"
-                    )
-                }
-                SlotState::Gap => format!(
-                    "gap: the offset {} is below the slot's start {}: {} of changes cannot be replayed",
-                    self.offset.unwrap_or_default(),
-                    self.slot_start().unwrap_or_default(),
-                    mb(self.gap_bytes.unwrap_or(0))
-                ),
-                SlotState::Ahead => format!(
-                    "ahead: the offset {} is {} beyond this server's WAL ({}): another cluster, timeline or a restore",
-                    self.offset.unwrap_or_default(),
-                    mb(self.ahead_bytes.unwrap_or(0)),
-                    self.position.lsn
-                ),
-                SlotState::Unreserved => format!(
-                    "unreserved: its WAL will be removed at the next checkpoint unless it catches up (safe_wal_size {})",
-                    self.safe_wal_size_text()
-                ),
-                SlotState::Extended => format!(
-                    "extended: it holds more WAL than max_wal_size (safe_wal_size {})",
-                    self.safe_wal_size_text()
-                ),
-                SlotState::Inactive => {
-                    let since = self
-                        .facts
-                        .as_ref()
-                        .and_then(|f| f.inactive_since.clone())
-                        .map(|s| format!(" since {s}"))
-                        .unwrap_or_default();
-                    match self.retained_bytes {
-                        Some(b) => format!(
-                            "inactive{since}: no consumer attached; it retains {} of WAL",
-                            mb(b)
-                        ),
-                        None => format!("inactive{since}: no consumer attached"),
-                    }
-                }
-                SlotState::Ok => format!(
-                    "ok: lag {}",
-                    self.lag_bytes
-                        .map(mb)
-                        .unwrap_or_else(|| "unknown".to_owned())
-                ),
-            };
-            lines.push(line);
-        }
-        lines
-    }
-
-    /// One line: the slot, the worst state, and the states' details.
-    pub fn summary(&self) -> String {
-        format!("slot `{}`: {}", self.slot, self.details().join("; "))
-    }
-
     /// Where the slot can deliver from: `confirmed_flush_lsn` (logical) or `restart_lsn`.
     pub fn slot_start(&self) -> Option<Lsn> {
         let f = self.facts.as_ref()?;
@@ -518,69 +381,6 @@ impl Verdict {
             SlotType::Logical => f.confirmed_flush_lsn,
             SlotType::Physical => f.restart_lsn,
         }
-    }
-
-    fn safe_wal_size_text(&self) -> String {
-        match self.facts.as_ref().and_then(|f| f.safe_wal_size) {
-            Some(b) => format!("{b} bytes"),
-            None => "unknown".to_owned(),
-        }
-    }
-
-    /// The verdict as one JSON object (feature `json`): `slot`, `state`, `states`, `offset_usable`, `exists`,
-    /// the LSNs as text (`offset`, `position`, `restart_lsn`, `confirmed_flush_lsn`), the byte
-    /// counts (`retained_bytes`, `lag_bytes`, `gap_bytes`, `ahead_bytes`, `safe_wal_size`),
-    /// the slot's other facts, the server's (`in_recovery`, `server_version_num`,
-    /// `timeline`), `details` and `note`. Facts not known are `null`.
-    #[cfg(feature = "json")]
-    pub fn to_json(&self) -> serde_json::Value {
-        use serde_json::json;
-        let text = |l: Option<Lsn>| l.map(|l| l.to_string());
-        let f = self.facts.as_ref();
-        json!({
-            "slot": self.slot,
-            "state": self.state.as_str(),
-            "states": self.states.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
-            "offset_usable": self.offset_usable(),
-            "exists": f.is_some(),
-            "slot_type": f.map(|f| f.slot_type.as_str()),
-            "plugin": f.and_then(|f| f.plugin.clone()),
-            "database": f.and_then(|f| f.database.clone()),
-            "temporary": f.and_then(|f| f.temporary),
-            "active": f.map(|f| f.active),
-            "active_pid": f.and_then(|f| f.active_pid),
-            "wal_status": f.and_then(|f| f.wal_status).map(WalStatus::as_str),
-            "safe_wal_size": f.and_then(|f| f.safe_wal_size),
-            "conflicting": f.and_then(|f| f.conflicting),
-            "invalidation_reason": f.and_then(|f| f.invalidation_reason.clone()),
-            "inactive_since": f.and_then(|f| f.inactive_since.clone()),
-            "offset": text(self.offset),
-            "position": self.position.lsn.to_string(),
-            "restart_lsn": text(f.and_then(|f| f.restart_lsn)),
-            "confirmed_flush_lsn": text(f.and_then(|f| f.confirmed_flush_lsn)),
-            "retained_bytes": self.retained_bytes,
-            "lag_bytes": self.lag_bytes,
-            "gap_bytes": self.gap_bytes,
-            "ahead_bytes": self.ahead_bytes,
-            "in_recovery": self.position.in_recovery,
-            "server_version_num": self.position.version_num,
-            "timeline": self.position.timeline,
-            "details": self.details(),
-            "note": self.missing_note(),
-        })
-    }
-}
-
-/// `N bytes`, with the size in KiB, MiB or GiB from 1 KiB on: `283272 bytes (276.6 KiB)`.
-fn human_bytes(b: u64) -> String {
-    const UNITS: [(f64, &str); 3] = [
-        (1024.0 * 1024.0 * 1024.0, "GiB"),
-        (1024.0 * 1024.0, "MiB"),
-        (1024.0, "KiB"),
-    ];
-    match UNITS.iter().find(|(size, _)| b as f64 >= *size) {
-        Some((size, unit)) => format!("{b} bytes ({:.1} {unit})", b as f64 / size),
-        None => format!("{b} bytes"),
     }
 }
 

@@ -4,8 +4,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{Verdict, classify, read::validate_name};
-use crate::{Error, Pool};
+use pgsteady::Pool;
+
+use crate::error::Error;
+use crate::read::{read_all, validate_name};
+use crate::{Verdict, classify};
 
 /// What the last refresh of a [`SlotWatch`] found. A consistent snapshot: every verdict was
 /// drawn from the same round trip.
@@ -32,9 +35,9 @@ pub struct WatchSnapshot {
 /// # Examples
 ///
 /// ```no_run
-/// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady::Error> {
+/// # async fn demo(pool: &pgsteady::Pool) -> Result<(), pgsteady_slot::Error> {
 /// use std::time::Duration;
-/// use pgsteady::slot::SlotWatch;
+/// use pgsteady_slot::SlotWatch;
 ///
 /// let watch = SlotWatch::spawn(pool, vec!["debezium".into()], Duration::from_secs(10))?;
 /// for verdict in &watch.snapshot().verdicts {
@@ -63,11 +66,11 @@ impl Drop for Inner {
 
 impl SlotWatch {
     /// Starts refreshing `names` every `every` (at least 100 ms) through `pool`, the first
-    /// time at once. Fails with [`crate::ErrorKind::Config`] for a name PostgreSQL would
+    /// time at once. Fails with [`Error::InvalidName`] for a name PostgreSQL would
     /// reject, or no name. Must be called within a tokio runtime.
     pub fn spawn(pool: &Pool, names: Vec<String>, every: Duration) -> Result<SlotWatch, Error> {
         if names.is_empty() {
-            return Err(Error::config("no slot to watch"));
+            return Err(Error::InvalidName("no slot to watch".to_owned()));
         }
         for name in &names {
             validate_name(name)?;
@@ -124,11 +127,11 @@ async fn refresh_loop(
             return;
         }
         let result = tokio::time::timeout(bound, async {
-            let conn = pool.get().await?;
+            let conn = pool.get().await.map_err(Error::Query)?;
             // The slot readers take a tokio-postgres client: their catalogue queries run
             // named, and a lost connection is not marked, which costs this watcher one failed
             // tick at most (the connection's task sees the close before the next one).
-            super::read::read_all(conn.raw_client_unguarded()).await
+            read_all(conn.raw_client_unguarded()).await
         })
         .await;
         let mut next = (**lock(&snapshot)).clone();

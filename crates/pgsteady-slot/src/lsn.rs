@@ -14,7 +14,7 @@ use std::str::FromStr;
 /// # Examples
 ///
 /// ```
-/// use pgsteady::slot::Lsn;
+/// use pgsteady_slot::Lsn;
 ///
 /// let lsn: Lsn = "16/B374D848".parse()?;
 /// assert_eq!(lsn.as_u64(), 0x16_B374_D848);
@@ -22,7 +22,7 @@ use std::str::FromStr;
 /// let later = Lsn::from_u64(lsn.as_u64() + 16);
 /// assert_eq!(later.bytes_after(lsn), 16);
 /// assert!("16/ZZ".parse::<Lsn>().is_err());
-/// # Ok::<(), pgsteady::slot::LsnError>(())
+/// # Ok::<(), pgsteady_slot::LsnError>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Lsn(u64);

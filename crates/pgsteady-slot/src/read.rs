@@ -10,8 +10,9 @@
 use futures_util::TryStreamExt;
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{Lsn, ServerPosition, SlotFacts, SlotType, Verdict, WalStatus, classify};
-use crate::{Error, ErrorKind};
+use crate::error::Error;
+use crate::lsn::Lsn;
+use crate::{ServerPosition, SlotFacts, SlotType, Verdict, WalStatus, classify};
 
 /// The longest slot name PostgreSQL accepts (`NAMEDATALEN - 1`).
 const MAX_NAME: usize = 63;
@@ -28,7 +29,7 @@ const MAX_BYTES: usize = 16 << 20;
 const COLUMNS: usize = 18;
 
 /// Checks `name` the way PostgreSQL does (`ReplicationSlotValidateName`): 1 to 63 lower-case
-/// letters, digits and underscores. A [`ErrorKind::Config`] error naming it otherwise.
+/// letters, digits and underscores. An [`Error::InvalidName`] naming it otherwise.
 ///
 /// The name is then safe to quote in SQL, which is why [`read`] can use the simple query
 /// protocol (no prepared statement, so it also works through a transaction-mode pooler).
@@ -44,12 +45,12 @@ pub fn validate_name(name: &str) -> Result<(), Error> {
     const RULE: &str = "PostgreSQL allows 1 to 63 lower-case letters, digits and underscores";
     // A connection string given where the name belongs may hold a password: never echo it.
     if name.contains("://") || name.contains('=') || name.contains('@') {
-        return Err(Error::config(format!(
+        return Err(Error::InvalidName(format!(
             "the slot name looks like a connection string (not shown); the name comes first: slot NAME [TARGET]. {RULE}"
         )));
     }
     let shown: String = name.chars().take(70).collect();
-    Err(Error::config(format!(
+    Err(Error::InvalidName(format!(
         "`{}` is not a replication slot name: {RULE}",
         shown.escape_debug()
     )))
@@ -111,7 +112,7 @@ async fn fetch(
     if let Some(n) = name {
         validate_name(n)?;
     }
-    let failed = |e| Error::from_pg(e, "reading pg_replication_slots");
+    let failed = |e: tokio_postgres::Error| Error::from(e);
     // One row per slot: read at most MAX_ROWS, so that a server streaming rows forever
     // cannot fill memory.
     let stream = client
@@ -159,11 +160,7 @@ async fn fetch(
             .map_err(|_| unexpected("an unreadable WAL position"))?,
         // A standby that has replayed nothing yet: its position is not known. Transient.
         None => {
-            return Err(Error::new(
-                ErrorKind::Db,
-                "the standby has not replayed any WAL yet: its position is unknown",
-            )
-            .with_reason(crate::Reason::CannotConnectNow));
+            return Err(Error::NoPosition);
         }
     };
     let timeline = get(first, 3).and_then(|t| u32::from_str_radix(t, 16).ok());
@@ -191,18 +188,14 @@ fn get(row: &[Option<String>], i: usize) -> Option<&str> {
 /// UTF-8, no row): the server, or a proxy, is not one this can read, and asking again will
 /// not change that. Permanent, like a framing violation.
 fn unexpected(what: &str) -> Error {
-    Error::new(
-        ErrorKind::Connect,
-        format!("unexpected answer reading replication slots: {what}"),
-    )
-    .with_reason(crate::Reason::Other)
+    Error::Unexpected(what.to_owned())
 }
 
 /// Reads the slot `name` (`None`: no such slot) and the server's position, in one round trip.
-/// Fails with [`ErrorKind::Config`] for a name PostgreSQL would reject (see
-/// [`validate_name`]), [`ErrorKind::Db`] if the statement fails, [`ErrorKind::Connect`]
-/// (permanent) for an answer no PostgreSQL gives (another column count, over 10,000 rows or
-/// 16 MiB).
+/// Fails with [`Error::InvalidName`] for a name PostgreSQL would reject (see
+/// [`validate_name`]), [`Error::Query`] if the statement fails, [`Error::NoPosition`] on a
+/// standby that has replayed nothing, [`Error::Unexpected`] for an answer no PostgreSQL gives
+/// (another column count, over 10,000 rows or 16 MiB).
 pub async fn read(
     client: &Client,
     name: &str,
@@ -221,8 +214,8 @@ pub async fn read_all(client: &Client) -> Result<(ServerPosition, Vec<SlotFacts>
 /// # Examples
 ///
 /// ```no_run
-/// # async fn demo(client: &tokio_postgres::Client) -> Result<(), pgsteady::Error> {
-/// let verdict = pgsteady::slot::check(client, "debezium", None).await?;
+/// # async fn demo(client: &tokio_postgres::Client) -> Result<(), pgsteady_slot::Error> {
+/// let verdict = pgsteady_slot::check(client, "debezium", None).await?;
 /// println!("{} {:?}", verdict.state, verdict.retained_bytes);
 /// # Ok(()) }
 /// ```
@@ -262,7 +255,7 @@ mod tests {
             "é",
         ] {
             let err = validate_name(bad).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::Config, "{bad}");
+            assert!(matches!(err, Error::InvalidName(_)), "{bad}");
             assert!(
                 err.to_string().contains("not a replication slot name"),
                 "{err}"

@@ -24,18 +24,18 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Unit;
 
-use super::{SlotState, SlotWatch};
+use crate::{SlotState, SlotWatch};
 
 /// Encodes a [`SlotWatch`]'s latest snapshot at each scrape.
 ///
 /// # Examples
 ///
 /// ```no_run
-/// # fn demo(watch: &pgsteady::slot::SlotWatch) {
+/// # fn demo(watch: &pgsteady_slot::SlotWatch) {
 /// use prometheus_client::registry::Registry;
 ///
 /// let mut registry = Registry::default();
-/// registry.register_collector(Box::new(pgsteady::slot::prometheus::SlotCollector::new(watch)));
+/// registry.register_collector(Box::new(pgsteady_slot::prometheus::SlotCollector::new(watch)));
 /// # }
 /// ```
 #[derive(Debug, Clone)]
