@@ -11,8 +11,11 @@ use crate::TestCommand;
 /// Whether psql connects and runs `select 1` with exactly `env` (plus `HOME`) and `target`.
 pub fn psql_connects(cluster: &Cluster, home: &Path, env: &[(&str, &str)], target: &str) -> bool {
     let mut cmd = std::process::Command::new(cluster.bin().tool("psql"));
-    cmd.args(["-X", "-w", "-A", "-t", "-c", "select 1", target])
-        .env("HOME", home)
+    cmd.args(["-X", "-w", "-A", "-t", "-c", "select 1"]);
+    if !target.is_empty() {
+        cmd.arg(target);
+    }
+    cmd.env("HOME", home)
         .env_remove("DATABASE_URL")
         .stdin(std::process::Stdio::null());
     for (k, _) in std::env::vars() {
@@ -27,9 +30,15 @@ pub fn psql_connects(cluster: &Cluster, home: &Path, env: &[(&str, &str)], targe
     out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1"
 }
 
-/// `check` with the same environment; its exit code.
+/// `check` with the same environment (an empty `target`: none given, as for psql).
 async fn check(home: &Path, env: &[(&str, &str)], target: &str, secret: &str) -> crate::Finished {
-    let mut cmd = TestCommand::new(["check", "--timeout", "10s", target]).env("HOME", home.to_str().unwrap());
+    let args = ["check", "--timeout", "10s", target];
+    let args = if target.is_empty() {
+        &args[..3]
+    } else {
+        &args[..]
+    };
+    let mut cmd = TestCommand::new(args).env("HOME", home.to_str().unwrap());
     for (k, v) in env {
         cmd = cmd.env(k, v);
     }
@@ -58,16 +67,32 @@ async fn a_service_file_entry_as_psql_reads_it() {
         cluster.dbname()
     );
     std::fs::write(home.join(".pg_service.conf"), format!("[homesvc]\n{entry}")).unwrap();
-    std::fs::write(sys.join("pg_service.conf"), format!("# system\n[syssvc]\n{entry}")).unwrap();
+    std::fs::write(
+        sys.join("pg_service.conf"),
+        format!("# system\n[syssvc]\n{entry}"),
+    )
+    .unwrap();
     let sys_s = sys.to_str().unwrap();
     let secret = cluster.password();
     let cases: &[(&[(&str, &str)], &str, bool)] = &[
         (&[("PGSYSCONFDIR", sys_s)], "service=homesvc", true),
         (&[("PGSYSCONFDIR", sys_s)], "service=syssvc", true),
-        (&[("PGSYSCONFDIR", sys_s), ("PGSERVICE", "syssvc")], "", true),
-        (&[("PGSYSCONFDIR", sys_s)], "postgresql:///?service=homesvc", true),
+        (
+            &[("PGSYSCONFDIR", sys_s), ("PGSERVICE", "syssvc")],
+            "",
+            true,
+        ),
+        (
+            &[("PGSYSCONFDIR", sys_s)],
+            "postgresql:///?service=homesvc",
+            true,
+        ),
         (&[("PGSYSCONFDIR", sys_s)], "service=nosuchsvc", false),
-        (&[("PGSYSCONFDIR", sys_s), ("PGSERVICE", "nosuchsvc")], "", false),
+        (
+            &[("PGSYSCONFDIR", sys_s), ("PGSERVICE", "nosuchsvc")],
+            "",
+            false,
+        ),
     ];
     for (env, target, connects) in cases {
         assert_eq!(
@@ -81,7 +106,8 @@ async fn a_service_file_entry_as_psql_reads_it() {
         } else {
             f.assert_exit_code(2);
             assert!(
-                f.stderr.contains("definition of service \"nosuchsvc\" not found"),
+                f.stderr
+                    .contains("definition of service \"nosuchsvc\" not found"),
                 "{f:#?}"
             );
         }

@@ -658,7 +658,11 @@ fn service_file_precedence_and_errors() {
     let c = Config::parse_with_env("postgresql://u@strhost/?service=app", &e).unwrap();
     assert_eq!(c.hosts, vec![tcp("strhost", 6000)]);
     // PGSERVICE names it when the string does not; a section only in the system file is found.
-    let e2 = env(&[("HOME", home_s), ("PGSYSCONFDIR", sys_s), ("PGSERVICE", "sysonly")]);
+    let e2 = env(&[
+        ("HOME", home_s),
+        ("PGSYSCONFDIR", sys_s),
+        ("PGSERVICE", "sysonly"),
+    ]);
     let c = Config::parse_with_env("", &e2).unwrap();
     assert_eq!(c.hosts, vec![tcp("sysonlyhost", DEFAULT_PORT)]);
     assert_eq!(c.user, "sysuser");
@@ -686,7 +690,11 @@ fn service_file_precedence_and_errors() {
             &e,
             "nested service specifications not supported in service file".into(),
         ),
-        ("service=typo".into(), &e, "syntax error in service file".into()),
+        (
+            "service=typo".into(),
+            &e,
+            "syntax error in service file".into(),
+        ),
         // Keywords are exact in a service file, as in libpq.
         ("service=alias".into(), &e, "line 11".into()),
     ];
@@ -710,7 +718,10 @@ fn service_file_precedence_and_errors() {
     );
     // Without an environment the keyword is refused, not ignored.
     let err = Config::parse("service=app").unwrap_err();
-    assert!(err.to_string().contains("service= needs the environment"), "{err}");
+    assert!(
+        err.to_string().contains("service= needs the environment"),
+        "{err}"
+    );
     // No service named: no file is read (a broken one does not matter).
     std::fs::write(sys.join("pg_service.conf"), "[app]\nbroken\n").unwrap();
     Config::parse_with_env("host=h user=u", &e).unwrap();
