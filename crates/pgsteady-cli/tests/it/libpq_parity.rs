@@ -74,7 +74,9 @@ async fn a_service_file_entry_as_psql_reads_it() {
     .unwrap();
     let sys_s = sys.to_str().unwrap();
     let secret = cluster.password();
-    let cases: &[(&[(&str, &str)], &str, bool)] = &[
+    // (environment, target, whether both connect)
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, bool);
+    let cases: &[Case] = &[
         (&[("PGSYSCONFDIR", sys_s)], "service=homesvc", true),
         (&[("PGSYSCONFDIR", sys_s)], "service=syssvc", true),
         (

@@ -112,13 +112,12 @@ pub(crate) enum Parse {
     Entry(Error),
 }
 
+/// Called for each `key=value` line of the section: (1-based line number, key, raw value).
+pub(crate) type Entry<'a> = dyn FnMut(usize, &str, &[u8]) -> Result<(), Error> + 'a;
+
 /// libpq's `parseServiceFile`: calls `entry(line number, key, value)` for each `key=value`
 /// line of the `[service]` section; whether the section was found.
-pub(crate) fn parse(
-    bytes: &[u8],
-    service: &str,
-    entry: &mut dyn FnMut(usize, &str, &[u8]) -> Result<(), Error>,
-) -> Result<bool, Parse> {
+pub(crate) fn parse(bytes: &[u8], service: &str, entry: &mut Entry<'_>) -> Result<bool, Parse> {
     let mut in_group = false;
     let mut found = false;
     for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
@@ -154,7 +153,9 @@ pub(crate) fn parse(
 mod tests {
     use super::*;
 
-    fn entries(text: &str, service: &str) -> Result<(bool, Vec<(usize, String, String)>), String> {
+    type Lines = Vec<(usize, String, String)>;
+
+    fn entries(text: &str, service: &str) -> Result<(bool, Lines), String> {
         let mut got = Vec::new();
         let found = parse(text.as_bytes(), service, &mut |n, k, v| {
             got.push((n, k.to_owned(), String::from_utf8_lossy(v).into_owned()));
