@@ -56,6 +56,11 @@ pub enum Reason {
     ConnectionException,
     /// 53300 too_many_connections.
     TooManyConnections,
+    /// Class 53 other than 53300 and 53400: 53000 insufficient_resources, 53100 disk_full,
+    /// 53200 out_of_memory. At start-up the server could not set up the session for want of
+    /// memory or disk, which frees up as other sessions end: retried while connecting; a
+    /// statement that hit it fails fast (running it again needs the same resources).
+    InsufficientResources,
     /// The connection is closed (the client saw `is_closed()`).
     Closed,
     /// 28P01 invalid_password: wrong password (or password authentication failed).
@@ -122,6 +127,7 @@ impl Reason {
             Reason::IdleInTransactionTimeout => "idle_in_transaction_timeout",
             Reason::ConnectionException => "connection_exception",
             Reason::TooManyConnections => "too_many_connections",
+            Reason::InsufficientResources => "insufficient_resources",
             Reason::Closed => "closed",
             Reason::InvalidPassword => "invalid_password",
             Reason::InvalidAuthorization => "invalid_authorization",
@@ -171,10 +177,16 @@ impl Reason {
 
     /// What to do about this reason while establishing a session ([`connect`]): retry when
     /// the session is gone or could not be had ([`is_connection_lost`](Self::is_connection_lost)),
-    /// when the name does not resolve yet (DNS) and on 53300 (too many connections); fail
+    /// when the name does not resolve yet (DNS), on 53300 (too many connections) and on 53000,
+    /// 53100, 53200 (out of disk or memory while setting up the session); fail
     /// fast on everything else.
     pub const fn connect_action(self) -> Action {
-        if self.is_connection_lost() || matches!(self, Reason::Dns | Reason::TooManyConnections) {
+        if self.is_connection_lost()
+            || matches!(
+                self,
+                Reason::Dns | Reason::TooManyConnections | Reason::InsufficientResources
+            )
+        {
             Action::Retry
         } else {
             Action::FailFast
@@ -306,7 +318,7 @@ impl Classification {
 /// Classifies an error seen while establishing a session.
 ///
 /// Retry: refused, reset, timed out, unreachable, DNS, 57P03, 57P01, 57P02, class 08, 53300,
-/// closed. Fail fast: 28P01, 28000, 3D000, 42704, TLS, configuration, anything unrecognised.
+/// 53000, 53100, 53200, closed. Fail fast: 28P01, 28000, 3D000, 42704, TLS, configuration, anything unrecognised.
 ///
 /// # Examples
 ///
@@ -336,7 +348,9 @@ pub fn query(err: &(dyn StdError + 'static)) -> Classification {
         Reason::SerializationFailure | Reason::Deadlock | Reason::ReadOnlyTransaction => {
             Classification::retry(reason)
         }
-        Reason::QueryCanceled | Reason::Db | Reason::Other => Classification::fail(reason),
+        Reason::QueryCanceled | Reason::InsufficientResources | Reason::Db | Reason::Other => {
+            Classification::fail(reason)
+        }
         _ => connect(err),
     }
 }
@@ -469,6 +483,9 @@ pub fn reason_for_code(code: &SqlState) -> Reason {
         SqlState::IDLE_SESSION_TIMEOUT => Reason::IdleSessionTimeout,
         SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT => Reason::IdleInTransactionTimeout,
         SqlState::TOO_MANY_CONNECTIONS => Reason::TooManyConnections,
+        SqlState::INSUFFICIENT_RESOURCES | SqlState::DISK_FULL | SqlState::OUT_OF_MEMORY => {
+            Reason::InsufficientResources
+        }
         SqlState::INVALID_PASSWORD => Reason::InvalidPassword,
         SqlState::INVALID_AUTHORIZATION_SPECIFICATION => Reason::InvalidAuthorization,
         SqlState::INVALID_CATALOG_NAME => Reason::MissingDatabase,
@@ -520,6 +537,7 @@ mod tests {
             (R::IdleInTransactionTimeout, true, false),
             (R::ConnectionException, true, true),
             (R::TooManyConnections, false, true),
+            (R::InsufficientResources, false, true),
             (R::Closed, true, true),
             (R::InvalidPassword, false, true),
             (R::InvalidAuthorization, false, true),
@@ -603,6 +621,10 @@ mod tests {
         ("08004", Retry, Retry, Reason::ConnectionException),
         ("08P01", Retry, Retry, Reason::ConnectionException),
         ("53300", Retry, Retry, Reason::TooManyConnections),
+        ("53000", Retry, FailFast, Reason::InsufficientResources),
+        ("53100", Retry, FailFast, Reason::InsufficientResources),
+        ("53200", Retry, FailFast, Reason::InsufficientResources),
+        ("53400", FailFast, FailFast, Reason::Db),
         ("28P01", FailFast, FailFast, Reason::InvalidPassword),
         ("28000", FailFast, FailFast, Reason::InvalidAuthorization),
         ("3D000", FailFast, FailFast, Reason::MissingDatabase),

@@ -574,6 +574,7 @@ mod tests {
             R::IdleInTransactionTimeout,
             R::ConnectionException,
             R::TooManyConnections,
+            R::InsufficientResources,
             R::Closed,
             R::InvalidPassword,
             R::InvalidAuthorization,
@@ -607,6 +608,7 @@ mod tests {
                 | R::IdleInTransactionTimeout
                 | R::ConnectionException
                 | R::TooManyConnections
+                | R::InsufficientResources
                 | R::Closed
                 | R::InvalidPassword
                 | R::InvalidAuthorization
@@ -651,6 +653,7 @@ mod tests {
             (R::IdleInTransactionTimeout, true, true),
             (R::ConnectionException, true, true),
             (R::TooManyConnections, false, true),
+            (R::InsufficientResources, false, true),
             (R::Closed, true, true),
             (R::InvalidPassword, false, false),
             (R::InvalidAuthorization, false, false),

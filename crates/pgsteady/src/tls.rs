@@ -10,7 +10,15 @@
 //! | verify-full | yes | yes | yes |
 //!
 //! tokio-postgres-rustls offers full verification only; `verify-ca` and the unverified modes
-//! need the two small verifiers below, so the TLS handshake is done here with tokio-rustls.
+//! need the small verifiers below, so the TLS handshake is done here with tokio-rustls.
+//!
+//! A self-signed server certificate given as its own root (`sslrootcert=server.crt`) is
+//! accepted as OpenSSL accepts it for libpq: webpki refuses a CA certificate as the end entity
+//! and has no option to allow it, so [`SelfSignedRoot`] accepts an end-entity certificate
+//! byte-identical to a configured root, within its validity dates and (verify-full) for the
+//! host name. Every problem with a certificate or key file is a configuration error naming
+//! the file (exit 2: nothing was tried); a server certificate that does not verify is a TLS
+//! error (permanent).
 
 use std::fmt;
 use std::sync::Arc;
@@ -63,6 +71,11 @@ fn tls_error(message: String) -> Error {
     Error::config(message).with_reason(Reason::Tls)
 }
 
+/// A certificate or key file that cannot be used: a configuration error (exit 2).
+fn file_error(message: String) -> Error {
+    Error::config(message)
+}
+
 impl Tls {
     /// Builds the rustls configuration for `settings`; a missing or unreadable certificate is
     /// a configuration error naming the file.
@@ -81,14 +94,27 @@ impl Tls {
             _ => false,
         };
         let verifier: Arc<dyn ServerCertVerifier> = if verify_chain {
-            let roots = Arc::new(load_roots(settings)?);
-            let webpki = WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
-                .build()
-                .map_err(|e| tls_error(format!("cannot build the certificate verifier: {e}")))?;
-            if settings.mode == SslMode::VerifyFull {
+            let (store, file_roots) = load_roots(settings)?;
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                    .build()
+                    .map_err(|e| {
+                        tls_error(format!("cannot build the certificate verifier: {e}"))
+                    })?;
+            let check_name = settings.mode == SslMode::VerifyFull;
+            let chain: Arc<dyn ServerCertVerifier> = if check_name {
                 webpki
             } else {
                 Arc::new(ChainOnly(webpki))
+            };
+            if file_roots.is_empty() {
+                chain
+            } else {
+                Arc::new(SelfSignedRoot {
+                    chain,
+                    roots: file_roots,
+                    check_name,
+                })
             }
         } else {
             Arc::new(NoVerify(provider.signature_verification_algorithms))
@@ -104,15 +130,26 @@ impl Tls {
                 let certs = CertificateDer::pem_slice_iter(&cert_pem)
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| {
-                        tls_error(format!("cannot read sslcert \"{}\": {e}", cert.display()))
+                        file_error(format!(
+                            "sslcert \"{}\" is not a PEM certificate: {e}",
+                            cert.display()
+                        ))
                     })?;
+                key_permissions(key)?;
                 let key_pem = read_file(key, "sslkey")?;
-                let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
-                    tls_error(format!("cannot read sslkey \"{}\": {e}", key.display()))
+                let key_der = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|e| {
+                    file_error(format!(
+                        "sslkey \"{}\" is not a PEM private key: {e}",
+                        key.display()
+                    ))
                 })?;
-                builder
-                    .with_client_auth_cert(certs, key)
-                    .map_err(|e| tls_error(format!("invalid client certificate or key: {e}")))?
+                builder.with_client_auth_cert(certs, key_der).map_err(|e| {
+                    file_error(format!(
+                        "sslcert \"{}\" and sslkey \"{}\" do not make a client certificate: {e}",
+                        cert.display(),
+                        key.display()
+                    ))
+                })?
             }
             _ => builder.with_no_client_auth(),
         };
@@ -129,19 +166,48 @@ impl Tls {
     }
 }
 
-/// Reads a certificate or key file: a FIFO, a device (or a link to one) or a file over 4 MiB
-/// is a configuration error naming the file (exit 2), never waited on or read whole (issue
-/// 19 item 5). A missing or unreadable file stays a TLS error, as before.
+/// Reads a certificate or key file: missing, unreadable, a FIFO, a device (or a link to one)
+/// or a file over 4 MiB is a configuration error naming the file (exit 2), never waited on or
+/// read whole.
 fn read_file(path: &std::path::Path, key: &str) -> Result<Vec<u8>, Error> {
-    use crate::fsread::{MAX_CERT_FILE, ReadError, read_regular};
-    read_regular(path, MAX_CERT_FILE).map_err(|e| match e {
-        ReadError::Io(io) => tls_error(format!("cannot read {key} \"{}\": {io}", path.display())),
-        other => Error::config(format!("{key} \"{}\" {other}", path.display())),
-    })
+    use crate::fsread::{MAX_CERT_FILE, read_regular};
+    read_regular(path, MAX_CERT_FILE)
+        .map_err(|e| file_error(format!("{key} \"{}\" {e}", path.display())))
 }
 
-fn load_roots(settings: &TlsSettings) -> Result<RootCertStore, Error> {
+/// libpq's rule for the client key (fe-secure-openssl.c): a regular file, no group or other
+/// access when owned by the current user, at most group read when owned by root (a key
+/// managed by the system and shared through a group).
+fn key_permissions(path: &std::path::Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        // read_file names the problem.
+        return Ok(());
+    };
+    let mode = meta.mode();
+    let too_open = if meta.uid() == nix::unistd::geteuid().as_raw() {
+        mode & 0o077 != 0
+    } else {
+        mode & 0o037 != 0
+    };
+    if meta.is_file() && too_open {
+        return Err(file_error(format!(
+            "sslkey \"{}\" has group or world access (mode {:04o}): it must be u=rw (0600) or \
+             less if owned by the current user, or u=rw,g=r (0640) or less if owned by root",
+            path.display(),
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// The configured roots, and the ones read from a file (a self-signed server certificate may
+/// be among them).
+fn load_roots(
+    settings: &TlsSettings,
+) -> Result<(RootCertStore, Vec<CertificateDer<'static>>), Error> {
     let mut store = RootCertStore::empty();
+    let mut file_roots = Vec::new();
     match &settings.root_cert {
         Some(RootCert::System) => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
         Some(RootCert::File(path)) => {
@@ -149,28 +215,107 @@ fn load_roots(settings: &TlsSettings) -> Result<RootCertStore, Error> {
             let certs = CertificateDer::pem_slice_iter(&pem)
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| {
-                    tls_error(format!(
-                        "cannot read root certificate file \"{}\" (sslrootcert): {e}",
+                    file_error(format!(
+                        "sslrootcert \"{}\" is not a PEM certificate file: {e}",
                         path.display()
                     ))
                 })?;
+            file_roots.clone_from(&certs);
             let (added, _ignored) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(tls_error(format!(
-                    "root certificate file \"{}\" (sslrootcert) holds no usable certificate",
+                return Err(file_error(format!(
+                    "sslrootcert \"{}\" holds no usable certificate",
                     path.display()
                 )));
             }
         }
         None => {
-            return Err(tls_error(format!(
+            return Err(file_error(format!(
                 "sslmode={} needs root certificates: set sslrootcert=<file> (or \
                  sslrootcert=system for the public roots); ~/.postgresql/root.crt does not exist",
                 settings.mode
             )));
         }
     }
-    Ok(store)
+    Ok((store, file_roots))
+}
+
+/// verify-ca / verify-full with roots from a file: the chain verifier, and libpq's acceptance
+/// of a self-signed server certificate that is itself one of the roots.
+#[derive(Debug)]
+struct SelfSignedRoot {
+    chain: Arc<dyn ServerCertVerifier>,
+    roots: Vec<CertificateDer<'static>>,
+    check_name: bool,
+}
+
+impl ServerCertVerifier for SelfSignedRoot {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let err = match self.chain.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        if !self.roots.iter().any(|r| r.as_ref() == end_entity.as_ref()) {
+            return Err(err);
+        }
+        // Trusted as given: what is left to check is what OpenSSL checks on a trust anchor
+        // that is also the leaf, its dates, and the name for verify-full.
+        let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref())
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        let at = i64::try_from(now.as_secs())
+            .ok()
+            .and_then(|s| x509_parser::time::ASN1Time::from_timestamp(s).ok())
+            .ok_or(rustls::Error::InvalidCertificate(CertificateError::Expired))?;
+        let validity = cert.validity();
+        if at < validity.not_before {
+            return Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidYet,
+            ));
+        }
+        if at > validity.not_after {
+            return Err(rustls::Error::InvalidCertificate(CertificateError::Expired));
+        }
+        if self.check_name {
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.chain.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.chain.supported_verify_schemes()
+    }
 }
 
 /// `prefer`, `require` without a root certificate, `allow`: encrypt, verify nothing (the
@@ -280,7 +425,8 @@ mod tests {
         s.root_cert = Some(RootCert::File("/nonexistent/ca.pem".into()));
         let err = Tls::new(&s).unwrap_err();
         assert!(err.to_string().contains("\"/nonexistent/ca.pem\""), "{err}");
-        assert_eq!(err.reason(), Some(Reason::Tls));
+        // A local file problem: nothing was tried.
+        assert_eq!(err.reason(), Some(Reason::Config));
         s.root_cert = Some(RootCert::System);
         assert!(Tls::new(&s).unwrap().connector.is_some());
         s.mode = SslMode::VerifyCa;
@@ -301,5 +447,61 @@ mod tests {
             ..TlsSettings::default()
         };
         assert!(Tls::new(&s).unwrap().connector.is_none());
+    }
+}
+
+#[cfg(test)]
+mod key_tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    /// libpq refuses a client key readable by group or others when the current user owns it;
+    /// so does pgsteady, with a configuration error naming the file (0600 and 0400 are fine).
+    #[test]
+    fn a_client_key_readable_by_others_is_refused_as_libpq_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["client".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (crt, keyfile) = (dir.path().join("c.crt"), dir.path().join("c.key"));
+        std::fs::write(&crt, cert.pem()).unwrap();
+        std::fs::write(&keyfile, key.serialize_pem()).unwrap();
+        let s = TlsSettings {
+            mode: SslMode::Require,
+            client_cert: Some(crt.clone()),
+            client_key: Some(keyfile.clone()),
+            ..TlsSettings::default()
+        };
+        for (mode, ok) in [
+            (0o600, true),
+            (0o400, true),
+            (0o640, false),
+            (0o644, false),
+            (0o604, false),
+        ] {
+            std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(mode)).unwrap();
+            match Tls::new(&s) {
+                Ok(_) => assert!(ok, "{mode:o} accepted"),
+                Err(e) => {
+                    assert!(!ok, "{mode:o}: {e}");
+                    assert_eq!(e.reason(), Some(Reason::Config), "{e}");
+                    let text = e.to_string();
+                    assert!(
+                        text.contains(&format!("sslkey \"{}\"", keyfile.display())),
+                        "{text}"
+                    );
+                    assert!(text.contains("group or world access"), "{text}");
+                }
+            }
+        }
+        // A key that is not a key: named, a configuration error.
+        std::fs::write(&keyfile, "not a key").unwrap();
+        std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = Tls::new(&s).unwrap_err();
+        assert_eq!(e.reason(), Some(Reason::Config), "{e}");
+        assert!(e.to_string().contains("is not a PEM private key"), "{e}");
     }
 }

@@ -691,3 +691,52 @@ async fn migrate_bounds_its_own_statements() {
     assert!(f.stderr.contains("did not answer pgsteady's"), "{f:#?}");
     assert!(f.elapsed < Duration::from_secs(15), "{:?}", f.elapsed);
 }
+
+/// Class 53 at start-up, by SQLSTATE: out of disk (53100), out of memory (53200) or
+/// resources in general (53000) while the server sets up the session is transient (`check`:
+/// not ready, 1; `wait` retries until its deadline, 1); 53400 configuration_limit_exceeded
+/// stays permanent (3, `wait` stops at once). They were all permanent, so a server short of
+/// memory for a moment failed every command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn class_53_at_startup_is_classified_by_code() {
+    for (code, exit, transient) in [
+        ("53000", 1, true),
+        ("53100", 1, true),
+        ("53200", 1, true),
+        ("53400", 3, false),
+    ] {
+        let server = FakeServer::start(Behavior::StartupError {
+            code: code.into(),
+            message: "out of something".into(),
+        })
+        .await
+        .unwrap();
+        let target = server.url("app", "db");
+        let f = TestCommand::new(["check", &target, "--timeout", "2s"])
+            .run()
+            .await;
+        assert_eq!(f.code, Some(exit), "{code} check: {f:#?}");
+        assert!(
+            f.stderr.contains("out of something"),
+            "{code} check: {f:#?}"
+        );
+        let before = server.connections();
+        let f = TestCommand::new([
+            "wait",
+            &target,
+            "--timeout",
+            "2s",
+            "--attempt-timeout",
+            "500ms",
+        ])
+        .run()
+        .await;
+        assert_eq!(f.code, Some(exit), "{code} wait: {f:#?}");
+        let tries = server.connections() - before;
+        assert_eq!(
+            tries > 1,
+            transient,
+            "{code} wait: {tries} connections: {f:#?}"
+        );
+    }
+}

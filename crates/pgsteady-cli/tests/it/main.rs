@@ -13,6 +13,7 @@ mod generate;
 mod hostile;
 mod hostile_input;
 mod installed;
+mod libpq_parity;
 mod migrate;
 mod pgbouncer;
 mod run;

@@ -3,8 +3,11 @@
 //! Sources, highest precedence first (libpq semantics, each keyword independently):
 //!
 //! 1. the connection string: a URI (`postgresql://…`) or key=value pairs;
-//! 2. the `PG*` environment variables ([`Config::resolve`] and [`Config::parse_with_env`] only);
-//! 3. built-in defaults.
+//! 2. the service file's section for `service=` / `PGSERVICE` (`PGSERVICEFILE` or
+//!    `~/.pg_service.conf`, then `$PGSYSCONFDIR/pg_service.conf`), as libpq reads it;
+//! 3. the `PG*` environment variables ([`Config::resolve`] and [`Config::parse_with_env`] only
+//!    for 2 and 3);
+//! 4. built-in defaults.
 //!
 //! The password comes from the string, then `PGPASSWORD`, then the password file (`passfile`,
 //! `PGPASSFILE`, `~/.pgpass`), looked up per host at connect time; `password_search` (feature `probe`)
@@ -27,6 +30,7 @@ mod keyvalue;
 mod lookup;
 mod params;
 mod passfile;
+mod service;
 mod types;
 mod uri;
 
@@ -192,6 +196,14 @@ impl Config {
     /// password file.
     pub fn parse(s: &str) -> Result<Self, Error> {
         let params = parse_string(s)?;
+        if params.has("service") {
+            // The service file is found through the environment (HOME, PGSERVICEFILE,
+            // PGSYSCONFDIR); ignoring the keyword would connect somewhere else.
+            return Err(Error::config(
+                "service= needs the environment to find pg_service.conf: use \
+                 Config::parse_with_env or Config::resolve",
+            ));
+        }
         Self::from_params(params, &|_: &str| None, false)
     }
 
@@ -200,6 +212,7 @@ impl Config {
     /// `$HOME/.pgpass`).
     pub fn parse_with_env(s: &str, env: &dyn Env) -> Result<Self, Error> {
         let mut params = parse_string(s)?;
+        service::apply(&mut params, env)?;
         env::apply(&mut params, env)?;
         Self::from_params(params, env, true)
     }

@@ -33,6 +33,8 @@ pub(crate) const KEYS: &[&str] = &[
     "load_balance_hosts",
     "channel_binding",
     "gssencmode",
+    // Consumed by the service-file layer before validation.
+    "service",
     // pgsteady's own: named prepared statements on or off (PgBouncer in transaction mode).
     "statement_cache",
 ];

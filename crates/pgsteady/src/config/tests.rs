@@ -617,3 +617,112 @@ fn keepalive_values_the_kernel_refuses_are_configuration_errors() {
     assert_eq!(c.keepalives_interval, Duration::from_secs(32_767));
     assert_eq!(c.keepalives_count, 127);
 }
+
+/// pg_service.conf as libpq reads it: `service=` or `PGSERVICE`; `PGSERVICEFILE` or
+/// `~/.pg_service.conf` first, then `$PGSYSCONFDIR/pg_service.conf`; the string beats the
+/// section, the section beats `PG*`; an unknown service or a bad line is an error naming it.
+#[test]
+fn service_file_precedence_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let sys = dir.path().join("sys");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::create_dir_all(&sys).unwrap();
+    std::fs::write(
+        home.join(".pg_service.conf"),
+        "[app]\nhost=homehost\nport=6000\ndbname=homedb\n",
+    )
+    .unwrap();
+    std::fs::write(
+        sys.join("pg_service.conf"),
+        "[app]\nhost=syshost\n[sysonly]\nhost=sysonlyhost\nuser=sysuser\n\
+         [nested]\nservice=app\n[typo]\nhost = x\n[alias]\nkeepalives_retries=2\n",
+    )
+    .unwrap();
+    let explicit = dir.path().join("explicit.conf");
+    std::fs::write(&explicit, "[app]\nhost=explicithost\n").unwrap();
+    let (home_s, sys_s) = (home.to_str().unwrap(), sys.to_str().unwrap());
+    let e = env(&[
+        ("HOME", home_s),
+        ("PGSYSCONFDIR", sys_s),
+        ("PGPORT", "7000"),
+        ("PGUSER", "envuser"),
+    ]);
+
+    // The home file's section wins over the system file's; the section beats PGPORT; PGUSER
+    // fills what the section left unset.
+    let c = Config::parse_with_env("service=app", &e).unwrap();
+    assert_eq!(c.hosts, vec![tcp("homehost", 6000)]);
+    assert_eq!((c.dbname.as_str(), c.user.as_str()), ("homedb", "envuser"));
+    // The string beats the section.
+    let c = Config::parse_with_env("postgresql://u@strhost/?service=app", &e).unwrap();
+    assert_eq!(c.hosts, vec![tcp("strhost", 6000)]);
+    // PGSERVICE names it when the string does not; a section only in the system file is found.
+    let e2 = env(&[
+        ("HOME", home_s),
+        ("PGSYSCONFDIR", sys_s),
+        ("PGSERVICE", "sysonly"),
+    ]);
+    let c = Config::parse_with_env("", &e2).unwrap();
+    assert_eq!(c.hosts, vec![tcp("sysonlyhost", DEFAULT_PORT)]);
+    assert_eq!(c.user, "sysuser");
+    // PGSERVICEFILE replaces ~/.pg_service.conf.
+    let e3 = env(&[
+        ("HOME", home_s),
+        ("PGSYSCONFDIR", sys_s),
+        ("PGSERVICEFILE", explicit.to_str().unwrap()),
+    ]);
+    let c = Config::parse_with_env("service=app", &e3).unwrap();
+    assert_eq!(c.hosts, vec![tcp("explicithost", DEFAULT_PORT)]);
+
+    let rows: Vec<(String, &dyn Env, String)> = vec![
+        (
+            "service=nosuch".into(),
+            &e,
+            format!(
+                "definition of service \"nosuch\" not found (looked in {}, {})",
+                home.join(".pg_service.conf").display(),
+                sys.join("pg_service.conf").display()
+            ),
+        ),
+        (
+            "service=nested".into(),
+            &e,
+            "nested service specifications not supported in service file".into(),
+        ),
+        (
+            "service=typo".into(),
+            &e,
+            "syntax error in service file".into(),
+        ),
+        // Keywords are exact in a service file, as in libpq.
+        ("service=alias".into(), &e, "line 11".into()),
+    ];
+    for (s, env, want) in &rows {
+        let err = Config::parse_with_env(s, *env).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{s}");
+        assert!(err.to_string().contains(want.as_str()), "{s}: {err}");
+    }
+    // A PGSERVICEFILE that does not exist is an error, not a fallback.
+    let missing = dir.path().join("missing.conf");
+    let e4 = env(&[
+        ("HOME", home_s),
+        ("PGSYSCONFDIR", sys_s),
+        ("PGSERVICEFILE", missing.to_str().unwrap()),
+    ]);
+    let err = Config::parse_with_env("service=app", &e4).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("service file \"{}\" not found", missing.display())),
+        "{err}"
+    );
+    // Without an environment the keyword is refused, not ignored.
+    let err = Config::parse("service=app").unwrap_err();
+    assert!(
+        err.to_string().contains("service= needs the environment"),
+        "{err}"
+    );
+    // No service named: no file is read (a broken one does not matter).
+    std::fs::write(sys.join("pg_service.conf"), "[app]\nbroken\n").unwrap();
+    Config::parse_with_env("host=h user=u", &e).unwrap();
+}

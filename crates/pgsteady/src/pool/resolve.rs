@@ -132,17 +132,36 @@ pub(super) const ORIGIN_SQL: &str = concat!(
      FROM pg_control_system() s"
 );
 
+/// Column `i` of a row of one of pgsteady's own queries. A server that answers with fewer
+/// columns or other types (a proxy, or not PostgreSQL) is a protocol violation, not a panic.
+pub(super) fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    i: usize,
+) -> Result<T, Error> {
+    row.try_get(i).map_err(|e| {
+        Error::new(
+            ErrorKind::Connect,
+            format!(
+                "protocol violation: the server's answer to pgsteady's own query has no usable \
+                 column {i}"
+            ),
+        )
+        .with_reason(crate::Reason::Other)
+        .with_source(e)
+    })
+}
+
 impl Origin {
     /// Reads an origin from a row of [`ORIGIN_SQL`].
-    pub(super) fn from_row(row: &tokio_postgres::Row) -> Origin {
-        Origin {
-            pid: row.get(0),
-            started: row.get(2),
-            started_us: row.get(6),
-            system: row.get(3),
-            timeline: row.get(4),
-            insert_lsn: row.get(5),
-        }
+    pub(super) fn from_row(row: &tokio_postgres::Row) -> Result<Origin, Error> {
+        Ok(Origin {
+            pid: column(row, 0)?,
+            started: column(row, 2)?,
+            started_us: column(row, 6)?,
+            system: column(row, 3)?,
+            timeline: column(row, 4)?,
+            insert_lsn: column(row, 5)?,
+        })
     }
 }
 
@@ -227,14 +246,14 @@ pub(super) async fn verdict(
             &[&origin.insert_lsn],
         )
         .await?;
-    let started: String = row.get(0);
+    let started: String = column(&row, 0)?;
     let same_server = started == origin.started;
     let here = Lineage {
-        system: row.get(4),
-        timeline: row.get(5),
-        replayed_past_commit: row.get(6),
+        system: column(&row, 4)?,
+        timeline: column(&row, 5)?,
+        replayed_past_commit: column(&row, 6)?,
     };
-    let next_xid = parse_full_xid(&row.get::<_, String>(1));
+    let next_xid = parse_full_xid(&column::<String>(&row, 1)?);
     let mut found = Found {
         verdict: Verdict::InProgress,
         rule: ResolveRule::SameServer,
@@ -246,11 +265,11 @@ pub(super) async fn verdict(
     found.reached.incarnation = started;
     found.reached.system = here.system.clone();
     found.reached.timeline = here.timeline;
-    found.reached.insert_lsn = row.get(7);
+    found.reached.insert_lsn = column(&row, 7)?;
     let mut asked = None;
     if let Some((verdict, rule)) = across_failover(xid, origin, &here, || async {
         let status = match conn.query_one("SELECT txid_status($1)", &[&xid]).await {
-            Ok(row) => row.get::<_, Option<String>>(0),
+            Ok(row) => column::<Option<String>>(&row, 0)?,
             // "in the future": never handed out here, so not committed here.
             Err(e) if e.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => {
                 Some("aborted".to_owned())
@@ -269,10 +288,10 @@ pub(super) async fn verdict(
     }
     let checkpoint = Checkpoint {
         next_xid,
-        restart: row.get(2),
-        after_start: row.get(3),
+        restart: column(&row, 2)?,
+        after_start: column(&row, 3)?,
     };
-    let started_us: i64 = row.get(8);
+    let started_us: i64 = column(&row, 8)?;
     if let (true, Some(timeline), Some(next_xid)) = (checkpoint.restart, here.timeline, next_xid) {
         restarts.record(Restart {
             system: here.system.clone(),
@@ -289,7 +308,7 @@ pub(super) async fn verdict(
         _ => None,
     };
     let status = match conn.query_one("SELECT txid_status($1)", &[&xid]).await {
-        Ok(row) => row.get::<_, Option<String>>(0),
+        Ok(row) => column::<Option<String>>(&row, 0)?,
         // "transaction ID ... is in the future": never written before the restart.
         Err(e) if !same_server && e.code() == Some(&SqlState::INVALID_PARAMETER_VALUE) => {
             found.verdict = Verdict::Aborted;

@@ -10,7 +10,7 @@ use tokio_postgres::types::{BorrowToSql, ToSql, Type};
 use tokio_postgres::{Row, SimpleQueryMessage};
 
 use super::client::{CachedStatement, GenericClient, Query, RowStream};
-use super::resolve::{self, ORIGIN_SQL, Origin, Verdict};
+use super::resolve::{self, ORIGIN_SQL, Origin, Verdict, column};
 use super::run::{CallAttempts, attempt_timed_out};
 use super::{Pool, PooledConnection};
 use crate::classify::{self, Reason};
@@ -108,8 +108,8 @@ where
                 tx.conn.batch_execute("BEGIN").await?;
                 let value = work(&tx).await?;
                 let row = tx.conn.query_one(ORIGIN_SQL, &[]).await?;
-                let origin = Origin::from_row(&row);
-                Ok::<_, Error>((value, origin, row.get::<_, Option<i64>>(1)))
+                let origin = Origin::from_row(&row)?;
+                Ok::<_, Error>((value, origin, column::<Option<i64>>(&row, 1)?))
             };
             match tokio::time::timeout(limit, before_commit).await {
                 Ok(Ok((value, origin, xid))) => {

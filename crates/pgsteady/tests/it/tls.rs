@@ -167,3 +167,114 @@ async fn verify_ca_checks_the_chain_and_verify_full_also_the_name() {
         assert!(!err.is_transient(), "{mode}");
     }
 }
+
+/// A self-signed certificate for `localhost` (CA:TRUE, as `openssl req -x509` makes it) and
+/// its key, written as `name.crt` / `name.key` in `certs`' directory, readable by the server.
+fn self_signed(certs: &Certs, name: &str, expired: bool) {
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    if expired {
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    }
+    let key = KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let (crt, keyfile) = (
+        certs.path(&format!("{name}.crt")),
+        certs.path(&format!("{name}.key")),
+    );
+    std::fs::write(&crt, cert.pem()).unwrap();
+    std::fs::write(&keyfile, key.serialize_pem()).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&keyfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+    if nix::unistd::geteuid().is_root() {
+        let user = std::env::var("PGSTEADY_PG_USER").unwrap_or_else(|_| "postgres".into());
+        if let Ok(Some(u)) = nix::unistd::User::from_name(&user) {
+            for f in [&crt, &keyfile] {
+                nix::unistd::chown(f, Some(u.uid), Some(u.gid)).unwrap();
+            }
+        }
+    }
+}
+
+/// Whether psql (libpq) connects with this URL and no other connection environment.
+fn psql_connects(cluster: &Cluster, url: &str) -> bool {
+    let mut cmd = std::process::Command::new(cluster.bin().tool("psql"));
+    cmd.args(["-X", "-w", "-A", "-t", "-c", "select 1", url])
+        .env("HOME", "/nonexistent")
+        .stdin(std::process::Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("PG") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd.output().expect("run psql");
+    out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "1"
+}
+
+/// `sslrootcert=server.crt` with a self-signed server certificate: psql accepts it under
+/// verify-ca and verify-full (for the name in it); pgsteady refused it (webpki's
+/// CaUsedAsEndEntity). Another self-signed certificate, the wrong name, and an expired
+/// self-signed certificate are refused by both.
+#[tokio::test]
+async fn a_self_signed_server_certificate_as_its_own_root_as_psql_takes_it() {
+    let certs = Certs::new();
+    self_signed(&certs, "selfsigned", false);
+    self_signed(&certs, "stranger", false);
+    self_signed(&certs, "expired", true);
+    let start = |name: &str| {
+        Cluster::builder()
+            .setting("ssl", "on")
+            .setting("ssl_cert_file", show(&certs.path(&format!("{name}.crt"))))
+            .setting("ssl_key_file", show(&certs.path(&format!("{name}.key"))))
+            .start()
+    };
+    let cluster = start("selfsigned").await.unwrap();
+    let own = show(&certs.path("selfsigned.crt"));
+    let stranger = show(&certs.path("stranger.crt"));
+    let cases = [
+        ("localhost", "verify-ca", &own, true),
+        ("127.0.0.1", "verify-ca", &own, true),
+        ("localhost", "verify-full", &own, true),
+        ("localhost", "require", &own, true),
+        ("127.0.0.1", "verify-full", &own, false),
+        ("localhost", "verify-ca", &stranger, false),
+        ("localhost", "verify-full", &stranger, false),
+    ];
+    for (host, mode, root, ok) in cases {
+        let u = url(
+            &cluster,
+            host,
+            &format!("sslmode={mode}&sslrootcert={root}"),
+        );
+        assert_eq!(psql_connects(&cluster, &u), ok, "psql {host} {mode} {root}");
+        match connect(&u).await {
+            Ok(c) => {
+                assert!(ok, "{host} {mode} {root}: connected");
+                assert!(c.tls);
+                c.client.simple_query("SELECT 1").await.unwrap();
+            }
+            Err(e) => {
+                assert!(!ok, "{host} {mode} {root}: {e:#}");
+                assert_eq!(e.reason(), Some(Reason::Tls), "{e:#}");
+                assert_eq!(e.attempts(), 1, "permanent");
+            }
+        }
+    }
+    drop(cluster);
+    let cluster = start("expired").await.unwrap();
+    let expired = show(&certs.path("expired.crt"));
+    let u = url(
+        &cluster,
+        "localhost",
+        &format!("sslmode=verify-full&sslrootcert={expired}"),
+    );
+    assert!(
+        !psql_connects(&cluster, &u),
+        "psql refuses an expired certificate"
+    );
+    let e = connect(&u).await.unwrap_err();
+    assert_eq!(e.reason(), Some(Reason::Tls), "{e:#}");
+    assert!(format!("{e:#}").to_lowercase().contains("expired"), "{e:#}");
+}
