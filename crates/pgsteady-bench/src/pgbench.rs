@@ -24,13 +24,15 @@ pub(crate) struct Report {
 /// Longest pgbench output read: its summary is a few hundred bytes.
 const OUTPUT_CAP: usize = 64 * 1024;
 
-/// Runs `pgbench -n -M prepared -f FILE -c clients -j 2 -T seconds` against `target`.
-/// `seconds` is rounded up to whole seconds (pgbench's `-T`). A second of slack on top of
-/// the run for connecting bounds the wait.
+/// Runs `pgbench -n -M prepared -f FILE -c clients -j 2 -T seconds` against `target`, where
+/// `seconds` is `warmup + measure` (plus a second per 32 clients for connecting) rounded up (pgbench's `-T` is whole seconds and counts
+/// its connection time, which its `tps` leaves out: the warm-up is there so that opening
+/// 256 connections on a loaded machine does not eat the measured time).
 pub(crate) async fn run(
     pgbench: &Path,
     target: &Target,
     clients: usize,
+    warmup: Duration,
     measure: Duration,
 ) -> Result<Report, BoxError> {
     let mut script = tempfile::Builder::new()
@@ -39,7 +41,13 @@ pub(crate) async fn run(
         .tempfile()?;
     writeln!(script, "{QUERY};")?;
     script.flush()?;
-    let seconds = measure.as_secs_f64().ceil().max(1.0) as u64;
+    // Its threads open their connections one after the other (SCRAM each): 256 of them took
+    // over 2 s on two loaded cores, and a run whose `-T` ends first reports nothing.
+    let connecting = Duration::from_secs(u64::try_from(clients / 32).unwrap_or(u64::MAX));
+    let seconds = (warmup + measure + connecting)
+        .as_secs_f64()
+        .ceil()
+        .max(1.0) as u64;
     let threads = clients.clamp(1, 2);
     let child = tokio::process::Command::new(pgbench)
         .args(["-n", "-M", "prepared", "-f"])
@@ -67,7 +75,13 @@ pub(crate) async fn run(
         let last = stderr.lines().last().unwrap_or("").trim();
         return Err(format!("pgbench exited with {}: {last}", output.status).into());
     }
-    parse(&stdout).ok_or_else(|| "pgbench printed no `tps =` line".into())
+    parse(&stdout).ok_or_else(|| {
+        let stderr = String::from_utf8_lossy(&output.stderr[..output.stderr.len().min(OUTPUT_CAP)]);
+        let last = stderr.lines().last().unwrap_or("").trim().to_owned();
+        let out = stdout.lines().last().unwrap_or("").trim().to_owned();
+        // pgbench prints no rates when no transaction ran within `-T`.
+        format!("pgbench printed no `tps =` line (last line {out:?}, last error {last:?})").into()
+    })
 }
 
 /// The figures from pgbench's summary.

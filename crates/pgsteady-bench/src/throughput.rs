@@ -111,8 +111,8 @@ impl Drop for ConnectionCounter {
 }
 
 /// Measures one round: a fresh client, `workers` workers, warm-up, then the measured time.
-/// [`ClientKind::Pgbench`] runs `pgbench` (the binary at `pgbench`) for the measured time
-/// instead, with no warm-up: its figure leaves out its connection time.
+/// [`ClientKind::Pgbench`] runs `pgbench` (the binary at `pgbench`) for warm-up + measured
+/// time instead; its figure leaves out its connection time.
 pub async fn measure_once(
     kind: ClientKind,
     target: &Target,
@@ -124,7 +124,7 @@ pub async fn measure_once(
     let counter = ConnectionCounter::start(target).await?;
     if kind == ClientKind::Pgbench {
         let cpu_before = children_cpu_time();
-        let report = crate::pgbench::run(pgbench, target, workers, measure).await?;
+        let report = crate::pgbench::run(pgbench, target, workers, warmup, measure).await?;
         let cpu = children_cpu_time().saturating_sub(cpu_before);
         return Ok(Sample {
             ops_per_sec: report.tps,
