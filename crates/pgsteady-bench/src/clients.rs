@@ -14,6 +14,9 @@ pub async fn build(kind: ClientKind, target: &Target) -> Result<Box<dyn Subject>
     }
     match kind {
         ClientKind::Naive => Ok(Box::new(Naive(target.clone()))),
+        ClientKind::Pgbench => {
+            Err("pgbench is a process, not a subject: `throughput::measure_once` runs it".into())
+        }
         ClientKind::Pgsteady => crate::ours::build(target, false, StatementCache::On),
         ClientKind::PgsteadyRun => crate::ours::build(target, true, StatementCache::On),
         ClientKind::PgsteadyRunUnnamed => crate::ours::build(target, true, StatementCache::Off),

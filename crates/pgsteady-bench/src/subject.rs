@@ -39,11 +39,16 @@ pub enum ClientKind {
     /// `pgsteady::Pool::run` with no `statement_cache` setting (`auto`): named statements
     /// until a transaction pooler shows, unnamed after (the warm-up sees the switch).
     PgsteadyRunAuto,
+    /// PostgreSQL's `pgbench -n -M prepared -c N -j 2`: libpq, one connection per client,
+    /// no pool. The reference row, not a peer.
+    Pgbench,
 }
 
 impl ClientKind {
-    /// Every client, in report order.
-    pub const ALL: [ClientKind; 6] = [
+    /// Every client, in report order. A new subject goes here, in [`ClientKind::name`] and
+    /// in `clients::build`.
+    pub const ALL: [ClientKind; 7] = [
+        ClientKind::Pgbench,
         ClientKind::Naive,
         ClientKind::Pgsteady,
         ClientKind::PgsteadyRun,
@@ -74,6 +79,7 @@ impl ClientKind {
             ClientKind::PgsteadyRunUnnamed => "pgsteady run() unnamed",
             ClientKind::SqlxNoCache => "sqlx no stmt cache",
             ClientKind::PgsteadyRunAuto => "pgsteady run() auto",
+            ClientKind::Pgbench => "pgbench -M prepared",
         }
     }
 
@@ -88,7 +94,7 @@ impl ClientKind {
     /// Why this client cannot run in this build, if it cannot.
     pub fn unavailable(self) -> Option<&'static str> {
         match self {
-            ClientKind::Naive => None,
+            ClientKind::Naive | ClientKind::Pgbench => None,
             ClientKind::Pgsteady
             | ClientKind::PgsteadyRun
             | ClientKind::PgsteadyRunUnnamed

@@ -1,6 +1,9 @@
 //! Checkout + `SELECT 1` throughput per client and concurrency.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -34,6 +37,9 @@ pub struct Sample {
     /// microseconds: the client's own cost per checkout + query (the server's is not in it).
     /// Unlike throughput, other processes competing for the cores hardly change it.
     pub cpu_us_per_op: f64,
+    /// The most server connections of the login user seen in `pg_stat_activity` during the
+    /// round (sampled every 200 ms; the benchmark's own sampling session left out).
+    pub server_connections: u64,
 }
 
 /// CPU time used by this process so far (user + system).
@@ -47,14 +53,86 @@ fn cpu_time() -> Duration {
     })
 }
 
+/// CPU time used by this process's waited-for children so far (user + system).
+fn children_cpu_time() -> Duration {
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_CHILDREN).map_or(Duration::ZERO, |u| {
+        let us = |t: nix::sys::time::TimeVal| {
+            Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+        };
+        us(u.user_time()) + us(u.system_time())
+    })
+}
+
+/// Counts the server connections of `target`'s user every 200 ms on a session of its own,
+/// keeping the highest count, until dropped.
+struct ConnectionCounter {
+    most: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl ConnectionCounter {
+    async fn start(target: &Target) -> Result<ConnectionCounter, BoxError> {
+        let (client, connection) = target.pg_config().connect(tokio_postgres::NoTls).await?;
+        let most = Arc::new(AtomicU64::new(0));
+        let seen = most.clone();
+        let task = tokio::spawn(async move {
+            // The connection ends when the client does (the task is aborted on drop).
+            tokio::spawn(connection);
+            loop {
+                let count = client
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE usename = current_user AND backend_type = 'client backend' \
+                         AND pid <> pg_backend_pid()",
+                        &[],
+                    )
+                    .await
+                    .ok()
+                    .and_then(|row| row.try_get::<_, i64>(0).ok());
+                if let Some(n) = count {
+                    seen.fetch_max(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        Ok(ConnectionCounter { most, task })
+    }
+
+    fn most(&self) -> u64 {
+        self.most.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ConnectionCounter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Measures one round: a fresh client, `workers` workers, warm-up, then the measured time.
+/// [`ClientKind::Pgbench`] runs `pgbench` (the binary at `pgbench`) for warm-up + measured
+/// time instead; its figure leaves out its connection time.
 pub async fn measure_once(
     kind: ClientKind,
     target: &Target,
+    pgbench: &Path,
     workers: usize,
     warmup: Duration,
     measure: Duration,
 ) -> Result<Sample, BoxError> {
+    let counter = ConnectionCounter::start(target).await?;
+    if kind == ClientKind::Pgbench {
+        let cpu_before = children_cpu_time();
+        let report = crate::pgbench::run(pgbench, target, workers, warmup, measure).await?;
+        let cpu = children_cpu_time().saturating_sub(cpu_before);
+        return Ok(Sample {
+            ops_per_sec: report.tps,
+            errors: report.failed,
+            cpu_us_per_op: cpu.as_secs_f64() * 1e6 / report.processed.max(1) as f64,
+            server_connections: counter.most(),
+        });
+    }
     let subject = crate::clients::build(kind, target).await?;
     let workload = subject.start(workers);
     tokio::time::sleep(warmup).await;
@@ -65,6 +143,8 @@ pub async fn measure_once(
         started.elapsed(),
         cpu_time().saturating_sub(cpu_before),
     );
+    let server_connections = counter.most();
+    drop(counter);
     workload.stop_within(Duration::from_secs(10)).await;
     subject.close().await;
     let ok = after.ok - before.ok;
@@ -72,6 +152,7 @@ pub async fn measure_once(
         ops_per_sec: ok as f64 / elapsed.as_secs_f64(),
         errors: after.err - before.err,
         cpu_us_per_op: cpu.as_secs_f64() * 1e6 / ok.max(1) as f64,
+        server_connections,
     })
 }
 
@@ -127,29 +208,35 @@ impl ThroughputResults {
         median(&ratios)
     }
 
-    /// The markdown report: median ops/s per client and concurrency, and the ratio to the
-    /// fastest peer (deadpool, bb8, sqlx) at that concurrency: of the medians, and the median
-    /// of the ratios round by round (see [`ThroughputResults::paired_ratio`]).
+    /// The median server connections of a client at a concurrency.
+    pub fn median_connections(&self, concurrency: usize, kind: ClientKind) -> Option<f64> {
+        let samples = self.samples.get(&concurrency)?.get(kind.name())?;
+        median(
+            &samples
+                .iter()
+                .map(|s| s.server_connections as f64)
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// The markdown report: per concurrency and client the server connections it used, the
+    /// median ops/s, ops/s per server connection, and the ratios to deadpool-postgres and
+    /// to pgbench as the median of the ratios round by round (see
+    /// [`ThroughputResults::paired_ratio`]).
     pub fn table(&self, clients: &[ClientKind]) -> Table {
         let mut table = Table::new(&[
             "concurrency",
             "client",
+            "server conns",
             "median ops/s",
             "min..max ops/s",
-            "vs fastest peer",
-            "paired, per round",
+            "ops/s per conn",
+            "x deadpool",
+            "x pgbench",
             "client CPU µs/call",
             "errors",
         ]);
         for (&concurrency, by_client) in &self.samples {
-            let fastest = clients
-                .iter()
-                .filter(|c| c.is_peer())
-                .filter_map(|&c| Some((c, self.median(concurrency, c)?)))
-                .fold(None, |best: Option<(ClientKind, f64)>, (c, m)| match best {
-                    Some((_, b)) if b >= m => best,
-                    _ => Some((c, m)),
-                });
             for &kind in clients {
                 let Some(samples) = by_client.get(kind.name()) else {
                     continue;
@@ -158,20 +245,29 @@ impl ThroughputResults {
                 let min = rates.clone().fold(f64::INFINITY, f64::min);
                 let max = rates.fold(0.0, f64::max);
                 let m = self.median(concurrency, kind).unwrap_or(0.0);
+                let conns = self.median_connections(concurrency, kind).unwrap_or(0.0);
                 let errors: u64 = samples.iter().map(|s| s.errors).sum();
+                let ratio = |peer| {
+                    self.paired_ratio(concurrency, kind, peer)
+                        .map_or("-".to_owned(), |r| format!("{r:.2}x"))
+                };
                 table.row(vec![
                     concurrency.to_string(),
                     kind.name().to_owned(),
+                    format!("{conns:.0}"),
                     thousands(m.round() as u64),
                     format!(
                         "{}..{}",
                         thousands(min.round() as u64),
                         thousands(max.round() as u64)
                     ),
-                    fastest.map_or("-".to_owned(), |(_, f)| format!("{:.2}x", m / f)),
-                    fastest
-                        .and_then(|(peer, _)| self.paired_ratio(concurrency, kind, peer))
-                        .map_or("-".to_owned(), |r| format!("{r:.2}x")),
+                    if conns > 0.0 {
+                        thousands((m / conns).round() as u64)
+                    } else {
+                        "-".to_owned()
+                    },
+                    ratio(ClientKind::Deadpool),
+                    ratio(ClientKind::Pgbench),
                     self.median_cpu(concurrency, kind)
                         .map_or("-".to_owned(), |us| format!("{us:.1}")),
                     thousands(errors),
@@ -186,49 +282,74 @@ impl ThroughputResults {
 mod tests {
     use super::*;
 
-    fn sample(ops_per_sec: f64) -> Sample {
+    fn sample(ops_per_sec: f64, server_connections: u64) -> Sample {
         Sample {
             ops_per_sec,
             errors: 0,
             cpu_us_per_op: 10.0,
+            server_connections,
         }
     }
 
     #[test]
-    fn the_ratio_is_to_the_fastest_peer_at_each_concurrency() {
+    fn the_ratios_are_to_deadpool_and_pgbench_round_by_round() {
         let mut r = ThroughputResults::default();
         for ops in [100.0, 120.0, 110.0] {
-            r.add(16, ClientKind::Deadpool, sample(ops));
+            r.add(16, ClientKind::Deadpool, sample(ops, 16));
         }
         for ops in [50.0, 60.0, 55.0] {
-            r.add(16, ClientKind::Sqlx, sample(ops));
+            r.add(16, ClientKind::Sqlx, sample(ops, 16));
         }
         for ops in [200.0, 200.0, 230.0] {
-            r.add(16, ClientKind::Naive, sample(ops)); // not a peer: no reference
+            r.add(16, ClientKind::Naive, sample(ops, 16));
+        }
+        for ops in [400.0, 300.0, 460.0] {
+            r.add(16, ClientKind::Pgbench, sample(ops, 16));
         }
         assert_eq!(r.median(16, ClientKind::Deadpool), Some(110.0));
         let text = r
-            .table(&[ClientKind::Naive, ClientKind::Deadpool, ClientKind::Sqlx])
+            .table(&[
+                ClientKind::Pgbench,
+                ClientKind::Naive,
+                ClientKind::Deadpool,
+                ClientKind::Sqlx,
+            ])
             .to_string();
         let lines: Vec<&str> = text.lines().collect();
-        assert!(
-            lines[2].contains("naive") && lines[2].contains("1.82x"),
+        let cells = |i: usize| -> Vec<&str> { lines[i].split('|').map(str::trim).collect() };
+        // | | concurrency | client | conns | median | min..max | per conn | x deadpool | x pgbench
+        // Round by round: naive 200/100, 200/120, 230/110 -> 2.00x, 1.67x, 2.09x: median 2.00x;
+        // over pgbench 200/400, 200/300, 230/460 -> 0.50x, 0.67x, 0.50x: median 0.50x.
+        assert_eq!(cells(3)[2], "naive tokio-postgres", "{text}");
+        assert_eq!(cells(3)[7..9], ["2.00x", "0.50x"], "{text}");
+        assert_eq!(cells(4)[2], "deadpool-postgres", "{text}");
+        assert_eq!(cells(4)[7], "1.00x", "{text}");
+        assert_eq!(cells(5)[2], "sqlx", "{text}");
+        assert_eq!(
+            cells(5)[3..8],
+            ["16", "55", "50..60", "3", "0.50x"],
             "{text}"
         );
-        assert!(
-            lines[3].contains("deadpool") && lines[3].contains("1.00x"),
-            "{text}"
-        );
-        assert!(
-            lines[4].contains("sqlx") && lines[4].contains("0.50x"),
-            "{text}"
-        );
-        assert!(lines[4].contains("50..60"), "{text}");
-        // Round by round: naive 200/100, 200/120, 230/110 -> 2.00x, 1.67x, 2.09x: median 2.00x.
-        assert!(lines[2].contains("2.00x"), "{text}");
+        assert_eq!(cells(2)[2], "pgbench -M prepared", "{text}");
+        assert_eq!(cells(2)[8], "1.00x", "{text}");
         assert_eq!(
             r.paired_ratio(16, ClientKind::Sqlx, ClientKind::Deadpool),
             Some(0.5)
         );
+    }
+
+    #[test]
+    fn a_client_without_connections_has_no_rate_per_connection() {
+        let mut r = ThroughputResults::default();
+        r.add(1, ClientKind::Deadpool, sample(100.0, 0));
+        let text = r.table(&[ClientKind::Deadpool]).to_string();
+        let cells: Vec<&str> = text
+            .lines()
+            .nth(2)
+            .unwrap()
+            .split('|')
+            .map(str::trim)
+            .collect();
+        assert_eq!(cells[6], "-", "{text}");
     }
 }

@@ -15,7 +15,7 @@ struct Args {
     #[arg(long, value_enum, value_delimiter = ',', default_values_t = ClientKind::ALL)]
     clients: Vec<ClientKind>,
     /// Concurrent workers (one measurement series each).
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 64, 256])]
     concurrency: Vec<usize>,
     /// Maximum connections per pool.
     #[arg(long, default_value_t = 16)]
@@ -56,7 +56,14 @@ async fn main() -> Result<(), pgsteady_bench::BoxError> {
         args.rounds = 3;
         args.seconds = 1.0;
     }
-    let cluster = Cluster::start().await?;
+    // One server connection per worker for pgbench and the naive loop, plus the sampling
+    // session and the administrator's: the default 100 would refuse 256 workers.
+    let most = args.concurrency.iter().copied().max().unwrap_or(1);
+    let cluster = Cluster::builder()
+        .max_connections(u32::try_from(most.max(args.pool_size) + 20)?.max(100))
+        .start()
+        .await?;
+    let pgbench = cluster.bin().tool("pgbench");
     let bouncer = match args.via {
         None => None,
         Some(Via::Pgbouncer) => {
@@ -92,13 +99,15 @@ async fn main() -> Result<(), pgsteady_bench::BoxError> {
             // Rotate the order every round so no client always runs first or last.
             for i in 0..clients.len() {
                 let kind = clients[(i + round) % clients.len()];
-                let sample = measure_once(kind, &target, concurrency, warmup, measure).await?;
+                let sample =
+                    measure_once(kind, &target, &pgbench, concurrency, warmup, measure).await?;
                 eprintln!(
-                    "concurrency {concurrency:>3} round {}/{}: {kind:<22} {:>9.0} ops/s {:>6.1} µs CPU/call{}",
+                    "concurrency {concurrency:>3} round {}/{}: {kind:<22} {:>9.0} ops/s {:>6.1} µs CPU/call {:>3} conns{}",
                     round + 1,
                     args.rounds,
                     sample.ops_per_sec,
                     sample.cpu_us_per_op,
+                    sample.server_connections,
                     if sample.errors > 0 {
                         format!(" ({} errors)", sample.errors)
                     } else {
