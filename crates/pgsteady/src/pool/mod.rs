@@ -13,12 +13,14 @@ mod config;
 mod conn;
 pub(crate) mod deadline;
 mod gate;
+mod lanes;
 mod manager;
 mod mode;
 mod ping;
 mod pooled;
 mod resolve;
 mod run;
+mod shared;
 mod spread;
 #[cfg(test)]
 mod tests;
@@ -93,6 +95,8 @@ pub(crate) struct PoolInner {
     target_session_attrs: TargetSessionAttrs,
     /// Named or unnamed statements (`statement_cache`).
     pub(crate) mode: Arc<mode::Mode>,
+    /// The connections shared by pipelined statements ([`Pool::query`]).
+    pub(crate) lanes: lanes::Lanes,
 }
 
 impl fmt::Debug for Pool {
@@ -303,6 +307,7 @@ impl Pool {
     pub fn metrics(&self) -> PoolMetrics {
         let mut metrics = self.inner.metrics.snapshot(self.inner.deadpool.status());
         metrics.statement_mode = self.inner.mode.state();
+        (metrics.shared_connections, metrics.pipelined_in_flight) = self.inner.lanes.load();
         metrics
     }
 
