@@ -41,6 +41,7 @@ pub mod faults;
 mod ours;
 #[cfg(feature = "peers")]
 mod peers;
+mod pipelined;
 pub mod report;
 mod subject;
 pub mod throughput;

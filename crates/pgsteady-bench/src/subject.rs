@@ -39,6 +39,9 @@ pub enum ClientKind {
     /// `pgsteady::Pool::run` with no `statement_cache` setting (`auto`): named statements
     /// until a transaction pooler shows, unnamed after (the warm-up sees the switch).
     PgsteadyRunAuto,
+    /// `pgsteady::Pool::query_one`: pipelined statements sharing at most 4 connections
+    /// (`crate::pipelined::MAX_CONNECTIONS`), whatever `--pool-size` says.
+    PgsteadyQuery,
 }
 
 impl ClientKind {
@@ -74,6 +77,7 @@ impl ClientKind {
             ClientKind::PgsteadyRunUnnamed => "pgsteady run() unnamed",
             ClientKind::SqlxNoCache => "sqlx no stmt cache",
             ClientKind::PgsteadyRunAuto => "pgsteady run() auto",
+            ClientKind::PgsteadyQuery => "pgsteady query() max 4",
         }
     }
 
@@ -92,7 +96,8 @@ impl ClientKind {
             ClientKind::Pgsteady
             | ClientKind::PgsteadyRun
             | ClientKind::PgsteadyRunUnnamed
-            | ClientKind::PgsteadyRunAuto => None,
+            | ClientKind::PgsteadyRunAuto
+            | ClientKind::PgsteadyQuery => None,
             _ if cfg!(feature = "peers") => None,
             _ => Some("built without the `peers` feature"),
         }
