@@ -21,6 +21,7 @@ pub async fn build(kind: ClientKind, target: &Target) -> Result<Box<dyn Subject>
         ClientKind::PgsteadyRun => crate::ours::build(target, true, StatementCache::On),
         ClientKind::PgsteadyRunUnnamed => crate::ours::build(target, true, StatementCache::Off),
         ClientKind::PgsteadyRunAuto => crate::ours::build(target, true, StatementCache::Auto),
+        ClientKind::PgsteadyQuery => crate::pipelined::build(target),
         #[cfg(feature = "peers")]
         ClientKind::Deadpool => crate::peers::deadpool(target),
         #[cfg(feature = "peers")]

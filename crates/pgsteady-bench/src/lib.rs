@@ -42,6 +42,7 @@ mod ours;
 #[cfg(feature = "peers")]
 mod peers;
 mod pgbench;
+mod pipelined;
 pub mod report;
 mod subject;
 pub mod throughput;

@@ -42,6 +42,9 @@ pub enum ClientKind {
     /// PostgreSQL's `pgbench -n -M prepared -c N -j 2`: libpq, one connection per client,
     /// no pool. The reference row, not a peer.
     Pgbench,
+    /// `pgsteady::Pool::query_one`: pipelined statements sharing at most 4 connections
+    /// (`crate::pipelined::MAX_CONNECTIONS`), whatever `--pool-size` says.
+    PgsteadyQuery,
 }
 
 impl ClientKind {
@@ -80,6 +83,7 @@ impl ClientKind {
             ClientKind::SqlxNoCache => "sqlx no stmt cache",
             ClientKind::PgsteadyRunAuto => "pgsteady run() auto",
             ClientKind::Pgbench => "pgbench -M prepared",
+            ClientKind::PgsteadyQuery => "pgsteady query() max 4",
         }
     }
 
@@ -98,7 +102,8 @@ impl ClientKind {
             ClientKind::Pgsteady
             | ClientKind::PgsteadyRun
             | ClientKind::PgsteadyRunUnnamed
-            | ClientKind::PgsteadyRunAuto => None,
+            | ClientKind::PgsteadyRunAuto
+            | ClientKind::PgsteadyQuery => None,
             _ if cfg!(feature = "peers") => None,
             _ => Some("built without the `peers` feature"),
         }

@@ -208,6 +208,9 @@ impl Metrics {
             checkout_seconds_sum: Duration::from_nanos(load(&self.checkout_nanos)).as_secs_f64(),
             // The pool fills it in: the mode is the pool's, not a counter.
             statement_mode: StatementMode::Named,
+            // The pool fills these in too: they are its shared connections' state.
+            shared_connections: 0,
+            pipelined_in_flight: 0,
             commit_resolutions: ResolutionCounts {
                 counts: std::array::from_fn(|v| {
                     std::array::from_fn(|r| load(&self.resolutions[v][r]))
@@ -291,6 +294,11 @@ pub struct PoolMetrics {
     pub statement_mode: StatementMode,
     /// In-doubt COMMITs settled by [`crate::Pool::transaction`], by verdict and rule.
     pub commit_resolutions: ResolutionCounts,
+    /// Connections shared now by pipelined statements ([`crate::Pool::query`] and the
+    /// like); each is also counted in `in_use`.
+    pub shared_connections: usize,
+    /// Pipelined statements in flight now, over all shared connections.
+    pub pipelined_in_flight: usize,
 }
 
 /// Commit resolutions counted by [`ResolveVerdict`] and [`ResolveRule`].

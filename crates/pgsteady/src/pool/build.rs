@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use super::budget::Budget;
 use super::gate::Gate;
+use super::lanes;
 use super::manager::{Manager, Opener};
 use super::mode::Mode;
 use super::{Pool, PoolConfig, PoolInner, deadline, maintain};
@@ -73,6 +74,8 @@ impl PoolBuilder {
         max_message_len: usize;
         /// See [`PoolConfig::ready_check`].
         ready_check: bool;
+        /// See [`PoolConfig::pipeline_depth`].
+        pipeline_depth: usize;
     }
 
     /// Sets the connection configuration's `statement_cache`: [`StatementCache::Off`] is the
@@ -119,6 +122,9 @@ impl PoolBuilder {
                 "min_idle ({}) exceeds max_size ({})",
                 pool.min_idle, pool.max_size
             )));
+        }
+        if pool.pipeline_depth == 0 {
+            return Err(Error::config("pipeline_depth must be at least 1"));
         }
         if pool.acquire_timeout.is_zero() {
             return Err(Error::config("acquire_timeout must be more than zero"));
@@ -181,10 +187,11 @@ impl PoolBuilder {
             epoch: Instant::now(),
             budget: Budget::new(pool.retry.budget),
             deadlines: deadline::Deadlines::start(),
-            config: pool,
             target_session_attrs,
             mode,
             restarts: Default::default(),
+            lanes: lanes::Lanes::new(pool.pipeline_depth, pool.max_size),
+            config: pool,
         });
         tokio::spawn(maintain(Arc::downgrade(&inner), inner.events.clone()));
         inner.events.notify_one();

@@ -78,6 +78,10 @@ pub struct PoolConfig {
     /// success for readiness; see [`Connector::with_ready_check`](crate::Connector::with_ready_check). Turn it on where a server
     /// that authenticates but cannot run a query must not look healthy. Default: false.
     pub ready_check: bool,
+    /// The most pipelined statements ([`Pool::query`] and the like) in flight at once on one
+    /// shared connection. A deeper pipeline needs fewer connections, but a slow statement
+    /// delays every statement behind it on its connection. Default: 32.
+    pub pipeline_depth: usize,
 }
 
 impl Default for PoolConfig {
@@ -102,6 +106,7 @@ impl Default for PoolConfig {
             retry: RetryPolicy::default(),
             max_message_len: crate::connect::DEFAULT_MAX_MESSAGE_LEN,
             ready_check: false,
+            pipeline_depth: 32,
         }
     }
 }

@@ -13,6 +13,7 @@ mod config;
 mod conn;
 pub(crate) mod deadline;
 mod gate;
+mod lanes;
 mod manager;
 mod mode;
 mod ping;
@@ -20,6 +21,7 @@ mod pooled;
 mod resolve;
 mod restarts;
 mod run;
+mod shared;
 mod spread;
 #[cfg(test)]
 mod tests;
@@ -96,6 +98,8 @@ pub(crate) struct PoolInner {
     pub(crate) mode: Arc<mode::Mode>,
     /// The restart checkpoints seen while settling in-doubt commits.
     pub(crate) restarts: restarts::Restarts,
+    /// The connections shared by pipelined statements ([`Pool::query`]).
+    pub(crate) lanes: lanes::Lanes,
 }
 
 impl fmt::Debug for Pool {
@@ -306,6 +310,7 @@ impl Pool {
     pub fn metrics(&self) -> PoolMetrics {
         let mut metrics = self.inner.metrics.snapshot(self.inner.deadpool.status());
         metrics.statement_mode = self.inner.mode.state();
+        (metrics.shared_connections, metrics.pipelined_in_flight) = self.inner.lanes.load();
         metrics
     }
 

@@ -49,6 +49,12 @@ impl<'a> CallAttempts<'a> {
 
     /// A connection for the next attempt, waiting through outages until the deadline.
     pub(super) async fn checkout(&mut self) -> Result<PooledConnection, Error> {
+        let wait = self.next_wait()?;
+        self.pool.get_timeout(wait).await
+    }
+
+    /// Counts the next attempt and returns how long it may wait for a connection.
+    pub(super) fn next_wait(&mut self) -> Result<Duration, Error> {
         self.count += 1;
         // The first attempt starts as the call does: its whole deadline is left, no need
         // to read the clock again (this runs on every call).
@@ -60,7 +66,7 @@ impl<'a> CallAttempts<'a> {
         if wait.is_zero() {
             return Err(self.out_of_time(None));
         }
-        self.pool.get_timeout(wait).await
+        Ok(wait)
     }
 
     /// When an attempt starting `now` must end: at the call's deadline, or earlier after

@@ -6,6 +6,7 @@ mod hung;
 mod idle;
 mod lifecycle;
 mod outage;
+mod pipelined;
 mod restart;
 mod silent_drop;
 mod statement_cache;
