@@ -26,6 +26,8 @@ mod spread;
 #[cfg(test)]
 mod tests;
 mod transaction;
+#[cfg(test)]
+mod two_crashes;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
