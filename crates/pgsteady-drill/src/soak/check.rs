@@ -471,7 +471,7 @@ mod tests {
         assert_eq!(checked.calls[&("insert", "ok".to_owned())], 1);
     }
 
-    /// The planted bug of the issue: an in-doubt COMMIT settled "committed" (so the caller
+    /// A planted bug: an in-doubt COMMIT settled "committed" (so the caller
     /// got ok) while the row is not there.
     #[test]
     fn an_acknowledged_write_that_is_absent_is_caught() {
