@@ -607,7 +607,8 @@ mod tests {
         assert!(!reason_of(&server).is_pooler());
     }
 
-    /// (SQLSTATE, connect verdict, query verdict, reason): one row per code that has a meaning of its own.
+    /// (SQLSTATE, connect verdict, query verdict, reason): one row per code that has a
+    /// meaning of its own.
     const CODES: &[(&str, Action, Action, Reason)] = &[
         ("57P03", Retry, Retry, Reason::CannotConnectNow),
         ("57P01", Retry, Retry, Reason::AdminShutdown),
