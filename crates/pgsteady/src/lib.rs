@@ -31,8 +31,8 @@ mod module_graph;
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use classify::{Action, Classification, FailFastClass, Reason};
 pub use config::{
-    AuthMethod, ChannelBinding, Config, Host, HostSpec, Password, RequireAuth, SslMode, StatementCache,
-    TargetSessionAttrs,
+    AuthMethod, ChannelBinding, Config, Host, HostSpec, Password, RequireAuth, SslMode,
+    StatementCache, TargetSessionAttrs,
 };
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
