@@ -184,6 +184,11 @@ mod tests {
         }
     }
 
+    /// Authentication messages: (code, body after the code).
+    type Messages<'a> = &'a [(u32, &'a [u8])];
+    /// The index of the message refused, and text its error must contain; `None`: accepted.
+    type Verdict<'a> = Option<(usize, &'a str)>;
+
     const SCRAM: &[u8] = b"SCRAM-SHA-256\0\0";
     const SCRAM_PLUS: &[u8] = b"SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0\0";
 
@@ -200,7 +205,7 @@ mod tests {
     fn require_auth_as_libpq() {
         use ChannelBinding::Prefer;
         let scram_ok: &[(u32, &[u8])] = &[(10, SCRAM), (11, b""), (12, b""), (0, b"")];
-        let rows: &[(&str, &[(u32, &[u8])], Option<(usize, &str)>)] = &[
+        let rows: &[(&str, Messages<'_>, Verdict<'_>)] = &[
             // Nothing required: anything goes, trust included.
             ("", &[(0, b"")], None),
             ("", &[(3, b""), (0, b"")], None),
@@ -279,7 +284,7 @@ mod tests {
     fn channel_binding_require_as_libpq() {
         use ChannelBinding::{Disable, Prefer, Require};
         let plus_ok: &[(u32, &[u8])] = &[(10, SCRAM_PLUS), (11, b""), (12, b""), (0, b"")];
-        let rows: &[(ChannelBinding, bool, &[(u32, &[u8])], Option<(usize, &str)>)] = &[
+        let rows: &[(ChannelBinding, bool, Messages<'_>, Verdict<'_>)] = &[
             (Require, true, plus_ok, None),
             (Require, false, plus_ok, Some((0, "not encrypted"))),
             (
