@@ -18,7 +18,9 @@
 //!
 //! It also notes, from the protocol state, whether the server asked for a password, so a
 //! failed startup without one can say "password required, none found" without reading
-//! tokio-postgres' message text.
+//! tokio-postgres' message text, and hands every Authentication message to `auth.rs`, which
+//! refuses what `require_auth` and `channel_binding=require` do not allow before
+//! tokio-postgres can answer it.
 
 // Code a server reaches: a message or row it shapes must never index out of bounds or
 // unwrap into a panic.
