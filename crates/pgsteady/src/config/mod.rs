@@ -21,7 +21,9 @@
 //! (tokio-postgres calls it `keepalives_retries`; both spellings are accepted),
 //! `tcp_user_timeout` in milliseconds, `target_session_attrs` `primary`, `standby`,
 //! `prefer-standby`, `read-only`, and `sslmode` `allow`, `verify-ca`, `verify-full` with
-//! `sslrootcert` (TLS is done with rustls).
+//! `sslrootcert` (TLS is done with rustls), `require_auth` and `channel_binding=require`
+//! (libpq 16's refusal of authentication requests the client does not allow: [`RequireAuth`],
+//! [`ChannelBinding`]).
 //!
 //! Neither `Display` nor `Debug` of any type here shows a password.
 
