@@ -141,6 +141,7 @@ impl Table {
 pub struct FakeServer {
     addr: SocketAddr,
     connections: Arc<AtomicUsize>,
+    passwords: Arc<AtomicUsize>,
     task: JoinHandle<()>,
 }
 
@@ -157,6 +158,8 @@ impl FakeServer {
         let addr = listener.local_addr()?;
         let connections = Arc::new(AtomicUsize::new(0));
         let count = connections.clone();
+        let passwords = Arc::new(AtomicUsize::new(0));
+        let password_count = passwords.clone();
         let task = tokio::spawn(async move {
             let mut tasks = tokio::task::JoinSet::new();
             while let Ok((stream, _)) = listener.accept().await {
@@ -168,8 +171,9 @@ impl FakeServer {
                     },
                     other => other.clone(),
                 };
+                let passwords = password_count.clone();
                 tasks.spawn(async move {
-                    let _ = serve(stream, behavior).await;
+                    let _ = serve(stream, behavior, &passwords).await;
                 });
                 while tasks.try_join_next().is_some() {}
             }
@@ -177,6 +181,7 @@ impl FakeServer {
         Ok(FakeServer {
             addr,
             connections,
+            passwords,
             task,
         })
     }
@@ -202,6 +207,12 @@ impl FakeServer {
     /// Connections accepted so far.
     pub fn connections(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Password messages received so far by a [`Behavior::PasswordRequest`] server: a client
+    /// that refuses the cleartext request must leave this at 0.
+    pub fn passwords(&self) -> usize {
+        self.passwords.load(Ordering::Relaxed)
     }
 }
 
@@ -297,7 +308,11 @@ async fn answer_table(stream: &mut TcpStream, t: &Table) -> std::io::Result<()> 
     Ok(())
 }
 
-async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()> {
+async fn serve(
+    mut stream: TcpStream,
+    behavior: Behavior,
+    passwords: &AtomicUsize,
+) -> std::io::Result<()> {
     if behavior == Behavior::Http {
         let mut buf = [0u8; 1024];
         let _ = stream.read(&mut buf).await?;
@@ -395,6 +410,7 @@ async fn serve(mut stream: TcpStream, behavior: Behavior) -> std::io::Result<()>
                 .write_all(&message(b'R', &3u32.to_be_bytes()))
                 .await?;
             if let Ok((b'p', _)) = read_message(&mut stream).await {
+                passwords.fetch_add(1, Ordering::Relaxed);
                 stream
                     .write_all(&error_response("28P01", "password authentication failed"))
                     .await?;

@@ -67,6 +67,10 @@ pub enum Reason {
     InvalidPassword,
     /// 28000 invalid_authorization_specification: no pg_hba.conf entry, role may not log in...
     InvalidAuthorization,
+    /// The server's authentication request, or its skipping of authentication, is one the
+    /// client's `require_auth` or `channel_binding=require` does not allow: refused before any
+    /// credential was sent. Never retried: the server would ask the same way again.
+    AuthRequirement,
     /// 3D000 invalid_catalog_name: the database does not exist.
     MissingDatabase,
     /// 42704 undefined_object, e.g. an unknown setting in `options`.
@@ -131,6 +135,7 @@ impl Reason {
             Reason::Closed => "closed",
             Reason::InvalidPassword => "invalid_password",
             Reason::InvalidAuthorization => "invalid_authorization",
+            Reason::AuthRequirement => "auth_requirement",
             Reason::MissingDatabase => "missing_database",
             Reason::UndefinedObject => "undefined_object",
             Reason::Tls => "tls",
@@ -541,6 +546,7 @@ mod tests {
             (R::Closed, true, true),
             (R::InvalidPassword, false, true),
             (R::InvalidAuthorization, false, true),
+            (R::AuthRequirement, false, true),
             (R::MissingDatabase, false, true),
             (R::UndefinedObject, false, true),
             (R::Tls, false, true),
@@ -558,6 +564,17 @@ mod tests {
             (R::Other, false, true),
         ];
         for (reason, lost, incident) in table {
+            // Only the lost-connection reasons, DNS and class 53 are retried while connecting.
+            let retried = lost
+                || matches!(
+                    reason,
+                    R::Dns | R::TooManyConnections | R::InsufficientResources
+                );
+            assert_eq!(
+                reason.connect_action() == Action::Retry,
+                retried,
+                "{reason:?} connect action"
+            );
             assert_eq!(reason.is_connection_lost(), lost, "{reason:?} lost");
             assert_eq!(reason.is_incident(), incident, "{reason:?} incident");
         }

@@ -61,7 +61,9 @@ impl ErrorKind {
     pub const fn from_reason(reason: Reason) -> Self {
         match reason {
             Reason::TimedOut => ErrorKind::Timeout,
-            Reason::InvalidPassword | Reason::InvalidAuthorization => ErrorKind::Auth,
+            Reason::InvalidPassword | Reason::InvalidAuthorization | Reason::AuthRequirement => {
+                ErrorKind::Auth
+            }
             Reason::MissingDatabase => ErrorKind::MissingDatabase,
             Reason::Tls => ErrorKind::Tls,
             Reason::Config | Reason::UndefinedObject => ErrorKind::Config,
@@ -578,6 +580,7 @@ mod tests {
             R::Closed,
             R::InvalidPassword,
             R::InvalidAuthorization,
+            R::AuthRequirement,
             R::MissingDatabase,
             R::UndefinedObject,
             R::Tls,
@@ -612,6 +615,7 @@ mod tests {
                 | R::Closed
                 | R::InvalidPassword
                 | R::InvalidAuthorization
+                | R::AuthRequirement
                 | R::MissingDatabase
                 | R::UndefinedObject
                 | R::Tls
@@ -657,6 +661,7 @@ mod tests {
             (R::Closed, true, true),
             (R::InvalidPassword, false, false),
             (R::InvalidAuthorization, false, false),
+            (R::AuthRequirement, false, false),
             (R::MissingDatabase, false, false),
             (R::UndefinedObject, false, false),
             (R::Tls, false, false),

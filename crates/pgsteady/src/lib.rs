@@ -30,7 +30,10 @@ mod module_graph;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};
 pub use classify::{Action, Classification, FailFastClass, Reason};
-pub use config::{Config, Host, HostSpec, Password, SslMode, StatementCache, TargetSessionAttrs};
+pub use config::{
+    AuthMethod, ChannelBinding, Config, Host, HostSpec, Password, RequireAuth, SslMode,
+    StatementCache, TargetSessionAttrs,
+};
 pub use connect::{CloseReason, Connected, ConnectionMonitor, Connector, SessionState};
 pub use error::{Error, ErrorKind, HostFailure};
 pub use metrics::{

@@ -115,3 +115,153 @@ async fn a_service_file_entry_as_psql_reads_it() {
         }
     }
 }
+
+/// A TLS cluster (self-signed for `localhost`) with an `md5user` whose password is stored as
+/// MD5.
+async fn tls_cluster() -> Cluster {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let cluster = Cluster::builder()
+        .tls(cert.pem(), key.serialize_pem())
+        .start()
+        .await
+        .unwrap();
+    cluster
+        .admin()
+        .await
+        .unwrap()
+        .batch_execute(
+            "SET password_encryption = 'md5'; CREATE ROLE md5user LOGIN PASSWORD 'Md5-pw-9';",
+        )
+        .await
+        .unwrap();
+    cluster
+}
+
+fn target(cluster: &Cluster, user: &str, password: &str, query: &str) -> String {
+    format!(
+        "postgresql://{user}:{password}@127.0.0.1:{}/{}?{query}",
+        cluster.port(),
+        cluster.dbname()
+    )
+}
+
+/// `channel_binding=require`: psql (libpq 15) and pgsteady agree, connecting over TLS with
+/// SCRAM (SCRAM-SHA-256-PLUS), refusing without TLS, with an MD5 user, and under trust;
+/// pgsteady refused every `require` with "not supported" (exit 2).
+#[tokio::test]
+async fn channel_binding_require_as_psql() {
+    let cluster = tls_cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path();
+    let (user, pw) = (cluster.user().to_owned(), cluster.password().to_owned());
+    let check_both = |t: String, connects: bool, why: &'static str| {
+        let cluster = &cluster;
+        async move {
+            assert_eq!(
+                psql_connects(cluster, home, &[], &t),
+                connects,
+                "psql: {why}"
+            );
+            let f = check(home, &[], &t, "Md5-pw-9").await;
+            if connects {
+                f.assert_exit_code(0);
+            } else {
+                f.assert_exit_code(3);
+                assert!(
+                    f.stderr.contains("channel_binding=require"),
+                    "{why}: {f:#?}"
+                );
+            }
+        }
+    };
+    let require = "channel_binding=require";
+    check_both(
+        target(&cluster, &user, &pw, &format!("sslmode=require&{require}")),
+        true,
+        "tls + scram",
+    )
+    .await;
+    check_both(
+        target(&cluster, &user, &pw, &format!("sslmode=disable&{require}")),
+        false,
+        "no tls",
+    )
+    .await;
+    // Negative control: without `require` both connect in plain text.
+    check_both(
+        target(
+            &cluster,
+            &user,
+            &pw,
+            "sslmode=disable&channel_binding=prefer",
+        ),
+        true,
+        "prefer, no tls",
+    )
+    .await;
+    cluster
+        .set_hba(&[
+            "host all md5user 127.0.0.1/32 md5",
+            "host all all 127.0.0.1/32 trust",
+        ])
+        .await
+        .unwrap();
+    check_both(
+        target(
+            &cluster,
+            "md5user",
+            "Md5-pw-9",
+            &format!("sslmode=require&{require}"),
+        ),
+        false,
+        "md5",
+    )
+    .await;
+    check_both(
+        target(&cluster, &user, &pw, &format!("sslmode=require&{require}")),
+        false,
+        "trust",
+    )
+    .await;
+    check_both(
+        target(&cluster, "md5user", "Md5-pw-9", "sslmode=require"),
+        true,
+        "md5 without require",
+    )
+    .await;
+}
+
+/// `require_auth` (libpq 16; psql here is 15, so pgsteady alone): a method the server may not
+/// use is permanent (3) and named with the setting; a bad list is a usage error (2).
+#[tokio::test]
+async fn require_auth_refusals_exit_3_naming_the_setting() {
+    let cluster = Cluster::start().await.unwrap();
+    cluster
+        .set_hba(&["host all all 127.0.0.1/32 password"])
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (user, pw) = (cluster.user().to_owned(), cluster.password().to_owned());
+    let t = |q: &str| target(&cluster, &user, &pw, q);
+    let f = check(dir.path(), &[], &t("require_auth=scram-sha-256"), &pw).await;
+    f.assert_exit_code(3);
+    assert!(f.stderr.contains("require_auth=scram-sha-256"), "{f:#?}");
+    assert!(f.stderr.contains("\"password\""), "{f:#?}");
+    // From PGREQUIREAUTH too.
+    let f = check(dir.path(), &[("PGREQUIREAUTH", "!password")], &t(""), &pw).await;
+    f.assert_exit_code(3);
+    assert!(f.stderr.contains("require_auth=!password"), "{f:#?}");
+    // Negative control: allowed, it connects.
+    check(dir.path(), &[], &t("require_auth=password"), &pw)
+        .await
+        .assert_exit_code(0);
+    // A bad list: 2, the setting and the bad method named.
+    let f = check(dir.path(), &[], &t("require_auth=scram"), &pw).await;
+    f.assert_exit_code(2);
+    assert!(f.stderr.contains("require_auth"), "{f:#?}");
+    assert!(f.stderr.contains("\"scram\""), "{f:#?}");
+}

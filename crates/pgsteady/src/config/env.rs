@@ -24,6 +24,7 @@ pub(crate) const VARS: &[(&str, &str)] = &[
     ("PGTARGETSESSIONATTRS", "target_session_attrs"),
     ("PGLOADBALANCEHOSTS", "load_balance_hosts"),
     ("PGCHANNELBINDING", "channel_binding"),
+    ("PGREQUIREAUTH", "require_auth"),
     ("PGGSSENCMODE", "gssencmode"),
     ("PGCLIENTENCODING", "client_encoding"),
 ];

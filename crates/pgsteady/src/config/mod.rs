@@ -21,10 +21,13 @@
 //! (tokio-postgres calls it `keepalives_retries`; both spellings are accepted),
 //! `tcp_user_timeout` in milliseconds, `target_session_attrs` `primary`, `standby`,
 //! `prefer-standby`, `read-only`, and `sslmode` `allow`, `verify-ca`, `verify-full` with
-//! `sslrootcert` (TLS is done with rustls).
+//! `sslrootcert` (TLS is done with rustls), `require_auth` and `channel_binding=require`
+//! (libpq 16's refusal of authentication requests the client does not allow: [`RequireAuth`],
+//! [`ChannelBinding`]).
 //!
 //! Neither `Display` nor `Debug` of any type here shows a password.
 
+mod auth;
 mod env;
 mod keyvalue;
 mod lookup;
@@ -40,6 +43,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use auth::{AuthMethod, ChannelBinding, RequireAuth};
 pub use env::Env;
 #[cfg(not(feature = "probe"))]
 use env::ProcessEnv;
@@ -133,6 +137,12 @@ pub struct Config {
     pub target_session_attrs: TargetSessionAttrs,
     /// TLS settings.
     pub tls: TlsSettings,
+    /// `channel_binding`: whether SCRAM is bound to the TLS session. Default:
+    /// [`ChannelBinding::Prefer`] (bound when the server offers SCRAM-SHA-256-PLUS over TLS).
+    pub channel_binding: ChannelBinding,
+    /// `require_auth`: the authentication methods the server may ask for; any other request
+    /// is refused before a credential is sent. Default: [`RequireAuth::ANY`].
+    pub require_auth: RequireAuth,
     /// `statement_cache` (a pgsteady keyword, not libpq's): `auto` starts with named prepared
     /// statements and switches to unnamed ones on the first sign of a transaction pooler;
     /// `on` keeps named prepared statements per connection whatever happens; `off` is the
@@ -351,12 +361,8 @@ impl Config {
                 ));
             }
         };
-        unsupported(
-            &p,
-            "channel_binding",
-            &["disable", "prefer"],
-            &["disable", "prefer", "require"],
-        )?;
+        let channel_binding = keyword(&p, "channel_binding")?.unwrap_or_default();
+        let require_auth = keyword(&p, "require_auth")?.unwrap_or_default();
         unsupported(
             &p,
             "gssencmode",
@@ -423,6 +429,8 @@ impl Config {
             tcp_user_timeout,
             target_session_attrs: target_session_attrs.unwrap_or(TargetSessionAttrs::Any),
             tls,
+            channel_binding,
+            require_auth,
             statement_cache,
         })
     }
@@ -686,6 +694,12 @@ impl fmt::Display for Config {
         }
         if let Some(o) = &self.options {
             write!(f, "&options={}", enc(o))?;
+        }
+        if self.channel_binding != ChannelBinding::Prefer {
+            write!(f, "&channel_binding={}", self.channel_binding)?;
+        }
+        if !self.require_auth.is_any() {
+            write!(f, "&require_auth={}", self.require_auth)?;
         }
         if self.statement_cache != StatementCache::Auto {
             write!(f, "&statement_cache={}", self.statement_cache)?;

@@ -32,6 +32,7 @@ pub(crate) const KEYS: &[&str] = &[
     "target_session_attrs",
     "load_balance_hosts",
     "channel_binding",
+    "require_auth",
     "gssencmode",
     // Consumed by the service-file layer before validation.
     "service",

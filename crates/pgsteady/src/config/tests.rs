@@ -155,8 +155,22 @@ fn libpq_value_rules() {
         ("load_balance_hosts=random", |c| c.load_balance_hosts),
         (
             "client_encoding=UTF8 channel_binding=prefer gssencmode=disable",
-            |_| true,
+            |c| c.channel_binding == ChannelBinding::Prefer && c.require_auth.is_any(),
         ),
+        ("channel_binding=require", |c| {
+            c.channel_binding == ChannelBinding::Require
+                && c.to_string().contains("channel_binding=require")
+        }),
+        ("channel_binding=disable", |c| {
+            c.channel_binding == ChannelBinding::Disable
+        }),
+        ("require_auth=scram-sha-256,none", |c| {
+            c.require_auth.allows(AuthMethod::ScramSha256)
+                && c.require_auth.allows(AuthMethod::None)
+                && !c.require_auth.allows(AuthMethod::Md5)
+                && c.to_string().contains("require_auth=scram-sha-256,none")
+        }),
+        ("require_auth=", |c| c.require_auth.is_any()),
     ];
     for (s, check) in rows {
         let c = Config::parse(&format!("user=u {s}")).unwrap_or_else(|e| panic!("{s}: {e}"));
@@ -202,8 +216,12 @@ fn bad_values_name_the_bad_part() {
             "invalid target_session_attrs",
         ),
         (
-            "channel_binding=require",
-            "channel_binding=require is not supported",
+            "require_auth=md5,!password",
+            "invalid require_auth: method \"!password\" mixes negated",
+        ),
+        (
+            "require_auth=kerberos",
+            "invalid require_auth: unknown method \"kerberos\"",
         ),
         ("channel_binding=xyzzy", "invalid channel_binding"),
         (
@@ -219,7 +237,13 @@ fn bad_values_name_the_bad_part() {
         assert_eq!(err.kind(), crate::ErrorKind::Config, "{s}");
         assert!(err.to_string().contains(want), "{s}: {err}");
         let value = s.rsplit('=').next().unwrap();
-        if value.len() > 1 && !["require", "/a.pem", "1.2.3.4", "1,2,3", "verify"].contains(&value)
+        // A mistyped require_auth method is shown: a method-shaped word, never free text
+        // (config/auth.rs shows only those).
+        if value.len() > 1
+            && ![
+                "require", "/a.pem", "1.2.3.4", "1,2,3", "verify", "kerberos",
+            ]
+            .contains(&value)
         {
             assert!(!err.to_string().contains(value), "{s}: {err}");
         }
@@ -266,9 +290,21 @@ fn environment_precedence() {
         ("PGOPTIONS", "-c search_path=x"),
         ("PGTARGETSESSIONATTRS", "read-write"),
         ("PGSSLROOTCERT", "/env/ca.pem"),
+        ("PGREQUIREAUTH", "!password"),
+        ("PGCHANNELBINDING", "require"),
     ]);
     // Nothing given: everything from the environment.
     let c = Config::parse_with_env("", &e).unwrap();
+    assert!(!c.require_auth.allows(AuthMethod::Password));
+    assert!(c.require_auth.allows(AuthMethod::ScramSha256));
+    assert_eq!(c.channel_binding, ChannelBinding::Require);
+    // The string beats PGREQUIREAUTH; a bad PGREQUIREAUTH is a configuration error.
+    let c = Config::parse_with_env("require_auth=md5", &e).unwrap();
+    assert!(c.require_auth.allows(AuthMethod::Md5));
+    assert!(!c.require_auth.allows(AuthMethod::ScramSha256));
+    let err = Config::parse_with_env("", &env(&[("PGREQUIREAUTH", "scram")])).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert!(err.to_string().contains("require_auth"), "{err}");
     assert_eq!(c.hosts, vec![tcp("envhost", 6543)]);
     assert_eq!(c.user, "envuser");
     assert_eq!(c.password.as_ref().unwrap().expose(), "envpw");

@@ -18,7 +18,9 @@
 //!
 //! It also notes, from the protocol state, whether the server asked for a password, so a
 //! failed startup without one can say "password required, none found" without reading
-//! tokio-postgres' message text.
+//! tokio-postgres' message text, and hands every Authentication message to `auth.rs`, which
+//! refuses what `require_auth` and `channel_binding=require` do not allow before
+//! tokio-postgres can answer it.
 
 // Code a server reaches: a message or row it shapes must never index out of bounds or
 // unwrap into a panic.
@@ -36,6 +38,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use super::auth::{AuthPolicy, AuthState};
 use crate::{Error, ErrorKind, Reason};
 
 /// libpq's limit for message types that carry no data.
@@ -94,6 +97,8 @@ pub(crate) struct Guarded<S> {
     startup_bytes: u64,
     /// The distinct ParameterStatus names seen.
     parameters: HashSet<Vec<u8>>,
+    /// `require_auth` and `channel_binding=require`, checked at each Authentication message.
+    auth: AuthState,
     seen: Arc<Seen>,
 }
 
@@ -112,8 +117,15 @@ impl<S> Guarded<S> {
             starting: true,
             startup_bytes: 0,
             parameters: HashSet::new(),
+            auth: AuthState::default(),
             seen,
         }
+    }
+
+    /// Enforces `policy` at the server's Authentication messages. Default: nothing required.
+    pub(crate) fn with_auth(mut self, policy: AuthPolicy) -> Self {
+        self.auth = AuthState::new(policy);
+        self
     }
 
     /// Checks the bytes just read.
@@ -199,6 +211,11 @@ impl<S> Guarded<S> {
                     .get(..4)
                     .and_then(|c| <[u8; 4]>::try_from(c).ok())
                     .map(u32::from_be_bytes);
+                // Before anything else: a request the client does not allow must not even be
+                // noted as a password request (the refusal speaks, not "password required").
+                if let Some(c) = code {
+                    self.auth.on_message(c, body.get(4..).unwrap_or_default())?;
+                }
                 if matches!(code, Some(3 | 5 | 10)) {
                     self.seen.password_requested.store(true, Ordering::Relaxed);
                 }

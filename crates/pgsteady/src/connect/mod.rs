@@ -4,6 +4,8 @@
 //! back-off between passes, and a monitor on the connection's task that also follows the
 //! server's `in_hot_standby` / `default_transaction_read_only` during the session.
 
+mod auth;
+mod bind;
 mod checks;
 mod frame;
 mod monitor;
@@ -40,7 +42,7 @@ use checks::{Phase, check_session, combine};
 
 use crate::backoff::{Attempt, Backoff, Decision, Retryable, Sleeper, TokioSleeper};
 use crate::classify::{self, Action, Classification, FailFastClass, Reason};
-use crate::config::{Config, Host, HostSpec, SslMode, TargetSessionAttrs};
+use crate::config::{ChannelBinding, Config, Host, HostSpec, SslMode, TargetSessionAttrs};
 use crate::error::HostFailure;
 use crate::tls::Tls;
 use crate::{Error, ErrorKind};
@@ -528,13 +530,34 @@ impl Connector {
             None => stream::negotiate(socket, &self.tls, "", false).await?,
         };
         let tls = matches!(stream, stream::Stream::Tls(_));
+        // channel_binding=disable sends no hash, so tokio-postgres never binds.
+        let hash = match self.config.channel_binding {
+            ChannelBinding::Disable => None,
+            _ => stream.end_point_hash(),
+        };
         set(Phase::Startup);
-        let pg = self.pg_config(host);
         let seen = Arc::new(frame::Seen::default());
-        let stream = frame::Guarded::new(stream, self.max_message_len, seen.clone());
-        let (client, connection) = match pg.connect_raw(stream, tokio_postgres::NoTls).await {
+        let policy = auth::AuthPolicy {
+            require_auth: self.config.require_auth,
+            channel_binding: self.config.channel_binding,
+            tls,
+            can_bind: hash.is_some(),
+        };
+        let stream =
+            frame::Guarded::new(stream, self.max_message_len, seen.clone()).with_auth(policy);
+        let stream = bind::Bound::new(stream, hash);
+        let mut pg = self.pg_config(host);
+        pg.ssl_mode(stream.ssl_mode());
+        let (client, connection) = match pg.connect_raw(stream, bind::AlreadyEncrypted).await {
             Ok(pair) => pair,
             Err(e) => {
+                // The guard refused what the server asked for: that refusal is the answer,
+                // whatever tokio-postgres made of the closed stream.
+                if let Some(refusal) =
+                    guard_verdict(&e).filter(|g| g.reason() == Some(Reason::AuthRequirement))
+                {
+                    return Err(refusal.clone());
+                }
                 // Protocol state, not message text: the server asked for a password and
                 // there was none to send.
                 if seen.password_requested.load(Ordering::Relaxed)
@@ -638,7 +661,11 @@ impl Connector {
         pg.user(&c.user)
             .dbname(&c.dbname)
             .ssl_mode(tokio_postgres::config::SslMode::Disable)
-            .channel_binding(tokio_postgres::config::ChannelBinding::Disable);
+            .channel_binding(match c.channel_binding {
+                ChannelBinding::Disable => tokio_postgres::config::ChannelBinding::Disable,
+                ChannelBinding::Prefer => tokio_postgres::config::ChannelBinding::Prefer,
+                ChannelBinding::Require => tokio_postgres::config::ChannelBinding::Require,
+            });
         if let Some(p) = c.password_for(host) {
             pg.password(p);
         }
@@ -662,6 +689,15 @@ fn malformed(e: &tokio_postgres::Error) -> Option<String> {
     let io = std::error::Error::source(e)?.downcast_ref::<std::io::Error>()?;
     (io.kind() == std::io::ErrorKind::InvalidInput)
         .then(|| crate::text::sanitize_to(&io.to_string(), 256).into_owned())
+}
+
+/// The framing guard's own error inside a tokio-postgres error (it travels as the source of
+/// an `InvalidData` I/O error).
+fn guard_verdict(e: &tokio_postgres::Error) -> Option<&Error> {
+    std::error::Error::source(e)?
+        .downcast_ref::<std::io::Error>()?
+        .get_ref()?
+        .downcast_ref::<Error>()
 }
 
 /// The text of a tokio-postgres error's cause (what postgres-protocol's SCRAM check said),

@@ -3,7 +3,8 @@
 //!
 //! tokio-postgres' own `connect` cannot be used: its `connect_timeout` covers only the TCP
 //! connect, and it cannot do `verify-ca` or `allow`. The resulting [`Stream`] is handed to
-//! `tokio_postgres::Config::connect_raw` with `NoTls`.
+//! `tokio_postgres::Config::connect_raw` through `bind.rs`, which lets tokio-postgres bind SCRAM
+//! to the TLS session.
 
 use std::io;
 use std::net::SocketAddr;
@@ -31,6 +32,20 @@ pub(crate) enum Socket {
 pub(crate) enum Stream {
     Plain(Socket),
     Tls(Box<TlsStream<Socket>>),
+}
+
+impl Stream {
+    /// The `tls-server-end-point` channel-binding value of the server's certificate, for an
+    /// encrypted stream whose certificate has one.
+    pub(crate) fn end_point_hash(&self) -> Option<Vec<u8>> {
+        match self {
+            Stream::Plain(_) => None,
+            Stream::Tls(tls) => {
+                let leaf = tls.get_ref().1.peer_certificates()?.first()?;
+                super::bind::end_point_hash(leaf.as_ref())
+            }
+        }
+    }
 }
 
 macro_rules! delegate {

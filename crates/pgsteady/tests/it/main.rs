@@ -1,6 +1,7 @@
 //! The resilient connect against real PostgreSQL servers, one module per failure mode.
 
 mod auth;
+mod auth_methods;
 mod failover;
 mod health;
 mod hung;
