@@ -114,7 +114,7 @@ macro_rules! incarnation {
         "greatest(pg_postmaster_start_time(), (SELECT stats_reset FROM pg_stat_bgwriter))"
     };
 }
-const INCARNATION: &str = incarnation!();
+pub(super) const INCARNATION: &str = incarnation!();
 
 /// The query that records an [`Origin`] and the transaction id, run just before COMMIT:
 /// pid, xid, start time, system identifier, timeline, WAL insert position, start time in

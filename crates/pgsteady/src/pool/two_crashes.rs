@@ -8,7 +8,7 @@ use std::time::Duration;
 use pgsteady_testkit::Cluster;
 
 use super::PooledConnection;
-use super::resolve::{ORIGIN_SQL, Origin, Verdict, verdict};
+use super::resolve::{INCARNATION, ORIGIN_SQL, Origin, Verdict, verdict};
 use super::restarts::Restarts;
 use crate::metrics::ResolveRule;
 use crate::{Config, Pool};
@@ -27,18 +27,23 @@ async fn server() -> Cluster {
         .expect("cluster starts")
 }
 
-/// A checkout once the server takes sessions again after a crash cycle.
-async fn reconnected(pool: &Pool) -> PooledConnection {
+/// A checkout on an incarnation other than `before` (the text of [`Origin::started`]; `""`
+/// for any). The postmaster learns of a killed backend asynchronously: until it ends the
+/// other sessions, a pooled connection to the old incarnation still answers.
+async fn reconnected(pool: &Pool, before: &str) -> PooledConnection {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Ok(conn) = pool.get().await
-            && conn.query_one("SELECT 1", &[]).await.is_ok()
+            && let Ok(row) = conn
+                .query_one(&format!("SELECT {INCARNATION}::text"), &[])
+                .await
+            && row.get::<_, String>(0) != before
         {
             return conn;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the server did not come back within 60 s"
+            "no new incarnation of the server within 60 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -68,7 +73,7 @@ async fn an_id_reused_between_two_crashes_is_not_taken_for_ours() {
     let pool = Pool::builder(config).build().unwrap();
 
     // Incarnation 1: two transactions with ids, neither committed nor flushed.
-    let setup = reconnected(&pool).await;
+    let setup = reconnected(&pool, "").await;
     setup.batch_execute("CREATE TABLE t (k int)").await.unwrap();
     let (a, b) = (pool.get().await.unwrap(), pool.get().await.unwrap());
     let (xid_a, origin_a, pid_a) = in_doubt(&a, 1).await;
@@ -80,9 +85,10 @@ async fn an_id_reused_between_two_crashes_is_not_taken_for_ours() {
     // Incarnation 2: the pool settles `a` and so sees this incarnation's restart
     // checkpoint, from which ids are handed out again.
     let restarts = Restarts::default();
-    let conn = reconnected(&pool).await;
+    let conn = reconnected(&pool, &origin_a.started).await;
     let found = verdict(&conn, xid_a, &origin_a, &restarts).await.unwrap();
     assert_eq!(found.verdict, Verdict::Aborted, "{found:?}");
+    let second = found.reached.incarnation.clone();
     let handed_out_from = found.next_xid.expect("a restart checkpoint");
     assert!(
         handed_out_from <= xid_a,
@@ -112,7 +118,7 @@ async fn an_id_reused_between_two_crashes_is_not_taken_for_ours() {
 
     // Incarnation 3: `b`'s id is committed (by the other session) and below this
     // incarnation's checkpoint.
-    let conn = reconnected(&pool).await;
+    let conn = reconnected(&pool, &second).await;
     let found = verdict(&conn, xid_b, &origin_b, &restarts).await.unwrap();
     assert_eq!(found.txid_status.as_deref(), Some("committed"));
     assert_eq!(
