@@ -75,10 +75,6 @@ const KNOWN: &[&[&str]] = &[
         "crates/pgsteady-testkit/src/patroni/mod.rs",
     ],
     &[
-        "crates/pgsteady/src/classify.rs",
-        "crates/pgsteady/src/error.rs",
-    ],
-    &[
         "crates/pgsteady/src/pool/config.rs",
         "crates/pgsteady/src/pool/mod.rs",
         "crates/pgsteady/src/pool/ping.rs",
