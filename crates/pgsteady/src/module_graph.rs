@@ -71,10 +71,6 @@ const KNOWN: &[&[&str]] = &[
         "crates/pgsteady-testkit/src/cluster/mod.rs",
     ],
     &[
-        "crates/pgsteady-testkit/src/patroni/builder.rs",
-        "crates/pgsteady-testkit/src/patroni/mod.rs",
-    ],
-    &[
         "crates/pgsteady/src/pool/config.rs",
         "crates/pgsteady/src/pool/mod.rs",
         "crates/pgsteady/src/pool/ping.rs",
