@@ -66,11 +66,6 @@ const KNOWN: &[&[&str]] = &[
         "crates/pgsteady-migrate/src/source/mod.rs",
     ],
     &[
-        "crates/pgsteady-testkit/src/cluster/builder.rs",
-        "crates/pgsteady-testkit/src/cluster/faults.rs",
-        "crates/pgsteady-testkit/src/cluster/mod.rs",
-    ],
-    &[
         "crates/pgsteady/src/pool/config.rs",
         "crates/pgsteady/src/pool/mod.rs",
         "crates/pgsteady/src/pool/ping.rs",
