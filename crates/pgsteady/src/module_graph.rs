@@ -58,14 +58,6 @@ const KNOWN: &[&[&str]] = &[
         "crates/pgsteady-drill/src/soak/workload.rs",
     ],
     &[
-        "crates/pgsteady-migrate/src/apply.rs",
-        "crates/pgsteady-migrate/src/error.rs",
-        "crates/pgsteady-migrate/src/history.rs",
-        "crates/pgsteady-migrate/src/plan.rs",
-        "crates/pgsteady-migrate/src/source/dir.rs",
-        "crates/pgsteady-migrate/src/source/mod.rs",
-    ],
-    &[
         "crates/pgsteady/src/pool/config.rs",
         "crates/pgsteady/src/pool/mod.rs",
         "crates/pgsteady/src/pool/ping.rs",
