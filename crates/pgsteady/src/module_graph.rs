@@ -52,12 +52,6 @@ const KNOWN: &[&[&str]] = &[
         "crates/pgsteady-drill/src/output.rs",
     ],
     &[
-        "crates/pgsteady-drill/src/soak/env.rs",
-        "crates/pgsteady-drill/src/soak/mod.rs",
-        "crates/pgsteady-drill/src/soak/nemesis.rs",
-        "crates/pgsteady-drill/src/soak/workload.rs",
-    ],
-    &[
         "crates/pgsteady/src/pool/config.rs",
         "crates/pgsteady/src/pool/mod.rs",
         "crates/pgsteady/src/pool/ping.rs",
