@@ -43,15 +43,6 @@ const KNOWN: &[&[&str]] = &[
         "crates/pgsteady-cli/src/wait.rs",
     ],
     &[
-        "crates/pgsteady-drill/src/chart.rs",
-        "crates/pgsteady-drill/src/ha/figures.rs",
-        "crates/pgsteady-drill/src/ha/mod.rs",
-        "crates/pgsteady-drill/src/herd/figures.rs",
-        "crates/pgsteady-drill/src/herd/mod.rs",
-        "crates/pgsteady-drill/src/lib.rs",
-        "crates/pgsteady-drill/src/output.rs",
-    ],
-    &[
         "crates/pgsteady/src/pool/config.rs",
         "crates/pgsteady/src/pool/mod.rs",
         "crates/pgsteady/src/pool/ping.rs",
