@@ -28,21 +28,6 @@ use syn::visit::Visit;
 /// a file of their own.
 const KNOWN: &[&[&str]] = &[
     &[
-        "crates/pgsteady-cli/src/check.rs",
-        "crates/pgsteady-cli/src/common.rs",
-        "crates/pgsteady-cli/src/doctor.rs",
-        "crates/pgsteady-cli/src/generate.rs",
-        "crates/pgsteady-cli/src/help.rs",
-        "crates/pgsteady-cli/src/main.rs",
-        "crates/pgsteady-cli/src/migrate/mod.rs",
-        "crates/pgsteady-cli/src/migrate/output.rs",
-        "crates/pgsteady-cli/src/report.rs",
-        "crates/pgsteady-cli/src/run.rs",
-        "crates/pgsteady-cli/src/serve.rs",
-        "crates/pgsteady-cli/src/slot.rs",
-        "crates/pgsteady-cli/src/wait.rs",
-    ],
-    &[
         "crates/pgsteady/src/pool/config.rs",
         "crates/pgsteady/src/pool/mod.rs",
         "crates/pgsteady/src/pool/ping.rs",
