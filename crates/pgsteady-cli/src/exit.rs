@@ -19,6 +19,13 @@ pub(crate) const CANNOT_EXECUTE: u8 = 126;
 /// A program to run was not found (the shell's 127): `pgsteady drill` without `pgsteady-drill`.
 pub(crate) const NOT_FOUND: u8 = 127;
 
+/// `migrate`: a migration failed (its transaction was rolled back, or a no-transaction file
+/// was interrupted); the ones before it stay applied.
+pub(crate) const MIGRATION_FAILED: u8 = 4;
+/// `migrate`: the history does not match the files (an applied file was changed or removed, or
+/// a new file is older than the latest applied one); nothing was applied.
+pub(crate) const HISTORY_MISMATCH: u8 = 5;
+
 /// The longest data-carrying message the CLI accepts from a server: its own queries read a
 /// row or two, and a migration's notices are small. A longer one is a protocol violation
 /// (a server announcing 2 GB would otherwise make `check` reserve it).

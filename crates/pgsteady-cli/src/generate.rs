@@ -43,20 +43,15 @@ pub(crate) struct ManArgs {
     out: Option<PathBuf>,
 }
 
-pub(crate) fn completions(args: CompletionsArgs) -> ExitCode {
+pub(crate) fn completions(args: CompletionsArgs, mut cmd: clap::Command) -> ExitCode {
     let mut script = Vec::new();
-    clap_complete::generate(
-        args.shell,
-        &mut crate::help::command(),
-        "pgsteady",
-        &mut script,
-    );
+    clap_complete::generate(args.shell, &mut cmd, "pgsteady", &mut script);
     write_stdout(&script, "completions")
 }
 
-pub(crate) fn man(args: ManArgs) -> ExitCode {
+pub(crate) fn man(args: ManArgs, cmd: clap::Command) -> ExitCode {
     // No `help` subcommand: it has no page of its own to point to.
-    let cmd = crate::help::command().disable_help_subcommand(true);
+    let cmd = cmd.disable_help_subcommand(true);
     match args.out {
         None => {
             let mut page = Vec::new();

@@ -7,7 +7,7 @@
 
 use clap::{Command, CommandFactory};
 
-use crate::Cli;
+use crate::cli::Cli;
 
 /// `(command path, [(what it does, the command)])`: one `pgsteady ...` line per example, no
 /// line continuations or shell syntax other than a trailing `> FILE` or `| CMD` (the tests

@@ -12,8 +12,6 @@ mod compose;
 mod finding;
 mod host;
 mod listeners;
-#[cfg(test)]
-mod module_graph;
 mod names;
 mod patroni;
 mod pooler;

@@ -1,7 +1,5 @@
 //! Applying one migration, and what a failure says.
 
-use std::error::Error as StdError;
-use std::fmt;
 use std::time::{Duration, Instant};
 
 use tokio_postgres::error::{ErrorPosition, SqlState};
@@ -10,87 +8,8 @@ use tokio_postgres::{Client, Transaction};
 use super::history::HistoryTable;
 use super::position::{Position, position_in};
 use super::source::{Migration, NO_TRANSACTION};
-use crate::{Error, ErrorKind};
+use crate::{Error, ErrorKind, Failure};
 use pgsteady::classify;
-
-/// Where and how a migration failed: [`Error::failure`] of an error returned by a run (or
-/// [`Failure::of`]), also its `source()`.
-///
-/// `Display` is the file, with `:line:column` when the server reported a position.
-#[derive(Debug)]
-pub struct Failure {
-    version: i64,
-    file: String,
-    position: Option<Position>,
-    source: Option<tokio_postgres::Error>,
-}
-
-impl Failure {
-    /// The failure inside `err`, if `err` comes from applying a migration.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// # async fn demo(client: &mut tokio_postgres::Client) {
-    /// use pgsteady_migrate::{Failure, Migrator};
-    /// let migrator = Migrator::from_dir("migrations").unwrap();
-    /// if let Err(err) = migrator.run_on(client).await {
-    ///     if let Some(f) = Failure::of(&err) {
-    ///         eprintln!("{} failed at {:?}", f.file(), f.position());
-    ///     }
-    /// }
-    /// # }
-    /// ```
-    pub fn of(err: &Error) -> Option<&Failure> {
-        err.failure()
-    }
-
-    #[cfg(test)]
-    pub(crate) fn for_test(version: i64, file: &str) -> Self {
-        Failure {
-            version,
-            file: file.to_owned(),
-            position: None,
-            source: None,
-        }
-    }
-
-    /// The migration's version.
-    pub fn version(&self) -> i64 {
-        self.version
-    }
-
-    /// The migration's path (or file name).
-    pub fn file(&self) -> &str {
-        &self.file
-    }
-
-    /// Line and column in the file, when the server reported a position.
-    pub fn position(&self) -> Option<&Position> {
-        self.position.as_ref()
-    }
-
-    /// The server's error, when there is one.
-    pub fn db_error(&self) -> Option<&tokio_postgres::error::DbError> {
-        self.source.as_ref()?.as_db_error()
-    }
-}
-
-impl fmt::Display for Failure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.file)?;
-        if let Some(p) = &self.position {
-            write!(f, ":{}:{}", p.line, p.column)?;
-        }
-        Ok(())
-    }
-}
-
-impl StdError for Failure {
-    fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_ref().map(|e| e as &(dyn StdError + 'static))
-    }
-}
 
 /// Builds the error for `m` failing with `err`, with the kind chosen by what is known about
 /// the outcome.

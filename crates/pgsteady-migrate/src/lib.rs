@@ -106,8 +106,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use apply::Failure;
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, Failure};
 pub use history::HistoryTable;
 pub use plan::{Entry, State, Status};
 pub use position::Position;

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use tokio_postgres::error::SqlState;
 
-use crate::classify::{self, Action, Reason};
+use crate::classify::chain::{self, OwnError};
+use crate::classify::{Action, Reason};
 
 /// What kind of failure an [`Error`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,7 +152,7 @@ impl Error {
     /// Wraps a tokio-postgres error seen while `context` (e.g. "connecting"), classified for the
     /// connect phase.
     pub(crate) fn from_pg(err: tokio_postgres::Error, context: &str) -> Self {
-        let reason = classify::reason_of(&err);
+        let reason = chain::reason_of::<Error>(&err);
         // The pooler's own error (`classify::pooler_error`): say who answered, so nobody
         // looks for "query_wait_timeout" in the server's log.
         let pooler;
@@ -168,7 +169,7 @@ impl Error {
 
     /// Wraps an I/O error seen while `context`.
     pub(crate) fn from_io(err: std::io::Error, context: &str) -> Self {
-        let reason = classify::reason_of(&err);
+        let reason = chain::reason_of::<Error>(&err);
         Self::new(ErrorKind::from_reason(reason), context)
             .with_reason(reason)
             .with_source(err)
@@ -244,8 +245,8 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self.0.kind {
             ErrorKind::Timeout | ErrorKind::Closed => true,
-            ErrorKind::Db => classify::query(self).action == Action::Retry,
-            ErrorKind::Connect => classify::connect(self).action == Action::Retry,
+            ErrorKind::Db => chain::query::<Error>(self).action == Action::Retry,
+            ErrorKind::Connect => chain::connect::<Error>(self).action == Action::Retry,
             _ => false,
         }
     }
@@ -267,7 +268,7 @@ impl Error {
         self.0
             .source
             .as_deref()
-            .and_then(|s| classify::sqlstate(s as &(dyn StdError + 'static)))
+            .and_then(|s| chain::sqlstate::<Error>(s as &(dyn StdError + 'static)))
     }
 
     /// Each host tried, in order, with why it failed (empty for single-step errors).
@@ -283,6 +284,18 @@ impl Error {
     /// Time spent before giving up, when from a retry loop.
     pub fn elapsed(&self) -> Option<Duration> {
         self.0.elapsed
+    }
+}
+
+/// What the classification walk asks an `Error` it meets in a chain: the cause may be kept
+/// out of `source()`, so the walk asks the error itself.
+impl OwnError for Error {
+    fn own_code(&self) -> Option<&SqlState> {
+        self.code()
+    }
+
+    fn own_reason(&self) -> Option<Reason> {
+        self.reason()
     }
 }
 
@@ -695,7 +708,7 @@ mod tests {
             );
             assert_eq!(err.is_transient(), transient, "{reason:?} is_transient");
             assert_eq!(
-                classify::connect(&err).action,
+                chain::connect::<Error>(&err).action,
                 reason.connect_action(),
                 "{reason:?} connect verdict"
             );

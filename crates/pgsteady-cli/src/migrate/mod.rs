@@ -14,18 +14,10 @@ use pgsteady::{Backoff, Config, Connector, FailFastClass};
 use pgsteady_migrate::{ErrorKind, HistoryTable, Migrator};
 
 use crate::common::{Output, resolve_target};
-use crate::exit;
-use crate::report::Reporter;
+use crate::exit::{self, HISTORY_MISMATCH, MIGRATION_FAILED};
 use crate::wait::parse_class;
 
 use output::Printer;
-
-/// Exit code: a migration failed (its transaction was rolled back, or a no-transaction file
-/// was interrupted); the ones before it stay applied.
-pub(crate) const MIGRATION_FAILED: u8 = 4;
-/// Exit code: the history does not match the files (an applied file was changed or removed, or
-/// a new file is older than the latest applied one); nothing was applied.
-pub(crate) const HISTORY_MISMATCH: u8 = 5;
 
 const MIGRATE_HELP: &str = "\
 Files: <version>_<name>.sql, e.g. 0001_create_users.sql (version: digits, compared as numbers;
@@ -357,11 +349,6 @@ fn connector(plan: &Plan, printer: &Arc<Mutex<Printer>>) -> Result<Connector, pg
         connector = connector.with_retry_on(*class);
     }
     Ok(connector)
-}
-
-/// Adapts the connect events to the `wait` reporter.
-pub(super) fn reporter(output: Output, target: String) -> Reporter {
-    Reporter::new(output, "pgsteady migrate", target)
 }
 
 #[cfg(test)]

@@ -11,9 +11,8 @@ use pgsteady::{HostSpec, Reason};
 use pgsteady_migrate::{Event, Failure, Migration, Migrator, Repair, Report, State, Status};
 use serde_json::{Value, json};
 
-use super::HISTORY_MISMATCH;
 use crate::common::Output;
-use crate::exit;
+use crate::exit::{self, HISTORY_MISMATCH};
 use crate::report::Reporter;
 
 const CMD: &str = "pgsteady migrate";
@@ -29,7 +28,7 @@ impl Printer {
     pub(super) fn new(mode: Output, target: String) -> Self {
         Printer {
             mode,
-            waiting: super::reporter(mode, target),
+            waiting: reporter(mode, target),
             failed_attempts: 0,
         }
     }
@@ -439,6 +438,11 @@ fn excerpt(line: &str, column: usize) -> (String, usize) {
     }
     let caret = column - start.min(column) + if start > 0 { 3 } else { 0 };
     (text, caret)
+}
+
+/// Adapts the connect events to the `wait` reporter.
+fn reporter(output: Output, target: String) -> Reporter {
+    Reporter::new(output, "pgsteady migrate", target)
 }
 
 #[cfg(test)]

@@ -1,16 +1,14 @@
 //! The engine's figures of `drill --ha`: per fault, what Patroni did and when, beside each
-//! client's write gap; and the text summary.
+//! client's write gap.
 
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{HaFault, HaReport};
+use super::choices::HaFault;
 use crate::clients::Told;
 use crate::faults::Window;
 use crate::figures::Record;
-use crate::output;
 
 /// What Patroni did during one fault, on the drill's clock.
 #[derive(Debug, Clone)]
@@ -174,126 +172,4 @@ fn write_gap(
         after_writable_ms: first_after(engine.writable_at),
         longest_call_ms: ms(longest_call),
     }
-}
-
-fn secs(ms: Option<f64>) -> String {
-    match ms {
-        None => "-".to_owned(),
-        Some(ms) if ms >= 1000.0 => format!("{:.2} s", ms / 1000.0),
-        Some(ms) => format!("{ms:.0} ms"),
-    }
-}
-
-/// The text result: per path, the drill's table, then the engine's table.
-pub(super) fn summary(report: &HaReport) -> String {
-    let mut out = String::new();
-    let p = &report.patroni;
-    let _ = writeln!(
-        out,
-        "pgsteady drill --ha: Patroni (ttl {}, loop_wait {}, retry_timeout {}, primary_start_timeout {}){}; pgsteady deadline {}",
-        p.ttl,
-        p.loop_wait,
-        p.retry_timeout,
-        p.primary_start_timeout,
-        report
-            .haproxy_check_interval_ms
-            .map(|i| format!(", HAProxy check every {i:.0} ms"))
-            .unwrap_or_default(),
-        secs(Some(report.deadline_ms)),
-    );
-    for pass in &report.passes {
-        let _ = writeln!(out);
-        let _ = writeln!(out, "== {} ({})", pass.path.name(), pass.target);
-        out.push_str(&output::summary(&pass.report));
-        let _ = writeln!(out);
-        out.push_str(&engine_table(&pass.engine));
-        for (client, examples) in &pass.error_examples {
-            for (class, message) in examples {
-                let _ = writeln!(out, "first {class} error of {client}: {message}");
-            }
-        }
-    }
-    let _ = writeln!(out);
-    let _ = writeln!(
-        out,
-        "leader change: Patroni's own time of the promotion (/history), from the fault; writable: the leader's \
-         ready line; write gap: last acknowledged write before the fault to the first after; after change / \
-         after writable: from then to the first acknowledged write"
-    );
-    if report.held {
-        let _ = writeln!(out, "pgsteady's guarantees held on every path");
-    } else {
-        let _ = writeln!(out, "pgsteady's guarantees BROKEN on a path (see above)");
-    }
-    out
-}
-
-fn engine_table(engine: &[EngineFigures]) -> String {
-    let header = [
-        "fault",
-        "leaders",
-        "leader change",
-        "writable",
-        "client",
-        "write gap",
-        "after change",
-        "after writable",
-        "longest call",
-    ];
-    let mut rows: Vec<[String; 9]> = vec![header.map(str::to_owned)];
-    for e in engine {
-        let leaders = format!("{} -> {}", e.old_leader, e.new_leader);
-        for (i, (client, g)) in [("naive", &e.naive), ("pgsteady", &e.pgsteady)]
-            .into_iter()
-            .enumerate()
-        {
-            let first = i == 0;
-            rows.push([
-                if first {
-                    e.fault.to_owned()
-                } else {
-                    String::new()
-                },
-                if first {
-                    leaders.clone()
-                } else {
-                    String::new()
-                },
-                if first {
-                    secs(e.fault_to_change_ms)
-                } else {
-                    String::new()
-                },
-                if first {
-                    secs(Some(e.fault_to_writable_ms))
-                } else {
-                    String::new()
-                },
-                client.to_owned(),
-                secs(g.write_gap_ms),
-                secs(g.after_change_ms),
-                secs(g.after_writable_ms),
-                secs(Some(g.longest_call_ms)),
-            ]);
-        }
-    }
-    let mut widths = [0usize; 9];
-    for r in &rows {
-        for (w, cell) in widths.iter_mut().zip(r) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for r in &rows {
-        let mut line = String::new();
-        for (j, (cell, w)) in r.iter().zip(widths).enumerate() {
-            if matches!(j, 0 | 1 | 4) {
-                let _ = write!(line, "{cell:<w$}  ");
-            } else {
-                let _ = write!(line, "{cell:>w$}  ");
-            }
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
-    out
 }

@@ -8,23 +8,27 @@
 //! The clients, the table, the write checks and pgsteady's guarantees are the single-server
 //! drill's; this module adds the cluster, the faults and the engine's figures.
 
+mod choices;
 mod figures;
+mod report;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use pgsteady::{Config, Pool};
 use pgsteady_testkit::workload::{Clock, Workload};
 use pgsteady_testkit::{Error as KitError, Healthy, PatroniCluster, PatroniTimings};
-use serde::Serialize;
 use tokio_postgres::NoTls;
 
 use super::clients::{self, Ledger, NaiveWorker, PoolWorker, Side, TrafficControl};
 use super::faults::Window;
-use super::output::{self, Mode, Progress, Report};
-use super::{BoxError, COULD_NOT_RUN, DrillArgs, PACE, SETTLE, STOP_GRACE, WARMUP};
-use figures::{Engine, EngineFigures};
+use super::output::{self, Mode, Progress};
+use crate::args::DrillArgs;
+use crate::exit::COULD_NOT_RUN;
+use crate::shared::{BoxError, PACE, SETTLE, STOP_GRACE, WARMUP};
+pub(crate) use choices::{HaFault, HaPath};
+use figures::Engine;
+use report::{HaReport, Pass, PatroniSettings};
 
 /// How long the cluster may take to become healthy (leader + streaming replica) before and
 /// between faults, and how long a fault may take to give a writable leader.
@@ -37,64 +41,6 @@ const HISTORY_WITHIN: Duration = Duration::from_secs(10);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often the fault loop looks at the cluster while waiting for a writable leader.
 const POLL: Duration = Duration::from_millis(25);
-
-/// A fault on the Patroni cluster, in the order the drill applies them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum HaFault {
-    /// `patronictl switchover --force` to the replica.
-    Switchover,
-    /// SIGKILL of the leader's postmaster; Patroni stays alive.
-    LeaderCrash,
-    /// SIGKILL of the leader's whole node (Patroni and PostgreSQL), restarted afterwards.
-    LeaderLost,
-}
-
-impl HaFault {
-    pub(crate) const ALL: [HaFault; 3] = [
-        HaFault::Switchover,
-        HaFault::LeaderCrash,
-        HaFault::LeaderLost,
-    ];
-
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            HaFault::Switchover => "switchover",
-            HaFault::LeaderCrash => "leader-crash",
-            HaFault::LeaderLost => "leader-lost",
-        }
-    }
-
-    pub(crate) fn summary(self) -> &'static str {
-        match self {
-            HaFault::Switchover => "patronictl switchover --force to the replica",
-            HaFault::LeaderCrash => {
-                "SIGKILL of the leader's postmaster, Patroni alive (fails over with primary_start_timeout 0, else restarts it)"
-            }
-            HaFault::LeaderLost => {
-                "SIGKILL of the leader's node (Patroni and PostgreSQL): failover after the ttl; the node is restarted and rejoins"
-            }
-        }
-    }
-}
-
-/// How the clients reach the cluster.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, clap::ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub(crate) enum HaPath {
-    /// Both nodes in one connection string, `target_session_attrs=read-write`.
-    MultiHost,
-    /// HAProxy with Patroni's `GET /primary` check.
-    Haproxy,
-}
-
-impl HaPath {
-    fn name(self) -> &'static str {
-        match self {
-            HaPath::MultiHost => "multi-host",
-            HaPath::Haproxy => "haproxy",
-        }
-    }
-}
 
 /// A validated `drill --ha`.
 #[derive(Debug)]
@@ -111,7 +57,7 @@ pub(crate) struct HaPlan {
 
 impl HaPlan {
     pub(crate) fn new(args: DrillArgs) -> Result<HaPlan, String> {
-        let faults = super::parse_faults(&args.faults, &HaFault::ALL, HaFault::name)?;
+        let faults = crate::args::parse_faults(&args.faults, &HaFault::ALL, HaFault::name)?;
         let mut paths = if args.paths.is_empty() {
             vec![HaPath::MultiHost, HaPath::Haproxy]
         } else {
@@ -140,46 +86,6 @@ impl HaPlan {
             pg_bin: args.pg_bin,
         })
     }
-}
-
-/// The whole `--ha` result, as `--json` prints it.
-#[derive(Debug, Serialize)]
-pub(crate) struct HaReport {
-    /// Always `"ha"`.
-    mode: &'static str,
-    /// The cluster's directory (removed when the drill ends).
-    cluster_dir: String,
-    /// Patroni's settings: ttl, loop_wait, retry_timeout, primary_start_timeout (s).
-    patroni: PatroniSettings,
-    /// HAProxy's check interval, when it ran.
-    haproxy_check_interval_ms: Option<f64>,
-    /// pgsteady's run / transaction deadline (also its acquire timeout).
-    deadline_ms: f64,
-    /// One drill per connection path.
-    passes: Vec<Pass>,
-    /// Whether pgsteady's guarantees held on every path.
-    held: bool,
-}
-
-#[derive(Debug, Serialize)]
-struct PatroniSettings {
-    ttl: u32,
-    loop_wait: u32,
-    retry_timeout: u32,
-    primary_start_timeout: u32,
-}
-
-/// One connection path's drill: the single-server drill's report, plus the engine's figures.
-#[derive(Debug, Serialize)]
-struct Pass {
-    path: HaPath,
-    /// The connection string, password removed.
-    target: String,
-    report: Report,
-    /// Per fault: what Patroni did and when, and each client's write gap.
-    engine: Vec<EngineFigures>,
-    /// The first error message per class, per client (`naive`, `pgsteady`).
-    error_examples: BTreeMap<&'static str, BTreeMap<String, String>>,
 }
 
 /// Runs `drill --ha` and returns the exit code (0 the guarantees held on every path, 9 one
@@ -302,7 +208,7 @@ async fn pass(
     let (url, mut naive_config) = target(cluster, path)?;
     naive_config.application_name(Side::Naive.application_name());
     let (pool_config, retry, mut pool_words) =
-        super::pool_settings_with(plan.workers, plan.deadline, plan.deadline);
+        crate::shared::pool_settings_with(plan.workers, plan.deadline, plan.deadline);
     pool_words[2] = format!("connect_timeout {CONNECT_TIMEOUT:?} per host");
     let mut config = Config::parse(&url)?;
     config.connect_timeout = Some(CONNECT_TIMEOUT);
@@ -367,7 +273,8 @@ async fn pass(
     cluster.wait_healthy(HEALTHY_WITHIN).await?;
     let (check, connection) = cluster.pg_config().connect(NoTls).await?;
     tokio::spawn(connection);
-    let records = super::records(&check, t0, &windows, [&naive, &pgsteady], &ledgers).await?;
+    let records =
+        crate::shared::records(&check, t0, &windows, [&naive, &pgsteady], &ledgers).await?;
     let engine = engines
         .iter()
         .enumerate()
@@ -376,7 +283,7 @@ async fn pass(
             e.figures(t0, &windows[i], until, &records)
         })
         .collect();
-    let report = super::assemble(
+    let report = crate::shared::assemble(
         cluster.dir().display().to_string(),
         version.to_owned(),
         duration,
@@ -570,5 +477,5 @@ async fn wait_writable(
 }
 
 fn finish(plan: &HaPlan, report: &HaReport) -> u8 {
-    output::verdict(plan.json, report, figures::summary, report.held)
+    output::verdict(plan.json, report, report::summary, report.held)
 }

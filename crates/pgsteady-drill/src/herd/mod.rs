@@ -20,10 +20,10 @@ use tokio::task::JoinSet;
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-use super::COULD_NOT_RUN;
 use super::output;
 use super::output::{Mode, Progress};
-use figures::{ms, rate, table, window_rate};
+use crate::exit::COULD_NOT_RUN;
+use figures::{ms, rate, window_rate};
 
 /// The fixed retry interval the comparison uses (the field reports sleep a fixed 2 s; a
 /// shorter one is kinder to recovery time and just as synchronised).
@@ -96,6 +96,90 @@ pub(super) async fn run(n: usize, pg_bin: Option<PathBuf>, json: bool, mode: Mod
     }
 }
 
+/// The text result: the two sides of the comparison, then pgsteady's verdict.
+fn table(report: &HerdReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "herd: {} single-connection clients, each making one call per {} ms, reconnecting after a \
+         fast restart (max_connections {}, server at nice {}); connection attempts counted at the \
+         proxy in front of the server, per 10 ms, from the restart until all {} were serving \
+         again (peak/mean over the span with attempts; \"while down\": over the time from the \
+         postmaster's exit to the ready line)",
+        report.n,
+        PACE.as_millis(),
+        report.max_connections,
+        SERVER_NICE,
+        report.n
+    );
+    let _ = writeln!(
+        out,
+        "{:<20} {:>9} {:>10} {:>10} {:>10} {:>16} {:>10} {:>19} {:>7} {:>7}",
+        "client",
+        "attempts",
+        "peak/10ms",
+        "mean/10ms",
+        "peak/mean",
+        "while down: p/m",
+        "downtime",
+        "ready->all serving",
+        "53300",
+        "errors"
+    );
+    for h in &report.herds {
+        let _ = writeln!(
+            out,
+            "{:<20} {:>9} {:>10} {:>10.1} {:>9.1}x {:>16} {:>7.0} ms {:>19} {:>7} {:>7}",
+            h.client,
+            h.attempts,
+            h.peak_per_10ms,
+            h.mean_per_10ms,
+            h.peak_to_mean,
+            format!(
+                "{}/{:.1} = {:.1}x",
+                h.down_peak_per_10ms, h.down_mean_per_10ms, h.down_peak_to_mean
+            ),
+            h.downtime_ms,
+            h.ready_to_all_serving_ms
+                .map_or_else(|| "never".to_owned(), |ms| format!("{ms:.0} ms")),
+            h.too_many_connections,
+            h.errors
+        );
+    }
+    for h in report.herds.iter().filter(|h| !h.failures.is_empty()) {
+        let by: Vec<String> = h.failures.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = writeln!(
+            out,
+            "{}: failed connection attempts: {}",
+            h.client,
+            by.join(", ")
+        );
+    }
+    let _ = writeln!(
+        out,
+        "pgsteady: {} errors returned to callers, {} 53300, all {} serving: {}; peak under {}x \
+         the mean while the server was down: {} ({:.1}x; over the span {:.1}x, for information)",
+        report.herds[0].errors,
+        report.herds[0].too_many_connections,
+        report.n,
+        if report.guarantees_held {
+            "held"
+        } else {
+            "BROKEN"
+        },
+        PEAK_TO_MEAN_TARGET,
+        if report.peak_target_met {
+            "met"
+        } else {
+            "not met"
+        },
+        report.herds[0].down_peak_to_mean,
+        report.herds[0].peak_to_mean,
+    );
+    out
+}
+
 async fn herds(
     n: usize,
     pg_bin: Option<PathBuf>,
@@ -111,7 +195,7 @@ async fn herds(
     if let Some(dir) = pg_bin {
         builder = builder.pg_bin(dir);
     }
-    let (cluster, _version) = super::start_cluster(builder, progress).await?;
+    let (cluster, _version) = crate::shared::start_cluster(builder, progress).await?;
     let mut herds = Vec::new();
     for fixed in [false, true] {
         // On a thread of its own: the N clients keep the drill's runtime busy, and an accept

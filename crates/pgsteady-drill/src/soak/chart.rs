@@ -230,13 +230,12 @@ mod tests {
     use crate::soak::history;
 
     fn lines(text: &str) -> Vec<Line> {
-        let dir = std::env::temp_dir().join(format!("pgsteady-soak-chart-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("h.jsonl");
+        // A directory per call: the tests run in parallel, and one named after the process
+        // was removed under the other.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.jsonl");
         std::fs::write(&path, text).unwrap();
-        let lines = history::read(&path).unwrap();
-        std::fs::remove_dir_all(&dir).unwrap();
-        lines
+        history::read(&path).unwrap()
     }
 
     const HISTORY: &str = r#"{"type":"invoke","t":1000.0,"wall":"w","call":1,"worker":0,"op":{"op":"insert","key":"w0-0"}}

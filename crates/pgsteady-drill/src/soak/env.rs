@@ -10,7 +10,24 @@ use pgsteady_testkit::{
 use tokio_postgres::NoTls;
 
 use super::nemesis::Fault;
-use super::{APPLICATION_NAME, BoxError, Topology};
+use super::topology::Topology;
+
+/// The pool's `application_name` (faults that terminate sessions pick it).
+pub(crate) const APPLICATION_NAME: &str = "pgsteady-soak";
+
+/// The error of setting a topology up and of applying a fault.
+pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Whether the process runs in a network namespace of its own (see [`super::isolate`]), or why
+/// not.
+pub(super) static NETNS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+
+pub(super) fn netns() -> Result<(), String> {
+    NETNS
+        .get()
+        .cloned()
+        .unwrap_or_else(|| Err("the soak was not started in a network namespace".to_owned()))
+}
 
 /// How long a standby may take to become synchronous again, or Patroni to be healthy.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(120);
@@ -221,7 +238,7 @@ impl Env {
                 let Env::Single { proxy, .. } = self else {
                     return Err(no().into());
                 };
-                if let Err(why) = super::netns() {
+                if let Err(why) = netns() {
                     // Recorded, not failed: the schedule stays the seed's wherever it runs.
                     return Ok(format!("skipped: {why}"));
                 }

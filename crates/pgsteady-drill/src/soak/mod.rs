@@ -9,6 +9,7 @@ mod env;
 mod history;
 mod nemesis;
 mod timeline;
+mod topology;
 mod workload;
 
 use std::collections::BTreeMap;
@@ -20,16 +21,15 @@ use std::time::{Duration, Instant, SystemTime};
 
 use pgsteady::{Config, Pool, RetryPolicy};
 
-use env::Env;
+use env::{APPLICATION_NAME, BoxError, Env, NETNS, netns};
 use history::{Line, Phase, Recorder};
 use nemesis::{Fault, Schedule, Step};
+pub use topology::Topology;
 use workload::{ACCOUNTS, INITIAL_BALANCE, Kind, Shared};
 
 /// Exit codes, as the drill's.
 use crate::exit::{BROKEN, COULD_NOT_RUN as FAILED, HELD, INTERRUPTED, TERMINATED, USAGE};
 
-/// The pool's `application_name` (faults that terminate sessions pick it).
-pub(crate) const APPLICATION_NAME: &str = "pgsteady-soak";
 /// Each worker makes at most one call per this interval.
 const PACE: Duration = Duration::from_millis(20);
 /// Steady traffic before the first fault and after the last.
@@ -42,8 +42,6 @@ const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 const COMMIT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often progress is printed.
 const PROGRESS_EVERY: Duration = Duration::from_secs(15);
-
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 const AFTER_HELP: &str = "\
 Faults by topology (--faults picks some; the seed picks the order, gaps and holds):
@@ -64,33 +62,6 @@ Checked (exit 0 only when all hold):
 
 Exit codes: 0 all held, 1 an anomaly (each printed with the calls and pool events around
 it), 2 usage, 3 the soak could not run (a fault failed, no binaries), 130 interrupted.";
-
-/// A topology of the soak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum)]
-pub enum Topology {
-    /// One server behind a fault proxy.
-    Single,
-    /// A primary and a synchronous standby behind one proxy each, the pool on a
-    /// multi-host string with target_session_attrs=read-write: promotion, fencing, the
-    /// demoted primary rejoining (pg_rewind).
-    Standby,
-    /// PgBouncer (transaction pooling) in front of one server, a proxy in front of it.
-    Pgbouncer,
-    /// The HA drill's Patroni cluster in synchronous mode (etcd, two nodes), a proxy per
-    /// node, the pool on a multi-host string with target_session_attrs=read-write.
-    Patroni,
-}
-
-impl Topology {
-    fn name(self) -> &'static str {
-        match self {
-            Topology::Single => "single",
-            Topology::Standby => "standby",
-            Topology::Pgbouncer => "pgbouncer",
-            Topology::Patroni => "patroni",
-        }
-    }
-}
 
 /// Arguments of `pgsteady drill soak` (a clap `Args` struct for a CLI to embed).
 #[derive(Debug, clap::Args)]
@@ -275,17 +246,6 @@ impl Plan {
             self.seed
         )
     }
-}
-
-/// Whether the process runs in a network namespace of its own (see [`isolate`]), or why
-/// not.
-static NETNS: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
-
-fn netns() -> Result<(), String> {
-    NETNS
-        .get()
-        .cloned()
-        .unwrap_or_else(|| Err("the soak was not started in a network namespace".to_owned()))
 }
 
 /// Call before the async runtime starts, from the main thread: with `--topology single`

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use super::Topology;
+use super::topology::Topology;
 
 /// A small seeded generator (SplitMix64). Hand-written rather than `rand::StdRng`, whose
 /// stream may change between rand versions: a schedule printed today must replay the same

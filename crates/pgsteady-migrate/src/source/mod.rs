@@ -1,5 +1,5 @@
 //! Migration files: the name format, the header directives, the checksum, reading a directory.
-//! Here: [`Migration`], [`Checksum`] and the header; file names and directories are in `dir`.
+//! Here: [`Migration`], [`Checksum`] and the header; names are in `name`, directories in `dir`.
 //!
 //! Everything here is pure or plain file I/O: no database.
 
@@ -12,10 +12,11 @@ use sha2::{Digest, Sha256};
 use crate::Error;
 
 mod dir;
+mod name;
 
 pub(crate) use dir::{read_dir, sort_and_check};
 
-use dir::{FORMAT_HELP, parse_file_name};
+use name::{FORMAT_HELP, parse_file_name};
 
 /// The cap on one migration file's size.
 pub(crate) const MAX_MIGRATION_FILE: u64 = 64 << 20;

@@ -36,6 +36,20 @@ impl Default for ClusterBuilder {
     }
 }
 
+// The cluster's two entry points live with the builder they hand out: the builder names the
+// cluster it starts, so these in the cluster's file would make each file need the other.
+impl Cluster {
+    /// Creates and starts a cluster with default settings.
+    pub async fn start() -> Result<Cluster> {
+        ClusterBuilder::default().start().await
+    }
+
+    /// A builder for a cluster with other settings.
+    pub fn builder() -> ClusterBuilder {
+        ClusterBuilder::default()
+    }
+}
+
 impl ClusterBuilder {
     /// Uses the server binaries in `dir` instead of searching ([`PgBin::find`]).
     pub fn pg_bin(mut self, dir: impl Into<PathBuf>) -> Self {

@@ -96,16 +96,6 @@ impl Cluster {
         config
     }
 
-    /// Creates and starts a cluster with default settings.
-    pub async fn start() -> Result<Cluster> {
-        ClusterBuilder::default().start().await
-    }
-
-    /// A builder for a cluster with other settings.
-    pub fn builder() -> ClusterBuilder {
-        ClusterBuilder::default()
-    }
-
     /// The TCP port the server listens on (the same across restarts).
     pub fn port(&self) -> u16 {
         self.port

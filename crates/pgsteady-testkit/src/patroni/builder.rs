@@ -104,6 +104,21 @@ impl Default for PatroniBuilder {
     }
 }
 
+// The cluster's two entry points live with the builder they hand out: the builder names the
+// cluster it starts, so these in the cluster's file would make each file need the other.
+impl PatroniCluster {
+    /// Creates and starts a cluster with default settings (no HAProxy), returning once there
+    /// is a leader, a streaming replica and the login user can query the leader over TCP.
+    pub async fn start() -> Result<PatroniCluster> {
+        PatroniBuilder::default().start().await
+    }
+
+    /// A builder for a cluster with other settings.
+    pub fn builder() -> PatroniBuilder {
+        PatroniBuilder::default()
+    }
+}
+
 impl PatroniBuilder {
     /// Uses the server binaries in `dir` (Patroni's `bin_dir`) instead of searching
     /// ([`PgBin::find`]).

@@ -212,17 +212,6 @@ impl PatroniNode {
 }
 
 impl PatroniCluster {
-    /// Creates and starts a cluster with default settings (no HAProxy), returning once there
-    /// is a leader, a streaming replica and the login user can query the leader over TCP.
-    pub async fn start() -> Result<PatroniCluster> {
-        PatroniBuilder::default().start().await
-    }
-
-    /// A builder for a cluster with other settings.
-    pub fn builder() -> PatroniBuilder {
-        PatroniBuilder::default()
-    }
-
     /// The two nodes, `node1` then `node2`.
     pub fn nodes(&self) -> &[PatroniNode] {
         &self.nodes
