@@ -1,6 +1,7 @@
 //! The resilient connect against real PostgreSQL servers, one module per failure mode.
 
 mod auth;
+mod deadline;
 mod failover;
 mod health;
 mod hung;
