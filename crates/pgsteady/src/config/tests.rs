@@ -581,13 +581,14 @@ impl Env for NotUnicodeEnv {
 
 #[test]
 fn a_variable_that_is_not_utf8_is_an_error_naming_it() {
-    for var in [
-        "DATABASE_URL",
-        "PGHOST",
-        "PGPORT",
-        "PGPASSWORD",
-        "PGSSLMODE",
-    ] {
+    // Every variable resolve reads with no service named: each libpq one, DATABASE_URL,
+    // PGSERVICE, and HOME (the default passfile and root certificate).
+    let vars =
+        super::env::VARS
+            .iter()
+            .map(|(var, _)| *var)
+            .chain(["DATABASE_URL", "PGSERVICE", "HOME"]);
+    for var in vars {
         let err = Config::resolve_with_env(None, &NotUnicodeEnv(var)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{var}");
         assert!(err.to_string().contains(var), "{err}");
