@@ -98,6 +98,7 @@ mod history;
 mod plan;
 mod position;
 mod repair;
+mod row;
 mod run;
 mod source;
 
