@@ -448,12 +448,14 @@ impl Connector {
         }
         let mut failures = Vec::new();
         let mut errors = Vec::new();
+        let mut cut = Vec::new();
         for host in hosts {
             let left = deadline.saturating_duration_since(Instant::now());
             let timeout = self.attempt_timeout.min(left);
             match self.connect_host(host, want, timeout).await {
                 Ok(c) => return Ok(c),
                 Err(e) => {
+                    cut.push(cut_short(timeout, self.attempt_timeout, Some(&e)));
                     failures.push(HostFailure {
                         host: host.to_string(),
                         reason: e.reason().unwrap_or(Reason::Other),
@@ -463,7 +465,7 @@ impl Connector {
                 }
             }
         }
-        Err(combine(failures, errors))
+        Err(combine(failures, errors, &cut))
     }
 
     async fn connect_host(

@@ -74,3 +74,38 @@ async fn a_single_attempt_cut_short_is_still_a_timeout() {
     assert_eq!(err.reason(), Some(Reason::TimedOut), "{err:#}");
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err:#}");
 }
+
+/// Two hosts in one pass: the first says it is starting up (57P03), the second accepts and
+/// says nothing until the deadline cuts it short. The pass's reason is the first host's; both
+/// hosts are still listed.
+#[tokio::test]
+async fn in_one_pass_a_host_cut_short_does_not_speak_over_one_that_answered() {
+    let starting = FakeServer::start(Behavior::StartupError {
+        code: "57P03".to_owned(),
+        message: "the database system is starting up".to_owned(),
+    })
+    .await
+    .unwrap();
+    let silent = FakeServer::start(Behavior::Silent).await.unwrap();
+    let url = format!(
+        "postgresql://app@127.0.0.1:{},127.0.0.1:{}/db?sslmode=disable",
+        starting.port(),
+        silent.port()
+    );
+    let both = connector(&url, Duration::from_secs(10), Duration::from_millis(1000));
+    let err = both.connect().await.unwrap_err();
+    let chain = format!("{err:#}");
+    assert_eq!(err.reason(), Some(Reason::CannotConnectNow), "{chain}");
+    assert_eq!(err.hosts().len(), 2, "{chain}");
+    assert_eq!(err.hosts()[1].reason, Reason::TimedOut, "{chain}");
+    // Negative control: the silent host alone is a timeout.
+    let alone = connector(
+        &silent.url("app", "db"),
+        Duration::from_secs(10),
+        Duration::from_millis(300),
+    );
+    assert_eq!(
+        alone.connect().await.unwrap_err().reason(),
+        Some(Reason::TimedOut)
+    );
+}
