@@ -9,7 +9,6 @@ use tokio_postgres::{Client, Transaction};
 
 use super::history::HistoryTable;
 use super::position::{Position, position_in};
-use super::row;
 use super::source::{Migration, NO_TRANSACTION};
 use crate::{Error, ErrorKind};
 use pgsteady::classify;
@@ -229,13 +228,14 @@ async fn apply_in_transaction(
             )
             .await
             .map_err(lost)?;
-        let applied: bool = match row::get(&row, 0, "exists", "reading the migration history") {
-            Ok(applied) => applied,
-            Err(e) => {
-                rollback(tx).await;
-                return Err(e);
-            }
-        };
+        let applied: bool =
+            match crate::error::column(&row, 0, "exists", "reading the migration history") {
+                Ok(applied) => applied,
+                Err(e) => {
+                    rollback(tx).await;
+                    return Err(e);
+                }
+            };
         if applied {
             rollback(tx).await;
             return Ok(None);
@@ -245,7 +245,7 @@ async fn apply_in_transaction(
         .query_one("SELECT txid_current()", &[])
         .await
         .map_err(|e| own_failure(m, e, "transaction id query"))?;
-    let xid: i64 = match row::get(&row, 0, "txid_current", "the transaction id query") {
+    let xid: i64 = match crate::error::column(&row, 0, "txid_current", "the transaction id query") {
         Ok(xid) => xid,
         Err(e) => {
             rollback(tx).await;
@@ -279,7 +279,7 @@ async fn apply_in_transaction(
     // A COMMIT, ROLLBACK or END in the file ends our transaction; what follows then runs in
     // autocommit. The transaction id tells, whatever the file's SQL looked like.
     let xid_after = match tx.query_one("SELECT txid_current()", &[]).await {
-        Ok(row) => row::get::<i64>(&row, 0, "txid_current", "the transaction id query"),
+        Ok(row) => crate::error::column::<i64>(&row, 0, "txid_current", "the transaction id query"),
         Err(e) => Err(own_failure(m, e, "transaction id query")),
     };
     let xid_after = match xid_after {

@@ -8,7 +8,6 @@ use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::plan::Row;
-use super::row;
 use crate::{Error, ErrorKind};
 
 /// The name of the history table, optionally schema-qualified.
@@ -109,7 +108,7 @@ pub(crate) async fn exists(client: &Client, table: &HistoryTable) -> Result<bool
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.sql()])
         .await
         .map_err(|e| Error::from_pg(e, "looking for the migration history table"))?;
-    row::get(&row, 0, "exists", "looking for the migration history table")
+    crate::error::column(&row, 0, "exists", "looking for the migration history table")
 }
 
 /// Creates the history table. Called under the lock, and only when it does not exist (so a
@@ -145,16 +144,16 @@ pub(crate) async fn read(client: &Client, table: &HistoryTable) -> Result<Vec<Ro
     rows.iter()
         .map(|r| {
             Ok(Row {
-                version: row::get(r, 0, "version bigint", &context)?,
-                name: row::get(r, 1, "name text", &context)?,
-                checksum: row::get(r, 2, "checksum text", &context)?,
-                applied_at: row::get::<Option<SystemTime>>(
+                version: crate::error::column(r, 0, "version bigint", &context)?,
+                name: crate::error::column(r, 1, "name text", &context)?,
+                checksum: crate::error::column(r, 2, "checksum text", &context)?,
+                applied_at: crate::error::column::<Option<SystemTime>>(
                     r,
                     3,
                     "applied_at timestamptz",
                     &context,
                 )?,
-                execution_ms: row::get(r, 4, "execution_ms bigint", &context)?,
+                execution_ms: crate::error::column(r, 4, "execution_ms bigint", &context)?,
             })
         })
         .collect()
@@ -180,7 +179,7 @@ pub(crate) async fn session_lock_key(client: &Client, table: &HistoryTable) -> R
         .query_one("SELECT current_database()", &[])
         .await
         .map_err(|e| Error::from_pg(e, "reading the database name"))?;
-    let name = row::get(&row, 0, "current_database", "reading the database name")?;
+    let name = crate::error::column(&row, 0, "current_database", "reading the database name")?;
     Ok(lock_key(name, table))
 }
 
@@ -194,7 +193,7 @@ pub(crate) async fn lock(
     on_wait: impl FnOnce(Option<i32>),
 ) -> Result<Duration, Error> {
     let start = Instant::now();
-    let got: bool = row::get(
+    let got: bool = crate::error::column(
         &client
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .await
@@ -213,7 +212,7 @@ pub(crate) async fn lock(
         Some(timeout) => {
             // The server's lock_timeout bounds this one wait; the session's own value is put
             // back afterwards.
-            let previous: String = row::get(
+            let previous: String = crate::error::column(
                 &client
                     .query_one("SELECT current_setting('lock_timeout')", &[])
                     .await

@@ -98,7 +98,6 @@ mod history;
 mod plan;
 mod position;
 mod repair;
-mod row;
 mod run;
 mod source;
 

@@ -4,9 +4,7 @@ use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, SimpleQueryMessage};
 
-use super::{
-    Applied, Event, Failure, Migration, Migrator, Report, Status, apply, history, plan, row,
-};
+use super::{Applied, Event, Failure, Migration, Migrator, Report, Status, apply, history, plan};
 use crate::{Error, ErrorKind};
 use pgsteady::Connector;
 use pgsteady::StatementCache;
@@ -508,7 +506,7 @@ async fn backend_pid(client: &Client) -> Result<i32, Error> {
         _ => None,
     });
     let pid = match row {
-        Some(row) => row::text(row, 0, "probing for a transaction pooler")?,
+        Some(row) => crate::error::text_column(row, 0, "probing for a transaction pooler")?,
         None => None,
     };
     pid.and_then(|pid| pid.parse::<i32>().ok()).ok_or_else(|| {
