@@ -150,4 +150,43 @@ mod tests {
             assert!(!err.to_string().contains("S3cret"), "{err}");
         }
     }
+
+    /// Fuzz target: any duration text is a value within the bound or an error; never a
+    /// panic, here or when added to the clock. 256 cases by default, `PGSTEADY_FUZZ_CASES`
+    /// to run more (the rate is printed: `--nocapture`).
+    #[test]
+    fn fuzz_the_duration_parser_never_panics() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, TestRunner};
+        let cases = std::env::var("PGSTEADY_FUZZ_CASES")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(256);
+        let unit = "(ns|nsec|us|usec|ms|msec|s|sec|secs|seconds|m|min|mins|h|hr|hrs|d|days|w|weeks|M|months|y|years|)";
+        let text = prop_oneof![
+            3 => proptest::collection::vec(("[0-9]{0,25}(\\.[0-9]{0,5})?", unit, " {0,2}"), 0..5)
+                .prop_map(|parts| parts.into_iter().map(|(n, u, sp)| format!("{n}{u}{sp}")).collect::<String>()),
+            1 => "[0-9a-z .+-]{0,30}",
+            1 => any::<String>(),
+        ];
+        let mut runner = TestRunner::new(Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        let start = std::time::Instant::now();
+        let result = runner.run(&text, |s| {
+            if let Ok(d) = parse_duration(&s) {
+                prop_assert!(d <= MAX_DURATION, "{s:?}: {d:?}");
+                prop_assert!(std::time::Instant::now().checked_add(d).is_some(), "{s:?}");
+            }
+            Ok(())
+        });
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "fuzz duration: {cases} cases in {secs:.1}s ({:.0} cases/s)",
+            f64::from(cases) / secs.max(1e-9)
+        );
+        result.unwrap();
+    }
 }

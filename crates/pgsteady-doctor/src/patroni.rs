@@ -37,22 +37,22 @@ pub fn parse_url(text: &str) -> Result<String, String> {
     Ok(text.trim_end_matches('/').to_owned())
 }
 
-/// `text` escaped, with anything between the scheme and the last `@` of the authority (a
-/// user and password) replaced.
+/// `text` escaped, with everything between the scheme and the LAST `@` anywhere in it (a
+/// user and password) replaced. Not the last `@` of the authority: a password may hold `/`,
+/// `?`, `#` or `@` itself, and where the authority ends cannot be known before the
+/// credentials are gone. An `@` in a path hides the path's start too, which only shows less.
 fn redacted(text: &str) -> String {
-    let (scheme, rest) = match text.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, text),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let authority = match authority.rfind('@') {
-        Some(at) => format!("<redacted>@{}", &authority[at + 1..]),
-        None => authority.to_owned(),
-    };
-    let joined = match scheme {
-        Some(scheme) => format!("{scheme}://{authority}{path}"),
-        None => format!("{authority}{path}"),
+    let joined = match text.rfind('@') {
+        None => text.to_owned(),
+        Some(at) => {
+            // The scheme is kept only when it looks like one: `u:pw@h://x` has none.
+            let scheme = text[..at].find("://").map(|i| &text[..i + 3]).filter(|s| {
+                s[..s.len() - 3]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
+            });
+            format!("{}<redacted>@{}", scheme.unwrap_or(""), &text[at + 1..])
+        }
     };
     pgsteady::text::sanitize(&joined).into_owned()
 }
@@ -388,7 +388,21 @@ mod tests {
             assert!(!e.contains("Secr3tPw"), "{e}");
             assert!(e.contains("<redacted>@db1"), "{e}");
         }
-        assert_eq!(redacted("http://a@b@c:1/p@q"), "http://<redacted>@c:1/p@q");
+        assert_eq!(redacted("http://a@b@c:1/p@q"), "http://<redacted>@q");
+        assert_eq!(redacted("http://c:1/p"), "http://c:1/p");
+        // A password holding what ends an authority, or an address without `//`.
+        for (url, shown) in [
+            ("http://u:Sec/r3t@db1:8008/", "http://<redacted>@db1:8008/"),
+            ("http://u:Sec?r3t@db1:8008", "http://<redacted>@db1:8008"),
+            ("http://u:Sec#r3t@db1:8008", "http://<redacted>@db1:8008"),
+            ("http://u:Sec@r3t@db1:8008", "http://<redacted>@db1:8008"),
+            ("http:/u:Sec/r3t@db1", "<redacted>@db1"),
+            ("u:Sec://r3t@db1", "<redacted>@db1"),
+        ] {
+            assert_eq!(redacted(url), shown, "{url}");
+            let e = parse_url(url).unwrap_err();
+            assert!(!e.contains("Sec") && !e.contains("r3t"), "{url}: {e}");
+        }
         assert_eq!(redacted("http://db1\x1b[2J"), "http://db1\\u{1b}[2J");
     }
 

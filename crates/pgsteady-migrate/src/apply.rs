@@ -137,7 +137,7 @@ async fn apply_in_transaction(
         .map_err(|e| own_failure(m, e, "BEGIN"))?;
     if let Some(lock) = lock {
         super::history::xact_lock(&tx, lock.key, lock.timeout).await?;
-        let applied: bool = tx
+        let row = tx
             .query_one(
                 &format!(
                     "SELECT EXISTS (SELECT 1 FROM {} WHERE version = $1)",
@@ -146,18 +146,31 @@ async fn apply_in_transaction(
                 &[&m.version()],
             )
             .await
-            .map_err(lost)?
-            .get(0);
+            .map_err(lost)?;
+        let applied: bool =
+            match crate::error::column(&row, 0, "exists", "reading the migration history") {
+                Ok(applied) => applied,
+                Err(e) => {
+                    rollback(tx).await;
+                    return Err(e);
+                }
+            };
         if applied {
             rollback(tx).await;
             return Ok(None);
         }
     }
-    let xid: i64 = tx
+    let row = tx
         .query_one("SELECT txid_current()", &[])
         .await
-        .map_err(|e| own_failure(m, e, "transaction id query"))?
-        .get(0);
+        .map_err(|e| own_failure(m, e, "transaction id query"))?;
+    let xid: i64 = match crate::error::column(&row, 0, "txid_current", "the transaction id query") {
+        Ok(xid) => xid,
+        Err(e) => {
+            rollback(tx).await;
+            return Err(e);
+        }
+    };
     tx.execute(
         &format!(
             "INSERT INTO {} (version, name, checksum) VALUES ($1, $2, $3)",
@@ -184,10 +197,13 @@ async fn apply_in_transaction(
     let took = start.elapsed();
     // A COMMIT, ROLLBACK or END in the file ends our transaction; what follows then runs in
     // autocommit. The transaction id tells, whatever the file's SQL looked like.
-    let xid_after: i64 = match tx.query_one("SELECT txid_current()", &[]).await {
-        Ok(row) => row.get(0),
-        Err(e) => {
-            let err = own_failure(m, e, "transaction id query");
+    let xid_after = match tx.query_one("SELECT txid_current()", &[]).await {
+        Ok(row) => crate::error::column::<i64>(&row, 0, "txid_current", "the transaction id query"),
+        Err(e) => Err(own_failure(m, e, "transaction id query")),
+    };
+    let xid_after = match xid_after {
+        Ok(xid) => xid,
+        Err(err) => {
             rollback(tx).await;
             return Err(err);
         }

@@ -108,7 +108,7 @@ pub(crate) async fn exists(client: &Client, table: &HistoryTable) -> Result<bool
         .query_one("SELECT to_regclass($1) IS NOT NULL", &[&table.sql()])
         .await
         .map_err(|e| Error::from_pg(e, "looking for the migration history table"))?;
-    Ok(row.get(0))
+    crate::error::column(&row, 0, "exists", "looking for the migration history table")
 }
 
 /// Creates the history table. Called under the lock, and only when it does not exist (so a
@@ -140,16 +140,23 @@ pub(crate) async fn read(client: &Client, table: &HistoryTable) -> Result<Vec<Ro
         .query(&sql, &[])
         .await
         .map_err(|e| Error::from_pg(e, &format!("reading the migration history {table}")))?;
-    Ok(rows
-        .iter()
-        .map(|r| Row {
-            version: r.get(0),
-            name: r.get(1),
-            checksum: r.get(2),
-            applied_at: r.get::<_, Option<SystemTime>>(3),
-            execution_ms: r.get(4),
+    let context = format!("reading the migration history {table}");
+    rows.iter()
+        .map(|r| {
+            Ok(Row {
+                version: crate::error::column(r, 0, "version bigint", &context)?,
+                name: crate::error::column(r, 1, "name text", &context)?,
+                checksum: crate::error::column(r, 2, "checksum text", &context)?,
+                applied_at: crate::error::column::<Option<SystemTime>>(
+                    r,
+                    3,
+                    "applied_at timestamptz",
+                    &context,
+                )?,
+                execution_ms: crate::error::column(r, 4, "execution_ms bigint", &context)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// The advisory lock key: a constant hashed with the database name and the history table, so
@@ -172,7 +179,8 @@ pub(crate) async fn session_lock_key(client: &Client, table: &HistoryTable) -> R
         .query_one("SELECT current_database()", &[])
         .await
         .map_err(|e| Error::from_pg(e, "reading the database name"))?;
-    Ok(lock_key(row.get(0), table))
+    let name = crate::error::column(&row, 0, "current_database", "reading the database name")?;
+    Ok(lock_key(name, table))
 }
 
 /// Takes the session advisory lock `key`, waiting at most `timeout` (`None`: as long as it
@@ -185,11 +193,15 @@ pub(crate) async fn lock(
     on_wait: impl FnOnce(Option<i32>),
 ) -> Result<Duration, Error> {
     let start = Instant::now();
-    let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
-        .await
-        .map_err(|e| Error::from_pg(e, "taking the migration lock"))?
-        .get(0);
+    let got: bool = crate::error::column(
+        &client
+            .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
+            .await
+            .map_err(|e| Error::from_pg(e, "taking the migration lock"))?,
+        0,
+        "pg_try_advisory_lock",
+        "taking the migration lock",
+    )?;
     if got {
         return Ok(start.elapsed());
     }
@@ -200,11 +212,15 @@ pub(crate) async fn lock(
         Some(timeout) => {
             // The server's lock_timeout bounds this one wait; the session's own value is put
             // back afterwards.
-            let previous: String = client
-                .query_one("SELECT current_setting('lock_timeout')", &[])
-                .await
-                .map_err(|e| Error::from_pg(e, "taking the migration lock"))?
-                .get(0);
+            let previous: String = crate::error::column(
+                &client
+                    .query_one("SELECT current_setting('lock_timeout')", &[])
+                    .await
+                    .map_err(|e| Error::from_pg(e, "taking the migration lock"))?,
+                0,
+                "lock_timeout",
+                "taking the migration lock",
+            )?;
             let ms = format!("{}ms", timeout.as_millis().max(1));
             client
                 .execute("SELECT set_config('lock_timeout', $1, false)", &[&ms])
@@ -294,7 +310,8 @@ async fn holder_pid(client: &Client, key: i64) -> Result<Option<i32>, tokio_post
             &[&classid, &objid],
         )
         .await?;
-    Ok(row.map(|r| r.get(0)))
+    // Only for the message: an odd answer names no holder.
+    Ok(row.and_then(|r| r.try_get(0).ok()))
 }
 
 /// Releases the lock (best effort: a closed session has released it already).

@@ -501,19 +501,20 @@ async fn backend_pid(client: &Client) -> Result<i32, Error> {
         .simple_query("SELECT pg_backend_pid()")
         .await
         .map_err(|e| Error::from_pg(e, "probing for a transaction pooler"))?;
-    messages
-        .iter()
-        .find_map(|m| match m {
-            SimpleQueryMessage::Row(row) => row.get(0),
-            _ => None,
-        })
-        .and_then(|pid| pid.parse::<i32>().ok())
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::Db,
-                "probing for a transaction pooler: the server sent no backend pid",
-            )
-        })
+    let row = messages.iter().find_map(|m| match m {
+        SimpleQueryMessage::Row(row) => Some(row),
+        _ => None,
+    });
+    let pid = match row {
+        Some(row) => crate::error::text_column(row, 0, "probing for a transaction pooler")?,
+        None => None,
+    };
+    pid.and_then(|pid| pid.parse::<i32>().ok()).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Db,
+            "probing for a transaction pooler: the server sent no backend pid",
+        )
+    })
 }
 
 /// Whether a run that failed with `err` may resume on a new connection: the connection was

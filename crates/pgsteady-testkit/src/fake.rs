@@ -29,6 +29,9 @@ pub enum Behavior {
     /// Authenticates (trust), then never answers anything: a server whose backends hang
     /// after startup.
     Hang,
+    /// Accepts and reads, and never writes a byte: a server (or a middlebox) that takes the
+    /// connection and then says nothing, not even to the startup packet.
+    Silent,
     /// Authenticates; answers an empty query normally, and every other query with one row
     /// description and then `DataRow`s forever.
     EndlessRows,
@@ -323,6 +326,12 @@ async fn serve(
             .await?;
         return Ok(());
     }
+    if behavior == Behavior::Silent {
+        // Read and never answer, until the client goes away.
+        let mut buf = [0u8; 4096];
+        while stream.read(&mut buf).await? > 0 {}
+        return Ok(());
+    }
     if behavior == Behavior::ForkFailure {
         let len = stream.read_u32().await? as usize;
         let mut rest = vec![0u8; len.saturating_sub(4).min(1 << 20)];
@@ -561,7 +570,9 @@ async fn serve(
             let mut buf = [0u8; 4096];
             while stream.read(&mut buf).await? > 0 {}
         }
-        Behavior::Http | Behavior::ForkFailure => unreachable!("handled above"),
+        Behavior::Http | Behavior::ForkFailure | Behavior::Silent => {
+            unreachable!("handled above")
+        }
         // Resolved per connection in `start`; nested, it serves nothing.
         Behavior::Sequence(_) => {}
     }

@@ -26,6 +26,8 @@ mod text;
 mod tls;
 
 #[cfg(test)]
+mod fuzzing;
+#[cfg(test)]
 mod module_graph;
 
 pub use backoff::{Backoff, BackoffIter, Jitter};

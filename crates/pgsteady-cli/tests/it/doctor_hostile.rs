@@ -246,23 +246,46 @@ async fn password_file_lines_and_paths_are_escaped() {
 }
 
 /// `--patroni` with credentials in the address: refused before anything runs, and the
-/// password is in no output (clap used to repeat the value, and so did doctor's message).
+/// password is in no output (clap used to repeat the value, and so did doctor's message),
+/// also when it holds what would end an authority (`/`, `?`, `#`, `@`), in text and JSON.
 #[tokio::test]
 async fn a_patroni_password_is_never_echoed() {
-    let done = TestCommand::new([
-        "doctor",
-        "postgresql://app@127.0.0.1:1/app",
-        "--patroni",
-        "http://u:Secr3tPw@127.0.0.1:8008/",
-    ])
-    .run()
-    .await;
-    done.assert_exit_code(2).assert_no_secret("Secr3tPw");
-    assert!(
-        done.stderr().contains("http://<redacted>@127.0.0.1:8008/"),
-        "{}",
-        done.stderr()
-    );
+    for (url, shown) in [
+        (
+            "http://u:Secr3tPw@127.0.0.1:8008/",
+            "http://<redacted>@127.0.0.1:8008/",
+        ),
+        (
+            "http://u:Sec/r3tPw@127.0.0.1:8008/",
+            "http://<redacted>@127.0.0.1:8008/",
+        ),
+        (
+            "http://u:Sec?r3t#Pw@127.0.0.1:8008",
+            "http://<redacted>@127.0.0.1:8008",
+        ),
+        (
+            "http://u:Sec@r3tPw@127.0.0.1:8008",
+            "http://<redacted>@127.0.0.1:8008",
+        ),
+        ("http:/u:Sec/r3tPw@127.0.0.1", "<redacted>@127.0.0.1"),
+    ] {
+        for json in [false, true] {
+            let mut args = vec![
+                "doctor",
+                "postgresql://app@127.0.0.1:1/app",
+                "--patroni",
+                url,
+            ];
+            if json {
+                args.push("--json");
+            }
+            let done = TestCommand::new(args).run().await;
+            done.assert_exit_code(2)
+                .assert_no_secret("Sec")
+                .assert_no_secret("r3t");
+            assert!(done.stderr().contains(shown), "{url}: {}", done.stderr());
+        }
+    }
 }
 
 /// Bounds too large for the clock: a clear usage error naming the flag (as for every

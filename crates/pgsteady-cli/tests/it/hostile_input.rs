@@ -306,20 +306,51 @@ async fn a_failed_scram_exchange_is_permanent() {
 /// A variable set to bytes that are not UTF-8 read as unset: `check` reported "ready" for
 /// another database taken from `PG*` when `DATABASE_URL` was not UTF-8, a bad `PGHOST` or
 /// `PGPORT` fell back to the defaults, a bad `PGPASSWORD` read as "no password". Now a
-/// configuration error naming the variable, before any connection.
+/// configuration error naming the variable, before any connection; so is a bad `HOME`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_variable_that_is_not_utf8_is_a_configuration_error() {
     // A server that would answer "ready": reaching it would be the silent fallback.
     let server = FakeServer::start(rows(&[Some(b"true")], 1)).await.unwrap();
     let port = server.port().to_string();
-    for var in ["DATABASE_URL", "PGHOST", "PGPORT", "PGPASSWORD", "PGUSER"] {
-        let f = TestCommand::new(["check", "--timeout", "5s"])
+    // Every variable the target is resolved from: libpq's, DATABASE_URL, the service file's
+    // (PGSERVICEFILE and PGSYSCONFDIR are read once a service is named), and HOME (the
+    // default passfile and root certificate: a HOME that read as unset connected without them).
+    let vars = [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGDATABASE",
+        "PGUSER",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGOPTIONS",
+        "PGAPPNAME",
+        "PGSSLMODE",
+        "PGSSLROOTCERT",
+        "PGSSLCERT",
+        "PGSSLKEY",
+        "PGSSLNEGOTIATION",
+        "PGCONNECT_TIMEOUT",
+        "PGTARGETSESSIONATTRS",
+        "PGLOADBALANCEHOSTS",
+        "PGCHANNELBINDING",
+        "PGGSSENCMODE",
+        "PGCLIENTENCODING",
+        "PGSERVICE",
+        "PGSERVICEFILE",
+        "PGSYSCONFDIR",
+        "HOME",
+    ];
+    for var in vars {
+        let mut cmd = TestCommand::new(["check", "--timeout", "5s"])
             .env("PGHOST", "127.0.0.1")
             .env("PGPORT", &port)
-            .env("PGSSLMODE", "disable")
-            .env_bytes(var, b"S3cret\xff")
-            .run()
-            .await;
+            .env("PGSSLMODE", "disable");
+        if matches!(var, "PGSERVICEFILE" | "PGSYSCONFDIR") {
+            cmd = cmd.env("PGSERVICE", "svc");
+        }
+        let f = cmd.env_bytes(var, b"S3cret\xff").run().await;
         f.assert_exit_code(2);
         assert!(
             f.stderr.contains(var) && f.stderr.contains("not valid UTF-8"),

@@ -17,6 +17,7 @@ mod libpq_parity;
 mod migrate;
 mod pgbouncer;
 mod run;
+mod secrets;
 mod serve;
 mod slot;
 mod standby;

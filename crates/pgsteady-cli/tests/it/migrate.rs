@@ -349,3 +349,55 @@ async fn wrong_password_exits_3_at_once_and_never_creates_the_history() {
     assert!(done.elapsed < Duration::from_secs(2), "{:?}", done.elapsed);
     assert!(!history_exists(&client(&cluster).await).await);
 }
+
+/// A history table made by hand with other column types (`version integer`, as an older tool
+/// or a DBA might have): `status`, the dry run and apply panicked in tokio-postgres'
+/// `Row::get` (exit 101). Now exit 3 naming the table and the column, for text and JSON.
+#[tokio::test]
+async fn a_history_table_of_other_column_types_exits_3_naming_the_column() {
+    let cluster = Cluster::start().await.unwrap();
+    let c = client(&cluster).await;
+    c.batch_execute(
+        "CREATE TABLE pgsteady_migrations (version integer PRIMARY KEY, name text NOT NULL, \
+         checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), \
+         execution_ms bigint); \
+         INSERT INTO pgsteady_migrations (version, name, checksum) VALUES (1, 'step_1', 'x')",
+    )
+    .await
+    .unwrap();
+    let dir = numbered(2);
+    let path = dir.path().display().to_string();
+    let url = cluster.url();
+    let runs: [Vec<&str>; 4] = [
+        vec!["migrate", "status", &url, "--dir", &path],
+        vec!["migrate", "status", &url, "--dir", &path, "--json"],
+        vec!["migrate", &url, "--dir", &path, "--dry-run"],
+        vec!["migrate", &url, "--dir", &path],
+    ];
+    for args in runs {
+        let done = TestCommand::new(&args).run().await;
+        done.assert_exit_code(3);
+        let all = format!("{}{}", done.stdout(), done.stderr());
+        assert!(
+            all.contains("pgsteady_migrations") && all.contains("version bigint"),
+            "{args:?}: {done:#?}"
+        );
+        assert!(!all.contains("panicked"), "{args:?}: {done:#?}");
+    }
+    // Nothing was applied.
+    assert!(
+        c.query_opt("SELECT 1 FROM pg_tables WHERE tablename = 'effects'", &[])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Negative control: the table as pgsteady makes it reads fine.
+    c.batch_execute("ALTER TABLE pgsteady_migrations ALTER version TYPE bigint")
+        .await
+        .unwrap();
+    let done = TestCommand::new(["migrate", "status", &url, "--dir", &path])
+        .run()
+        .await;
+    // (1 applied with another checksum than the file's: "modified", exit 5.)
+    done.assert_exit_code(5);
+}

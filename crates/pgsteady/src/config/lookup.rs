@@ -152,28 +152,33 @@ pub fn password_search(
     let config = Config::resolve_with_env(target, env)?;
     let (string_name, text) = match target {
         Some(t) => ("the connection string", t.to_owned()),
-        None => match env.var("DATABASE_URL").filter(|v| !v.trim().is_empty()) {
+        None => match env
+            .var_checked("DATABASE_URL")?
+            .filter(|v| !v.trim().is_empty())
+        {
             Some(url) => ("DATABASE_URL", url),
             None => ("the connection string", String::new()),
         },
     };
     let params = parse_string(&text)?;
     let in_string = params.has("password");
-    let in_env = !in_string && env.var("PGPASSWORD").is_some_and(|v| !v.is_empty());
-    let path = params
-        .get("passfile")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| {
-            env.var("PGPASSFILE")
-                .filter(|p| !p.is_empty())
-                .map(PathBuf::from)
-        })
-        .or_else(|| {
-            env.var("HOME")
-                .filter(|h| !h.is_empty())
-                .map(|h| PathBuf::from(h).join(".pgpass"))
-        });
+    let in_env = !in_string
+        && env
+            .var_checked("PGPASSWORD")?
+            .is_some_and(|v| !v.is_empty());
+    let set = |name: &str| -> Result<Option<PathBuf>, Error> {
+        Ok(env
+            .var_checked(name)?
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from))
+    };
+    let path = match params.get("passfile").filter(|p| !p.is_empty()) {
+        Some(p) => Some(PathBuf::from(p)),
+        None => match set("PGPASSFILE")? {
+            Some(p) => Some(p),
+            None => set("HOME")?.map(|h| h.join(".pgpass")),
+        },
+    };
     let name = match &host.host {
         Host::Tcp(h) => h.clone(),
         Host::Unix(_) => "localhost".to_owned(),

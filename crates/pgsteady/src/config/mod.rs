@@ -288,7 +288,16 @@ impl Config {
             .filter(|d| !d.is_empty())
             .unwrap_or_else(|| user.clone());
         let password = p.remove("password").map(Password::new);
-        let home = env.var("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+        // HOME names the default passfile and root certificate: set but not UTF-8, it is an
+        // error like any variable, not "no HOME" (which would connect without the password or
+        // the root the user keeps there). Only read where it is used.
+        let home = if load_passfile {
+            env.var_checked("HOME")?
+                .filter(|h| !h.is_empty())
+                .map(PathBuf::from)
+        } else {
+            None
+        };
         let passfile = if load_passfile {
             let path = p
                 .remove("passfile")

@@ -617,13 +617,14 @@ impl Env for NotUnicodeEnv {
 
 #[test]
 fn a_variable_that_is_not_utf8_is_an_error_naming_it() {
-    for var in [
-        "DATABASE_URL",
-        "PGHOST",
-        "PGPORT",
-        "PGPASSWORD",
-        "PGSSLMODE",
-    ] {
+    // Every variable resolve reads with no service named: each libpq one, DATABASE_URL,
+    // PGSERVICE, and HOME (the default passfile and root certificate).
+    let vars =
+        super::env::VARS
+            .iter()
+            .map(|(var, _)| *var)
+            .chain(["DATABASE_URL", "PGSERVICE", "HOME"]);
+    for var in vars {
         let err = Config::resolve_with_env(None, &NotUnicodeEnv(var)).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{var}");
         assert!(err.to_string().contains(var), "{err}");
@@ -761,4 +762,79 @@ fn service_file_precedence_and_errors() {
     // No service named: no file is read (a broken one does not matter).
     std::fs::write(sys.join("pg_service.conf"), "[app]\nbroken\n").unwrap();
     Config::parse_with_env("host=h user=u", &e).unwrap();
+}
+
+#[test]
+fn fuzz_the_uri_parser_never_panics() {
+    use proptest::prelude::*;
+    let uri = prop_oneof![
+        3 => ("(postgres|postgresql)://", "[a-z0-9@:/?=&%,.\\[\\]_-]{0,60}")
+            .prop_map(|(s, r)| format!("{s}{r}")),
+        1 => ("postgresql://", "(%[0-9a-fA-F]{0,2}|[^%]){0,20}").prop_map(|(s, r)| format!("{s}{r}")),
+    ];
+    crate::fuzzing::fuzz("uri", uri, |s| {
+        let _ = super::uri::parse(&s);
+        let _ = super::uri::decode(&s);
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_the_key_value_parser_never_panics() {
+    use proptest::prelude::*;
+    let kv = prop_oneof![
+        3 => "([a-z_]{1,8} ?= ?('([^'\\\\]|\\\\.){0,8}'?|[^ ]{0,8}) ?){0,6}",
+        1 => "[a-z= '\\\\]{0,40}",
+        1 => any::<String>(),
+    ];
+    crate::fuzzing::fuzz("key=value", kv, |s| {
+        let _ = super::keyvalue::parse(&s);
+        Ok(())
+    });
+}
+
+#[test]
+fn fuzz_the_passfile_parser_never_panics() {
+    use proptest::prelude::*;
+    let file = prop_oneof![
+        3 => "([a-z0-9*:\\\\#. ]{0,24}\r?\n){0,6}".prop_map(String::into_bytes),
+        1 => proptest::collection::vec(any::<u8>(), 0..128),
+    ];
+    let field = "[a-z0-9*:\\\\]{0,6}";
+    crate::fuzzing::fuzz(
+        "passfile",
+        (file, field, field, field, field),
+        |(bytes, host, port, db, user)| {
+            let f = PassFile::parse_bytes(std::path::Path::new("/fuzz/.pgpass"), &bytes);
+            let _ = f.lookup(&host, &port, &db, &user);
+            let _ = f.explain(&host, &port, &db, &user);
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn fuzz_the_service_file_parser_never_panics() {
+    use proptest::prelude::*;
+    let file = prop_oneof![
+        3 => "((\\[[a-z]{0,3}\\]?|[a-z]{0,6}=?[a-z =]{0,6}|#.{0,4}| *)\r?\n){0,8}"
+            .prop_map(String::into_bytes),
+        1 => proptest::collection::vec(any::<u8>(), 0..128),
+    ];
+    crate::fuzzing::fuzz(
+        "service file",
+        (file, "[a-z\\]\\[]{0,3}"),
+        |(bytes, service)| {
+            let mut entry = |_: usize, _: &str, _: &[u8]| Ok(());
+            let _ = super::service::parse(&bytes, &service, &mut entry);
+            // And taking every line, as the keyword checks do.
+            let mut strict = |line: usize, key: &str, value: &[u8]| {
+                super::keyvalue::parse(&format!("{key}={}", String::from_utf8_lossy(value)))
+                    .map(|_| ())
+                    .map_err(|e| Error::config(format!("line {line}: {e}")))
+            };
+            let _ = super::service::parse(&bytes, &service, &mut strict);
+            Ok(())
+        },
+    );
 }

@@ -198,8 +198,14 @@ fn verdict(
 
 /// One error for a failed pass: lists every host; its reason decides retry vs fail fast. If
 /// every host failed permanently, the first permanent failure speaks; otherwise the pass is
-/// transient (one host may come up) and the last transient failure speaks.
-pub(super) fn combine(failures: Vec<HostFailure>, mut errors: Vec<Error>) -> Error {
+/// transient (one host may come up) and the last transient failure speaks, preferring one
+/// that the pass's deadline did not cut short (`cut_short[i]`: host i timed out under less
+/// than its own attempt timeout, which says only that the time ran out).
+pub(super) fn combine(
+    failures: Vec<HostFailure>,
+    mut errors: Vec<Error>,
+    cut_short: &[bool],
+) -> Error {
     if errors.len() == 1
         && let Some(e) = errors.pop()
     {
@@ -217,9 +223,12 @@ pub(super) fn combine(failures: Vec<HostFailure>, mut errors: Vec<Error>) -> Err
             .with_hosts(hosts)
             .with_source(e);
     }
-    let transient = errors
+    let is_transient = |e: &Error| classify::connect(e).action == Action::Retry;
+    let informative = errors
         .iter()
-        .rposition(|e| classify::connect(e).action == Action::Retry);
+        .enumerate()
+        .rposition(|(i, e)| is_transient(e) && !cut_short.get(i).copied().unwrap_or(false));
+    let transient = informative.or_else(|| errors.iter().rposition(is_transient));
     let speaker = transient.unwrap_or(0);
     let e = errors.swap_remove(speaker);
     let reason = e.reason().unwrap_or(Reason::Other);

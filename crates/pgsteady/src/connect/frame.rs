@@ -466,4 +466,64 @@ mod tests {
         g.scan(&msg(b'R', b"")).unwrap();
         g.scan(&msg(b'S', b"")).unwrap();
     }
+
+    /// One backend message as a hostile server could send it: a known type (or any byte), a
+    /// short body, its true length or any; authentication requests with SCRAM-like text.
+    fn hostile_message() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let kind = prop_oneof![
+            3 => proptest::sample::select(BACKEND_TYPES.to_vec()),
+            1 => any::<u8>(),
+        ];
+        let body = prop_oneof![
+            3 => proptest::collection::vec(any::<u8>(), 0..64),
+            1 => (
+                proptest::sample::select(vec![0u32, 3, 5, 10, 11, 12]),
+                "(r=[a-z]{0,4},)?(s=[A-Za-z0-9=]{0,8},)?(i=[0-9]{0,22})?",
+            )
+                .prop_map(|(code, text)| {
+                    let mut b = code.to_be_bytes().to_vec();
+                    b.extend_from_slice(text.as_bytes());
+                    b
+                }),
+        ];
+        let length = prop_oneof![4 => Just(None), 1 => any::<u32>().prop_map(Some)];
+        (kind, body, length).prop_map(|(kind, body, length)| {
+            let length = length.unwrap_or(body.len() as u32 + 4);
+            let mut m = vec![kind];
+            m.extend_from_slice(&length.to_be_bytes());
+            m.extend_from_slice(&body);
+            m
+        })
+    }
+
+    #[test]
+    fn fuzz_the_backend_message_guard_never_panics() {
+        use proptest::prelude::*;
+        let stream = prop_oneof![
+            3 => proptest::collection::vec(hostile_message(), 0..16).prop_map(|m| m.concat()),
+            1 => proptest::collection::vec(any::<u8>(), 0..256),
+        ];
+        let splits = proptest::collection::vec(1usize..64, 1..8);
+        let max_long = prop_oneof![Just(0usize), Just(64), Just(1 << 20), any::<usize>()];
+        crate::fuzzing::fuzz(
+            "backend message guard",
+            (stream, splits, max_long),
+            |(bytes, splits, max_long)| {
+                let mut g = Guarded::new((), max_long, Arc::default());
+                let mut rest = bytes.as_slice();
+                for n in splits.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (chunk, tail) = rest.split_at((*n).min(rest.len()));
+                    rest = tail;
+                    if g.scan(chunk).is_err() {
+                        break;
+                    }
+                }
+                Ok(())
+            },
+        );
+    }
 }

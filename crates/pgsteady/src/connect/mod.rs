@@ -302,29 +302,50 @@ impl Connector {
         let start = Instant::now();
         let hosts = self.config.hosts.len().max(1) as u32;
         let pass_timeout = self.attempt_timeout.saturating_mul(hosts);
-        let result = (|attempt: Attempt| self.connect_within(attempt.timeout))
-            .retry(&self.backoff)
-            .sleep(&*self.sleeper)
-            .attempt_timeout(pass_timeout)
-            .when(|err: &Error| match self.classify(err).action {
-                Action::Retry => Decision::Retry,
-                Action::FailFast => Decision::Stop,
-            })
-            .notify(|attempt, err, delay| {
-                if let (Some(observer), Some(err)) = (&self.observer, err) {
-                    observer(&ConnectEvent {
-                        attempt: attempt.number,
-                        elapsed: start.elapsed(),
-                        outcome: AttemptOutcome::Failed {
-                            error: err,
-                            class: self.classify(err),
-                            next_delay: Some(delay),
-                        },
-                    });
-                }
-            })
-            .run()
-            .await;
+        // The last failure worth reporting, and the budget of the last attempt: an attempt
+        // the deadline cut short that then timed out says only that time ran out ("timed out
+        // after 0.0s"), so it does not replace what an earlier attempt learned (only a
+        // standby answered, starting up, refused).
+        let informative: std::sync::Mutex<Option<Error>> = std::sync::Mutex::new(None);
+        let last_budget = std::sync::Mutex::new(pass_timeout);
+        let record = |slot: &std::sync::Mutex<Option<Error>>, err: &Error| {
+            if let Ok(mut slot) = slot.lock() {
+                *slot = Some(err.clone());
+            }
+        };
+        let result = (|attempt: Attempt| {
+            if let Ok(mut budget) = last_budget.lock() {
+                *budget = attempt.timeout;
+            }
+            self.connect_within(attempt.timeout)
+        })
+        .retry(&self.backoff)
+        .sleep(&*self.sleeper)
+        .attempt_timeout(pass_timeout)
+        .when(|err: &Error| match self.classify(err).action {
+            Action::Retry => Decision::Retry,
+            Action::FailFast => Decision::Stop,
+        })
+        .notify(|attempt, err, delay| {
+            if let Some(err) = err
+                && !cut_short(attempt.timeout, pass_timeout, Some(err))
+            {
+                record(&informative, err);
+            }
+            if let (Some(observer), Some(err)) = (&self.observer, err) {
+                observer(&ConnectEvent {
+                    attempt: attempt.number,
+                    elapsed: start.elapsed(),
+                    outcome: AttemptOutcome::Failed {
+                        error: err,
+                        class: self.classify(err),
+                        next_delay: Some(delay),
+                    },
+                });
+            }
+        })
+        .run()
+        .await;
         match result {
             Ok(connected) => {
                 if let Some(observer) = &self.observer {
@@ -338,7 +359,14 @@ impl Connector {
                 }
                 Ok(connected)
             }
-            Err(e) => {
+            Err(mut e) => {
+                let budget = last_budget.lock().map_or(pass_timeout, |b| *b);
+                if !e.stopped
+                    && cut_short(budget, pass_timeout, e.last.as_ref())
+                    && let Some(earlier) = informative.lock().ok().and_then(|mut i| i.take())
+                {
+                    e.last = Some(earlier);
+                }
                 let err = self.give_up(e);
                 if let Some(observer) = &self.observer {
                     observer(&ConnectEvent {
@@ -422,12 +450,14 @@ impl Connector {
         }
         let mut failures = Vec::new();
         let mut errors = Vec::new();
+        let mut cut = Vec::new();
         for host in hosts {
             let left = deadline.saturating_duration_since(Instant::now());
             let timeout = self.attempt_timeout.min(left);
             match self.connect_host(host, want, timeout).await {
                 Ok(c) => return Ok(c),
                 Err(e) => {
+                    cut.push(cut_short(timeout, self.attempt_timeout, Some(&e)));
                     failures.push(HostFailure {
                         host: host.to_string(),
                         reason: e.reason().unwrap_or(Reason::Other),
@@ -437,7 +467,7 @@ impl Connector {
                 }
             }
         }
-        Err(combine(failures, errors))
+        Err(combine(failures, errors, &cut))
     }
 
     async fn connect_host(
@@ -682,6 +712,12 @@ impl Connector {
 /// A message postgres-protocol could not parse: its parser fails with an `InvalidInput` I/O
 /// error, which is how it is told from a socket error (a reset, our own framing guard's
 /// `InvalidData`). The text is the parser's, shown, never matched.
+/// Whether an attempt run under `budget` (less than the `full` one: the deadline clamped it)
+/// ended in a timeout (`None`: the retry loop's own), which says only that time ran out.
+fn cut_short(budget: Duration, full: Duration, err: Option<&Error>) -> bool {
+    budget < full && err.is_none_or(|e| e.reason() == Some(Reason::TimedOut))
+}
+
 fn malformed(e: &tokio_postgres::Error) -> Option<String> {
     if e.code().is_some() || e.is_closed() {
         return None;

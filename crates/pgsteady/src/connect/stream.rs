@@ -387,4 +387,42 @@ mod refused_tests {
             assert!(!err.is_transient(), "{bytes:?}: {err}");
         }
     }
+
+    #[test]
+    fn fuzz_the_answer_to_the_tls_request_never_panics() {
+        use proptest::prelude::*;
+        // What follows an `E` in place of the one-byte answer: an ErrorResponse with fields
+        // of any kind and terminators or none, a pre-protocol text, or any bytes.
+        let field = (any::<u8>(), "[ -~]{0,12}", any::<bool>()).prop_map(|(k, v, nul)| {
+            let mut f = vec![k];
+            f.extend_from_slice(v.as_bytes());
+            if nul {
+                f.push(0);
+            }
+            f
+        });
+        let error = (
+            proptest::collection::vec(field, 0..6),
+            prop_oneof![3 => Just(None), 1 => any::<u32>().prop_map(Some)],
+        )
+            .prop_map(|(fields, length)| {
+                let body = fields.concat();
+                let length = length.unwrap_or(body.len() as u32 + 4);
+                let mut m = length.to_be_bytes().to_vec();
+                m.extend_from_slice(&body);
+                m
+            });
+        let bytes = prop_oneof![
+            3 => error,
+            1 => "[ -~\\n]{0,300}".prop_map(String::into_bytes),
+            1 => proptest::collection::vec(any::<u8>(), 0..64),
+        ];
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        crate::fuzzing::fuzz("answer to the TLS request", bytes, |bytes| {
+            let _ = runtime.block_on(refused_tls_request(&mut bytes.as_slice()));
+            Ok(())
+        });
+    }
 }

@@ -2,6 +2,7 @@
 
 mod auth;
 mod auth_methods;
+mod deadline;
 mod failover;
 mod health;
 mod hung;
