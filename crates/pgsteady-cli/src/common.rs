@@ -153,7 +153,7 @@ mod tests {
 
     /// Fuzz target: any duration text is a value within the bound or an error; never a
     /// panic, here or when added to the clock. 256 cases by default, `PGSTEADY_FUZZ_CASES`
-    /// to run more (the rate is printed: `--nocapture`).
+    /// or `PGSTEADY_FUZZ_SECS` to run more (the rate is printed: `--nocapture`).
     #[test]
     fn fuzz_the_duration_parser_never_panics() {
         use proptest::prelude::*;
@@ -169,24 +169,36 @@ mod tests {
             1 => "[0-9a-z .+-]{0,30}",
             1 => any::<String>(),
         ];
-        let mut runner = TestRunner::new(Config {
-            cases,
-            failure_persistence: None,
-            ..Config::default()
-        });
+        // As the library's harness: `PGSTEADY_FUZZ_SECS=S` runs batches until S seconds.
+        let budget = std::env::var("PGSTEADY_FUZZ_SECS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .map(std::time::Duration::from_secs);
         let start = std::time::Instant::now();
-        let result = runner.run(&text, |s| {
-            if let Ok(d) = parse_duration(&s) {
-                prop_assert!(d <= MAX_DURATION, "{s:?}: {d:?}");
-                prop_assert!(std::time::Instant::now().checked_add(d).is_some(), "{s:?}");
+        let mut total: u64 = 0;
+        loop {
+            let mut runner = TestRunner::new(Config {
+                cases,
+                failure_persistence: None,
+                ..Config::default()
+            });
+            let result = runner.run(&text, |s| {
+                if let Ok(d) = parse_duration(&s) {
+                    prop_assert!(d <= MAX_DURATION, "{s:?}: {d:?}");
+                    prop_assert!(std::time::Instant::now().checked_add(d).is_some(), "{s:?}");
+                }
+                Ok(())
+            });
+            total += u64::from(cases);
+            result.unwrap();
+            if budget.is_none_or(|b| start.elapsed() >= b) {
+                break;
             }
-            Ok(())
-        });
+        }
         let secs = start.elapsed().as_secs_f64();
         eprintln!(
-            "fuzz duration: {cases} cases in {secs:.1}s ({:.0} cases/s)",
-            f64::from(cases) / secs.max(1e-9)
+            "fuzz duration: {total} cases in {secs:.1}s ({:.0} cases/s)",
+            total as f64 / secs.max(1e-9)
         );
-        result.unwrap();
     }
 }
