@@ -317,7 +317,10 @@ impl Connector {
             if let Ok(mut budget) = last_budget.lock() {
                 *budget = attempt.timeout;
             }
-            self.connect_within(attempt.timeout)
+            // The pass's deadline is taken here, before the retry starts this attempt's own
+            // timer, so the pass always ends first: when the retry's timer ended the attempt,
+            // what the pass learned (and the hosts it tried) would be lost.
+            self.connect_until(deadline_within(attempt.timeout))
         })
         .retry(&self.backoff)
         .sleep(&*self.sleeper)
@@ -413,15 +416,17 @@ impl Connector {
 
     /// One pass over the host list with no retry that ends within `budget` (each host still
     /// bounded by the per-host timeout). Building block for callers with their own retry loop.
-    pub async fn connect_within(&self, budget: Duration) -> Result<Connected, Error> {
-        // A millisecond short of the caller's bound, so a host timeout (which names the host
-        // and the phase) fires before the caller's own timeout would.
-        let now = Instant::now();
-        // A budget too large for an Instant (`--timeout 18446744073709551615s`) is a day:
-        // each host is still bounded by its own attempt timeout.
-        let deadline = now
-            .checked_add(budget.saturating_sub(Duration::from_millis(1)))
-            .unwrap_or_else(|| now + Duration::from_secs(86_400));
+    ///
+    /// The deadline is taken when this is called, not when the future is first polled, so a
+    /// caller's own timer started after the call always ends after the pass.
+    pub fn connect_within(
+        &self,
+        budget: Duration,
+    ) -> impl Future<Output = Result<Connected, Error>> + Send + '_ {
+        self.connect_until(deadline_within(budget))
+    }
+
+    async fn connect_until(&self, deadline: Instant) -> Result<Connected, Error> {
         let want = self.config.target_session_attrs;
         let first = if want == TargetSessionAttrs::PreferStandby {
             TargetSessionAttrs::Standby
@@ -452,9 +457,12 @@ impl Connector {
         let mut errors = Vec::new();
         let mut cut = Vec::new();
         for host in hosts {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let timeout = self.attempt_timeout.min(left);
-            match self.connect_host(host, want, timeout).await {
+            let now = Instant::now();
+            let until = now
+                .checked_add(self.attempt_timeout)
+                .map_or(deadline, |t| t.min(deadline));
+            let timeout = until.saturating_duration_since(now);
+            match self.connect_host(host, want, timeout, until).await {
                 Ok(c) => return Ok(c),
                 Err(e) => {
                     cut.push(cut_short(timeout, self.attempt_timeout, Some(&e)));
@@ -475,9 +483,12 @@ impl Connector {
         host: &HostSpec,
         want: TargetSessionAttrs,
         timeout: Duration,
+        until: Instant,
     ) -> Result<Connected, Error> {
         let phase = AtomicU8::new(Phase::Resolve as u8);
-        match tokio::time::timeout(timeout, self.handshake(host, want, &phase)).await {
+        // At an instant, not after a duration: a timer started a little later (a loaded
+        // machine's scheduling) would end after the pass's deadline.
+        match tokio::time::timeout_at(until, self.handshake(host, want, &phase)).await {
             Ok(result) => result,
             Err(_) => {
                 let phase = Phase::from(phase.load(Ordering::Relaxed));
@@ -714,6 +725,16 @@ impl Connector {
 /// `InvalidData`). The text is the parser's, shown, never matched.
 /// Whether an attempt run under `budget` (less than the `full` one: the deadline clamped it)
 /// ended in a timeout (`None`: the retry loop's own), which says only that time ran out.
+/// The deadline of a pass that must end within `budget` from now: a millisecond short, so a
+/// host timeout (which names the host and the phase) fires before the caller's own timeout.
+/// A budget too large for an Instant (`--timeout 18446744073709551615s`) is a day: each host
+/// is still bounded by its own attempt timeout.
+fn deadline_within(budget: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(budget.saturating_sub(Duration::from_millis(1)))
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
+}
+
 fn cut_short(budget: Duration, full: Duration, err: Option<&Error>) -> bool {
     budget < full && err.is_none_or(|e| e.reason() == Some(Reason::TimedOut))
 }
